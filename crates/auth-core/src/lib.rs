@@ -1,0 +1,50 @@
+//! Token machinery of the auth server: signing keys, key sets, JWT signing and
+//! verification, access-token claims and the policy that issues and checks them.
+//!
+//! This crate does no I/O. It reads no files, environment or network, and never
+//! looks at the clock: every time-dependent call takes `now` as unix seconds
+//! from the caller, so behaviour is deterministic and testable. Persisting keys
+//! is the caller's job — [`SigningKey::to_document`] / [`SigningKey::from_document`]
+//! convert to and from a serializable [`KeyDocument`].
+//!
+//! Cryptography is never implemented here: `ring` generates and validates key
+//! material, `jsonwebtoken` produces and checks the JWS signatures.
+//!
+//! Verification is deliberately strict ([`KeySet::verify`]): the key found by
+//! the header `kid` dictates the algorithm, `alg: none` and algorithm-confusion
+//! tokens are refused, and header-supplied keys (`jwk`, `jku`, `x5u`, `x5c`) are
+//! ignored.
+//!
+//! Key ids are plain `String`s: they are opaque labels chosen by the caller,
+//! and a newtype would add conversions without preventing any real mistake.
+//!
+//! ```
+//! use auth_core::{KeySet, SigningAlgorithm, SigningKey, Subject, TokenPolicy};
+//!
+//! let key = SigningKey::generate(SigningAlgorithm::EdDSA, "key-1".to_owned())?;
+//! let keys = KeySet::new(key, Vec::new())?;
+//! let policy = TokenPolicy::default();
+//! let now = 1_700_000_000;
+//! let subject = Subject {
+//!     user_id: "7d5b3f5e-0000-4000-8000-000000000001".to_owned(),
+//!     session_id: "7d5b3f5e-0000-4000-8000-000000000002".to_owned(),
+//!     ..Subject::default()
+//! };
+//! let claims = policy.access_claims(subject, now);
+//! let token = keys.sign(auth_core::ACCESS_TOKEN_TYP, &claims)?;
+//! assert_eq!(policy.verify_access(&keys, &token, now + 60)?, claims);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod algorithm;
+mod claims;
+mod der;
+mod error;
+mod key;
+mod keyset;
+
+pub use algorithm::SigningAlgorithm;
+pub use claims::{ACCESS_TOKEN_TYP, AccessClaims, Subject, TokenPolicy};
+pub use error::{KeyError, TokenError};
+pub use key::{KeyDocument, SigningKey};
+pub use keyset::KeySet;

@@ -1,0 +1,41 @@
+use thiserror::Error;
+
+/// Everything that can go wrong below the domain. The server maps all of these
+/// to a 5xx/503 without showing the text; only the log sees it.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("unsupported database url (expected postgres://…, sqlite://… or a file path)")]
+    UnsupportedUrl,
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    #[error("connection pool: {0}")]
+    Pool(String),
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// A UNIQUE constraint refused the row; callers turn this into a domain error.
+    #[error("unique constraint violated")]
+    UniqueViolation,
+    #[error("row not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Query(#[source] diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for StorageError {
+    fn from(e: diesel::result::Error) -> Self {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match e {
+            Error::NotFound => StorageError::NotFound,
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                StorageError::UniqueViolation
+            }
+            other => StorageError::Query(other),
+        }
+    }
+}
+
+impl From<diesel::r2d2::PoolError> for StorageError {
+    fn from(e: diesel::r2d2::PoolError) -> Self {
+        StorageError::Pool(e.to_string())
+    }
+}

@@ -1,0 +1,94 @@
+// The diesel view of `migrations/{sqlite,postgres}`. Kept by hand because one
+// schema serves both backends; `tests/schema_matches_migrations.rs` checks it
+// against both migrated databases, column by column.
+
+diesel::table! {
+    organizations (id) {
+        id -> Text,
+        name -> Text,
+        region -> Nullable<Text>,
+        active -> Bool,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        username -> Nullable<Text>,
+        name -> Nullable<Text>,
+        password_hash -> Nullable<Text>,
+        status -> Text,
+        organization_id -> Nullable<Text>,
+        permission_version -> BigInt,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    user_roles (user_id, role) {
+        user_id -> Text,
+        role -> Text,
+    }
+}
+
+diesel::table! {
+    user_permissions (user_id, permission) {
+        user_id -> Text,
+        permission -> Text,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        revoke_reason -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        ip -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (id) {
+        id -> Text,
+        session_id -> Text,
+        token_hash -> Text,
+        parent_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    revocations (id) {
+        id -> BigInt,
+        kind -> Text,
+        subject -> Text,
+        expires_at -> Timestamp,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::joinable!(users -> organizations (organization_id));
+diesel::joinable!(user_roles -> users (user_id));
+diesel::joinable!(user_permissions -> users (user_id));
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(refresh_tokens -> sessions (session_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    organizations,
+    users,
+    user_roles,
+    user_permissions,
+    sessions,
+    refresh_tokens,
+    revocations,
+);

@@ -1,0 +1,116 @@
+//! Project chores, run as `cargo xtask <command>` (see `.cargo/config.toml`).
+//!
+//! - `cargo xtask ci`: PostgreSQL check, fmt, clippy, dependency-direction tidy check, tests.
+//! - `cargo xtask bench [--seconds N] [--concurrency C] [--out PATH]`: HTTP load benchmark.
+
+mod bench;
+mod ci;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  ci                      fmt, clippy, dependency-direction check and the full test suite
+                          (needs PostgreSQL at $AUTH_TEST_DATABASE_URL)
+  bench [options]         build the release server and measure it
+      --seconds N         measuring time per endpoint (default 5)
+      --concurrency C     concurrent client tasks (default 32; login uses min(C, 8))
+      --out PATH          JSON report (default $CARGO_TARGET_DIR/bench/bench.json
+                          or target/bench/bench.json)
+  help                    show this message";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some((command, rest)) = args.split_first() else {
+        println!("{USAGE}");
+        return Ok(());
+    };
+    match command.as_str() {
+        "ci" => {
+            if let Some(extra) = rest.first() {
+                bail!("`ci` takes no arguments (got `{extra}`)\n\n{USAGE}");
+            }
+            ci::run()
+        }
+        "bench" => bench::run(parse_bench_args(rest)?),
+        "help" | "-h" | "--help" => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        other => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn parse_bench_args(args: &[String]) -> Result<bench::Options> {
+    let mut options = bench::Options {
+        seconds: 5,
+        concurrency: 32,
+        out: None,
+    };
+    let mut args = args.iter();
+    while let Some(flag) = args.next() {
+        let mut value = || {
+            args.next()
+                .with_context(|| format!("`{flag}` needs a value\n\n{USAGE}"))
+        };
+        match flag.as_str() {
+            "--seconds" => options.seconds = parse_positive(flag, value()?)?,
+            "--concurrency" => options.concurrency = parse_positive(flag, value()?)? as usize,
+            "--out" => options.out = Some(PathBuf::from(value()?)),
+            other => bail!("unknown bench option `{other}`\n\n{USAGE}"),
+        }
+    }
+    Ok(options)
+}
+
+fn parse_positive(flag: &str, value: &str) -> Result<u64> {
+    match value.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => bail!("`{flag}` needs a positive integer, got `{value}`"),
+    }
+}
+
+/// The workspace root: the parent of this crate's directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives inside the workspace")
+        .to_path_buf()
+}
+
+/// The cargo binary that invoked us (`$CARGO`), or `cargo` from `PATH`.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+/// The cargo target directory: `$CARGO_TARGET_DIR` (made absolute) or `<root>/target`.
+pub fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() {
+                dir
+            } else {
+                // Cargo resolves a relative CARGO_TARGET_DIR against the invoking directory.
+                std::env::current_dir().unwrap_or_default().join(dir)
+            }
+        }
+        _ => root.join("target"),
+    }
+}
+
+/// Runs a command with inherited stdio; errors (naming `what`) unless it exits successfully.
+pub fn run_checked(what: &str, command: &mut Command) -> Result<()> {
+    let status = command
+        .status()
+        .with_context(|| format!("{what}: could not start {command:?}"))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
