@@ -67,6 +67,13 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask tidy`: just the dependency-direction check (ci step 4).
+pub fn tidy() -> Result<()> {
+    check_dependency_direction(&workspace_root()).context("tidy: dependency direction failed")?;
+    println!("tidy: ok");
+    Ok(())
+}
+
 fn step(number: u32, title: &str) {
     println!();
     println!("==> [ci {number}/5] {title}");

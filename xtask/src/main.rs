@@ -7,7 +7,7 @@ mod bench;
 mod ci;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 
 use anyhow::{Context, Result, bail};
 
@@ -17,6 +17,7 @@ usage: cargo xtask <command>
 commands:
   ci                      fmt, clippy, dependency-direction check and the full test suite
                           (needs PostgreSQL at $AUTH_TEST_DATABASE_URL)
+  tidy                    only the dependency-direction check (ci step 4)
   bench [options]         build the release server and measure it
       --seconds N         measuring time per endpoint (default 5)
       --concurrency C     concurrent client tasks (default 32; login uses min(C, 8))
@@ -24,7 +25,20 @@ commands:
                           or target/bench/bench.json)
   help                    show this message";
 
-fn main() -> Result<()> {
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("\nerror: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let Some((command, rest)) = args.split_first() else {
         println!("{USAGE}");
@@ -37,6 +51,7 @@ fn main() -> Result<()> {
             }
             ci::run()
         }
+        "tidy" => ci::tidy(),
         "bench" => bench::run(parse_bench_args(rest)?),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");

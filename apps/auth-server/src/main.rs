@@ -1,1 +1,56 @@
-fn main() {}
+use std::io::Write;
+use std::process::ExitCode;
+
+use auth_server::cli::{self, Cli, Command, KeysCommand, UserCommand};
+use auth_server::config::Settings;
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    auth_server::telemetry::init_logging(&settings.log_format);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings),
+        Command::Migrate => cli::migrate(&settings),
+        Command::User(UserCommand::Add { email, username, name, admin }) => {
+            cli::user_add(&settings, &email, username.as_deref(), name.as_deref(), admin)
+        }
+        Command::Keys(KeysCommand::List) => cli::keys_list(&settings),
+        Command::Keys(KeysCommand::Rotate) => cli::keys_rotate(&settings),
+        Command::ConfigHelp => {
+            cli::config_help();
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let app = auth_server::start(settings).await?;
+        // Tests and scripts wait for this exact line (the port may have been 0).
+        println!("listening on {}", app.base_url());
+        std::io::stdout().flush()?;
+        tracing::info!(addr = %app.addr, "serving");
+        // actix handles SIGTERM/SIGINT: stop accepting, finish requests in flight.
+        app.server.await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}

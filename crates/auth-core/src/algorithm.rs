@@ -79,7 +79,10 @@ mod tests {
         for alg in ALL {
             let json = serde_json::to_string(&alg).unwrap();
             assert_eq!(json, format!("\"{}\"", alg.as_str()));
-            assert_eq!(serde_json::from_str::<SigningAlgorithm>(&json).unwrap(), alg);
+            assert_eq!(
+                serde_json::from_str::<SigningAlgorithm>(&json).unwrap(),
+                alg
+            );
         }
     }
 
@@ -92,11 +95,26 @@ mod tests {
 
     #[test]
     fn from_str_ignores_case_and_knows_ed25519() {
-        assert_eq!("eddsa".parse::<SigningAlgorithm>().unwrap(), SigningAlgorithm::EdDSA);
-        assert_eq!("Ed25519".parse::<SigningAlgorithm>().unwrap(), SigningAlgorithm::EdDSA);
-        assert_eq!("es256".parse::<SigningAlgorithm>().unwrap(), SigningAlgorithm::ES256);
-        assert_eq!("Rs256".parse::<SigningAlgorithm>().unwrap(), SigningAlgorithm::RS256);
-        assert_eq!("hs256".parse::<SigningAlgorithm>().unwrap(), SigningAlgorithm::HS256);
+        assert_eq!(
+            "eddsa".parse::<SigningAlgorithm>().unwrap(),
+            SigningAlgorithm::EdDSA
+        );
+        assert_eq!(
+            "Ed25519".parse::<SigningAlgorithm>().unwrap(),
+            SigningAlgorithm::EdDSA
+        );
+        assert_eq!(
+            "es256".parse::<SigningAlgorithm>().unwrap(),
+            SigningAlgorithm::ES256
+        );
+        assert_eq!(
+            "Rs256".parse::<SigningAlgorithm>().unwrap(),
+            SigningAlgorithm::RS256
+        );
+        assert_eq!(
+            "hs256".parse::<SigningAlgorithm>().unwrap(),
+            SigningAlgorithm::HS256
+        );
     }
 
     #[test]

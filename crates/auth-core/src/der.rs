@@ -83,14 +83,27 @@ mod tests {
     #[test]
     fn refuses_truncated_or_odd_input_without_panicking() {
         for cut in 0..MINIMAL.len() {
-            assert_eq!(pkcs8_private_key_octets(&MINIMAL[..cut]), None, "cut at {cut}");
+            assert_eq!(
+                pkcs8_private_key_octets(&MINIMAL[..cut]),
+                None,
+                "cut at {cut}"
+            );
         }
         let mut trailing = MINIMAL.to_vec();
         trailing.push(0);
         assert_eq!(pkcs8_private_key_octets(&trailing), None);
-        assert_eq!(read_element(&[0x04, 0x80, 0x00, 0x00], TAG_OCTET_STRING), None);
-        assert_eq!(read_element(&[0x04, 0x85, 1, 1, 1, 1, 1], TAG_OCTET_STRING), None);
-        assert_eq!(read_element(&[0x04, 0x84, 0xff, 0xff, 0xff, 0xff], TAG_OCTET_STRING), None);
+        assert_eq!(
+            read_element(&[0x04, 0x80, 0x00, 0x00], TAG_OCTET_STRING),
+            None
+        );
+        assert_eq!(
+            read_element(&[0x04, 0x85, 1, 1, 1, 1, 1], TAG_OCTET_STRING),
+            None
+        );
+        assert_eq!(
+            read_element(&[0x04, 0x84, 0xff, 0xff, 0xff, 0xff], TAG_OCTET_STRING),
+            None
+        );
         assert_eq!(read_element(&[0x02, 0x00], TAG_OCTET_STRING), None);
     }
 }

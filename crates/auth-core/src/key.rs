@@ -45,9 +45,17 @@ pub struct SigningKey {
 /// The public half, in the shape that both JWKs and jsonwebtoken want.
 #[derive(Clone)]
 enum PublicKey {
-    Ed25519 { x: [u8; ED25519_PUBLIC_KEY_LEN] },
-    P256 { x: Vec<u8>, y: Vec<u8> },
-    Rsa { modulus: Vec<u8>, exponent: Vec<u8> },
+    Ed25519 {
+        x: [u8; ED25519_PUBLIC_KEY_LEN],
+    },
+    P256 {
+        x: Vec<u8>,
+        y: Vec<u8>,
+    },
+    Rsa {
+        modulus: Vec<u8>,
+        exponent: Vec<u8>,
+    },
     /// HS256 has no public half: verifying needs the secret itself.
     SharedSecretOnly,
 }
@@ -124,8 +132,9 @@ impl SigningKey {
         Self::from_private_key(kid, alg, private_key)
     }
 
-    /// Imports an RS256 key from PKCS#8 DER (e.g. `openssl genpkey -algorithm RSA
-    /// -pkeyopt rsa_keygen_bits:2048 -outform DER`). Keys under 2048 bits are refused.
+    /// Imports an RS256 key from PKCS#8 DER. Keys under 2048 bits, and
+    /// PKCS#1 (`BEGIN RSA PRIVATE KEY`) encodings, are refused; convert with
+    /// `openssl pkcs8 -topk8 -nocrypt -outform DER`.
     pub fn from_rsa_pkcs8_der(kid: String, der: &[u8]) -> Result<SigningKey, KeyError> {
         Self::from_private_key(kid, SigningAlgorithm::RS256, der.to_vec())
     }
@@ -135,9 +144,11 @@ impl SigningKey {
         let private_key = URL_SAFE_NO_PAD
             .decode(doc.private_key.trim())
             .map_err(|_| KeyError::InvalidKey("private_key is not unpadded base64url".into()))?;
-        Ok(Self::from_private_key(doc.kid.clone(), doc.alg, private_key)?
-            .with_created_at(doc.created_at)
-            .with_retired_at(doc.retired_at))
+        Ok(
+            Self::from_private_key(doc.kid.clone(), doc.alg, private_key)?
+                .with_created_at(doc.created_at)
+                .with_retired_at(doc.retired_at),
+        )
     }
 
     /// The persistent form of this key, private material included.
@@ -276,7 +287,10 @@ impl SigningKey {
                         if coordinates.len() == 2 * P256_COORDINATE_LEN =>
                     {
                         let (x, y) = coordinates.split_at(P256_COORDINATE_LEN);
-                        PublicKey::P256 { x: x.to_vec(), y: y.to_vec() }
+                        PublicKey::P256 {
+                            x: x.to_vec(),
+                            y: y.to_vec(),
+                        }
                     }
                     _ => return Err(KeyError::InvalidKey("P-256 public key encoding".into())),
                 }
@@ -286,9 +300,11 @@ impl SigningKey {
                 if pkcs8_private_key_octets(&private_key).is_none() {
                     return Err(KeyError::InvalidKey("RSA key is not PKCS#8".into()));
                 }
-                let components =
-                    ring::rsa::PublicKeyComponents::<Vec<u8>>::from(key_pair.public());
-                PublicKey::Rsa { modulus: components.n, exponent: components.e }
+                let components = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(key_pair.public());
+                PublicKey::Rsa {
+                    modulus: components.n,
+                    exponent: components.e,
+                }
             }
             SigningAlgorithm::HS256 => {
                 if private_key.len() < MIN_HMAC_SECRET_LEN {
@@ -339,7 +355,11 @@ mod tests {
 
     #[test]
     fn generated_keys_differ() {
-        for alg in [SigningAlgorithm::EdDSA, SigningAlgorithm::ES256, SigningAlgorithm::HS256] {
+        for alg in [
+            SigningAlgorithm::EdDSA,
+            SigningAlgorithm::ES256,
+            SigningAlgorithm::HS256,
+        ] {
             let a = SigningKey::generate(alg, "a".into()).unwrap().to_document();
             let b = SigningKey::generate(alg, "a".into()).unwrap().to_document();
             assert_ne!(a.private_key, b.private_key, "{alg}");
@@ -391,7 +411,9 @@ mod tests {
     #[test]
     fn document_round_trip_keeps_everything() {
         for key in all_keys() {
-            let key = key.with_created_at(1_700_000_000).with_retired_at(Some(1_800_000_000));
+            let key = key
+                .with_created_at(1_700_000_000)
+                .with_retired_at(Some(1_800_000_000));
             let document = key.to_document();
             let json = serde_json::to_string(&document).unwrap();
             let parsed: KeyDocument = serde_json::from_str(&json).unwrap();
@@ -412,7 +434,10 @@ mod tests {
         let value = serde_json::to_value(&document).unwrap();
         let mut names: Vec<_> = value.as_object().unwrap().keys().cloned().collect();
         names.sort();
-        assert_eq!(names, ["alg", "created_at", "kid", "private_key", "retired_at"]);
+        assert_eq!(
+            names,
+            ["alg", "created_at", "kid", "private_key", "retired_at"]
+        );
         assert_eq!(value["alg"], "EdDSA");
     }
 
@@ -420,22 +445,43 @@ mod tests {
     fn document_with_wrong_algorithm_or_bad_material_is_refused() {
         let ed_document = all_keys()[0].to_document();
         for alg in [SigningAlgorithm::ES256, SigningAlgorithm::RS256] {
-            let mislabelled = KeyDocument { alg, ..ed_document.clone() };
+            let mislabelled = KeyDocument {
+                alg,
+                ..ed_document.clone()
+            };
             assert!(
-                matches!(SigningKey::from_document(&mislabelled), Err(KeyError::InvalidKey(_))),
+                matches!(
+                    SigningKey::from_document(&mislabelled),
+                    Err(KeyError::InvalidKey(_))
+                ),
                 "{alg}"
             );
         }
-        let not_base64 = KeyDocument { private_key: "***".into(), ..ed_document.clone() };
-        assert!(matches!(SigningKey::from_document(&not_base64), Err(KeyError::InvalidKey(_))));
+        let not_base64 = KeyDocument {
+            private_key: "***".into(),
+            ..ed_document.clone()
+        };
+        assert!(matches!(
+            SigningKey::from_document(&not_base64),
+            Err(KeyError::InvalidKey(_))
+        ));
         let short_secret = KeyDocument {
             alg: SigningAlgorithm::HS256,
             private_key: URL_SAFE_NO_PAD.encode([7u8; MIN_HMAC_SECRET_LEN - 1]),
             ..ed_document.clone()
         };
-        assert!(matches!(SigningKey::from_document(&short_secret), Err(KeyError::InvalidKey(_))));
-        let no_kid = KeyDocument { kid: String::new(), ..ed_document };
-        assert_eq!(SigningKey::from_document(&no_kid).unwrap_err(), KeyError::EmptyKid);
+        assert!(matches!(
+            SigningKey::from_document(&short_secret),
+            Err(KeyError::InvalidKey(_))
+        ));
+        let no_kid = KeyDocument {
+            kid: String::new(),
+            ..ed_document
+        };
+        assert_eq!(
+            SigningKey::from_document(&no_kid).unwrap_err(),
+            KeyError::EmptyKid
+        );
     }
 
     #[test]
@@ -444,7 +490,11 @@ mod tests {
             let document = key.to_document();
             let secret_b64 = &document.private_key;
             let secret_bytes = format!("{:?}", key.private_key);
-            for debug in [format!("{key:?}"), format!("{key:#?}"), format!("{document:?}")] {
+            for debug in [
+                format!("{key:?}"),
+                format!("{key:#?}"),
+                format!("{document:?}"),
+            ] {
                 assert!(!debug.contains(secret_b64.as_str()), "{debug}");
                 assert!(!debug.contains(&secret_bytes), "{debug}");
                 assert!(!debug.contains(&secret_b64[..16]), "{debug}");
@@ -463,7 +513,9 @@ mod tests {
             retired_at: None,
             private_key: URL_SAFE_NO_PAD.encode(b"super-secret-but-not-a-key-abcdef"),
         };
-        let message = SigningKey::from_document(&document).unwrap_err().to_string();
+        let message = SigningKey::from_document(&document)
+            .unwrap_err()
+            .to_string();
         assert!(!message.contains(&document.private_key), "{message}");
         assert!(!message.contains("super-secret"), "{message}");
     }
@@ -481,7 +533,10 @@ mod tests {
         assert_eq!(ed["use"], "sig");
 
         let ec = keys[1].public_jwk().unwrap();
-        assert_eq!((ec["kty"].as_str(), ec["crv"].as_str()), (Some("EC"), Some("P-256")));
+        assert_eq!(
+            (ec["kty"].as_str(), ec["crv"].as_str()),
+            (Some("EC"), Some("P-256"))
+        );
         assert_eq!(ec["x"].as_str().unwrap().len(), 43);
         assert_eq!(ec["y"].as_str().unwrap().len(), 43);
         assert_eq!(ec["alg"], "ES256");
@@ -497,7 +552,10 @@ mod tests {
 
         for jwk in [ed, ec, rsa] {
             for private_member in ["d", "p", "q", "dp", "dq", "qi", "k"] {
-                assert!(jwk.get(private_member).is_none(), "{private_member} in {jwk}");
+                assert!(
+                    jwk.get(private_member).is_none(),
+                    "{private_member} in {jwk}"
+                );
             }
         }
     }

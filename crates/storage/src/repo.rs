@@ -134,18 +134,26 @@ pub mod sessions {
         Ok(changed == 1)
     }
 
-    /// Ids of the user's sessions that are neither revoked nor expired.
-    pub fn live_ids_for_user(
+    /// Revokes the user's sessions that are neither revoked nor expired;
+    /// returns their ids.
+    pub fn revoke_live_for_user(
         conn: &mut AnyConnection,
         user_id: &str,
         now: NaiveDateTime,
+        reason: &str,
     ) -> Result<Vec<String>> {
-        Ok(sessions::table
-            .filter(sessions::user_id.eq(user_id))
-            .filter(sessions::revoked_at.is_null())
-            .filter(sessions::expires_at.gt(now))
-            .select(sessions::id)
-            .load(conn)?)
+        Ok(diesel::update(
+            sessions::table
+                .filter(sessions::user_id.eq(user_id))
+                .filter(sessions::revoked_at.is_null())
+                .filter(sessions::expires_at.gt(now)),
+        )
+        .set((
+            sessions::revoked_at.eq(now),
+            sessions::revoke_reason.eq(reason),
+        ))
+        .returning(sessions::id)
+        .get_results(conn)?)
     }
 }
 
@@ -168,12 +176,13 @@ pub mod refresh_tokens {
             .optional()?)
     }
 
-    /// Marks a token used. Conditional on it being unused, so of two racing
-    /// refreshes exactly one wins; false for the loser.
-    pub fn mark_used(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> Result<bool> {
+    /// Marks the token with this hash used. Conditional on it being unused,
+    /// so of two racing refreshes exactly one wins; false for the loser (and
+    /// for unknown tokens).
+    pub fn claim_by_hash(conn: &mut AnyConnection, hash: &str, now: NaiveDateTime) -> Result<bool> {
         let changed = diesel::update(
             refresh_tokens::table
-                .find(id)
+                .filter(refresh_tokens::token_hash.eq(hash))
                 .filter(refresh_tokens::used_at.is_null()),
         )
         .set(refresh_tokens::used_at.eq(now))

@@ -1,0 +1,139 @@
+//! Startup: from settings to a bound, running server.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use accounts::{Accounts, HashCost, PasswordHasher, SessionPolicy};
+use actix_web::dev::Server;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpServer, web};
+use anyhow::{Context, Result};
+use auth_core::{KeySet, TokenPolicy};
+use storage::{DbPool, PoolOptions};
+
+use crate::config::Settings;
+use crate::keys::KeyDir;
+use crate::revocation::{RevocationCache, poll_forever};
+use crate::state::AppState;
+use crate::{http, telemetry};
+
+/// A server that is bound and ready to be awaited (or spawned).
+pub struct Application {
+    pub server: Server,
+    pub addr: SocketAddr,
+    pub scheme: &'static str,
+}
+
+impl Application {
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
+    }
+}
+
+/// Everything a command needs that touches the database and keys.
+pub struct Services {
+    pub pool: DbPool,
+    pub accounts: Arc<Accounts>,
+    pub keys: KeySet,
+    pub token_policy: TokenPolicy,
+}
+
+/// Opens the pool, loads (or creates) the keys and builds the account
+/// service. Blocking: call it from a blocking context.
+pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
+    let pool = storage::connect(
+        &settings.database_url,
+        &PoolOptions { max_size: settings.db_pool_size, ..PoolOptions::default() },
+    )
+    .context("cannot open the database")?;
+    {
+        let mut conn = pool.get().context("cannot open the database")?;
+        if migrate {
+            let applied = storage::migrations::run_pending(&mut conn)?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "migrations applied");
+            }
+        } else if storage::migrations::has_pending(&mut conn)? {
+            anyhow::bail!("the database has pending migrations; run `auth-server migrate` first");
+        }
+    }
+    let token_policy = TokenPolicy {
+        issuer: settings.issuer.clone(),
+        audience: settings.audience.clone(),
+        access_ttl_secs: settings.access_ttl_secs,
+        leeway_secs: settings.leeway_secs,
+    };
+    let verify_window = settings.access_ttl_secs + settings.leeway_secs;
+    let keys = KeyDir::new(&settings.keys_dir)
+        .load_or_create(settings.signing_algorithm, chrono::Utc::now().timestamp(), verify_window)
+        .context("cannot load the signing keys")?;
+    let hasher = PasswordHasher::new(
+        HashCost {
+            memory_kib: settings.argon2_memory_kib,
+            iterations: settings.argon2_iterations,
+            parallelism: settings.argon2_parallelism,
+        },
+        settings.argon2_max_concurrent,
+    )
+    .context("invalid argon2 settings")?;
+    let accounts = Arc::new(Accounts::new(
+        pool.clone(),
+        Arc::new(hasher),
+        keys.clone(),
+        token_policy.clone(),
+        SessionPolicy {
+            refresh_idle_ttl_secs: settings.refresh_idle_ttl_secs,
+            absolute_ttl_secs: settings.session_ttl_secs,
+            reuse_grace_secs: settings.refresh_reuse_grace_secs,
+        },
+    ));
+    Ok(Services { pool, accounts, keys, token_policy })
+}
+
+/// Builds and binds the server. Must run inside a tokio runtime: it spawns
+/// the revocation poller.
+pub async fn start(settings: Settings) -> Result<Application> {
+    telemetry::install_crypto_provider();
+    let setup = settings.clone();
+    let services = tokio::task::spawn_blocking(move || services(&setup, setup.migrate_on_start)).await??;
+    let revocations = Arc::new(RevocationCache::default());
+    let cursor = {
+        let (cache, pool) = (revocations.clone(), services.pool.clone());
+        tokio::task::spawn_blocking(move || cache.load(&pool)).await??
+    };
+    tokio::spawn(poll_forever(
+        revocations.clone(),
+        services.pool.clone(),
+        cursor,
+        Duration::from_millis(settings.revocation_poll_ms),
+    ));
+
+    let state = web::Data::new(AppState {
+        accounts: services.accounts,
+        keys: services.keys,
+        token_policy: services.token_policy,
+        revocations,
+    });
+    let listener = TcpListener::bind(settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"))))
+            .wrap(actix_web::middleware::from_fn(telemetry::request_span))
+            .configure(http::configure)
+            .default_service(web::to(http::not_found))
+    })
+    .workers(settings.workers)
+    .shutdown_timeout(10);
+    let (server, scheme) = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => {
+            let tls = crate::tls::server_config(cert, key)?;
+            (server.listen_rustls_0_23(listener, tls)?.run(), "https")
+        }
+        _ => (server.listen(listener)?.run(), "http"),
+    };
+    Ok(Application { server, addr, scheme })
+}

@@ -1,0 +1,358 @@
+//! Configuration: built-in defaults, then an optional TOML file, then
+//! `AUTH_*` environment variables. Each setting has one name: `bind` in the
+//! file is `AUTH_BIND` in the environment. Bad values stop the start with one
+//! line that names the setting, where it came from, and what is wrong.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use auth_core::SigningAlgorithm;
+use storage::DatabaseUrl;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every setting, typed.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub database_url: DatabaseUrl,
+    pub db_pool_size: u32,
+    pub migrate_on_start: bool,
+    pub keys_dir: PathBuf,
+    pub signing_algorithm: SigningAlgorithm,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl_secs: i64,
+    pub leeway_secs: i64,
+    pub refresh_idle_ttl_secs: i64,
+    pub session_ttl_secs: i64,
+    pub refresh_reuse_grace_secs: i64,
+    pub revocation_poll_ms: u64,
+    pub argon2_memory_kib: u32,
+    pub argon2_iterations: u32,
+    pub argon2_parallelism: u32,
+    /// Hashes that may run at once; also the number of 19 MiB buffers kept.
+    pub argon2_max_concurrent: usize,
+    pub workers: usize,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub log_format: LogFormat,
+}
+
+/// One setting: its name, default, and what it means (for `--help` and the README).
+pub struct Key {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub help: &'static str,
+}
+
+/// The catalogue; `AUTH_` + upper-case name is the environment variable.
+pub const KEYS: &[Key] = &[
+    Key { name: "bind", default: "127.0.0.1:8080", help: "address and port to listen on" },
+    Key { name: "database_url", default: "./var/auth.db", help: "postgres://… for PostgreSQL; a path or sqlite://path for SQLite" },
+    Key { name: "db_pool_size", default: "8", help: "database connections kept open" },
+    Key { name: "migrate_on_start", default: "true", help: "apply pending migrations when serve starts" },
+    Key { name: "keys_dir", default: "./var/keys", help: "signing keys, one 0600 JSON file each" },
+    Key { name: "signing_alg", default: "EdDSA", help: "algorithm for newly generated keys: EdDSA, ES256 or HS256" },
+    Key { name: "issuer", default: "http://<bind>", help: "the iss claim" },
+    Key { name: "audience", default: "auth-server", help: "the aud claim" },
+    Key { name: "access_ttl", default: "1800", help: "access-token lifetime, seconds" },
+    Key { name: "leeway", default: "30", help: "clock skew tolerated on exp/nbf, seconds" },
+    Key { name: "refresh_idle_ttl", default: "14400", help: "a refresh token unused this long expires, seconds" },
+    Key { name: "session_ttl", default: "2592000", help: "absolute session lifetime, seconds" },
+    Key { name: "refresh_reuse_grace", default: "10", help: "a spent refresh token re-sent within this window is a duplicate, not theft, seconds" },
+    Key { name: "revocation_poll_ms", default: "500", help: "how often revocations from other instances are read" },
+    Key { name: "argon2_memory_kib", default: "19456", help: "Argon2id memory cost" },
+    Key { name: "argon2_iterations", default: "2", help: "Argon2id time cost" },
+    Key { name: "argon2_parallelism", default: "1", help: "Argon2id lanes" },
+    Key { name: "argon2_max_concurrent", default: "<cores>", help: "password hashes running at once" },
+    Key { name: "workers", default: "<cores>", help: "HTTP worker threads" },
+    Key { name: "tls_cert", default: "", help: "PEM certificate chain; serves HTTPS when set with tls_key" },
+    Key { name: "tls_key", default: "", help: "PEM private key" },
+    Key { name: "log_format", default: "text", help: "text or json (RUST_LOG sets the level)" },
+];
+
+/// A rejected setting.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// `AUTH_BIND`, `bind (in FILE)`, or the file itself.
+    pub setting: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration error: {}: {}", self.setting, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where a raw value came from, for error messages.
+#[derive(Clone, Debug)]
+enum Origin {
+    Default,
+    File(PathBuf),
+    Env,
+}
+
+struct Raw {
+    value: String,
+    origin: Origin,
+}
+
+fn env_name(key: &str) -> String {
+    format!("AUTH_{}", key.to_ascii_uppercase())
+}
+
+impl Settings {
+    /// Defaults → file (if any) → environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Settings, ConfigError> {
+        let mut raw: BTreeMap<&'static str, Raw> = KEYS
+            .iter()
+            .map(|k| {
+                let raw = Raw { value: k.default.to_owned(), origin: Origin::Default };
+                (k.name, raw)
+            })
+            .collect();
+        if let Some(path) = file {
+            for (key, value) in read_file(path)? {
+                let origin = Origin::File(path.to_owned());
+                raw.insert(key, Raw { value, origin });
+            }
+        }
+        let env: BTreeMap<String, String> = env.into_iter().collect();
+        for key in KEYS {
+            if let Some(value) = env.get(&env_name(key.name)) {
+                raw.insert(key.name, Raw { value: value.clone(), origin: Origin::Env });
+            }
+        }
+        Reader { raw }.settings()
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigError> {
+    let file_error = |problem: String| ConfigError {
+        setting: format!("config file {}", path.display()),
+        problem,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| file_error(e.message().to_owned()))?;
+    let mut values = Vec::new();
+    for (name, value) in table {
+        let key = KEYS.iter().find(|k| k.name == name).ok_or_else(|| ConfigError {
+            setting: format!("{name} (in {})", path.display()),
+            problem: "unknown setting".to_owned(),
+        })?;
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => {
+                return Err(ConfigError {
+                    setting: format!("{name} (in {})", path.display()),
+                    problem: format!("expected a string, integer or boolean, found {}", other.type_str()),
+                });
+            }
+        };
+        values.push((key.name, value));
+    }
+    Ok(values)
+}
+
+struct Reader {
+    raw: BTreeMap<&'static str, Raw>,
+}
+
+impl Reader {
+    fn error(&self, key: &str, problem: impl Into<String>) -> ConfigError {
+        let setting = match &self.raw[key].origin {
+            Origin::Env => env_name(key),
+            Origin::File(path) => format!("{key} (in {})", path.display()),
+            Origin::Default => format!("{key} (default)"),
+        };
+        ConfigError { setting, problem: problem.into() }
+    }
+
+    fn str(&self, key: &str) -> &str {
+        self.raw[key].value.trim()
+    }
+
+    fn parse<T: FromStr>(&self, key: &str, expected: &str) -> Result<T, ConfigError> {
+        self.str(key)
+            .parse()
+            .map_err(|_| self.error(key, format!("'{}' is not {expected}", self.str(key))))
+    }
+
+    fn seconds(&self, key: &str, min: i64) -> Result<i64, ConfigError> {
+        let value: i64 = self.parse(key, "a whole number of seconds")?;
+        if value < min {
+            return Err(self.error(key, format!("must be at least {min} seconds")));
+        }
+        Ok(value)
+    }
+
+    fn bool(&self, key: &str) -> Result<bool, ConfigError> {
+        match self.str(key).to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            other => Err(self.error(key, format!("'{other}' is not true or false"))),
+        }
+    }
+
+    fn count_or_cores(&self, key: &str) -> Result<usize, ConfigError> {
+        if self.str(key) == "<cores>" {
+            return Ok(std::thread::available_parallelism().map_or(2, |n| n.get()));
+        }
+        let n: usize = self.parse(key, "a positive whole number")?;
+        if n == 0 {
+            return Err(self.error(key, "must be at least 1"));
+        }
+        Ok(n)
+    }
+
+    fn optional_path(&self, key: &str) -> Option<PathBuf> {
+        Some(self.str(key)).filter(|s| !s.is_empty()).map(PathBuf::from)
+    }
+
+    fn settings(&self) -> Result<Settings, ConfigError> {
+        let bind: SocketAddr = self.parse("bind", "a socket address like 127.0.0.1:8080")?;
+        let database_url = DatabaseUrl::parse(self.str("database_url")).map_err(|_| {
+            self.error(
+                "database_url",
+                "expected postgres://…, sqlite://PATH or a file path (in-memory SQLite is not supported)",
+            )
+        })?;
+        let signing_algorithm: SigningAlgorithm =
+            self.parse("signing_alg", "one of EdDSA, ES256, HS256")?;
+        if signing_algorithm == SigningAlgorithm::RS256 {
+            return Err(self.error(
+                "signing_alg",
+                "RS256 keys can't be generated here; import one with `auth-server keys import`",
+            ));
+        }
+        let issuer = match self.str("issuer") {
+            "http://<bind>" => format!("http://{bind}"),
+            "" => return Err(self.error("issuer", "must not be empty")),
+            other => other.to_owned(),
+        };
+        let audience = self.str("audience").to_owned();
+        if audience.is_empty() {
+            return Err(self.error("audience", "must not be empty"));
+        }
+        let log_format = match self.str("log_format").to_ascii_lowercase().as_str() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => return Err(self.error("log_format", format!("'{other}' is not text or json"))),
+        };
+        let (tls_cert, tls_key) = (self.optional_path("tls_cert"), self.optional_path("tls_key"));
+        if tls_cert.is_some() != tls_key.is_some() {
+            let missing = if tls_cert.is_none() { "tls_cert" } else { "tls_key" };
+            return Err(self.error(missing, "tls_cert and tls_key must be set together"));
+        }
+        let db_pool_size: u32 = self.parse("db_pool_size", "a positive whole number")?;
+        if db_pool_size == 0 {
+            return Err(self.error("db_pool_size", "must be at least 1"));
+        }
+        let revocation_poll_ms: u64 = self.parse("revocation_poll_ms", "a number of milliseconds")?;
+        if !(50..=2000).contains(&revocation_poll_ms) {
+            return Err(self.error(
+                "revocation_poll_ms",
+                "must be between 50 and 2000 (revocations must reach every instance within 2 s)",
+            ));
+        }
+        Ok(Settings {
+            bind,
+            database_url,
+            db_pool_size,
+            migrate_on_start: self.bool("migrate_on_start")?,
+            keys_dir: PathBuf::from(self.str("keys_dir")),
+            signing_algorithm,
+            issuer,
+            audience,
+            access_ttl_secs: self.seconds("access_ttl", 60)?,
+            leeway_secs: self.seconds("leeway", 0)?,
+            refresh_idle_ttl_secs: self.seconds("refresh_idle_ttl", 60)?,
+            session_ttl_secs: self.seconds("session_ttl", 60)?,
+            refresh_reuse_grace_secs: self.seconds("refresh_reuse_grace", 0)?,
+            revocation_poll_ms,
+            argon2_memory_kib: self.parse("argon2_memory_kib", "a number of KiB")?,
+            argon2_iterations: self.parse("argon2_iterations", "a whole number")?,
+            argon2_parallelism: self.parse("argon2_parallelism", "a whole number")?,
+            argon2_max_concurrent: self.count_or_cores("argon2_max_concurrent")?,
+            workers: self.count_or_cores("workers")?,
+            tls_cert,
+            tls_key,
+            log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_are_the_zero_configuration_setup() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.database_url, DatabaseUrl::Sqlite("./var/auth.db".into()));
+        assert_eq!(s.keys_dir, PathBuf::from("./var/keys"));
+        assert_eq!(s.issuer, "http://127.0.0.1:8080");
+        assert_eq!(s.access_ttl_secs, 1800);
+        assert_eq!(s.leeway_secs, 30);
+        assert_eq!(s.signing_algorithm, SigningAlgorithm::EdDSA);
+        assert!(s.migrate_on_start);
+    }
+
+    #[test]
+    fn environment_overrides_file_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("auth-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("auth.toml");
+        std::fs::write(&file, "bind = \"0.0.0.0:9000\"\naccess_ttl = 600\nmigrate_on_start = false\n").unwrap();
+        let s = Settings::load(Some(&file), env(&[("AUTH_ACCESS_TTL", "900")])).unwrap();
+        assert_eq!(s.bind.to_string(), "0.0.0.0:9000");
+        assert_eq!(s.access_ttl_secs, 900);
+        assert!(!s.migrate_on_start);
+        let s = Settings::load(None, env(&[("AUTH_DATABASE_URL", "postgres://u@h/db")])).unwrap();
+        assert_eq!(s.database_url, DatabaseUrl::Postgres("postgres://u@h/db".into()));
+
+        std::fs::write(&file, "bnid = \"x\"\n").unwrap();
+        let e = Settings::load(Some(&file), env(&[])).unwrap_err();
+        assert!(e.setting.starts_with("bnid (in "), "{e}");
+        assert_eq!(e.problem, "unknown setting");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let e = Settings::load(None, env(&[("AUTH_BIND", "localhost")])).unwrap_err();
+        assert_eq!(e.setting, "AUTH_BIND");
+        assert!(e.to_string().contains("'localhost' is not a socket address"), "{e}");
+        let e = Settings::load(None, env(&[("AUTH_ACCESS_TTL", "-5")])).unwrap_err();
+        assert_eq!(e.setting, "AUTH_ACCESS_TTL");
+        let e = Settings::load(None, env(&[("AUTH_DATABASE_URL", "mysql://x")])).unwrap_err();
+        assert_eq!(e.setting, "AUTH_DATABASE_URL");
+        let e = Settings::load(None, env(&[("AUTH_TLS_CERT", "/x.pem")])).unwrap_err();
+        assert_eq!(e.setting, "tls_key (default)");
+        let e = Settings::load(None, env(&[("AUTH_SIGNING_ALG", "none")])).unwrap_err();
+        assert_eq!(e.setting, "AUTH_SIGNING_ALG");
+    }
+}

@@ -1,0 +1,167 @@
+//! `/api/v1/auth/*`: login, refresh, logout, me.
+
+use accounts::IssuedTokens;
+use actix_web::http::header::{CACHE_CONTROL, HeaderValue, PRAGMA};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, SecondsFormat, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::extract::{Bearer, JsonOrForm, client_info};
+use crate::blocking::run_blocking;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct LoginBody {
+    /// An email address or a username.
+    #[serde(alias = "email", alias = "username")]
+    login: String,
+    password: SecretString,
+}
+
+#[derive(Deserialize)]
+pub struct RefreshBody {
+    refresh_token: SecretString,
+}
+
+#[derive(Serialize)]
+struct TokenResponse<'a> {
+    token_type: &'static str,
+    access_token: &'a str,
+    expires_in: i64,
+    refresh_token: &'a str,
+    refresh_expires_in: i64,
+    expires_at: String,
+    session_id: &'a str,
+}
+
+fn rfc3339(unix: i64) -> String {
+    DateTime::<Utc>::from_timestamp(unix, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Responses carrying secrets must never be cached by anything in between.
+pub fn no_store(builder: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpResponseBuilder {
+    builder
+        .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .insert_header((PRAGMA, HeaderValue::from_static("no-cache")))
+}
+
+pub fn token_response(tokens: &IssuedTokens) -> HttpResponse {
+    let claims = &tokens.claims;
+    no_store(&mut HttpResponse::Ok()).json(TokenResponse {
+        token_type: "Bearer",
+        access_token: &tokens.access_token,
+        expires_in: claims.exp - claims.iat,
+        refresh_token: tokens.refresh_token.expose_secret(),
+        refresh_expires_in: tokens.refresh_expires_in,
+        expires_at: rfc3339(claims.exp),
+        session_id: &claims.sid,
+    })
+}
+
+fn limit_field(value: &str, field: &str, max: usize) -> Result<(), ApiError> {
+    if value.len() > max {
+        return Err(ApiError::validation(field, "is too long"));
+    }
+    Ok(())
+}
+
+pub async fn login(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    JsonOrForm(body): JsonOrForm<LoginBody>,
+) -> Result<HttpResponse, ApiError> {
+    limit_field(&body.login, "login", 320)?;
+    limit_field(body.password.expose_secret(), "password", 1024)?;
+    let client = client_info(&req);
+    let accounts = state.accounts.clone();
+    let outcome = run_blocking(move || accounts.login(&body.login, &body.password, &client)).await?;
+    match outcome {
+        Ok(tokens) => {
+            tracing::info!(user_id = %tokens.claims.sub, session_id = %tokens.claims.sid, "login");
+            Ok(token_response(&tokens))
+        }
+        Err(e) => {
+            tracing::info!(reason = %e, "login refused");
+            Err(e.into())
+        }
+    }
+}
+
+pub async fn refresh(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    JsonOrForm(body): JsonOrForm<RefreshBody>,
+) -> Result<HttpResponse, ApiError> {
+    limit_field(body.refresh_token.expose_secret(), "refresh_token", 256)?;
+    let client = client_info(&req);
+    let accounts = state.accounts.clone();
+    let outcome = run_blocking(move || accounts.refresh(&body.refresh_token, &client)).await?;
+    match outcome {
+        Ok(tokens) => Ok(token_response(&tokens)),
+        Err(accounts::AccountsError::RefreshTokenReused(revoked)) => {
+            if let Some(r) = revoked {
+                tracing::warn!(session_id = %r.session_id, "refresh token reused; session revoked");
+                state.revocations.revoke_session(r.session_id, r.until);
+            }
+            Err(accounts::AccountsError::RefreshTokenReused(None).into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn logout(state: web::Data<AppState>, Bearer(claims): Bearer) -> Result<HttpResponse, ApiError> {
+    let accounts = state.accounts.clone();
+    let sid = claims.sid.clone();
+    let revoked = run_blocking(move || accounts.logout(&sid)).await??;
+    // Known here at once; other instances learn it from the table.
+    let until = revoked.map_or(claims.exp + state.token_policy.leeway_secs, |r| r.until);
+    state.revocations.revoke_session(claims.sid.clone(), until);
+    tracing::info!(user_id = %claims.sub, session_id = %claims.sid, "logout");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn logout_all(state: web::Data<AppState>, Bearer(claims): Bearer) -> Result<HttpResponse, ApiError> {
+    let accounts = state.accounts.clone();
+    let user_id = claims.sub.clone();
+    let revoked = run_blocking(move || accounts.logout_all(&user_id)).await??;
+    for r in revoked {
+        state.revocations.revoke_session(r.session_id, r.until);
+    }
+    state
+        .revocations
+        .revoke_session(claims.sid.clone(), claims.exp + state.token_policy.leeway_secs);
+    tracing::info!(user_id = %claims.sub, "logout from all sessions");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Serialize)]
+struct Me<'a> {
+    user_id: &'a str,
+    email: Option<&'a str>,
+    username: Option<&'a str>,
+    name: Option<&'a str>,
+    organization_id: Option<&'a str>,
+    roles: &'a [String],
+    permissions: &'a [String],
+    session_id: &'a str,
+    expires_at: String,
+}
+
+/// Answered from the verified token alone.
+pub async fn me(Bearer(claims): Bearer) -> HttpResponse {
+    no_store(&mut HttpResponse::Ok()).json(Me {
+        user_id: &claims.sub,
+        email: claims.email.as_deref(),
+        username: claims.preferred_username.as_deref(),
+        name: claims.name.as_deref(),
+        organization_id: claims.org.as_deref(),
+        roles: &claims.roles,
+        permissions: &claims.perms,
+        session_id: &claims.sid,
+        expires_at: rfc3339(claims.exp),
+    })
+}

@@ -1,0 +1,67 @@
+//! HTTP surface: routes, extractors and the error mapping.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, web};
+
+use crate::blocking::run_blocking;
+use crate::state::AppState;
+use error::ApiError;
+
+/// All routes of the native API.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(extract::json_config())
+        .app_data(extract::form_config())
+        .app_data(extract::path_config())
+        .app_data(extract::query_config())
+        .service(resource("/healthz").route(web::get().to(healthz)))
+        .service(resource("/readyz").route(web::get().to(readyz)))
+        .service(resource("/.well-known/jwks.json").route(web::get().to(jwks)))
+        .service(
+            web::scope("/api/v1/auth")
+                .service(resource("/login").route(web::post().to(auth::login)))
+                .service(resource("/refresh").route(web::post().to(auth::refresh)))
+                .service(resource("/logout").route(web::post().to(auth::logout)))
+                .service(resource("/logout/all").route(web::post().to(auth::logout_all)))
+                .service(resource("/me").route(web::get().to(auth::me))),
+        );
+}
+
+/// A resource whose unmatched methods answer 405 as problem+json.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::method_not_allowed()) }))
+}
+
+pub async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found())
+}
+
+/// Liveness: the process answers. Touches no database.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: the database answers.
+async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let accounts = state.accounts.clone();
+    match run_blocking(move || accounts.ping()).await? {
+        Ok(()) => Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            Err(ApiError::new(
+                actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "the database is not reachable",
+            ))
+        }
+    }
+}
+
+async fn jwks(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")))
+        .json(state.keys.jwks())
+}

@@ -1,0 +1,16 @@
+//! The auth server as a library, so tests (and embedders) can start it
+//! in-process; `main.rs` is the CLI around it.
+
+pub mod app;
+pub mod blocking;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod revocation;
+pub mod state;
+pub mod telemetry;
+pub mod tls;
+
+pub use app::{Application, start};
+pub use config::Settings;

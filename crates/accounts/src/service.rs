@@ -1,0 +1,416 @@
+//! The account operations. Every method blocks (database, Argon2): call them
+//! from a blocking thread pool.
+
+use std::sync::Arc;
+
+use auth_core::{AccessClaims, KeySet, Subject, TokenPolicy, ACCESS_TOKEN_TYP};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
+use diesel::prelude::*;
+use secrecy::{ExposeSecret, SecretString};
+use storage::models::{NewRevocation, NewUser, RefreshTokenRow, SessionRow, UserRow};
+use storage::repo::{refresh_tokens, revocations, sessions, users};
+use storage::{AnyConnection, DbPool, StorageError};
+use uuid::Uuid;
+
+use crate::error::AccountsError;
+use crate::password::PasswordHasher;
+use crate::secrets::{new_opaque_token, token_hash};
+use crate::types::{DisplayName, EmailAddress, LoginId, Password, UserStatus, Username};
+
+type Result<T> = std::result::Result<T, AccountsError>;
+
+/// How long sessions and refresh tokens live.
+#[derive(Clone, Debug)]
+pub struct SessionPolicy {
+    /// A refresh token not used within this many seconds expires (default 4 h).
+    pub refresh_idle_ttl_secs: i64,
+    /// A session ends this long after login, however active (default 30 days).
+    pub absolute_ttl_secs: i64,
+    /// A rotated-out refresh token presented again within this many seconds of
+    /// its first use is treated as a client's duplicate request, not as theft
+    /// (default 10 s).
+    pub reuse_grace_secs: i64,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            refresh_idle_ttl_secs: 14_400,
+            absolute_ttl_secs: 30 * 24 * 3600,
+            reuse_grace_secs: 10,
+        }
+    }
+}
+
+/// Who is calling, recorded on the session.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// What login, refresh and activation hand back.
+#[derive(Debug)]
+pub struct IssuedTokens {
+    pub access_token: String,
+    pub claims: AccessClaims,
+    pub refresh_token: SecretString,
+    pub refresh_expires_in: i64,
+}
+
+/// A session that was just revoked, and until when its access tokens could
+/// otherwise still be valid (unix seconds): the revocation must be remembered
+/// until then.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokedSession {
+    pub session_id: String,
+    pub until: i64,
+}
+
+/// A user to create.
+#[derive(Debug)]
+pub struct NewAccount {
+    pub email: EmailAddress,
+    pub username: Option<Username>,
+    pub name: Option<DisplayName>,
+    pub password: Option<Password>,
+    pub status: UserStatus,
+    pub roles: Vec<String>,
+}
+
+pub struct Accounts {
+    pool: DbPool,
+    hasher: Arc<PasswordHasher>,
+    keys: KeySet,
+    tokens: TokenPolicy,
+    sessions: SessionPolicy,
+}
+
+/// Current time, truncated to microseconds: PostgreSQL keeps no more, and
+/// values read back must equal values written.
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+impl Accounts {
+    pub fn new(
+        pool: DbPool,
+        hasher: Arc<PasswordHasher>,
+        keys: KeySet,
+        tokens: TokenPolicy,
+        sessions: SessionPolicy,
+    ) -> Self {
+        Self {
+            pool,
+            hasher,
+            keys,
+            tokens,
+            sessions,
+        }
+    }
+
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+
+    fn conn(&self) -> Result<storage::DbConn> {
+        Ok(self.pool.get().map_err(StorageError::from)?)
+    }
+
+    /// Creates a user; hashes the password (if any) first.
+    pub fn create_user(&self, account: NewAccount) -> Result<String> {
+        let hash = account
+            .password
+            .as_ref()
+            .map(|p| self.hasher.hash(p.expose()))
+            .transpose()?;
+        let id = Uuid::new_v4().to_string();
+        let at = now().naive_utc();
+        let mut conn = self.conn()?;
+        conn.transaction(|c| {
+            if users::find_by_email(c, account.email.as_str())?.is_some() {
+                return Err(AccountsError::EmailTaken);
+            }
+            if let Some(username) = &account.username {
+                if users::find_by_username(c, username.as_str())?.is_some() {
+                    return Err(AccountsError::UsernameTaken);
+                }
+            }
+            users::insert(
+                c,
+                &NewUser {
+                    id: &id,
+                    email: account.email.as_str(),
+                    username: account.username.as_ref().map(Username::as_str),
+                    name: account.name.as_ref().map(DisplayName::as_str),
+                    password_hash: hash.as_deref(),
+                    status: account.status.as_str(),
+                    organization_id: None,
+                    permission_version: 0,
+                    created_at: at,
+                    updated_at: at,
+                },
+            )
+            .map_err(|e| match e {
+                // Lost a race with a concurrent insert of the same address.
+                StorageError::UniqueViolation => AccountsError::EmailTaken,
+                other => other.into(),
+            })?;
+            for role in &account.roles {
+                users::add_role(c, &id, role)?;
+            }
+            Ok(id.clone())
+        })
+    }
+
+    /// Email-or-username + password → a new session. Unknown users cost the
+    /// same Argon2 work as wrong passwords and get the same error.
+    pub fn login(&self, login: &str, password: &SecretString, client: &ClientInfo) -> Result<IssuedTokens> {
+        let user = match LoginId::parse(login) {
+            Some(id) => {
+                let mut conn = self.conn()?;
+                match id {
+                    LoginId::Email(email) => users::find_by_email(&mut conn, email.as_str())?,
+                    LoginId::Username(name) => users::find_by_username(&mut conn, name.as_str())?,
+                }
+            }
+            None => None,
+        };
+        let candidate = password.expose_secret();
+        let user = match user {
+            Some(user) => match user.password_hash.as_deref() {
+                Some(hash) if self.hasher.verify(candidate, hash) => user,
+                Some(_) => return Err(AccountsError::InvalidCredentials),
+                // Invited users have no password yet; still spend the work.
+                None => {
+                    self.hasher.verify_dummy(candidate);
+                    return Err(AccountsError::InvalidCredentials);
+                }
+            },
+            None => {
+                self.hasher.verify_dummy(candidate);
+                return Err(AccountsError::InvalidCredentials);
+            }
+        };
+        if UserStatus::parse(&user.status) != Some(UserStatus::Active) {
+            return Err(AccountsError::AccountNotActive);
+        }
+        self.start_session(&user, client)
+    }
+
+    fn start_session(&self, user: &UserRow, client: &ClientInfo) -> Result<IssuedTokens> {
+        let at = now();
+        let session = SessionRow {
+            id: Uuid::new_v4().to_string(),
+            user_id: user.id.clone(),
+            created_at: at.naive_utc(),
+            last_used_at: at.naive_utc(),
+            expires_at: (at + TimeDelta::seconds(self.sessions.absolute_ttl_secs)).naive_utc(),
+            revoked_at: None,
+            revoke_reason: None,
+            user_agent: client.user_agent.clone(),
+            ip: client.ip.clone(),
+        };
+        let mut conn = self.conn()?;
+        let (roles, perms) = (users::roles(&mut conn, &user.id)?, users::permissions(&mut conn, &user.id)?);
+        let refresh = conn.transaction(|c| {
+            sessions::insert(c, &session)?;
+            self.new_refresh_token(c, &session, None, at)
+        })?;
+        self.issue(user, &session, roles, perms, refresh, at)
+    }
+
+    /// Stores a new refresh token for the session; returns it with its lifetime.
+    fn new_refresh_token(
+        &self,
+        conn: &mut AnyConnection,
+        session: &SessionRow,
+        parent: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<(SecretString, i64)> {
+        let idle_end = at.naive_utc() + TimeDelta::seconds(self.sessions.refresh_idle_ttl_secs);
+        let expires_at = idle_end.min(session.expires_at);
+        let token = new_opaque_token();
+        refresh_tokens::insert(
+            conn,
+            &RefreshTokenRow {
+                id: Uuid::new_v4().to_string(),
+                session_id: session.id.clone(),
+                token_hash: token_hash(token.expose_secret()),
+                parent_id: parent.map(str::to_owned),
+                created_at: at.naive_utc(),
+                expires_at,
+                used_at: None,
+            },
+        )?;
+        Ok((token, (expires_at - at.naive_utc()).num_seconds()))
+    }
+
+    fn issue(
+        &self,
+        user: &UserRow,
+        session: &SessionRow,
+        roles: Vec<String>,
+        perms: Vec<String>,
+        (refresh_token, refresh_expires_in): (SecretString, i64),
+        at: DateTime<Utc>,
+    ) -> Result<IssuedTokens> {
+        let claims = self.tokens.access_claims(
+            Subject {
+                user_id: user.id.clone(),
+                session_id: session.id.clone(),
+                org: user.organization_id.clone(),
+                roles,
+                perms,
+                pv: user.permission_version,
+                email: Some(user.email.clone()),
+                preferred_username: user.username.clone(),
+                name: user.name.clone(),
+            },
+            at.timestamp(),
+        );
+        let access_token = self.keys.sign(ACCESS_TOKEN_TYP, &claims)?;
+        Ok(IssuedTokens {
+            access_token,
+            claims,
+            refresh_token,
+            refresh_expires_in,
+        })
+    }
+
+    /// Rotates a refresh token: the presented one is spent, a new one returned,
+    /// and the access token re-reads the user's current roles and permissions.
+    ///
+    /// Reuse: a spent token presented again within `reuse_grace_secs` of its
+    /// first use gets a fresh sibling token (two racing refreshes from one
+    /// client both succeed; each new token is itself single-use). Later than
+    /// that, the session is revoked and [`AccountsError::RefreshTokenReused`]
+    /// returned.
+    pub fn refresh(&self, presented: &SecretString, client: &ClientInfo) -> Result<IssuedTokens> {
+        let hash = token_hash(presented.expose_secret());
+        let at = now();
+        let mut conn = self.conn()?;
+        let outcome = conn.transaction(|c| -> Result<RefreshOutcome> {
+            // Write first: on SQLite a transaction that reads and then writes
+            // can fail at once with SQLITE_BUSY_SNAPSHOT under concurrency,
+            // while one that starts with a write waits on busy_timeout.
+            let claimed = refresh_tokens::claim_by_hash(c, &hash, at.naive_utc())?;
+            let Some(token) = refresh_tokens::find_by_hash(c, &hash)? else {
+                return Ok(RefreshOutcome::Invalid);
+            };
+            let Some(session) = sessions::find(c, &token.session_id)? else {
+                return Ok(RefreshOutcome::Invalid);
+            };
+            let expired = token.expires_at <= at.naive_utc() || session.expires_at <= at.naive_utc();
+            if session.revoked_at.is_some() || expired {
+                return Ok(RefreshOutcome::Invalid);
+            }
+            if !claimed {
+                let used_at = token.used_at.unwrap_or(at.naive_utc());
+                let within_grace = at.naive_utc() - used_at <= TimeDelta::seconds(self.sessions.reuse_grace_secs);
+                if !within_grace {
+                    let revoked = self.revoke_session_in(c, &session.id, "refresh_token_reused", at)?;
+                    return Ok(RefreshOutcome::Reused(revoked));
+                }
+            }
+            let Some(user) = users::find_by_id(c, &session.user_id)? else {
+                return Ok(RefreshOutcome::Invalid);
+            };
+            if UserStatus::parse(&user.status) != Some(UserStatus::Active) {
+                self.revoke_session_in(c, &session.id, "account_not_active", at)?;
+                return Ok(RefreshOutcome::Invalid);
+            }
+            sessions::touch(c, &session.id, at.naive_utc())?;
+            let refresh = self.new_refresh_token(c, &session, Some(&token.id), at)?;
+            let roles = users::roles(c, &user.id)?;
+            let perms = users::permissions(c, &user.id)?;
+            Ok(RefreshOutcome::Rotated(Box::new(self.issue(&user, &session, roles, perms, refresh, at)?)))
+        })?;
+        let _ = client; // recorded at login; refresh keeps the session's origin
+        match outcome {
+            RefreshOutcome::Rotated(tokens) => Ok(*tokens),
+            RefreshOutcome::Invalid => Err(AccountsError::InvalidRefreshToken),
+            RefreshOutcome::Reused(revoked) => Err(AccountsError::RefreshTokenReused(revoked)),
+        }
+    }
+
+    /// Revokes one session (logout). Returns it when it was live.
+    pub fn logout(&self, session_id: &str) -> Result<Option<RevokedSession>> {
+        let at = now();
+        let mut conn = self.conn()?;
+        conn.transaction(|c| self.revoke_session_in(c, session_id, "logout", at))
+    }
+
+    /// Revokes every live session of the user.
+    pub fn logout_all(&self, user_id: &str) -> Result<Vec<RevokedSession>> {
+        self.revoke_all_sessions(user_id, "logout_all")
+    }
+
+    /// Revokes every live session of the user, for `reason` (logout from all
+    /// devices, password reset, permission change, disabling).
+    pub fn revoke_all_sessions(&self, user_id: &str, reason: &str) -> Result<Vec<RevokedSession>> {
+        let at = now();
+        let mut conn = self.conn()?;
+        conn.transaction(|c| {
+            let ids = sessions::revoke_live_for_user(c, user_id, at.naive_utc(), reason)?;
+            ids.into_iter()
+                .map(|id| self.record_revocation(c, id, at))
+                .collect()
+        })
+    }
+
+    fn revoke_session_in(
+        &self,
+        conn: &mut AnyConnection,
+        session_id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<RevokedSession>> {
+        if !sessions::revoke(conn, session_id, at.naive_utc(), reason)? {
+            return Ok(None);
+        }
+        self.record_revocation(conn, session_id.to_owned(), at).map(Some)
+    }
+
+    /// Writes the revocation other instances poll for. It must outlive every
+    /// access token of the session: at most one TTL plus the leeway.
+    fn record_revocation(&self, conn: &mut AnyConnection, session_id: String, at: DateTime<Utc>) -> Result<RevokedSession> {
+        let until = at + TimeDelta::seconds(self.tokens.access_ttl_secs + self.tokens.leeway_secs);
+        revocations::insert(
+            conn,
+            &NewRevocation {
+                kind: "sid",
+                subject: &session_id,
+                expires_at: until.naive_utc(),
+                created_at: at.naive_utc(),
+            },
+        )?;
+        Ok(RevokedSession {
+            session_id,
+            until: until.timestamp(),
+        })
+    }
+
+    /// Sets a user's password by email (operator CLI).
+    pub fn set_password(&self, email: &EmailAddress, password: &Password) -> Result<()> {
+        let hash = self.hasher.hash(password.expose())?;
+        let mut conn = self.conn()?;
+        let user = users::find_by_email(&mut conn, email.as_str())?.ok_or(AccountsError::UserNotFound)?;
+        users::set_password_hash(&mut conn, &user.id, &hash, now().naive_utc())?;
+        Ok(())
+    }
+
+    /// Database round trip for readiness probes.
+    pub fn ping(&self) -> Result<()> {
+        let mut conn = self.conn()?;
+        storage::repo::ping(&mut conn)?;
+        Ok(())
+    }
+}
+
+enum RefreshOutcome {
+    Rotated(Box<IssuedTokens>),
+    Invalid,
+    Reused(Option<RevokedSession>),
+}
+

@@ -1,0 +1,231 @@
+use serde::{Deserialize, Serialize};
+
+use crate::error::TokenError;
+use crate::keyset::KeySet;
+
+/// `typ` header of access tokens (RFC 9068 §2.1), so that no other kind of
+/// token signed by the same keys can pass as an access token.
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+
+/// Claims of an access token: the contract with every API that accepts them.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct AccessClaims {
+    /// Issuer: the auth server's public URL.
+    pub iss: String,
+    /// Audience the token is meant for.
+    pub aud: String,
+    /// Subject: the user's UUID.
+    pub sub: String,
+    /// Issued at (unix seconds).
+    pub iat: i64,
+    /// Not valid before (unix seconds).
+    pub nbf: i64,
+    /// Expires at (unix seconds).
+    pub exp: i64,
+    /// Unique token id (UUID v4).
+    pub jti: String,
+    /// Session UUID the token was issued for, so revoking a session can be checked.
+    pub sid: String,
+    /// Organisation the token acts in, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    /// Role names.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Permission names, sorted and without duplicates.
+    #[serde(default)]
+    pub perms: Vec<String>,
+    /// Permission version: lets resource servers notice stale permissions.
+    #[serde(default)]
+    pub pv: i64,
+    /// The user's email address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The user's login name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    /// The user's display name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Everything the issuer puts in an access token besides times and ids.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Subject {
+    /// The user's UUID; becomes `sub`.
+    pub user_id: String,
+    /// The session's UUID; becomes `sid`.
+    pub session_id: String,
+    /// Organisation the token acts in.
+    pub org: Option<String>,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Permission names, in any order; the token gets them sorted and deduplicated.
+    pub perms: Vec<String>,
+    /// Permission version.
+    pub pv: i64,
+    /// The user's email address.
+    pub email: Option<String>,
+    /// The user's login name.
+    pub preferred_username: Option<String>,
+    /// The user's display name.
+    pub name: Option<String>,
+}
+
+/// How access tokens are issued and what verification accepts.
+#[derive(Clone, Debug)]
+pub struct TokenPolicy {
+    /// Expected and issued `iss`.
+    pub issuer: String,
+    /// Expected and issued `aud`.
+    pub audience: String,
+    /// Access-token lifetime in seconds (default 1800).
+    pub access_ttl_secs: i64,
+    /// Tolerated clock skew in seconds for `exp` and `nbf` (default 30).
+    pub leeway_secs: i64,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        TokenPolicy {
+            issuer: "http://127.0.0.1:8080".to_owned(),
+            audience: "auth-server".to_owned(),
+            access_ttl_secs: 1800,
+            leeway_secs: 30,
+        }
+    }
+}
+
+impl TokenPolicy {
+    /// Builds access-token claims for `subject` issued at `now` (unix seconds):
+    /// `iat = nbf = now`, `exp = now + access_ttl_secs`, a fresh UUID v4 `jti`,
+    /// and `perms` sorted and deduplicated.
+    pub fn access_claims(&self, subject: Subject, now: i64) -> AccessClaims {
+        let mut perms = subject.perms;
+        perms.sort();
+        perms.dedup();
+        AccessClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: subject.user_id,
+            iat: now,
+            nbf: now,
+            exp: now.saturating_add(self.access_ttl_secs),
+            jti: uuid::Uuid::new_v4().to_string(),
+            sid: subject.session_id,
+            org: subject.org,
+            roles: subject.roles,
+            perms,
+            pv: subject.pv,
+            email: subject.email,
+            preferred_username: subject.preferred_username,
+            name: subject.name,
+        }
+    }
+
+    /// Fully checks an access token at time `now` (unix seconds): signature and
+    /// header via [`KeySet::verify`] with `typ` [`ACCESS_TOKEN_TYP`], then `iss`,
+    /// `aud`, `exp` and `nbf` (both with `leeway_secs`), and a non-empty `sub`.
+    pub fn verify_access(
+        &self,
+        keys: &KeySet,
+        token: &str,
+        now: i64,
+    ) -> Result<AccessClaims, TokenError> {
+        let claims: AccessClaims = keys.verify(token, ACCESS_TOKEN_TYP)?;
+        if claims.iss != self.issuer {
+            return Err(TokenError::WrongIssuer);
+        }
+        if claims.aud != self.audience {
+            return Err(TokenError::WrongAudience);
+        }
+        // A negative leeway would be a configuration mistake; it must not
+        // shorten token lifetimes behind the operator's back either way.
+        let leeway = self.leeway_secs.max(0);
+        // Saturating: exp/nbf come from the token and may be extreme.
+        if now >= claims.exp.saturating_add(leeway) {
+            return Err(TokenError::Expired);
+        }
+        if now.saturating_add(leeway) < claims.nbf {
+            return Err(TokenError::NotYetValid);
+        }
+        if claims.sub.is_empty() {
+            return Err(TokenError::Malformed);
+        }
+        Ok(claims)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn subject() -> Subject {
+        Subject {
+            user_id: "user-1".into(),
+            session_id: "session-1".into(),
+            org: Some("org-1".into()),
+            roles: vec!["admin".into()],
+            perms: vec!["b".into(), "a".into(), "b".into(), "c".into(), "a".into()],
+            pv: 7,
+            email: Some("ada@example.test".into()),
+            preferred_username: Some("ada".into()),
+            name: None,
+        }
+    }
+
+    #[test]
+    fn default_policy() {
+        let policy = TokenPolicy::default();
+        assert_eq!(policy.issuer, "http://127.0.0.1:8080");
+        assert_eq!(policy.audience, "auth-server");
+        assert_eq!(policy.access_ttl_secs, 1800);
+        assert_eq!(policy.leeway_secs, 30);
+    }
+
+    #[test]
+    fn access_claims_fill_times_ids_and_sorted_perms() {
+        let policy = TokenPolicy::default();
+        let claims = policy.access_claims(subject(), 1_000);
+        assert_eq!((claims.iat, claims.nbf, claims.exp), (1_000, 1_000, 2_800));
+        assert_eq!(
+            (claims.iss.as_str(), claims.aud.as_str()),
+            (policy.issuer.as_str(), "auth-server")
+        );
+        assert_eq!(
+            (claims.sub.as_str(), claims.sid.as_str()),
+            ("user-1", "session-1")
+        );
+        assert_eq!(claims.perms, ["a", "b", "c"]);
+        assert_eq!(claims.roles, ["admin"]);
+        assert_eq!(claims.pv, 7);
+        assert_eq!(claims.org.as_deref(), Some("org-1"));
+        let jti = uuid::Uuid::parse_str(&claims.jti).unwrap();
+        assert_eq!(jti.get_version_num(), 4);
+    }
+
+    #[test]
+    fn every_token_gets_a_fresh_jti() {
+        let policy = TokenPolicy::default();
+        let first = policy.access_claims(subject(), 1_000);
+        let second = policy.access_claims(subject(), 1_000);
+        assert_ne!(first.jti, second.jti);
+    }
+
+    #[test]
+    fn optional_claims_are_omitted_and_default_on_read() {
+        let mut claims = TokenPolicy::default().access_claims(Subject::default(), 1_000);
+        claims.org = None;
+        let json = serde_json::to_value(&claims).unwrap();
+        for absent in ["org", "email", "preferred_username", "name"] {
+            assert!(json.get(absent).is_none(), "{absent}");
+        }
+        let minimal = serde_json::json!({
+            "iss": "i", "aud": "a", "sub": "s", "iat": 1, "nbf": 1, "exp": 2,
+            "jti": "j", "sid": "d",
+        });
+        let parsed: AccessClaims = serde_json::from_value(minimal).unwrap();
+        assert!(parsed.roles.is_empty() && parsed.perms.is_empty());
+        assert_eq!(parsed.pv, 0);
+    }
+}

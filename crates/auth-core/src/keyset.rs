@@ -1,0 +1,295 @@
+use std::fmt;
+use std::sync::Arc;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::algorithm::SigningAlgorithm;
+use crate::error::{KeyError, TokenError};
+use crate::key::SigningKey;
+
+/// The keys a server signs and verifies with: exactly one active key signs,
+/// every key (active or retired) verifies tokens that name it by `kid`.
+///
+/// Cheap to clone (the keys sit behind an `Arc`) and `Send + Sync`, so one
+/// instance can be shared by all request handlers. The jsonwebtoken key
+/// objects are built once here, because verification runs on every request.
+#[derive(Clone)]
+pub struct KeySet {
+    inner: Arc<Keys>,
+}
+
+struct Keys {
+    /// The active key is always first.
+    entries: Vec<KeyEntry>,
+    active_encoding_key: EncodingKey,
+    jwks: serde_json::Value,
+}
+
+struct KeyEntry {
+    key: SigningKey,
+    decoding_key: DecodingKey,
+    validation: Validation,
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySet")
+            .field("active_kid", &self.active_kid())
+            .field("kids", &self.kids())
+            .finish()
+    }
+}
+
+impl KeySet {
+    /// Builds a key set where `active` signs and `others` (typically retired
+    /// keys whose tokens may still be live) only verify.
+    ///
+    /// Every key is tested with a sign-then-verify round trip, so a broken key
+    /// fails here at startup instead of on the first request.
+    pub fn new(active: SigningKey, others: Vec<SigningKey>) -> Result<KeySet, KeyError> {
+        let active_encoding_key = active.encoding_key()?;
+        let mut entries: Vec<KeyEntry> = Vec::with_capacity(1 + others.len());
+        for key in std::iter::once(active).chain(others) {
+            if entries.iter().any(|entry| entry.key.kid() == key.kid()) {
+                return Err(KeyError::DuplicateKid(key.kid().to_owned()));
+            }
+            let entry = KeyEntry {
+                decoding_key: key.decoding_key()?,
+                validation: signature_only_validation(key.algorithm()),
+                key,
+            };
+            entry.self_test()?;
+            entries.push(entry);
+        }
+        let jwks = json!({
+            "keys": entries.iter().filter_map(|entry| entry.key.public_jwk()).collect::<Vec<_>>(),
+        });
+        Ok(KeySet {
+            inner: Arc::new(Keys {
+                entries,
+                active_encoding_key,
+                jwks,
+            }),
+        })
+    }
+
+    /// Key id of the key that signs new tokens.
+    pub fn active_kid(&self) -> &str {
+        self.active().key.kid()
+    }
+
+    /// Algorithm of the key that signs new tokens.
+    pub fn active_algorithm(&self) -> SigningAlgorithm {
+        self.active().key.algorithm()
+    }
+
+    /// All key ids, the active one first.
+    pub fn kids(&self) -> Vec<&str> {
+        self.inner
+            .entries
+            .iter()
+            .map(|entry| entry.key.kid())
+            .collect()
+    }
+
+    /// The public JWK Set (`{"keys": [...]}`) of every key; HS256 keys are
+    /// left out because their only key is the secret.
+    pub fn jwks(&self) -> serde_json::Value {
+        self.inner.jwks.clone()
+    }
+
+    /// Signs `claims` with the active key. The header carries the active key's
+    /// `alg`, its `kid`, and `typ`.
+    pub fn sign<C: Serialize>(&self, typ: &str, claims: &C) -> Result<String, TokenError> {
+        let active = &self.active().key;
+        let mut header = Header::new(active.algorithm().jws_algorithm());
+        header.typ = Some(typ.to_owned());
+        header.kid = Some(active.kid().to_owned());
+        jsonwebtoken::encode(&header, claims, &self.inner.active_encoding_key)
+            .map_err(|_| TokenError::Signing)
+    }
+
+    /// Verifies the signature and header of `token` and decodes its claims.
+    ///
+    /// The key is looked up by the header `kid` and that key alone decides the
+    /// algorithm; `jwk`, `jku`, `x5u` and `x5c` headers are ignored. The header
+    /// `typ` must equal `expected_typ` (compared as RFC 7515 says: ignoring case
+    /// and an `application/` prefix).
+    ///
+    /// Does NOT check time, issuer or audience: that is
+    /// [`TokenPolicy`](crate::TokenPolicy)'s job, with the caller's `now`.
+    pub fn verify<C: DeserializeOwned>(
+        &self,
+        token: &str,
+        expected_typ: &str,
+    ) -> Result<C, TokenError> {
+        // The header is unauthenticated until the signature checks out: it is
+        // used only to pick one of our keys, never to supply key material.
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        // RFC 7515 §4.1.11: critical extensions we do not implement (we
+        // implement none) make the token invalid.
+        if header.crit.is_some() {
+            return Err(TokenError::Malformed);
+        }
+        let kid = header
+            .kid
+            .as_deref()
+            .filter(|kid| !kid.is_empty())
+            .ok_or(TokenError::MissingKid)?;
+        let entry = self.entry(kid).ok_or(TokenError::UnknownKid)?;
+        // The key dictates the algorithm. jsonwebtoken would also refuse via
+        // `Validation::algorithms`, but this must not hinge on its internals.
+        if header.alg != entry.key.algorithm().jws_algorithm() {
+            return Err(TokenError::AlgorithmMismatch);
+        }
+        let decoded = jsonwebtoken::decode::<C>(token, &entry.decoding_key, &entry.validation)
+            .map_err(classify_decode_error)?;
+        // Checked after the signature so that WrongType means "a genuine token
+        // of ours, but of another kind" (e.g. a refresh token used as access token).
+        if !token_type_matches(decoded.header.typ.as_deref(), expected_typ) {
+            return Err(TokenError::WrongType);
+        }
+        Ok(decoded.claims)
+    }
+
+    fn active(&self) -> &KeyEntry {
+        &self.inner.entries[0]
+    }
+
+    fn entry(&self, kid: &str) -> Option<&KeyEntry> {
+        self.inner
+            .entries
+            .iter()
+            .find(|entry| entry.key.kid() == kid)
+    }
+}
+
+impl KeyEntry {
+    /// Proves the private key and the derived public key belong together and
+    /// that jsonwebtoken accepts both.
+    fn self_test(&self) -> Result<(), KeyError> {
+        let failed =
+            || KeyError::InvalidKey(format!("key {:?} failed its self-test", self.key.kid()));
+        let encoding_key = self.key.encoding_key()?;
+        let header = Header::new(self.key.algorithm().jws_algorithm());
+        let token = jsonwebtoken::encode(&header, &json!({ "self_test": true }), &encoding_key)
+            .map_err(|_| failed())?;
+        jsonwebtoken::decode::<serde_json::Value>(&token, &self.decoding_key, &self.validation)
+            .map_err(|_| failed())?;
+        Ok(())
+    }
+}
+
+/// Signature and algorithm checks only: time, issuer and audience are
+/// checked by the policy with the caller's clock, never jsonwebtoken's.
+fn signature_only_validation(algorithm: SigningAlgorithm) -> Validation {
+    let mut validation = Validation::new(algorithm.jws_algorithm());
+    validation.algorithms = vec![algorithm.jws_algorithm()];
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_nbf = false;
+    validation.validate_aud = false;
+    validation.leeway = 0;
+    validation
+}
+
+fn classify_decode_error(error: jsonwebtoken::errors::Error) -> TokenError {
+    match error.kind() {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::InvalidAlgorithm => TokenError::AlgorithmMismatch,
+        _ => TokenError::Malformed,
+    }
+}
+
+/// RFC 7515 §4.1.9: `typ` compares case-insensitively and producers may drop
+/// the `application/` prefix.
+fn token_type_matches(actual: Option<&str>, expected: &str) -> bool {
+    fn normalize(media_type: &str) -> String {
+        let lower = media_type.to_ascii_lowercase();
+        match lower.strip_prefix("application/") {
+            Some(short) => short.to_owned(),
+            None => lower,
+        }
+    }
+    actual.is_some_and(|actual| normalize(actual) == normalize(expected))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(alg: SigningAlgorithm, kid: &str) -> SigningKey {
+        SigningKey::generate(alg, kid.to_owned()).unwrap()
+    }
+
+    #[test]
+    fn key_set_is_send_sync_and_cheap_to_clone() {
+        fn assert_send_sync<T: Send + Sync + Clone>() {}
+        assert_send_sync::<KeySet>();
+        let keys = KeySet::new(key(SigningAlgorithm::EdDSA, "a"), Vec::new()).unwrap();
+        let clone = keys.clone();
+        assert!(Arc::ptr_eq(&keys.inner, &clone.inner));
+    }
+
+    #[test]
+    fn duplicate_kid_is_refused() {
+        let error = KeySet::new(
+            key(SigningAlgorithm::EdDSA, "same"),
+            vec![
+                key(SigningAlgorithm::ES256, "other"),
+                key(SigningAlgorithm::HS256, "same"),
+            ],
+        )
+        .unwrap_err();
+        assert_eq!(error, KeyError::DuplicateKid("same".into()));
+    }
+
+    #[test]
+    fn kids_list_active_first() {
+        let keys = KeySet::new(
+            key(SigningAlgorithm::EdDSA, "new"),
+            vec![
+                key(SigningAlgorithm::ES256, "old"),
+                key(SigningAlgorithm::HS256, "older"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(keys.active_kid(), "new");
+        assert_eq!(keys.active_algorithm(), SigningAlgorithm::EdDSA);
+        assert_eq!(keys.kids(), ["new", "old", "older"]);
+    }
+
+    #[test]
+    fn debug_shows_kids_only() {
+        let hs = key(SigningAlgorithm::HS256, "hs");
+        let secret = hs.to_document().private_key;
+        let keys = KeySet::new(hs, Vec::new()).unwrap();
+        let debug = format!("{keys:?}");
+        assert!(debug.contains("hs"));
+        assert!(!debug.contains(&secret));
+    }
+
+    #[test]
+    fn validation_checks_nothing_but_the_signature_algorithm() {
+        let validation = signature_only_validation(SigningAlgorithm::ES256);
+        assert_eq!(validation.algorithms, [jsonwebtoken::Algorithm::ES256]);
+        assert!(validation.required_spec_claims.is_empty());
+        assert!(!validation.validate_exp && !validation.validate_nbf && !validation.validate_aud);
+        assert!(validation.iss.is_none() && validation.aud.is_none() && validation.sub.is_none());
+    }
+
+    #[test]
+    fn token_type_comparison_follows_rfc_7515() {
+        assert!(token_type_matches(Some("at+jwt"), "at+jwt"));
+        assert!(token_type_matches(Some("AT+JWT"), "at+jwt"));
+        assert!(token_type_matches(Some("application/at+jwt"), "at+jwt"));
+        assert!(!token_type_matches(Some("JWT"), "at+jwt"));
+        assert!(!token_type_matches(Some(""), "at+jwt"));
+        assert!(!token_type_matches(None, "at+jwt"));
+        assert!(!token_type_matches(Some("at+jwt+extra"), "at+jwt"));
+    }
+}
