@@ -1,0 +1,158 @@
+//! Test harness: a real server on port 0 over a real, fresh database,
+//! driven over HTTP.
+#![allow(dead_code)] // each test binary uses a different part of it
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use accounts::{EmailAddress, NewAccount, Password, UserStatus, Username};
+use auth_server::config::Settings;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use storage::Backend;
+use storage::test_support::TestDatabase;
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub settings: Settings,
+    pub accounts: Arc<accounts::Accounts>,
+    // Dropped last: removes the database and the key folder.
+    pub db: TestDatabase,
+}
+
+/// Settings for a test server: port 0, the test database, keys next to it.
+pub fn test_settings(db: &TestDatabase, overrides: &[(&str, &str)]) -> Settings {
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("AUTH_BIND".into(), "127.0.0.1:0".into()),
+        ("AUTH_DATABASE_URL".into(), db.url_string()),
+        ("AUTH_KEYS_DIR".into(), db.dir.join("keys").to_string_lossy().into_owned()),
+        ("AUTH_ISSUER".into(), "http://auth.test".into()),
+        ("AUTH_WORKERS".into(), "1".into()),
+        ("AUTH_DB_POOL_SIZE".into(), "4".into()),
+        ("AUTH_ARGON2_MAX_CONCURRENT".into(), "2".into()),
+        ("AUTH_REVOCATION_POLL_MS".into(), "200".into()),
+    ]);
+    for (k, v) in overrides {
+        env.insert((*k).into(), (*v).into());
+    }
+    Settings::load(None, env).expect("test settings")
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, &[]).await
+}
+
+pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
+    let db = tokio::task::spawn_blocking(move || TestDatabase::create(backend)).await.unwrap();
+    let settings = test_settings(&db, overrides);
+    let app = auth_server::start(settings.clone()).await.expect("server starts");
+    let base = app.base_url();
+    tokio::spawn(app.server);
+    let setup = settings.clone();
+    let services = tokio::task::spawn_blocking(move || auth_server::app::services(&setup, false))
+        .await
+        .unwrap()
+        .expect("services");
+    TestApp {
+        base,
+        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        settings,
+        accounts: services.accounts,
+        db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Creates an active user directly through the accounts service.
+    pub async fn create_user(&self, email: &str, username: Option<&str>) -> String {
+        self.create_user_with_status(email, username, UserStatus::Active).await
+    }
+
+    pub async fn create_user_with_status(&self, email: &str, username: Option<&str>, status: UserStatus) -> String {
+        let accounts = self.accounts.clone();
+        let account = NewAccount {
+            email: EmailAddress::parse(email).unwrap(),
+            username: username.map(|u| Username::parse(u).unwrap()),
+            name: Some(accounts::DisplayName::parse("Test User").unwrap()),
+            password: Some(Password::parse(PASSWORD.into()).unwrap()),
+            status,
+            roles: Vec::new(),
+        };
+        tokio::task::spawn_blocking(move || accounts.create_user(account)).await.unwrap().unwrap()
+    }
+
+    pub async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self.http.post(self.url(path)).json(&body).send().await.unwrap();
+        read(response).await
+    }
+
+    pub async fn login(&self, login: &str) -> Value {
+        let (status, body) = self.post_json("/api/v1/auth/login", json!({"login": login, "password": PASSWORD})).await;
+        assert_eq!(status, StatusCode::OK, "login failed: {body}");
+        body
+    }
+
+    pub async fn refresh(&self, refresh_token: &str) -> (StatusCode, Value) {
+        self.post_json("/api/v1/auth/refresh", json!({ "refresh_token": refresh_token })).await
+    }
+
+    pub async fn me(&self, access_token: &str) -> (StatusCode, Value) {
+        let response = self.http.get(self.url("/api/v1/auth/me")).bearer_auth(access_token).send().await.unwrap();
+        read(response).await
+    }
+
+    pub async fn post_bearer(&self, path: &str, access_token: &str) -> (StatusCode, Value) {
+        let response = self.http.post(self.url(path)).bearer_auth(access_token).send().await.unwrap();
+        read(response).await
+    }
+}
+
+/// Status and body (JSON, or `null` when empty). Asserts that errors are
+/// problem+json and that no response is a 5xx.
+pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let text = response.text().await.unwrap();
+    assert!(!status.is_server_error(), "server error {status}: {text}");
+    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    if status.is_client_error() {
+        assert_eq!(content_type, "application/problem+json", "error without problem+json: {status} {body}");
+        assert_eq!(body["status"], status.as_u16(), "{body}");
+        assert!(body["code"].is_string() && body["title"].is_string() && body["type"].is_string(), "{body}");
+    }
+    (status, body)
+}
+
+/// Generates one test per backend: `sqlite::name` and `postgres::name`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(storage::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(storage::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
