@@ -45,7 +45,10 @@ pub struct Services {
 pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
     let pool = storage::connect(
         &settings.database_url,
-        &PoolOptions { max_size: settings.db_pool_size, ..PoolOptions::default() },
+        &PoolOptions {
+            max_size: settings.db_pool_size,
+            ..PoolOptions::default()
+        },
     )
     .context("cannot open the database")?;
     {
@@ -67,7 +70,11 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
     };
     let verify_window = settings.access_ttl_secs + settings.leeway_secs;
     let keys = KeyDir::new(&settings.keys_dir)
-        .load_or_create(settings.signing_algorithm, chrono::Utc::now().timestamp(), verify_window)
+        .load_or_create(
+            settings.signing_algorithm,
+            chrono::Utc::now().timestamp(),
+            verify_window,
+        )
         .context("cannot load the signing keys")?;
     let hasher = PasswordHasher::new(
         HashCost {
@@ -89,7 +96,12 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
             reuse_grace_secs: settings.refresh_reuse_grace_secs,
         },
     ));
-    Ok(Services { pool, accounts, keys, token_policy })
+    Ok(Services {
+        pool,
+        accounts,
+        keys,
+        token_policy,
+    })
 }
 
 /// Builds and binds the server. Must run inside a tokio runtime: it spawns
@@ -97,7 +109,8 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
 pub async fn start(settings: Settings) -> Result<Application> {
     telemetry::install_crypto_provider();
     let setup = settings.clone();
-    let services = tokio::task::spawn_blocking(move || services(&setup, setup.migrate_on_start)).await??;
+    let services =
+        tokio::task::spawn_blocking(move || services(&setup, setup.migrate_on_start)).await??;
     let revocations = Arc::new(RevocationCache::default());
     let cursor = {
         let (cache, pool) = (revocations.clone(), services.pool.clone());
@@ -116,12 +129,16 @@ pub async fn start(settings: Settings) -> Result<Application> {
         token_policy: services.token_policy,
         revocations,
     });
-    let listener = TcpListener::bind(settings.bind).with_context(|| format!("cannot listen on {}", settings.bind))?;
+    let listener = TcpListener::bind(settings.bind)
+        .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(DefaultHeaders::new().add((header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"))))
+            .wrap(DefaultHeaders::new().add((
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            )))
             .wrap(actix_web::middleware::from_fn(telemetry::request_span))
             .configure(http::configure)
             .default_service(web::to(http::not_found))
@@ -135,5 +152,9 @@ pub async fn start(settings: Settings) -> Result<Application> {
         }
         _ => (server.listen(listener)?.run(), "http"),
     };
-    Ok(Application { server, addr, scheme })
+    Ok(Application {
+        server,
+        addr,
+        scheme,
+    })
 }

@@ -12,7 +12,11 @@ use crate::config::Settings;
 use crate::keys::KeyDir;
 
 #[derive(Parser, Debug)]
-#[command(name = "auth-server", version, about = "Authentication server: login, sessions, JWT access tokens")]
+#[command(
+    name = "auth-server",
+    version,
+    about = "Authentication server: login, sessions, JWT access tokens"
+)]
 pub struct Cli {
     /// TOML configuration file (also AUTH_CONFIG). Environment AUTH_* variables override it.
     #[arg(long, global = true, env = "AUTH_CONFIG")]
@@ -64,8 +68,14 @@ pub enum KeysCommand {
 }
 
 pub fn migrate(settings: &Settings) -> Result<()> {
-    let pool = storage::connect(&settings.database_url, &storage::PoolOptions { max_size: 1, ..Default::default() })
-        .context("cannot open the database")?;
+    let pool = storage::connect(
+        &settings.database_url,
+        &storage::PoolOptions {
+            max_size: 1,
+            ..Default::default()
+        },
+    )
+    .context("cannot open the database")?;
     let mut conn = pool.get()?;
     let applied = storage::migrations::run_pending(&mut conn)?;
     if applied.is_empty() {
@@ -78,13 +88,23 @@ pub fn migrate(settings: &Settings) -> Result<()> {
     Ok(())
 }
 
-pub fn user_add(settings: &Settings, email: &str, username: Option<&str>, name: Option<&str>, admin: bool) -> Result<()> {
+pub fn user_add(
+    settings: &Settings,
+    email: &str,
+    username: Option<&str>,
+    name: Option<&str>,
+    admin: bool,
+) -> Result<()> {
     let email = EmailAddress::parse(email)?;
     let username = username.map(Username::parse).transpose()?;
     let name = name.map(DisplayName::parse).transpose()?;
     let password = Password::parse(read_password()?)?;
     let services = crate::app::services(settings, true)?;
-    let roles = if admin { vec!["admin".to_owned()] } else { Vec::new() };
+    let roles = if admin {
+        vec!["admin".to_owned()]
+    } else {
+        Vec::new()
+    };
     let id = services.accounts.create_user(NewAccount {
         email: email.clone(),
         username,
@@ -108,7 +128,10 @@ fn read_password() -> Result<SecretString> {
         return Ok(SecretString::from(first));
     }
     let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("reading the password from stdin")?;
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from stdin")?;
     let password = line.trim_end_matches(['\n', '\r']).to_owned();
     if password.is_empty() {
         bail!("no password on standard input (pipe one line, or run at a terminal to be asked)");
@@ -119,7 +142,10 @@ fn read_password() -> Result<SecretString> {
 pub fn keys_list(settings: &Settings) -> Result<()> {
     let keys = KeyDir::new(&settings.keys_dir).list()?;
     if keys.is_empty() {
-        println!("no keys in {} (one is generated at first start)", settings.keys_dir.display());
+        println!(
+            "no keys in {} (one is generated at first start)",
+            settings.keys_dir.display()
+        );
     }
     let now = chrono::Utc::now().timestamp();
     let window = settings.access_ttl_secs + settings.leeway_secs;
@@ -128,25 +154,40 @@ pub fn keys_list(settings: &Settings) -> Result<()> {
     for key in keys {
         let status = match key.retired_at {
             None => "active (signs)".to_owned(),
-            Some(at) if at + window > now => format!("retired, verifies until {}", time(at + window)),
+            Some(at) if at + window > now => {
+                format!("retired, verifies until {}", time(at + window))
+            }
             Some(_) => "expired (no longer loaded)".to_owned(),
         };
-        writeln!(out, "{:<28} {:<6} {:<22} {status}", key.kid, key.alg.to_string(), time(key.created_at))?;
+        writeln!(
+            out,
+            "{:<28} {:<6} {:<22} {status}",
+            key.kid,
+            key.alg.to_string(),
+            time(key.created_at)
+        )?;
     }
     Ok(())
 }
 
 pub fn keys_rotate(settings: &Settings) -> Result<()> {
-    let kid = KeyDir::new(&settings.keys_dir).rotate(settings.signing_algorithm, chrono::Utc::now().timestamp())?;
+    let kid = KeyDir::new(&settings.keys_dir)
+        .rotate(settings.signing_algorithm, chrono::Utc::now().timestamp())?;
     println!("new signing key {kid}; restart the servers to sign with it");
     Ok(())
 }
 
 pub fn config_help() {
-    println!("{:<24} {:<28} {:<16} meaning", "setting (file)", "environment", "default");
+    println!(
+        "{:<24} {:<28} {:<16} meaning",
+        "setting (file)", "environment", "default"
+    );
     for key in crate::config::KEYS {
         let env = format!("AUTH_{}", key.name.to_ascii_uppercase());
-        println!("{:<24} {:<28} {:<16} {}", key.name, env, key.default, key.help);
+        println!(
+            "{:<24} {:<28} {:<16} {}",
+            key.name, env, key.default, key.help
+        );
     }
 }
 

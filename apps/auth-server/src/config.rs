@@ -55,28 +55,116 @@ pub struct Key {
 
 /// The catalogue; `AUTH_` + upper-case name is the environment variable.
 pub const KEYS: &[Key] = &[
-    Key { name: "bind", default: "127.0.0.1:8080", help: "address and port to listen on" },
-    Key { name: "database_url", default: "./var/auth.db", help: "postgres://… for PostgreSQL; a path or sqlite://path for SQLite" },
-    Key { name: "db_pool_size", default: "8", help: "database connections kept open" },
-    Key { name: "migrate_on_start", default: "true", help: "apply pending migrations when serve starts" },
-    Key { name: "keys_dir", default: "./var/keys", help: "signing keys, one 0600 JSON file each" },
-    Key { name: "signing_alg", default: "EdDSA", help: "algorithm for newly generated keys: EdDSA, ES256 or HS256" },
-    Key { name: "issuer", default: "http://<bind>", help: "the iss claim" },
-    Key { name: "audience", default: "auth-server", help: "the aud claim" },
-    Key { name: "access_ttl", default: "1800", help: "access-token lifetime, seconds" },
-    Key { name: "leeway", default: "30", help: "clock skew tolerated on exp/nbf, seconds" },
-    Key { name: "refresh_idle_ttl", default: "14400", help: "a refresh token unused this long expires, seconds" },
-    Key { name: "session_ttl", default: "2592000", help: "absolute session lifetime, seconds" },
-    Key { name: "refresh_reuse_grace", default: "10", help: "a spent refresh token re-sent within this window is a duplicate, not theft, seconds" },
-    Key { name: "revocation_poll_ms", default: "500", help: "how often revocations from other instances are read" },
-    Key { name: "argon2_memory_kib", default: "19456", help: "Argon2id memory cost" },
-    Key { name: "argon2_iterations", default: "2", help: "Argon2id time cost" },
-    Key { name: "argon2_parallelism", default: "1", help: "Argon2id lanes" },
-    Key { name: "argon2_max_concurrent", default: "<cores>", help: "password hashes running at once" },
-    Key { name: "workers", default: "<cores>", help: "HTTP worker threads" },
-    Key { name: "tls_cert", default: "", help: "PEM certificate chain; serves HTTPS when set with tls_key" },
-    Key { name: "tls_key", default: "", help: "PEM private key" },
-    Key { name: "log_format", default: "text", help: "text or json (RUST_LOG sets the level)" },
+    Key {
+        name: "bind",
+        default: "127.0.0.1:8080",
+        help: "address and port to listen on",
+    },
+    Key {
+        name: "database_url",
+        default: "./var/auth.db",
+        help: "postgres://… for PostgreSQL; a path or sqlite://path for SQLite",
+    },
+    Key {
+        name: "db_pool_size",
+        default: "8",
+        help: "database connections kept open",
+    },
+    Key {
+        name: "migrate_on_start",
+        default: "true",
+        help: "apply pending migrations when serve starts",
+    },
+    Key {
+        name: "keys_dir",
+        default: "./var/keys",
+        help: "signing keys, one 0600 JSON file each",
+    },
+    Key {
+        name: "signing_alg",
+        default: "EdDSA",
+        help: "algorithm for newly generated keys: EdDSA, ES256 or HS256",
+    },
+    Key {
+        name: "issuer",
+        default: "http://<bind>",
+        help: "the iss claim",
+    },
+    Key {
+        name: "audience",
+        default: "auth-server",
+        help: "the aud claim",
+    },
+    Key {
+        name: "access_ttl",
+        default: "1800",
+        help: "access-token lifetime, seconds",
+    },
+    Key {
+        name: "leeway",
+        default: "30",
+        help: "clock skew tolerated on exp/nbf, seconds",
+    },
+    Key {
+        name: "refresh_idle_ttl",
+        default: "14400",
+        help: "a refresh token unused this long expires, seconds",
+    },
+    Key {
+        name: "session_ttl",
+        default: "2592000",
+        help: "absolute session lifetime, seconds",
+    },
+    Key {
+        name: "refresh_reuse_grace",
+        default: "10",
+        help: "a spent refresh token re-sent within this window is a duplicate, not theft, seconds",
+    },
+    Key {
+        name: "revocation_poll_ms",
+        default: "500",
+        help: "how often revocations from other instances are read",
+    },
+    Key {
+        name: "argon2_memory_kib",
+        default: "19456",
+        help: "Argon2id memory cost",
+    },
+    Key {
+        name: "argon2_iterations",
+        default: "2",
+        help: "Argon2id time cost",
+    },
+    Key {
+        name: "argon2_parallelism",
+        default: "1",
+        help: "Argon2id lanes",
+    },
+    Key {
+        name: "argon2_max_concurrent",
+        default: "<cores>",
+        help: "password hashes running at once",
+    },
+    Key {
+        name: "workers",
+        default: "<cores>",
+        help: "HTTP worker threads",
+    },
+    Key {
+        name: "tls_cert",
+        default: "",
+        help: "PEM certificate chain; serves HTTPS when set with tls_key",
+    },
+    Key {
+        name: "tls_key",
+        default: "",
+        help: "PEM private key",
+    },
+    Key {
+        name: "log_format",
+        default: "text",
+        help: "text or json (RUST_LOG sets the level)",
+    },
 ];
 
 /// A rejected setting.
@@ -121,7 +209,10 @@ impl Settings {
         let mut raw: BTreeMap<&'static str, Raw> = KEYS
             .iter()
             .map(|k| {
-                let raw = Raw { value: k.default.to_owned(), origin: Origin::Default };
+                let raw = Raw {
+                    value: k.default.to_owned(),
+                    origin: Origin::Default,
+                };
                 (k.name, raw)
             })
             .collect();
@@ -134,7 +225,13 @@ impl Settings {
         let env: BTreeMap<String, String> = env.into_iter().collect();
         for key in KEYS {
             if let Some(value) = env.get(&env_name(key.name)) {
-                raw.insert(key.name, Raw { value: value.clone(), origin: Origin::Env });
+                raw.insert(
+                    key.name,
+                    Raw {
+                        value: value.clone(),
+                        origin: Origin::Env,
+                    },
+                );
             }
         }
         Reader { raw }.settings()
@@ -152,10 +249,13 @@ fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigError> {
         .map_err(|e: toml::de::Error| file_error(e.message().to_owned()))?;
     let mut values = Vec::new();
     for (name, value) in table {
-        let key = KEYS.iter().find(|k| k.name == name).ok_or_else(|| ConfigError {
-            setting: format!("{name} (in {})", path.display()),
-            problem: "unknown setting".to_owned(),
-        })?;
+        let key = KEYS
+            .iter()
+            .find(|k| k.name == name)
+            .ok_or_else(|| ConfigError {
+                setting: format!("{name} (in {})", path.display()),
+                problem: "unknown setting".to_owned(),
+            })?;
         let value = match value {
             toml::Value::String(s) => s,
             toml::Value::Integer(i) => i.to_string(),
@@ -163,7 +263,10 @@ fn read_file(path: &Path) -> Result<Vec<(&'static str, String)>, ConfigError> {
             other => {
                 return Err(ConfigError {
                     setting: format!("{name} (in {})", path.display()),
-                    problem: format!("expected a string, integer or boolean, found {}", other.type_str()),
+                    problem: format!(
+                        "expected a string, integer or boolean, found {}",
+                        other.type_str()
+                    ),
                 });
             }
         };
@@ -183,7 +286,10 @@ impl Reader {
             Origin::File(path) => format!("{key} (in {})", path.display()),
             Origin::Default => format!("{key} (default)"),
         };
-        ConfigError { setting, problem: problem.into() }
+        ConfigError {
+            setting,
+            problem: problem.into(),
+        }
     }
 
     fn str(&self, key: &str) -> &str {
@@ -224,7 +330,9 @@ impl Reader {
     }
 
     fn optional_path(&self, key: &str) -> Option<PathBuf> {
-        Some(self.str(key)).filter(|s| !s.is_empty()).map(PathBuf::from)
+        Some(self.str(key))
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
     }
 
     fn settings(&self) -> Result<Settings, ConfigError> {
@@ -257,16 +365,24 @@ impl Reader {
             "json" => LogFormat::Json,
             other => return Err(self.error("log_format", format!("'{other}' is not text or json"))),
         };
-        let (tls_cert, tls_key) = (self.optional_path("tls_cert"), self.optional_path("tls_key"));
+        let (tls_cert, tls_key) = (
+            self.optional_path("tls_cert"),
+            self.optional_path("tls_key"),
+        );
         if tls_cert.is_some() != tls_key.is_some() {
-            let missing = if tls_cert.is_none() { "tls_cert" } else { "tls_key" };
+            let missing = if tls_cert.is_none() {
+                "tls_cert"
+            } else {
+                "tls_key"
+            };
             return Err(self.error(missing, "tls_cert and tls_key must be set together"));
         }
         let db_pool_size: u32 = self.parse("db_pool_size", "a positive whole number")?;
         if db_pool_size == 0 {
             return Err(self.error("db_pool_size", "must be at least 1"));
         }
-        let revocation_poll_ms: u64 = self.parse("revocation_poll_ms", "a number of milliseconds")?;
+        let revocation_poll_ms: u64 =
+            self.parse("revocation_poll_ms", "a number of milliseconds")?;
         if !(50..=2000).contains(&revocation_poll_ms) {
             return Err(self.error(
                 "revocation_poll_ms",
@@ -305,7 +421,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -326,13 +445,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("auth-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("auth.toml");
-        std::fs::write(&file, "bind = \"0.0.0.0:9000\"\naccess_ttl = 600\nmigrate_on_start = false\n").unwrap();
+        std::fs::write(
+            &file,
+            "bind = \"0.0.0.0:9000\"\naccess_ttl = 600\nmigrate_on_start = false\n",
+        )
+        .unwrap();
         let s = Settings::load(Some(&file), env(&[("AUTH_ACCESS_TTL", "900")])).unwrap();
         assert_eq!(s.bind.to_string(), "0.0.0.0:9000");
         assert_eq!(s.access_ttl_secs, 900);
         assert!(!s.migrate_on_start);
         let s = Settings::load(None, env(&[("AUTH_DATABASE_URL", "postgres://u@h/db")])).unwrap();
-        assert_eq!(s.database_url, DatabaseUrl::Postgres("postgres://u@h/db".into()));
+        assert_eq!(
+            s.database_url,
+            DatabaseUrl::Postgres("postgres://u@h/db".into())
+        );
 
         std::fs::write(&file, "bnid = \"x\"\n").unwrap();
         let e = Settings::load(Some(&file), env(&[])).unwrap_err();
@@ -345,7 +471,11 @@ mod tests {
     fn bad_values_name_the_setting() {
         let e = Settings::load(None, env(&[("AUTH_BIND", "localhost")])).unwrap_err();
         assert_eq!(e.setting, "AUTH_BIND");
-        assert!(e.to_string().contains("'localhost' is not a socket address"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("'localhost' is not a socket address"),
+            "{e}"
+        );
         let e = Settings::load(None, env(&[("AUTH_ACCESS_TTL", "-5")])).unwrap_err();
         assert_eq!(e.setting, "AUTH_ACCESS_TTL");
         let e = Settings::load(None, env(&[("AUTH_DATABASE_URL", "mysql://x")])).unwrap_err();

@@ -31,14 +31,22 @@ impl KeyDir {
     /// Loads the key set, generating the first key when the folder has none.
     /// `verify_window_secs` is how long a retired key must keep verifying
     /// (the longest lifetime of anything it signed, plus leeway).
-    pub fn load_or_create(&self, alg: SigningAlgorithm, now: i64, verify_window_secs: i64) -> Result<KeySet> {
+    pub fn load_or_create(
+        &self,
+        alg: SigningAlgorithm,
+        now: i64,
+        verify_window_secs: i64,
+    ) -> Result<KeySet> {
         let mut keys = self.read_all()?;
         if !keys.iter().any(|k| k.retired_at().is_none()) {
             let key = self.generate(alg, now)?;
             tracing::info!(kid = key.kid(), alg = %alg, dir = %self.dir.display(), "generated a signing key");
             keys.push(key);
         }
-        keys.retain(|k| k.retired_at().is_none_or(|retired| retired + verify_window_secs > now));
+        keys.retain(|k| {
+            k.retired_at()
+                .is_none_or(|retired| retired + verify_window_secs > now)
+        });
         // Newest unretired key signs.
         keys.sort_by_key(|k| (k.retired_at().is_none(), k.created_at()));
         let active = keys.pop().expect("an unretired key exists");
@@ -95,7 +103,8 @@ impl KeyDir {
 
     /// Writes atomically (temp file + rename) so a crash never leaves half a key.
     fn write(&self, key: &SigningKey) -> Result<()> {
-        fs::create_dir_all(&self.dir).with_context(|| format!("creating {}", self.dir.display()))?;
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
         fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
         let path = self.dir.join(format!("{}.json", key.kid()));
         let tmp = self.dir.join(format!(".{}.json.tmp", key.kid()));
@@ -125,9 +134,10 @@ fn read_key(path: &Path) -> Result<SigningKey> {
         );
     }
     let text = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: KeyDocument =
-        serde_json::from_slice(&text).with_context(|| format!("{} is not a key document", path.display()))?;
-    SigningKey::from_document(&doc).with_context(|| format!("{} holds an unusable key", path.display()))
+    let doc: KeyDocument = serde_json::from_slice(&text)
+        .with_context(|| format!("{} is not a key document", path.display()))?;
+    SigningKey::from_document(&doc)
+        .with_context(|| format!("{} holds an unusable key", path.display()))
 }
 
 #[cfg(test)]
@@ -138,21 +148,45 @@ mod tests {
     fn generates_once_persists_0600_and_rotates() {
         let dir = std::env::temp_dir().join(format!("auth-keys-{}", uuid::Uuid::new_v4().simple()));
         let keys = KeyDir::new(&dir);
-        let first = keys.load_or_create(SigningAlgorithm::EdDSA, 1000, 1830).unwrap();
-        let again = keys.load_or_create(SigningAlgorithm::EdDSA, 1001, 1830).unwrap();
-        assert_eq!(first.active_kid(), again.active_kid(), "key must be reused on restart");
+        let first = keys
+            .load_or_create(SigningAlgorithm::EdDSA, 1000, 1830)
+            .unwrap();
+        let again = keys
+            .load_or_create(SigningAlgorithm::EdDSA, 1001, 1830)
+            .unwrap();
+        assert_eq!(
+            first.active_kid(),
+            again.active_kid(),
+            "key must be reused on restart"
+        );
         let file = dir.join(format!("{}.json", first.active_kid()));
-        assert_eq!(fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
 
         let new_kid = keys.rotate(SigningAlgorithm::EdDSA, 2000).unwrap();
-        let rotated = keys.load_or_create(SigningAlgorithm::EdDSA, 2001, 1830).unwrap();
+        let rotated = keys
+            .load_or_create(SigningAlgorithm::EdDSA, 2001, 1830)
+            .unwrap();
         assert_eq!(rotated.active_kid(), new_kid);
-        assert!(rotated.kids().contains(&first.active_kid()), "old key keeps verifying");
-        let later = keys.load_or_create(SigningAlgorithm::EdDSA, 2000 + 1831, 1830).unwrap();
-        assert!(!later.kids().contains(&first.active_kid()), "expired key is dropped");
+        assert!(
+            rotated.kids().contains(&first.active_kid()),
+            "old key keeps verifying"
+        );
+        let later = keys
+            .load_or_create(SigningAlgorithm::EdDSA, 2000 + 1831, 1830)
+            .unwrap();
+        assert!(
+            !later.kids().contains(&first.active_kid()),
+            "expired key is dropped"
+        );
 
         fs::set_permissions(&file, fs::Permissions::from_mode(0o644)).unwrap();
-        assert!(keys.load_or_create(SigningAlgorithm::EdDSA, 2002, 1830).is_err());
+        assert!(
+            keys.load_or_create(SigningAlgorithm::EdDSA, 2002, 1830)
+                .is_err()
+        );
         fs::remove_dir_all(dir).unwrap();
     }
 }

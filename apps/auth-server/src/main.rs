@@ -18,9 +18,18 @@ fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings),
         Command::Migrate => cli::migrate(&settings),
-        Command::User(UserCommand::Add { email, username, name, admin }) => {
-            cli::user_add(&settings, &email, username.as_deref(), name.as_deref(), admin)
-        }
+        Command::User(UserCommand::Add {
+            email,
+            username,
+            name,
+            admin,
+        }) => cli::user_add(
+            &settings,
+            &email,
+            username.as_deref(),
+            name.as_deref(),
+            admin,
+        ),
         Command::Keys(KeysCommand::List) => cli::keys_list(&settings),
         Command::Keys(KeysCommand::Rotate) => cli::keys_rotate(&settings),
         Command::ConfigHelp => {

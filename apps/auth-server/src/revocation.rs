@@ -51,10 +51,6 @@ impl RevocationCache {
         write(&self.tokens).retain(|_, until| *until > now);
     }
 
-    pub fn len(&self) -> usize {
-        read(&self.sessions).len() + read(&self.tokens).len()
-    }
-
     /// Cold start: everything still relevant. Returns the cursor to poll from.
     pub fn load(&self, pool: &DbPool) -> Result<i64, storage::StorageError> {
         let mut conn = pool.get()?;
@@ -81,16 +77,28 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 const LATE_VISIBILITY_WINDOW: TimeDelta = TimeDelta::seconds(10);
 
 /// Polls the revocations table forever; run it as a background task.
-pub async fn poll_forever(cache: std::sync::Arc<RevocationCache>, pool: DbPool, mut cursor: i64, every: Duration) {
+pub async fn poll_forever(
+    cache: std::sync::Arc<RevocationCache>,
+    pool: DbPool,
+    mut cursor: i64,
+    every: Duration,
+) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
         let pool = pool.clone();
-        let polled = run_blocking(move || -> Result<Vec<RevocationRow>, storage::StorageError> {
-            let mut conn = pool.get()?;
-            revocations::poll(&mut conn, cursor, Utc::now().naive_utc() - LATE_VISIBILITY_WINDOW, 10_000)
-        })
+        let polled = run_blocking(
+            move || -> Result<Vec<RevocationRow>, storage::StorageError> {
+                let mut conn = pool.get()?;
+                revocations::poll(
+                    &mut conn,
+                    cursor,
+                    Utc::now().naive_utc() - LATE_VISIBILITY_WINDOW,
+                    10_000,
+                )
+            },
+        )
         .await;
         match polled {
             Ok(Ok(rows)) => {

@@ -14,7 +14,9 @@ use crate::config::LogFormat;
 /// `AUTH_LOG_FORMAT=json` switches to one JSON object per line.
 pub fn init_logging(format: &LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
@@ -39,7 +41,9 @@ pub async fn request_span(
     let _entered = span.enter();
     let micros = started.elapsed().as_micros() as u64;
     match &response {
-        Ok(r) if r.status().is_server_error() => tracing::error!(status = r.status().as_u16(), micros, "response"),
+        Ok(r) if r.status().is_server_error() => {
+            tracing::error!(status = r.status().as_u16(), micros, "response")
+        }
         Ok(r) => tracing::debug!(status = r.status().as_u16(), micros, "response"),
         Err(e) => tracing::warn!(error = %e, micros, "request failed"),
     }

@@ -26,17 +26,39 @@ async fn health_readiness_and_jwks(backend: Backend) {
     assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
     let (status, _) = read(app.http.get(app.url("/readyz")).send().await.unwrap()).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, jwks) = read(app.http.get(app.url("/.well-known/jwks.json")).send().await.unwrap()).await;
+    let (status, jwks) = read(
+        app.http
+            .get(app.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let key = &jwks["keys"][0];
-    assert_eq!((key["kty"].as_str(), key["crv"].as_str(), key["alg"].as_str()), (Some("OKP"), Some("Ed25519"), Some("EdDSA")));
-    assert!(key.get("d").is_none(), "private key material published: {key}");
+    assert_eq!(
+        (
+            key["kty"].as_str(),
+            key["crv"].as_str(),
+            key["alg"].as_str()
+        ),
+        (Some("OKP"), Some("Ed25519"), Some("EdDSA"))
+    );
+    assert!(
+        key.get("d").is_none(),
+        "private key material published: {key}"
+    );
 }
 
 fn decode_part(token: &str, index: usize) -> Value {
     use base64::Engine;
     let part = token.split('.').nth(index).unwrap();
-    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap()
 }
 
 async fn login_me_refresh_logout(backend: Backend) {
@@ -59,7 +81,10 @@ async fn login_me_refresh_logout(backend: Backend) {
     assert!(tokens["expires_at"].as_str().unwrap().ends_with('Z'));
     let access = tokens["access_token"].as_str().unwrap();
     let refresh = tokens["refresh_token"].as_str().unwrap();
-    assert!(refresh.len() >= 43 && !refresh.contains('.'), "refresh token must be opaque");
+    assert!(
+        refresh.len() >= 43 && !refresh.contains('.'),
+        "refresh token must be opaque"
+    );
 
     let header = decode_part(access, 0);
     assert_eq!(header["typ"], "at+jwt");
@@ -71,7 +96,10 @@ async fn login_me_refresh_logout(backend: Backend) {
     assert_eq!(claims["iss"], "http://auth.test");
     assert_eq!(claims["aud"], "auth-server");
     assert_eq!(claims["email"], "kim@example.com");
-    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 1800);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        1800
+    );
 
     let (status, me) = app.me(access).await;
     assert_eq!(status, StatusCode::OK, "{me}");
@@ -93,10 +121,18 @@ async fn login_me_refresh_logout(backend: Backend) {
     // Both access tokens of the session die at once, and so does the refresh token.
     for token in [access, new_access] {
         let (status, body) = app.me(token).await;
-        assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("token_revoked")));
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("token_revoked"))
+        );
     }
-    let (status, body) = app.refresh(rotated["refresh_token"].as_str().unwrap()).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token")));
+    let (status, body) = app
+        .refresh(rotated["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token"))
+    );
     let (status, _) = app.post_bearer("/api/v1/auth/logout", new_access).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
@@ -126,9 +162,24 @@ async fn login_by_username_with_form_body(backend: Backend) {
 async fn wrong_password_and_unknown_user_look_the_same(backend: Backend) {
     let app = spawn_app(backend).await;
     app.create_user("park@example.com", None).await;
-    let wrong = app.post_json("/api/v1/auth/login", json!({"login": "park@example.com", "password": "not the password"})).await;
-    let unknown = app.post_json("/api/v1/auth/login", json!({"login": "nobody@example.com", "password": "not the password"})).await;
-    let nonsense = app.post_json("/api/v1/auth/login", json!({"login": "!!", "password": "x"})).await;
+    let wrong = app
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"login": "park@example.com", "password": "not the password"}),
+        )
+        .await;
+    let unknown = app
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"login": "nobody@example.com", "password": "not the password"}),
+        )
+        .await;
+    let nonsense = app
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"login": "!!", "password": "x"}),
+        )
+        .await;
     assert_eq!(wrong.0, StatusCode::UNAUTHORIZED);
     assert_eq!(wrong.1["code"], "invalid_credentials");
     assert_eq!(wrong, unknown);
@@ -137,12 +188,29 @@ async fn wrong_password_and_unknown_user_look_the_same(backend: Backend) {
 
 async fn inactive_account_is_refused_after_the_password(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.create_user_with_status("choi@example.com", None, UserStatus::PendingVerification).await;
-    let (status, body) = app.post_json("/api/v1/auth/login", json!({"login": "choi@example.com", "password": PASSWORD})).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::FORBIDDEN, Some("account_not_active")));
+    app.create_user_with_status("choi@example.com", None, UserStatus::PendingVerification)
+        .await;
+    let (status, body) = app
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"login": "choi@example.com", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("account_not_active"))
+    );
     // A wrong password must not reveal the account state.
-    let (status, body) = app.post_json("/api/v1/auth/login", json!({"login": "choi@example.com", "password": "wrong password"})).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_credentials")));
+    let (status, body) = app
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"login": "choi@example.com", "password": "wrong password"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_credentials"))
+    );
 }
 
 async fn refresh_rotates_and_reuse_after_grace_revokes_the_session(backend: Backend) {
@@ -154,16 +222,28 @@ async fn refresh_rotates_and_reuse_after_grace_revokes_the_session(backend: Back
 
     // The spent token comes back: theft is assumed and the session dies.
     let (status, body) = app.refresh(first["refresh_token"].as_str().unwrap()).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("refresh_token_reused")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("refresh_token_reused"))
+    );
     let (status, body) = app.refresh(second["refresh_token"].as_str().unwrap()).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token")));
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token"))
+    );
     for token in [&first, &second] {
         let (status, body) = app.me(token["access_token"].as_str().unwrap()).await;
-        assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("token_revoked")));
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("token_revoked"))
+        );
     }
     // Other sessions of the same user are untouched.
     let other = app.login("jung@example.com").await;
-    assert_eq!(app.me(other["access_token"].as_str().unwrap()).await.0, StatusCode::OK);
+    assert_eq!(
+        app.me(other["access_token"].as_str().unwrap()).await.0,
+        StatusCode::OK
+    );
 }
 
 async fn second_refresh_within_grace_succeeds(backend: Backend) {
@@ -172,13 +252,21 @@ async fn second_refresh_within_grace_succeeds(backend: Backend) {
     let first = app.login("yoon@example.com").await;
     let token = first["refresh_token"].as_str().unwrap();
     let (a, b) = tokio::join!(app.refresh(token), app.refresh(token));
-    assert_eq!((a.0, b.0), (StatusCode::OK, StatusCode::OK), "{} {}", a.1, b.1);
+    assert_eq!(
+        (a.0, b.0),
+        (StatusCode::OK, StatusCode::OK),
+        "{} {}",
+        a.1,
+        b.1
+    );
     assert_ne!(a.1["refresh_token"], b.1["refresh_token"]);
     let (c_status, c) = app.refresh(token).await;
     assert_eq!(c_status, StatusCode::OK, "{c}");
     // Each sibling is itself single-use and works.
     for sibling in [&a.1, &b.1, &c] {
-        let (status, next) = app.refresh(sibling["refresh_token"].as_str().unwrap()).await;
+        let (status, next) = app
+            .refresh(sibling["refresh_token"].as_str().unwrap())
+            .await;
         assert_eq!(status, StatusCode::OK, "{next}");
     }
 }
@@ -190,13 +278,31 @@ async fn logout_all_revokes_every_session(backend: Backend) {
     let phone = app.login("han@example.com").await;
     let laptop = app.login("han@example.com").await;
     let someone_else = app.login("other@example.com").await;
-    let (status, _) = app.post_bearer("/api/v1/auth/logout/all", phone["access_token"].as_str().unwrap()).await;
+    let (status, _) = app
+        .post_bearer(
+            "/api/v1/auth/logout/all",
+            phone["access_token"].as_str().unwrap(),
+        )
+        .await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     for session in [&phone, &laptop] {
-        assert_eq!(app.me(session["access_token"].as_str().unwrap()).await.1["code"], "token_revoked");
-        assert_eq!(app.refresh(session["refresh_token"].as_str().unwrap()).await.0, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            app.me(session["access_token"].as_str().unwrap()).await.1["code"],
+            "token_revoked"
+        );
+        assert_eq!(
+            app.refresh(session["refresh_token"].as_str().unwrap())
+                .await
+                .0,
+            StatusCode::UNAUTHORIZED
+        );
     }
-    assert_eq!(app.me(someone_else["access_token"].as_str().unwrap()).await.0, StatusCode::OK);
+    assert_eq!(
+        app.me(someone_else["access_token"].as_str().unwrap())
+            .await
+            .0,
+        StatusCode::OK
+    );
 }
 
 async fn refresh_rereads_the_user(backend: Backend) {
@@ -216,6 +322,11 @@ async fn refresh_rereads_the_user(backend: Backend) {
     })
     .await
     .unwrap();
-    let (status, body) = app.refresh(session["refresh_token"].as_str().unwrap()).await;
-    assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token")));
+    let (status, body) = app
+        .refresh(session["refresh_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token"))
+    );
 }

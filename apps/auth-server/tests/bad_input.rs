@@ -3,7 +3,9 @@
 
 mod support;
 
-use auth_core::{AccessClaims, KeyDocument, KeySet, SigningAlgorithm, SigningKey, Subject, TokenPolicy};
+use auth_core::{
+    AccessClaims, KeyDocument, KeySet, SigningAlgorithm, SigningKey, Subject, TokenPolicy,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
@@ -11,27 +13,120 @@ use serde_json::json;
 use storage::Backend;
 use support::*;
 
-backend_tests!(malformed_bodies_are_4xx, forged_and_broken_tokens_are_rejected);
+backend_tests!(
+    malformed_bodies_are_4xx,
+    forged_and_broken_tokens_are_rejected
+);
 
 async fn malformed_bodies_are_4xx(backend: Backend) {
     let app = spawn_app(backend).await;
     let big = "a".repeat(1024 * 1024);
     let cases: Vec<(&str, Option<&str>, String, StatusCode, &str)> = vec![
-        ("/api/v1/auth/login", Some("application/json"), "{not json".into(), StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/api/v1/auth/login", Some("application/json"), r#"{"login": 5, "password": []}"#.into(), StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/api/v1/auth/login", Some("application/json"), r#"{"login": "a@b.com"}"#.into(), StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/api/v1/auth/login", Some("application/json"), "".into(), StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/api/v1/auth/login", Some("application/json"), "[]".into(), StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/api/v1/auth/login", Some("application/json"), format!(r#"{{"login":"{big}","password":"x"}}"#), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        ("/api/v1/auth/login", Some("application/x-www-form-urlencoded"), format!("login={big}&password=x"), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
-        ("/api/v1/auth/login", Some("text/plain"), r#"{"login":"a","password":"b"}"#.into(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        ("/api/v1/auth/login", None, r#"{"login":"a","password":"b"}"#.into(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-        ("/api/v1/auth/login", Some("application/x-www-form-urlencoded"), "login=abc".into(), StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/api/v1/auth/login", Some("application/json"), format!(r#"{{"login":"{}","password":"x"}}"#, "b".repeat(400)), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        ("/api/v1/auth/refresh", Some("application/json"), r#"{"refresh_token": null}"#.into(), StatusCode::BAD_REQUEST, "invalid_request"),
-        ("/api/v1/auth/refresh", Some("application/json"), r#"{"refresh_token": "nope"}"#.into(), StatusCode::UNAUTHORIZED, "invalid_refresh_token"),
-        ("/api/v1/auth/refresh", Some("application/json"), format!(r#"{{"refresh_token":"{}"}}"#, "r".repeat(5000)), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
-        ("/api/v1/auth/nowhere", Some("application/json"), "{}".into(), StatusCode::NOT_FOUND, "not_found"),
+        (
+            "/api/v1/auth/login",
+            Some("application/json"),
+            "{not json".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/api/v1/auth/login",
+            Some("application/json"),
+            r#"{"login": 5, "password": []}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/api/v1/auth/login",
+            Some("application/json"),
+            r#"{"login": "a@b.com"}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/api/v1/auth/login",
+            Some("application/json"),
+            "".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/api/v1/auth/login",
+            Some("application/json"),
+            "[]".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/api/v1/auth/login",
+            Some("application/json"),
+            format!(r#"{{"login":"{big}","password":"x"}}"#),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "/api/v1/auth/login",
+            Some("application/x-www-form-urlencoded"),
+            format!("login={big}&password=x"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "/api/v1/auth/login",
+            Some("text/plain"),
+            r#"{"login":"a","password":"b"}"#.into(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "/api/v1/auth/login",
+            None,
+            r#"{"login":"a","password":"b"}"#.into(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        (
+            "/api/v1/auth/login",
+            Some("application/x-www-form-urlencoded"),
+            "login=abc".into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/api/v1/auth/login",
+            Some("application/json"),
+            format!(r#"{{"login":"{}","password":"x"}}"#, "b".repeat(400)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            "/api/v1/auth/refresh",
+            Some("application/json"),
+            r#"{"refresh_token": null}"#.into(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "/api/v1/auth/refresh",
+            Some("application/json"),
+            r#"{"refresh_token": "nope"}"#.into(),
+            StatusCode::UNAUTHORIZED,
+            "invalid_refresh_token",
+        ),
+        (
+            "/api/v1/auth/refresh",
+            Some("application/json"),
+            format!(r#"{{"refresh_token":"{}"}}"#, "r".repeat(5000)),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            "/api/v1/auth/nowhere",
+            Some("application/json"),
+            "{}".into(),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
     ];
     for (path, content_type, body, expected, code) in cases {
         let mut request = app.http.post(app.url(path)).body(body.clone());
@@ -40,11 +135,24 @@ async fn malformed_bodies_are_4xx(backend: Backend) {
         }
         let (status, problem) = read(request.send().await.unwrap()).await;
         let shown: String = body.chars().take(60).collect();
-        assert_eq!(status, expected, "{path} {content_type:?} {shown}: {problem}");
+        assert_eq!(
+            status, expected,
+            "{path} {content_type:?} {shown}: {problem}"
+        );
         assert_eq!(problem["code"], code, "{path} {shown}: {problem}");
     }
-    let (status, problem) = read(app.http.get(app.url("/api/v1/auth/login")).send().await.unwrap()).await;
-    assert_eq!((status, problem["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
+    let (status, problem) = read(
+        app.http
+            .get(app.url("/api/v1/auth/login"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
 }
 
 fn raw_token(header: serde_json::Value, claims: &AccessClaims, signature: &[u8]) -> String {
@@ -64,7 +172,11 @@ async fn forged_and_broken_tokens_are_rejected(backend: Backend) {
     // correctly signed but wrong in one claim each.
     let window = app.settings.access_ttl_secs + app.settings.leeway_secs;
     let keys = auth_server::keys::KeyDir::new(&app.settings.keys_dir)
-        .load_or_create(SigningAlgorithm::EdDSA, chrono::Utc::now().timestamp(), window)
+        .load_or_create(
+            SigningAlgorithm::EdDSA,
+            chrono::Utc::now().timestamp(),
+            window,
+        )
         .unwrap();
     let kid = keys.active_kid().to_owned();
     let policy = TokenPolicy {
@@ -82,15 +194,37 @@ async fn forged_and_broken_tokens_are_rejected(backend: Backend) {
         now,
     );
     let sign = |claims: &AccessClaims, typ: &str| keys.sign(typ, claims).unwrap();
-    assert_eq!(app.me(&sign(&claims, "at+jwt")).await.0, StatusCode::OK, "control token must pass");
+    assert_eq!(
+        app.me(&sign(&claims, "at+jwt")).await.0,
+        StatusCode::OK,
+        "control token must pass"
+    );
 
-    let expired = AccessClaims { iat: now - 4000, nbf: now - 4000, exp: now - 100, ..claims.clone() };
-    let future = AccessClaims { nbf: now + 600, ..claims.clone() };
-    let wrong_aud = AccessClaims { aud: "someone-else".into(), ..claims.clone() };
-    let wrong_iss = AccessClaims { iss: "http://evil.test".into(), ..claims.clone() };
+    let expired = AccessClaims {
+        iat: now - 4000,
+        nbf: now - 4000,
+        exp: now - 100,
+        ..claims.clone()
+    };
+    let future = AccessClaims {
+        nbf: now + 600,
+        ..claims.clone()
+    };
+    let wrong_aud = AccessClaims {
+        aud: "someone-else".into(),
+        ..claims.clone()
+    };
+    let wrong_iss = AccessClaims {
+        iss: "http://evil.test".into(),
+        ..claims.clone()
+    };
 
     // Another key under our kid; HS256 keyed with our public key (algorithm confusion).
-    let impostor = KeySet::new(SigningKey::generate(SigningAlgorithm::EdDSA, kid.clone()).unwrap(), vec![]).unwrap();
+    let impostor = KeySet::new(
+        SigningKey::generate(SigningAlgorithm::EdDSA, kid.clone()).unwrap(),
+        vec![],
+    )
+    .unwrap();
     let public_x = keys.jwks()["keys"][0]["x"].as_str().unwrap().to_owned();
     let hs_with_public = KeySet::new(
         SigningKey::from_document(&KeyDocument {
@@ -104,10 +238,18 @@ async fn forged_and_broken_tokens_are_rejected(backend: Backend) {
         vec![],
     )
     .unwrap();
-    let unknown_kid = KeySet::new(SigningKey::generate(SigningAlgorithm::EdDSA, "nobody".into()).unwrap(), vec![]).unwrap();
+    let unknown_kid = KeySet::new(
+        SigningKey::generate(SigningAlgorithm::EdDSA, "nobody".into()).unwrap(),
+        vec![],
+    )
+    .unwrap();
     let mut tampered = sign(&claims, "at+jwt");
     let payload_with_admin = URL_SAFE_NO_PAD.encode(
-        serde_json::to_vec(&AccessClaims { roles: vec!["admin".into()], ..claims.clone() }).unwrap(),
+        serde_json::to_vec(&AccessClaims {
+            roles: vec!["admin".into()],
+            ..claims.clone()
+        })
+        .unwrap(),
     );
     let parts: Vec<&str> = tampered.split('.').collect();
     tampered = format!("{}.{payload_with_admin}.{}", parts[0], parts[2]);
@@ -115,13 +257,37 @@ async fn forged_and_broken_tokens_are_rejected(backend: Backend) {
     let cases: Vec<(&str, String, &str)> = vec![
         ("expired", sign(&expired, "at+jwt"), "token_expired"),
         ("not yet valid", sign(&future, "at+jwt"), "invalid_token"),
-        ("wrong audience", sign(&wrong_aud, "at+jwt"), "invalid_token"),
+        (
+            "wrong audience",
+            sign(&wrong_aud, "at+jwt"),
+            "invalid_token",
+        ),
         ("wrong issuer", sign(&wrong_iss, "at+jwt"), "invalid_token"),
         ("wrong typ", sign(&claims, "JWT"), "invalid_token"),
-        ("other key, same kid", impostor.sign("at+jwt", &claims).unwrap(), "invalid_token"),
-        ("HS256 with our public key", hs_with_public.sign("at+jwt", &claims).unwrap(), "invalid_token"),
-        ("unknown kid", unknown_kid.sign("at+jwt", &claims).unwrap(), "invalid_token"),
-        ("alg none", raw_token(json!({"alg": "none", "typ": "at+jwt", "kid": kid}), &claims, b""), "invalid_token"),
+        (
+            "other key, same kid",
+            impostor.sign("at+jwt", &claims).unwrap(),
+            "invalid_token",
+        ),
+        (
+            "HS256 with our public key",
+            hs_with_public.sign("at+jwt", &claims).unwrap(),
+            "invalid_token",
+        ),
+        (
+            "unknown kid",
+            unknown_kid.sign("at+jwt", &claims).unwrap(),
+            "invalid_token",
+        ),
+        (
+            "alg none",
+            raw_token(
+                json!({"alg": "none", "typ": "at+jwt", "kid": kid}),
+                &claims,
+                b"",
+            ),
+            "invalid_token",
+        ),
         (
             "embedded jwk",
             {
@@ -129,7 +295,12 @@ async fn forged_and_broken_tokens_are_rejected(backend: Backend) {
                 let jwk = impostor.jwks()["keys"][0].clone();
                 let header = json!({"alg": "EdDSA", "typ": "at+jwt", "kid": kid, "jwk": jwk, "jku": "http://evil.test/jwks"});
                 let parts: Vec<&str> = t.split('.').collect();
-                format!("{}.{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), parts[1], parts[2])
+                format!(
+                    "{}.{}.{}",
+                    URL_SAFE_NO_PAD.encode(header.to_string()),
+                    parts[1],
+                    parts[2]
+                )
             },
             "invalid_token",
         ),
@@ -140,19 +311,54 @@ async fn forged_and_broken_tokens_are_rejected(backend: Backend) {
     ];
     for (name, token, code) in cases {
         let (status, body) = app.me(&token).await;
-        assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some(code)), "{name}: {body}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some(code)),
+            "{name}: {body}"
+        );
     }
 
-    for header in ["", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "bearer", "Token abc", "Bearer a b c"] {
-        let response = app.http.get(app.url("/api/v1/auth/me")).header("authorization", header).send().await.unwrap();
+    for header in [
+        "",
+        "Bearer",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "bearer",
+        "Token abc",
+        "Bearer a b c",
+    ] {
+        let response = app
+            .http
+            .get(app.url("/api/v1/auth/me"))
+            .header("authorization", header)
+            .send()
+            .await
+            .unwrap();
         assert!(response.headers().contains_key("www-authenticate"));
         let (status, body) = read(response).await;
-        assert_eq!((status, body["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_token")), "{header:?}");
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("invalid_token")),
+            "{header:?}"
+        );
     }
     let non_utf8 = reqwest::header::HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap();
-    let response = app.http.get(app.url("/api/v1/auth/me")).header("authorization", non_utf8).send().await.unwrap();
+    let response = app
+        .http
+        .get(app.url("/api/v1/auth/me"))
+        .header("authorization", non_utf8)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(read(response).await.0, StatusCode::UNAUTHORIZED);
-    let (status, _) = read(app.http.get(app.url("/api/v1/auth/me")).send().await.unwrap()).await;
+    let (status, _) = read(
+        app.http
+            .get(app.url("/api/v1/auth/me"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = app.post_bearer("/api/v1/auth/logout", "garbage").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);

@@ -38,7 +38,12 @@ fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -56,16 +61,19 @@ struct Server {
 
 impl Server {
     fn start(mut cmd: Command) -> Server {
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        // Owned by the guard first, so a failed start still kills the child.
+        let mut server = Server { child, base: String::new() };
+        let mut lines = BufReader::new(server.child.stdout.take().unwrap()).lines();
         let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
+        while server.base.is_empty() {
             assert!(Instant::now() < deadline, "server did not start");
             let line = lines.next().expect("server exited before listening").unwrap();
             if let Some(base) = line.strip_prefix("listening on ") {
-                return Server { child, base: base.to_owned() };
+                server.base = base.to_owned();
             }
         }
+        server
     }
 
     fn url(&self, path: &str) -> String {
@@ -93,19 +101,34 @@ async fn login(http: &reqwest::Client, server: &Server, login: &str) -> Value {
 }
 
 async fn me(http: &reqwest::Client, server: &Server, token: &str) -> (StatusCode, Value) {
-    read(http.get(server.url("/api/v1/auth/me")).bearer_auth(token).send().await.unwrap()).await
+    read(
+        http.get(server.url("/api/v1/auth/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 fn create_db(backend: Backend) -> TestDatabase {
     TestDatabase::create(backend)
 }
 
-backend_tests!(two_instances_share_revocations, keys_rotate_across_restart, cli_user_add_and_migrate);
+backend_tests!(
+    two_instances_share_revocations,
+    keys_rotate_across_restart,
+    cli_user_add_and_migrate
+);
 
 async fn two_instances_share_revocations(backend: Backend) {
     let db = create_db(backend);
     let output = user_add(&db, "two@example.com", PASSWORD);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let a = Server::start(command(&db));
     let b = Server::start(command(&db));
     let http = reqwest::Client::new();
@@ -122,11 +145,24 @@ async fn two_instances_share_revocations(backend: Backend) {
     .await;
     assert_eq!(refreshed.0, StatusCode::OK, "{}", refreshed.1);
     let access_b = refreshed.1["access_token"].as_str().unwrap();
-    assert_eq!(me(&http, &b, access_a).await.0, StatusCode::OK, "B verifies A's token");
+    assert_eq!(
+        me(&http, &b, access_a).await.0,
+        StatusCode::OK,
+        "B verifies A's token"
+    );
 
-    let logout = http.post(b.url("/api/v1/auth/logout")).bearer_auth(access_b).send().await.unwrap();
+    let logout = http
+        .post(b.url("/api/v1/auth/logout"))
+        .bearer_auth(access_b)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(logout.status(), StatusCode::NO_CONTENT);
-    assert_eq!(me(&http, &b, access_a).await.1["code"], "token_revoked", "B knows at once");
+    assert_eq!(
+        me(&http, &b, access_a).await.1["code"],
+        "token_revoked",
+        "B knows at once"
+    );
 
     // A learns it from the revocations table (default poll interval 500 ms);
     // the contract is "within 2 s".
@@ -137,7 +173,10 @@ async fn two_instances_share_revocations(backend: Backend) {
             assert_eq!(body["code"], "token_revoked");
             break;
         }
-        assert!(Instant::now() < deadline, "instance A still accepts a revoked session after 2 s");
+        assert!(
+            Instant::now() < deadline,
+            "instance A still accepts a revoked session after 2 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -151,46 +190,82 @@ async fn keys_rotate_across_restart(backend: Backend) {
     drop(server);
 
     let rotate = command(&db).args(["keys", "rotate"]).output().unwrap();
-    assert!(rotate.status.success(), "{}", String::from_utf8_lossy(&rotate.stderr));
+    assert!(
+        rotate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotate.stderr)
+    );
     let list = command(&db).args(["keys", "list"]).output().unwrap();
     let listing = String::from_utf8(list.stdout).unwrap();
     assert_eq!(listing.matches("active (signs)").count(), 1, "{listing}");
-    assert_eq!(listing.matches("retired, verifies until").count(), 1, "{listing}");
+    assert_eq!(
+        listing.matches("retired, verifies until").count(),
+        1,
+        "{listing}"
+    );
 
     let server = Server::start(command(&db));
     let old_token = old["access_token"].as_str().unwrap();
-    assert_eq!(me(&http, &server, old_token).await.0, StatusCode::OK, "old key still verifies");
+    assert_eq!(
+        me(&http, &server, old_token).await.0,
+        StatusCode::OK,
+        "old key still verifies"
+    );
     let new = login(&http, &server, "rot@example.com").await;
     let kid = |token: &str| {
         use base64::Engine;
         let header = token.split('.').next().unwrap();
-        let header: Value =
-            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+        let header: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(header)
+                .unwrap(),
+        )
+        .unwrap();
         header["kid"].as_str().unwrap().to_owned()
     };
     assert_ne!(kid(old_token), kid(new["access_token"].as_str().unwrap()));
-    let jwks: Value = http.get(server.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwks: Value = http
+        .get(server.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
 }
 
 async fn cli_user_add_and_migrate(backend: Backend) {
     let db = create_db(backend);
     let migrate = command(&db).arg("migrate").output().unwrap();
-    assert!(migrate.status.success(), "{}", String::from_utf8_lossy(&migrate.stderr));
+    assert!(
+        migrate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrate.stderr)
+    );
     assert!(String::from_utf8_lossy(&migrate.stdout).contains("applied"));
     let again = command(&db).arg("migrate").output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&again.stdout).trim(), "database is up to date");
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim(),
+        "database is up to date"
+    );
 
     let weak = user_add(&db, "cli@example.com", "short");
     assert!(!weak.status.success());
-    assert!(String::from_utf8_lossy(&weak.stderr).contains("password: must be at least 8 characters"));
+    assert!(
+        String::from_utf8_lossy(&weak.stderr).contains("password: must be at least 8 characters")
+    );
     let empty = user_add(&db, "cli@example.com", "");
     assert!(!empty.status.success());
     let bad_email = user_add(&db, "not-an-email", PASSWORD);
     assert!(String::from_utf8_lossy(&bad_email.stderr).contains("email"));
 
     let ok = user_add(&db, "CLI@example.com", PASSWORD);
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).contains("<cli@example.com>"));
     let duplicate = user_add(&db, "cli@example.com", PASSWORD);
     assert!(!duplicate.status.success());
@@ -210,17 +285,27 @@ fn bad_configuration_stops_the_start_with_one_line() {
         ("AUTH_REVOCATION_POLL_MS", "60000"),
     ];
     for (key, value) in cases {
-        let output = Command::new(BIN).arg("serve").env(key, value).output().unwrap();
+        let output = Command::new(BIN)
+            .arg("serve")
+            .env(key, value)
+            .output()
+            .unwrap();
         assert_eq!(output.status.code(), Some(2), "{key}={value}");
         let stderr = String::from_utf8(output.stderr).unwrap();
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.starts_with(&format!("configuration error: {key}: ")), "{stderr}");
+        assert!(
+            stderr.starts_with(&format!("configuration error: {key}: ")),
+            "{stderr}"
+        );
     }
     let dir = std::env::temp_dir().join(format!("auth-cfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("auth.toml");
     std::fs::write(&file, "acess_ttl = 5\n").unwrap();
-    let output = Command::new(BIN).args(["--config", file.to_str().unwrap(), "serve"]).output().unwrap();
+    let output = Command::new(BIN)
+        .args(["--config", file.to_str().unwrap(), "serve"])
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("acess_ttl"));
     std::fs::remove_dir_all(Path::new(&dir)).unwrap();
@@ -229,7 +314,11 @@ fn bad_configuration_stops_the_start_with_one_line() {
 #[test]
 fn serve_refuses_an_unmigrated_database_when_told_not_to_migrate() {
     let db = create_db(Backend::Sqlite);
-    let output = command(&db).env("AUTH_MIGRATE_ON_START", "false").arg("serve").output().unwrap();
+    let output = command(&db)
+        .env("AUTH_MIGRATE_ON_START", "false")
+        .arg("serve")
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("run `auth-server migrate`"));
 }

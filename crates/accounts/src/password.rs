@@ -129,7 +129,9 @@ impl PasswordHasher {
         let (pwd, salt) = (candidate.as_bytes(), salt.as_str().as_bytes());
         let mut out = vec![0u8; expected.len()];
         let computed = if same_size {
-            self.with_buffer(|blocks| argon2.hash_password_into_with_memory(pwd, salt, &mut out, blocks))
+            self.with_buffer(|blocks| {
+                argon2.hash_password_into_with_memory(pwd, salt, &mut out, blocks)
+            })
         } else {
             // A hash made under another cost setting (rare: until the user's
             // next password change). Our buffers have the wrong size for it.
@@ -244,7 +246,9 @@ mod tests {
         let threads: Vec<_> = (0..6)
             .map(|i| {
                 let h = h.clone();
-                std::thread::spawn(move || h.verify(&i.to_string(), &h.hash(&i.to_string()).unwrap()))
+                std::thread::spawn(move || {
+                    h.verify(&i.to_string(), &h.hash(&i.to_string()).unwrap())
+                })
             })
             .collect();
         assert!(threads.into_iter().all(|t| t.join().unwrap()));

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use auth_core::{AccessClaims, KeySet, Subject, TokenPolicy, ACCESS_TOKEN_TYP};
+use auth_core::{ACCESS_TOKEN_TYP, AccessClaims, KeySet, Subject, TokenPolicy};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use diesel::prelude::*;
 use secrecy::{ExposeSecret, SecretString};
@@ -131,10 +131,10 @@ impl Accounts {
             if users::find_by_email(c, account.email.as_str())?.is_some() {
                 return Err(AccountsError::EmailTaken);
             }
-            if let Some(username) = &account.username {
-                if users::find_by_username(c, username.as_str())?.is_some() {
-                    return Err(AccountsError::UsernameTaken);
-                }
+            if let Some(username) = &account.username
+                && users::find_by_username(c, username.as_str())?.is_some()
+            {
+                return Err(AccountsError::UsernameTaken);
             }
             users::insert(
                 c,
@@ -165,7 +165,12 @@ impl Accounts {
 
     /// Email-or-username + password → a new session. Unknown users cost the
     /// same Argon2 work as wrong passwords and get the same error.
-    pub fn login(&self, login: &str, password: &SecretString, client: &ClientInfo) -> Result<IssuedTokens> {
+    pub fn login(
+        &self,
+        login: &str,
+        password: &SecretString,
+        client: &ClientInfo,
+    ) -> Result<IssuedTokens> {
         let user = match LoginId::parse(login) {
             Some(id) => {
                 let mut conn = self.conn()?;
@@ -212,7 +217,10 @@ impl Accounts {
             ip: client.ip.clone(),
         };
         let mut conn = self.conn()?;
-        let (roles, perms) = (users::roles(&mut conn, &user.id)?, users::permissions(&mut conn, &user.id)?);
+        let (roles, perms) = (
+            users::roles(&mut conn, &user.id)?,
+            users::permissions(&mut conn, &user.id)?,
+        );
         let refresh = conn.transaction(|c| {
             sessions::insert(c, &session)?;
             self.new_refresh_token(c, &session, None, at)
@@ -301,15 +309,18 @@ impl Accounts {
             let Some(session) = sessions::find(c, &token.session_id)? else {
                 return Ok(RefreshOutcome::Invalid);
             };
-            let expired = token.expires_at <= at.naive_utc() || session.expires_at <= at.naive_utc();
+            let expired =
+                token.expires_at <= at.naive_utc() || session.expires_at <= at.naive_utc();
             if session.revoked_at.is_some() || expired {
                 return Ok(RefreshOutcome::Invalid);
             }
             if !claimed {
                 let used_at = token.used_at.unwrap_or(at.naive_utc());
-                let within_grace = at.naive_utc() - used_at <= TimeDelta::seconds(self.sessions.reuse_grace_secs);
+                let within_grace =
+                    at.naive_utc() - used_at <= TimeDelta::seconds(self.sessions.reuse_grace_secs);
                 if !within_grace {
-                    let revoked = self.revoke_session_in(c, &session.id, "refresh_token_reused", at)?;
+                    let revoked =
+                        self.revoke_session_in(c, &session.id, "refresh_token_reused", at)?;
                     return Ok(RefreshOutcome::Reused(revoked));
                 }
             }
@@ -324,7 +335,9 @@ impl Accounts {
             let refresh = self.new_refresh_token(c, &session, Some(&token.id), at)?;
             let roles = users::roles(c, &user.id)?;
             let perms = users::permissions(c, &user.id)?;
-            Ok(RefreshOutcome::Rotated(Box::new(self.issue(&user, &session, roles, perms, refresh, at)?)))
+            Ok(RefreshOutcome::Rotated(Box::new(
+                self.issue(&user, &session, roles, perms, refresh, at)?,
+            )))
         })?;
         let _ = client; // recorded at login; refresh keeps the session's origin
         match outcome {
@@ -369,12 +382,18 @@ impl Accounts {
         if !sessions::revoke(conn, session_id, at.naive_utc(), reason)? {
             return Ok(None);
         }
-        self.record_revocation(conn, session_id.to_owned(), at).map(Some)
+        self.record_revocation(conn, session_id.to_owned(), at)
+            .map(Some)
     }
 
     /// Writes the revocation other instances poll for. It must outlive every
     /// access token of the session: at most one TTL plus the leeway.
-    fn record_revocation(&self, conn: &mut AnyConnection, session_id: String, at: DateTime<Utc>) -> Result<RevokedSession> {
+    fn record_revocation(
+        &self,
+        conn: &mut AnyConnection,
+        session_id: String,
+        at: DateTime<Utc>,
+    ) -> Result<RevokedSession> {
         let until = at + TimeDelta::seconds(self.tokens.access_ttl_secs + self.tokens.leeway_secs);
         revocations::insert(
             conn,
@@ -395,7 +414,8 @@ impl Accounts {
     pub fn set_password(&self, email: &EmailAddress, password: &Password) -> Result<()> {
         let hash = self.hasher.hash(password.expose())?;
         let mut conn = self.conn()?;
-        let user = users::find_by_email(&mut conn, email.as_str())?.ok_or(AccountsError::UserNotFound)?;
+        let user =
+            users::find_by_email(&mut conn, email.as_str())?.ok_or(AccountsError::UserNotFound)?;
         users::set_password_hash(&mut conn, &user.id, &hash, now().naive_utc())?;
         Ok(())
     }
@@ -413,4 +433,3 @@ enum RefreshOutcome {
     Invalid,
     Reused(Option<RevokedSession>),
 }
-

@@ -74,11 +74,13 @@ impl Username {
         if !(3..=32).contains(&lowered.len()) {
             return Err(refuse("username", "must be 3 to 32 characters"));
         }
-        if !lowered
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
-        {
-            return Err(refuse("username", "may contain only a-z, 0-9, '.', '_' and '-'"));
+        if !lowered.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        }) {
+            return Err(refuse(
+                "username",
+                "may contain only a-z, 0-9, '.', '_' and '-'",
+            ));
         }
         Ok(Self(lowered))
     }
@@ -208,7 +210,16 @@ mod tests {
 
     #[test]
     fn email_garbage_is_refused() {
-        for bad in ["", "plain", "a@", "@b.com", "a@b", "a b@c.com", "<a@b.com>", "x@[1.2.3.4]"] {
+        for bad in [
+            "",
+            "plain",
+            "a@",
+            "@b.com",
+            "a@b",
+            "a b@c.com",
+            "<a@b.com>",
+            "x@[1.2.3.4]",
+        ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?} accepted");
         }
         let long = format!("{}@example.com", "a".repeat(250));
@@ -217,8 +228,17 @@ mod tests {
 
     #[test]
     fn username_rules() {
-        assert_eq!(Username::parse("Kim_01.x-y").unwrap().as_str(), "kim_01.x-y");
-        for bad in ["ab", &"a".repeat(33), "한글이름", "with space", "semi;colon"] {
+        assert_eq!(
+            Username::parse("Kim_01.x-y").unwrap().as_str(),
+            "kim_01.x-y"
+        );
+        for bad in [
+            "ab",
+            &"a".repeat(33),
+            "한글이름",
+            "with space",
+            "semi;colon",
+        ] {
             assert!(Username::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -235,7 +255,10 @@ mod tests {
     #[test]
     fn login_id_chooses_by_at_sign() {
         assert!(matches!(LoginId::parse("a@b.com"), Some(LoginId::Email(_))));
-        assert!(matches!(LoginId::parse("alice"), Some(LoginId::Username(_))));
+        assert!(matches!(
+            LoginId::parse("alice"),
+            Some(LoginId::Username(_))
+        ));
         assert_eq!(LoginId::parse("a"), None);
     }
 }

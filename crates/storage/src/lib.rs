@@ -20,5 +20,5 @@ pub mod schema;
 pub mod test_support;
 
 pub use connection::{AnyConnection, Backend, DatabaseUrl, DbConn, DbPool, PoolOptions, connect};
-pub use error::StorageError;
 pub use diesel::Connection;
+pub use error::StorageError;

@@ -16,7 +16,9 @@ pub mod users {
     use schema::{user_permissions, user_roles, users};
 
     pub fn insert(conn: &mut AnyConnection, user: &NewUser<'_>) -> Result<()> {
-        diesel::insert_into(users::table).values(user).execute(conn)?;
+        diesel::insert_into(users::table)
+            .values(user)
+            .execute(conn)?;
         Ok(())
     }
 

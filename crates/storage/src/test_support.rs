@@ -50,7 +50,10 @@ impl TestDatabase {
                 conn.batch_execute(&format!("CREATE DATABASE \"{name}\""))
                     .expect("create test database");
                 let url = match admin.rfind('/') {
-                    Some(slash) if admin[..slash].contains("://") && slash > admin.find("://").unwrap() + 2 => {
+                    Some(slash)
+                        if admin[..slash].contains("://")
+                            && slash > admin.find("://").unwrap() + 2 =>
+                    {
                         format!("{}/{name}", &admin[..slash])
                     }
                     _ => format!("{admin}/{name}"),
@@ -75,10 +78,11 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        if let Some(name) = &self.pg_name {
-            if let Ok(mut conn) = PgConnection::establish(&postgres_admin_url()) {
-                let _ = conn.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
-            }
+        if let Some(name) = &self.pg_name
+            && let Ok(mut conn) = PgConnection::establish(&postgres_admin_url())
+        {
+            let drop = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
+            let _ = conn.batch_execute(&drop);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -30,7 +30,10 @@ fn tables_in_schema_rs() -> Tables {
             current = Some(name);
         }
     }
-    assert!(tables.len() >= 7, "schema.rs parse found too few tables: {tables:?}");
+    assert!(
+        tables.len() >= 7,
+        "schema.rs parse found too few tables: {tables:?}"
+    );
     tables
 }
 
@@ -75,7 +78,11 @@ fn diesel_type(sql_type: &str) -> String {
 }
 
 fn nullable(ty: String, is_nullable: bool) -> String {
-    if is_nullable { format!("Nullable<{ty}>") } else { ty }
+    if is_nullable {
+        format!("Nullable<{ty}>")
+    } else {
+        ty
+    }
 }
 
 fn tables_in_database(conn: &mut AnyConnection) -> Tables {

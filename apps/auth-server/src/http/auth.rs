@@ -43,7 +43,9 @@ fn rfc3339(unix: i64) -> String {
 }
 
 /// Responses carrying secrets must never be cached by anything in between.
-pub fn no_store(builder: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpResponseBuilder {
+pub fn no_store(
+    builder: &mut actix_web::HttpResponseBuilder,
+) -> &mut actix_web::HttpResponseBuilder {
     builder
         .insert_header((CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .insert_header((PRAGMA, HeaderValue::from_static("no-cache")))
@@ -78,7 +80,8 @@ pub async fn login(
     limit_field(body.password.expose_secret(), "password", 1024)?;
     let client = client_info(&req);
     let accounts = state.accounts.clone();
-    let outcome = run_blocking(move || accounts.login(&body.login, &body.password, &client)).await?;
+    let outcome =
+        run_blocking(move || accounts.login(&body.login, &body.password, &client)).await?;
     match outcome {
         Ok(tokens) => {
             tracing::info!(user_id = %tokens.claims.sub, session_id = %tokens.claims.sid, "login");
@@ -113,7 +116,10 @@ pub async fn refresh(
     }
 }
 
-pub async fn logout(state: web::Data<AppState>, Bearer(claims): Bearer) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    state: web::Data<AppState>,
+    Bearer(claims): Bearer,
+) -> Result<HttpResponse, ApiError> {
     let accounts = state.accounts.clone();
     let sid = claims.sid.clone();
     let revoked = run_blocking(move || accounts.logout(&sid)).await??;
@@ -124,16 +130,20 @@ pub async fn logout(state: web::Data<AppState>, Bearer(claims): Bearer) -> Resul
     Ok(HttpResponse::NoContent().finish())
 }
 
-pub async fn logout_all(state: web::Data<AppState>, Bearer(claims): Bearer) -> Result<HttpResponse, ApiError> {
+pub async fn logout_all(
+    state: web::Data<AppState>,
+    Bearer(claims): Bearer,
+) -> Result<HttpResponse, ApiError> {
     let accounts = state.accounts.clone();
     let user_id = claims.sub.clone();
     let revoked = run_blocking(move || accounts.logout_all(&user_id)).await??;
     for r in revoked {
         state.revocations.revoke_session(r.session_id, r.until);
     }
-    state
-        .revocations
-        .revoke_session(claims.sid.clone(), claims.exp + state.token_policy.leeway_secs);
+    state.revocations.revoke_session(
+        claims.sid.clone(),
+        claims.exp + state.token_policy.leeway_secs,
+    );
     tracing::info!(user_id = %claims.sub, "logout from all sessions");
     Ok(HttpResponse::NoContent().finish())
 }

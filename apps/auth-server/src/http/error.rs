@@ -45,11 +45,19 @@ impl ApiError {
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the server failed to handle the request; it has been logged")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the server failed to handle the request; it has been logged",
+        )
     }
 
     pub fn unavailable() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "the service is temporarily unavailable; try again shortly")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            "the service is temporarily unavailable; try again shortly",
+        )
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
@@ -61,7 +69,11 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this method is not allowed on this resource")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this method is not allowed on this resource",
+        )
     }
 
     pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
@@ -71,7 +83,11 @@ impl ApiError {
     }
 
     pub fn validation(field: &str, reason: &str) -> Self {
-        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "some fields are invalid; see errors");
+        let mut e = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "some fields are invalid; see errors",
+        );
         e.errors.insert(field.to_owned(), vec![reason.to_owned()]);
         e
     }
@@ -90,12 +106,18 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
-        response.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json")));
+        response.insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        ));
         response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
         if self.www_authenticate {
             let value = match self.code {
                 "invalid_token" | "token_expired" | "token_revoked" => {
-                    format!("Bearer realm=\"auth-server\", error=\"invalid_token\", error_description=\"{}\"", self.code)
+                    format!(
+                        "Bearer realm=\"auth-server\", error=\"invalid_token\", error_description=\"{}\"",
+                        self.code
+                    )
                 }
                 _ => "Bearer realm=\"auth-server\"".to_owned(),
             };
@@ -111,15 +133,32 @@ impl From<AccountsError> for ApiError {
     fn from(e: AccountsError) -> Self {
         use AccountsError as E;
         match e {
-            E::InvalidCredentials => Self::unauthorized("invalid_credentials", "the login or password is wrong"),
-            E::AccountNotActive => Self::new(StatusCode::FORBIDDEN, "account_not_active", "the account is not active"),
-            E::InvalidRefreshToken => Self::unauthorized("invalid_refresh_token", "the refresh token is invalid, expired or revoked"),
+            E::InvalidCredentials => {
+                Self::unauthorized("invalid_credentials", "the login or password is wrong")
+            }
+            E::AccountNotActive => Self::new(
+                StatusCode::FORBIDDEN,
+                "account_not_active",
+                "the account is not active",
+            ),
+            E::InvalidRefreshToken => Self::unauthorized(
+                "invalid_refresh_token",
+                "the refresh token is invalid, expired or revoked",
+            ),
             E::RefreshTokenReused(_) => Self::unauthorized(
                 "refresh_token_reused",
                 "this refresh token was already used; the session has been revoked, log in again",
             ),
-            E::EmailTaken => Self::new(StatusCode::CONFLICT, "email_taken", "this email address is already registered"),
-            E::UsernameTaken => Self::new(StatusCode::CONFLICT, "username_taken", "this username is already taken"),
+            E::EmailTaken => Self::new(
+                StatusCode::CONFLICT,
+                "email_taken",
+                "this email address is already registered",
+            ),
+            E::UsernameTaken => Self::new(
+                StatusCode::CONFLICT,
+                "username_taken",
+                "this username is already taken",
+            ),
             E::UserNotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "no such user"),
             E::Invalid(p) => Self::validation(p.field, p.reason),
             E::Storage(e) => e.into(),
@@ -153,7 +192,9 @@ impl From<StorageError> for ApiError {
 impl From<TokenError> for ApiError {
     fn from(e: TokenError) -> Self {
         match e {
-            TokenError::Expired => Self::unauthorized("token_expired", "the access token has expired"),
+            TokenError::Expired => {
+                Self::unauthorized("token_expired", "the access token has expired")
+            }
             TokenError::Signing => Self::internal(),
             _ => Self::unauthorized("invalid_token", "the access token is invalid"),
         }

@@ -40,7 +40,11 @@ pub fn query_config() -> web::QueryConfig {
 }
 
 fn too_large() -> ApiError {
-    ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than 64 KiB")
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is larger than 64 KiB",
+    )
 }
 
 fn unsupported_media_type() -> ApiError {
@@ -53,11 +57,15 @@ fn unsupported_media_type() -> ApiError {
 
 fn json_error(e: JsonPayloadError) -> ApiError {
     match e {
-        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => too_large(),
+        JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+            too_large()
+        }
         JsonPayloadError::ContentType => unsupported_media_type(),
         // serde's message describes the client's own JSON (line, column,
         // expected type); it names nothing of ours.
-        JsonPayloadError::Deserialize(e) => ApiError::bad_request(format!("invalid JSON body: {e}")),
+        JsonPayloadError::Deserialize(e) => {
+            ApiError::bad_request(format!("invalid JSON body: {e}"))
+        }
         _ => ApiError::bad_request("the request body could not be read"),
     }
 }
@@ -120,10 +128,12 @@ fn authenticate(req: &HttpRequest) -> Result<Bearer, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(ApiError::internal)?;
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::unauthorized("invalid_token", "an Authorization: Bearer <token> header is required"))?;
+    let header = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
+        ApiError::unauthorized(
+            "invalid_token",
+            "an Authorization: Bearer <token> header is required",
+        )
+    })?;
     let token = header
         .to_str()
         .ok()
@@ -131,12 +141,21 @@ fn authenticate(req: &HttpRequest) -> Result<Bearer, ApiError> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .filter(|token| !token.is_empty() && token.len() <= MAX_TOKEN_LEN)
-        .ok_or_else(|| ApiError::unauthorized("invalid_token", "the Authorization header must be: Bearer <token>"))?;
-    let claims = state
-        .token_policy
-        .verify_access(&state.keys, token, chrono::Utc::now().timestamp())?;
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "invalid_token",
+                "the Authorization header must be: Bearer <token>",
+            )
+        })?;
+    let claims =
+        state
+            .token_policy
+            .verify_access(&state.keys, token, chrono::Utc::now().timestamp())?;
     if state.revocations.is_revoked(&claims.sid, &claims.jti) {
-        return Err(ApiError::unauthorized("token_revoked", "the access token has been revoked"));
+        return Err(ApiError::unauthorized(
+            "token_revoked",
+            "the access token has been revoked",
+        ));
     }
     Ok(Bearer(claims))
 }

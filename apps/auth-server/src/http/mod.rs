@@ -32,7 +32,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// A resource whose unmatched methods answer 405 as problem+json.
 fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(|| async { Err::<HttpResponse, _>(ApiError::method_not_allowed()) }))
+    web::resource(path).default_service(web::to(|| async {
+        Err::<HttpResponse, _>(ApiError::method_not_allowed())
+    }))
 }
 
 pub async fn not_found() -> Result<HttpResponse, ApiError> {
@@ -62,6 +64,9 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 
 async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300")))
+        .insert_header((
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=300"),
+        ))
         .json(state.keys.jwks())
 }

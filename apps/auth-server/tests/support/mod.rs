@@ -28,7 +28,10 @@ pub fn test_settings(db: &TestDatabase, overrides: &[(&str, &str)]) -> Settings 
     let mut env: HashMap<String, String> = HashMap::from([
         ("AUTH_BIND".into(), "127.0.0.1:0".into()),
         ("AUTH_DATABASE_URL".into(), db.url_string()),
-        ("AUTH_KEYS_DIR".into(), db.dir.join("keys").to_string_lossy().into_owned()),
+        (
+            "AUTH_KEYS_DIR".into(),
+            db.dir.join("keys").to_string_lossy().into_owned(),
+        ),
         ("AUTH_ISSUER".into(), "http://auth.test".into()),
         ("AUTH_WORKERS".into(), "1".into()),
         ("AUTH_DB_POOL_SIZE".into(), "4".into()),
@@ -46,9 +49,13 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 }
 
 pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> TestApp {
-    let db = tokio::task::spawn_blocking(move || TestDatabase::create(backend)).await.unwrap();
+    let db = tokio::task::spawn_blocking(move || TestDatabase::create(backend))
+        .await
+        .unwrap();
     let settings = test_settings(&db, overrides);
-    let app = auth_server::start(settings.clone()).await.expect("server starts");
+    let app = auth_server::start(settings.clone())
+        .await
+        .expect("server starts");
     let base = app.base_url();
     tokio::spawn(app.server);
     let setup = settings.clone();
@@ -58,7 +65,10 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
         .expect("services");
     TestApp {
         base,
-        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
         settings,
         accounts: services.accounts,
         db,
@@ -72,10 +82,16 @@ impl TestApp {
 
     /// Creates an active user directly through the accounts service.
     pub async fn create_user(&self, email: &str, username: Option<&str>) -> String {
-        self.create_user_with_status(email, username, UserStatus::Active).await
+        self.create_user_with_status(email, username, UserStatus::Active)
+            .await
     }
 
-    pub async fn create_user_with_status(&self, email: &str, username: Option<&str>, status: UserStatus) -> String {
+    pub async fn create_user_with_status(
+        &self,
+        email: &str,
+        username: Option<&str>,
+        status: UserStatus,
+    ) -> String {
         let accounts = self.accounts.clone();
         let account = NewAccount {
             email: EmailAddress::parse(email).unwrap(),
@@ -85,31 +101,61 @@ impl TestApp {
             status,
             roles: Vec::new(),
         };
-        tokio::task::spawn_blocking(move || accounts.create_user(account)).await.unwrap().unwrap()
+        tokio::task::spawn_blocking(move || accounts.create_user(account))
+            .await
+            .unwrap()
+            .unwrap()
     }
 
     pub async fn post_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        let response = self.http.post(self.url(path)).json(&body).send().await.unwrap();
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         read(response).await
     }
 
     pub async fn login(&self, login: &str) -> Value {
-        let (status, body) = self.post_json("/api/v1/auth/login", json!({"login": login, "password": PASSWORD})).await;
+        let (status, body) = self
+            .post_json(
+                "/api/v1/auth/login",
+                json!({"login": login, "password": PASSWORD}),
+            )
+            .await;
         assert_eq!(status, StatusCode::OK, "login failed: {body}");
         body
     }
 
     pub async fn refresh(&self, refresh_token: &str) -> (StatusCode, Value) {
-        self.post_json("/api/v1/auth/refresh", json!({ "refresh_token": refresh_token })).await
+        self.post_json(
+            "/api/v1/auth/refresh",
+            json!({ "refresh_token": refresh_token }),
+        )
+        .await
     }
 
     pub async fn me(&self, access_token: &str) -> (StatusCode, Value) {
-        let response = self.http.get(self.url("/api/v1/auth/me")).bearer_auth(access_token).send().await.unwrap();
+        let response = self
+            .http
+            .get(self.url("/api/v1/auth/me"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap();
         read(response).await
     }
 
     pub async fn post_bearer(&self, path: &str, access_token: &str) -> (StatusCode, Value) {
-        let response = self.http.post(self.url(path)).bearer_auth(access_token).send().await.unwrap();
+        let response = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .unwrap();
         read(response).await
     }
 }
@@ -125,11 +171,21 @@ pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
         .unwrap_or_default();
     let text = response.text().await.unwrap();
     assert!(!status.is_server_error(), "server error {status}: {text}");
-    let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     if status.is_client_error() {
-        assert_eq!(content_type, "application/problem+json", "error without problem+json: {status} {body}");
+        assert_eq!(
+            content_type, "application/problem+json",
+            "error without problem+json: {status} {body}"
+        );
         assert_eq!(body["status"], status.as_u16(), "{body}");
-        assert!(body["code"].is_string() && body["title"].is_string() && body["type"].is_string(), "{body}");
+        assert!(
+            body["code"].is_string() && body["title"].is_string() && body["type"].is_string(),
+            "{body}"
+        );
     }
     (status, body)
 }
