@@ -61,14 +61,24 @@ struct Server {
 
 impl Server {
     fn start(mut cmd: Command) -> Server {
-        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
         // Owned by the guard first, so a failed start still kills the child.
-        let mut server = Server { child, base: String::new() };
+        let mut server = Server {
+            child,
+            base: String::new(),
+        };
         let mut lines = BufReader::new(server.child.stdout.take().unwrap()).lines();
         let deadline = Instant::now() + Duration::from_secs(30);
         while server.base.is_empty() {
             assert!(Instant::now() < deadline, "server did not start");
-            let line = lines.next().expect("server exited before listening").unwrap();
+            let line = lines
+                .next()
+                .expect("server exited before listening")
+                .unwrap();
             if let Some(base) = line.strip_prefix("listening on ") {
                 server.base = base.to_owned();
             }
