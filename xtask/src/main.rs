@@ -91,8 +91,15 @@ fn parse_positive(flag: &str, value: &str) -> Result<u64> {
 }
 
 /// The workspace root: the parent of this crate's directory.
+///
+/// Read at run time (`cargo run` sets `CARGO_MANIFEST_DIR`), never baked in
+/// with `env!`: with a shared `CARGO_TARGET_DIR`, a binary built in another
+/// checkout can be reused, and it must still work on *this* checkout.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf());
+    manifest_dir
         .parent()
         .expect("xtask lives inside the workspace")
         .to_path_buf()
