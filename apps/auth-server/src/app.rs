@@ -4,13 +4,14 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use accounts::{Accounts, HashCost, PasswordHasher, SessionPolicy};
+use accounts::{Accounts, AccountsConfig, CodeKey, HashCost, PasswordHasher, SessionPolicy};
 use actix_web::dev::Server;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, Result};
 use auth_core::{KeySet, TokenPolicy};
+use mailer::{Mailer, OutboxConfig, OutboxWorker};
 use storage::{DbPool, PoolOptions};
 
 use crate::config::Settings;
@@ -38,6 +39,9 @@ pub struct Services {
     pub accounts: Arc<Accounts>,
     pub keys: KeySet,
     pub token_policy: TokenPolicy,
+    /// Delivers queued mail; only `serve` runs it. Mail queued by other
+    /// commands waits in the outbox for the next server.
+    pub outbox: OutboxWorker,
 }
 
 /// Opens the pool, loads (or creates) the keys and builds the account
@@ -85,15 +89,39 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         settings.argon2_max_concurrent,
     )
     .context("invalid argon2 settings")?;
+    let key_dir = KeyDir::new(&settings.keys_dir);
+    let code_key = CodeKey::new(
+        &key_dir
+            .load_or_create_secret("code-hmac")
+            .context("cannot load the code key")?,
+    );
+    let mailer = Mailer::new(&settings.mail.from, settings.mail.transport.clone())
+        .context("invalid mail settings")?;
+    let outbox = OutboxWorker::new(
+        pool.clone(),
+        Arc::new(mailer),
+        OutboxConfig {
+            poll_interval: Duration::from_millis(settings.mail.outbox_poll_ms),
+            max_attempts: settings.mail.max_attempts,
+            ..OutboxConfig::default()
+        },
+    );
+    let wake_outbox = outbox.notifier();
     let accounts = Arc::new(Accounts::new(
         pool.clone(),
         Arc::new(hasher),
         keys.clone(),
-        token_policy.clone(),
-        SessionPolicy {
-            refresh_idle_ttl_secs: settings.refresh_idle_ttl_secs,
-            absolute_ttl_secs: settings.session_ttl_secs,
-            reuse_grace_secs: settings.refresh_reuse_grace_secs,
+        AccountsConfig {
+            tokens: token_policy.clone(),
+            sessions: SessionPolicy {
+                refresh_idle_ttl_secs: settings.refresh_idle_ttl_secs,
+                absolute_ttl_secs: settings.session_ttl_secs,
+                reuse_grace_secs: settings.refresh_reuse_grace_secs,
+            },
+            code_key,
+            public_url: settings.public_url.clone(),
+            reveal_email_taken: settings.reveal_email_taken,
+            on_mail_queued: Arc::new(move || wake_outbox.notify_one()),
         },
     ));
     Ok(Services {
@@ -101,6 +129,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         accounts,
         keys,
         token_policy,
+        outbox,
     })
 }
 
@@ -111,6 +140,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
     let setup = settings.clone();
     let services =
         tokio::task::spawn_blocking(move || services(&setup, setup.migrate_on_start)).await??;
+    tokio::spawn(services.outbox.run());
     let revocations = Arc::new(RevocationCache::default());
     let cursor = {
         let (cache, pool) = (revocations.clone(), services.pool.clone());

@@ -3,7 +3,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
-use accounts::{DisplayName, EmailAddress, NewAccount, Password, UserStatus, Username};
+use accounts::{DisplayName, Domain, EmailAddress, NewAccount, Password, UserStatus, Username};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
@@ -37,8 +37,62 @@ pub enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage organizations and their email domains.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Inspect and retry the mail outbox.
+    #[command(subcommand)]
+    Mail(MailCommand),
     /// Print every configuration setting with its default.
     ConfigHelp,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OrgCommand {
+    /// Create an organization whose members sign up with addresses under its domains.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        region: Option<String>,
+        /// An allowed email domain; repeat for several.
+        #[arg(long = "domain", required = true)]
+        domains: Vec<String>,
+        /// Also accept addresses under subdomains of the domains.
+        #[arg(long)]
+        include_subdomains: bool,
+    },
+    /// List organizations with their domains.
+    List,
+    /// Add or remove an allowed email domain.
+    #[command(subcommand)]
+    Domain(DomainCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DomainCommand {
+    Add {
+        /// Organization id.
+        org: String,
+        domain: String,
+        #[arg(long)]
+        include_subdomains: bool,
+    },
+    Remove {
+        org: String,
+        domain: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MailCommand {
+    /// The newest mails in the outbox with their delivery state.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// Queue a dead (or stuck) mail for delivery again.
+    Retry { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -112,6 +166,8 @@ pub fn user_add(
         password: Some(password),
         status: UserStatus::Active,
         roles,
+        organization_id: None,
+        locale: None,
     })?;
     println!("created user {id} <{email}>");
     Ok(())
@@ -195,4 +251,103 @@ fn time(unix: i64) -> String {
     chrono::DateTime::from_timestamp(unix, 0)
         .map(|t| t.format("%Y-%m-%d %H:%M:%SZ").to_string())
         .unwrap_or_default()
+}
+
+pub fn org(settings: &Settings, command: OrgCommand) -> Result<()> {
+    let services = crate::app::services(settings, true)?;
+    let accounts = &services.accounts;
+    match command {
+        OrgCommand::Add {
+            name,
+            region,
+            domains,
+            include_subdomains,
+        } => {
+            let domains = domains
+                .iter()
+                .map(|d| Domain::parse(d))
+                .collect::<Result<Vec<_>, _>>()?;
+            let org = accounts.create_organization(
+                &name,
+                region.as_deref(),
+                &domains,
+                include_subdomains,
+            )?;
+            println!(
+                "created organization {} ({}) with domains {}",
+                org.id,
+                org.name,
+                org.email_domains.join(", ")
+            );
+        }
+        OrgCommand::List => {
+            let orgs = accounts.list_organizations(false)?;
+            println!(
+                "{:<36}  {:<24} {:<12} {:<8} domains",
+                "id", "name", "region", "active"
+            );
+            for org in orgs {
+                let region = org.region.unwrap_or_default();
+                let domains = org.email_domains.join(", ");
+                println!(
+                    "{:<36}  {:<24} {:<12} {:<8} {domains}",
+                    org.id, org.name, region, org.active
+                );
+            }
+        }
+        OrgCommand::Domain(DomainCommand::Add {
+            org,
+            domain,
+            include_subdomains,
+        }) => {
+            accounts.add_organization_domain(&org, &Domain::parse(&domain)?, include_subdomains)?;
+            println!("added {domain} to {org}");
+        }
+        OrgCommand::Domain(DomainCommand::Remove { org, domain }) => {
+            if !accounts.remove_organization_domain(&org, &Domain::parse(&domain)?)? {
+                bail!("{org} has no domain {domain}");
+            }
+            println!("removed {domain} from {org}");
+        }
+    }
+    Ok(())
+}
+
+pub fn mail(settings: &Settings, command: MailCommand) -> Result<()> {
+    let pool = storage::connect(
+        &settings.database_url,
+        &storage::PoolOptions {
+            max_size: 1,
+            ..Default::default()
+        },
+    )
+    .context("cannot open the database")?;
+    let mut conn = pool.get()?;
+    storage::migrations::run_pending(&mut conn)?;
+    match command {
+        MailCommand::List { limit } => {
+            println!(
+                "{:<36}  {:<8} {:>8}  {:<20} {:<26} {:<24} last error",
+                "id", "status", "attempts", "created", "template", "recipient"
+            );
+            for mail in storage::repo::outbox::list(&mut conn, limit)? {
+                let created = mail.created_at.format("%Y-%m-%d %H:%M:%S").to_string();
+                let error = mail.last_error.unwrap_or_default();
+                println!(
+                    "{:<36}  {:<8} {:>8}  {:<20} {:<26} {:<24} {error}",
+                    mail.id, mail.status, mail.attempts, created, mail.template, mail.recipient
+                );
+            }
+        }
+        MailCommand::Retry { id } => {
+            let now = chrono::Utc::now().naive_utc();
+            if !storage::repo::outbox::retry(&mut conn, &id, now)? {
+                bail!("no unsent mail with id {id}");
+            }
+            println!(
+                "mail {id} queued again; a running server delivers it within its outbox poll interval"
+            );
+        }
+    }
+    Ok(())
 }

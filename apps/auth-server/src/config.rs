@@ -44,6 +44,19 @@ pub struct Settings {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub log_format: LogFormat,
+    /// Base URL of the web pages that mails link to.
+    pub public_url: String,
+    pub reveal_email_taken: bool,
+    pub mail: MailSettings,
+}
+
+/// Where mail goes.
+#[derive(Clone, Debug)]
+pub struct MailSettings {
+    pub from: String,
+    pub transport: mailer::TransportConfig,
+    pub outbox_poll_ms: u64,
+    pub max_attempts: i64,
 }
 
 /// One setting: its name, default, and what it means (for `--help` and the README).
@@ -164,6 +177,66 @@ pub const KEYS: &[Key] = &[
         name: "log_format",
         default: "text",
         help: "text or json (RUST_LOG sets the level)",
+    },
+    Key {
+        name: "public_url",
+        default: "http://<bind>",
+        help: "base URL of the web pages that mails link to",
+    },
+    Key {
+        name: "reveal_email_taken",
+        default: "false",
+        help: "answer 409 email_taken to signups with a registered address",
+    },
+    Key {
+        name: "mail_from",
+        default: "Auth Server <no-reply@localhost>",
+        help: "sender of every mail",
+    },
+    Key {
+        name: "mail_transport",
+        default: "file",
+        help: "file (one .eml per mail in mail_dir) or smtp",
+    },
+    Key {
+        name: "mail_dir",
+        default: "./var/mail",
+        help: "folder of the file transport",
+    },
+    Key {
+        name: "smtp_host",
+        default: "",
+        help: "SMTP relay host (mail_transport = smtp)",
+    },
+    Key {
+        name: "smtp_port",
+        default: "587",
+        help: "SMTP port",
+    },
+    Key {
+        name: "smtp_security",
+        default: "starttls",
+        help: "starttls, tls (implicit, port 465) or none",
+    },
+    Key {
+        name: "smtp_username",
+        default: "",
+        help: "SMTP login, when the relay needs one",
+    },
+    Key {
+        name: "smtp_password",
+        default: "",
+        help: "SMTP password",
+    },
+    Key {
+        name: "outbox_poll_ms",
+        default: "1000",
+        help: "how often the mail outbox is checked for due mail",
+    },
+    Key {
+        name: "mail_max_attempts",
+        default: "8",
+        help: "delivery attempts before a mail is marked dead",
     },
 ];
 
@@ -335,6 +408,55 @@ impl Reader {
             .map(PathBuf::from)
     }
 
+    fn mail(&self) -> Result<MailSettings, ConfigError> {
+        let transport = match self.str("mail_transport").to_ascii_lowercase().as_str() {
+            "file" => mailer::TransportConfig::File {
+                dir: PathBuf::from(self.str("mail_dir")),
+            },
+            "smtp" => {
+                let host = self.str("smtp_host");
+                if host.is_empty() {
+                    return Err(self.error("smtp_host", "is required when mail_transport is smtp"));
+                }
+                let security: mailer::SmtpSecurity =
+                    self.parse("smtp_security", "one of starttls, tls, none")?;
+                let username = Some(self.str("smtp_username"))
+                    .filter(|u| !u.is_empty())
+                    .map(str::to_owned);
+                let password = Some(self.raw["smtp_password"].value.clone())
+                    .filter(|p| !p.is_empty())
+                    .map(secrecy::SecretString::from);
+                if username.is_some() != password.is_some() {
+                    return Err(self.error(
+                        "smtp_password",
+                        "smtp_username and smtp_password must be set together",
+                    ));
+                }
+                mailer::TransportConfig::Smtp {
+                    host: host.to_owned(),
+                    port: self.parse("smtp_port", "a port number")?,
+                    security,
+                    username,
+                    password,
+                    timeout: std::time::Duration::from_secs(10),
+                }
+            }
+            other => {
+                return Err(self.error("mail_transport", format!("'{other}' is not file or smtp")));
+            }
+        };
+        let max_attempts: i64 = self.parse("mail_max_attempts", "a positive whole number")?;
+        if max_attempts < 1 {
+            return Err(self.error("mail_max_attempts", "must be at least 1"));
+        }
+        Ok(MailSettings {
+            from: self.str("mail_from").to_owned(),
+            transport,
+            outbox_poll_ms: self.parse("outbox_poll_ms", "a number of milliseconds")?,
+            max_attempts,
+        })
+    }
+
     fn settings(&self) -> Result<Settings, ConfigError> {
         let bind: SocketAddr = self.parse("bind", "a socket address like 127.0.0.1:8080")?;
         let database_url = DatabaseUrl::parse(self.str("database_url")).map_err(|_| {
@@ -389,7 +511,18 @@ impl Reader {
                 "must be between 50 and 2000 (revocations must reach every instance within 2 s)",
             ));
         }
+        let public_url = match self.str("public_url") {
+            "http://<bind>" => format!("http://{bind}"),
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                url.trim_end_matches('/').to_owned()
+            }
+            _ => return Err(self.error("public_url", "must start with http:// or https://")),
+        };
+        let mail = self.mail()?;
         Ok(Settings {
+            public_url,
+            reveal_email_taken: self.bool("reveal_email_taken")?,
+            mail,
             bind,
             database_url,
             db_pool_size,

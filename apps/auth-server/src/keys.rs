@@ -78,6 +78,34 @@ impl KeyDir {
         Ok(keys)
     }
 
+    /// A named 32-byte server secret (e.g. the key of email-code HMACs),
+    /// generated on first use and stored next to the signing keys.
+    pub fn load_or_create_secret(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.dir.join(format!("{name}.secret"));
+        if path.exists() {
+            check_private(&path)?;
+            let hex =
+                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let bytes: Option<Vec<u8>> = (0..hex.trim().len())
+                .step_by(2)
+                .map(|i| {
+                    hex.get(i..i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                })
+                .collect();
+            return match bytes {
+                Some(bytes) if bytes.len() == 32 => Ok(bytes),
+                _ => bail!("{} is not a 32-byte hex secret", path.display()),
+            };
+        }
+        let mut secret = vec![0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        self.write_private(&format!("{name}.secret"), hex.as_bytes())?;
+        Ok(secret)
+    }
+
     fn generate(&self, alg: SigningAlgorithm, now: i64) -> Result<SigningKey> {
         let kid = format!("k{now}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
         let key = SigningKey::generate(alg, kid)?.with_created_at(now);
@@ -101,14 +129,19 @@ impl KeyDir {
         Ok(keys)
     }
 
-    /// Writes atomically (temp file + rename) so a crash never leaves half a key.
     fn write(&self, key: &SigningKey) -> Result<()> {
+        let json = serde_json::to_vec_pretty(&key.to_document())?;
+        self.write_private(&format!("{}.json", key.kid()), &json)
+    }
+
+    /// Writes a 0600 file atomically (temp file + rename) so a crash never
+    /// leaves half a key.
+    fn write_private(&self, name: &str, contents: &[u8]) -> Result<()> {
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
-        let path = self.dir.join(format!("{}.json", key.kid()));
-        let tmp = self.dir.join(format!(".{}.json.tmp", key.kid()));
-        let json = serde_json::to_vec_pretty(&key.to_document())?;
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".{name}.tmp"));
         let mut file = fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -116,14 +149,15 @@ impl KeyDir {
             .mode(0o600)
             .open(&tmp)
             .with_context(|| format!("writing {}", tmp.display()))?;
-        file.write_all(&json)?;
+        file.write_all(contents)?;
         file.sync_all()?;
         fs::rename(&tmp, &path)?;
         Ok(())
     }
 }
 
-fn read_key(path: &Path) -> Result<SigningKey> {
+/// Secrets readable by other users are refused rather than used.
+fn check_private(path: &Path) -> Result<()> {
     let mode = fs::metadata(path)?.permissions().mode();
     if mode & 0o077 != 0 {
         bail!(
@@ -133,6 +167,11 @@ fn read_key(path: &Path) -> Result<SigningKey> {
             path.display()
         );
     }
+    Ok(())
+}
+
+fn read_key(path: &Path) -> Result<SigningKey> {
+    check_private(path)?;
     let text = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     let doc: KeyDocument = serde_json::from_slice(&text)
         .with_context(|| format!("{} is not a key document", path.display()))?;

@@ -32,6 +32,8 @@ fn main() -> ExitCode {
         ),
         Command::Keys(KeysCommand::List) => cli::keys_list(&settings),
         Command::Keys(KeysCommand::Rotate) => cli::keys_rotate(&settings),
+        Command::Org(command) => cli::org(&settings, command),
+        Command::Mail(command) => cli::mail(&settings, command),
         Command::ConfigHelp => {
             cli::config_help();
             Ok(())

@@ -128,7 +128,9 @@ fn create_db(backend: Backend) -> TestDatabase {
 backend_tests!(
     two_instances_share_revocations,
     keys_rotate_across_restart,
-    cli_user_add_and_migrate
+    cli_user_add_and_migrate,
+    outbox_survives_smtp_outage_and_a_killed_server,
+    dead_mail_is_retried_from_the_cli,
 );
 
 async fn two_instances_share_revocations(backend: Backend) {
@@ -331,4 +333,166 @@ fn serve_refuses_an_unmigrated_database_when_told_not_to_migrate() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("run `auth-server migrate`"));
+}
+
+/// A free port with nothing listening on it: SMTP "down".
+fn dead_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn with_smtp(mut cmd: Command, port: u16) -> Command {
+    cmd.env("AUTH_MAIL_TRANSPORT", "smtp")
+        .env("AUTH_SMTP_HOST", "127.0.0.1")
+        .env("AUTH_SMTP_PORT", port.to_string())
+        .env("AUTH_SMTP_SECURITY", "none")
+        .env("AUTH_OUTBOX_POLL_MS", "100");
+    cmd
+}
+
+fn mail_list(db: &TestDatabase) -> String {
+    let output = command(db).args(["mail", "list"]).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+async fn outbox_survives_smtp_outage_and_a_killed_server(backend: Backend) {
+    let db = create_db(backend);
+    assert!(
+        user_add(&db, "durable@example.com", PASSWORD)
+            .status
+            .success()
+    );
+    let port = dead_port();
+    let http = reqwest::Client::new();
+
+    let first = Server::start(with_smtp(command(&db), port));
+    let response = http
+        .post(first.url("/api/v1/auth/password/forgot"))
+        .json(&json!({"email": "durable@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(500)).await; // let it try and fail
+    drop(first); // SIGKILL: no chance to clean up
+
+    let listing = mail_list(&db);
+    assert!(
+        listing.contains("durable@example.com") && listing.contains("pending"),
+        "{listing}"
+    );
+
+    let sink = mailer::test_smtp::SmtpSink::start_on(port).await;
+    let _second = Server::start(with_smtp(command(&db), port));
+    let mail = sink
+        .wait_for("durable@example.com", Duration::from_secs(20))
+        .await
+        .expect("queued mail delivered after restart");
+    assert!(mailer::test_smtp::six_digit_code(&mail.text_body()).is_some());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        sink.count_to("durable@example.com"),
+        1,
+        "delivered exactly once"
+    );
+    assert!(mail_list(&db).contains("sent"));
+}
+
+async fn dead_mail_is_retried_from_the_cli(backend: Backend) {
+    let db = create_db(backend);
+    assert!(user_add(&db, "dead@example.com", PASSWORD).status.success());
+    let port = dead_port();
+    let http = reqwest::Client::new();
+    let mut cmd = with_smtp(command(&db), port);
+    cmd.env("AUTH_MAIL_MAX_ATTEMPTS", "1");
+    let server = Server::start(cmd);
+    let response = http
+        .post(server.url("/api/v1/auth/password/forgot"))
+        .json(&json!({"email": "dead@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let id = loop {
+        let listing = mail_list(&db);
+        if let Some(line) = listing
+            .lines()
+            .find(|l| l.contains("dead@example.com") && l.contains(" dead "))
+        {
+            break line.split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mail never marked dead: {listing}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let sink = mailer::test_smtp::SmtpSink::start_on(port).await;
+    let retry = command(&db).args(["mail", "retry", &id]).output().unwrap();
+    assert!(
+        retry.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retry.stderr)
+    );
+    assert!(
+        sink.wait_for("dead@example.com", Duration::from_secs(10))
+            .await
+            .is_some()
+    );
+    let again = command(&db).args(["mail", "retry", &id]).output().unwrap();
+    assert!(!again.status.success(), "a sent mail can't be retried");
+}
+
+#[test]
+fn org_cli_manages_domains() {
+    let db = create_db(Backend::Sqlite);
+    let run = |args: &[&str]| {
+        let output = command(&db).args(args).output().unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned()
+                + &String::from_utf8_lossy(&output.stderr),
+        )
+    };
+    let (ok, out) = run(&[
+        "org",
+        "add",
+        "--name",
+        "Yonsei",
+        "--region",
+        "Seoul",
+        "--domain",
+        "yonsei.ac.kr",
+        "--domain",
+        "YONSEI.KR",
+    ]);
+    assert!(ok, "{out}");
+    let id = out.split_whitespace().nth(2).unwrap().to_owned();
+    assert!(out.contains("yonsei.ac.kr, yonsei.kr"), "{out}");
+    let (ok, out) = run(&["org", "domain", "add", &id, "mail.yonsei.ac.kr"]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["org", "domain", "add", &id, "mail.yonsei.ac.kr"]);
+    assert!(!ok && out.contains("already has this domain"), "{out}");
+    let (ok, out) = run(&["org", "domain", "remove", &id, "yonsei.kr"]);
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["org", "domain", "remove", &id, "yonsei.kr"]);
+    assert!(!ok, "{out}");
+    let (ok, out) = run(&["org", "add", "--name", "Bad", "--domain", "not a domain"]);
+    assert!(!ok && out.contains("domain"), "{out}");
+    let (ok, out) = run(&["org", "list"]);
+    assert!(
+        ok && out.contains("Yonsei")
+            && out.contains("mail.yonsei.ac.kr, yonsei.ac.kr")
+            && !out.contains("yonsei.kr "),
+        "{out}"
+    );
 }

@@ -26,6 +26,28 @@ pub enum AccountsError {
     UsernameTaken,
     #[error("user not found")]
     UserNotFound,
+    /// The code is wrong, expired, already used or superseded.
+    #[error("invalid or expired code")]
+    InvalidCode,
+    /// Five wrong codes: this code is dead; ask for a new one.
+    #[error("too many wrong attempts")]
+    TooManyAttempts,
+    /// A new code was asked for before the resend cooldown ended.
+    #[error("too many requests; retry in {retry_after_secs} s")]
+    TooManyRequests { retry_after_secs: i64 },
+    #[error("weak password: {0}")]
+    WeakPassword(String),
+    #[error("organization not found")]
+    OrganizationNotFound,
+    #[error("the email address is not under one of the organization's domains")]
+    EmailDomainNotAllowed,
+    /// Signup with an organization needs the address verified for it first.
+    #[error("email address not verified for this organization")]
+    EmailNotVerified,
+    #[error("the organization already has this domain")]
+    DomainExists,
+    #[error("mail could not be prepared: {0}")]
+    Mail(#[from] mailer::MailError),
     #[error(transparent)]
     Invalid(#[from] ParseError),
     #[error(transparent)]

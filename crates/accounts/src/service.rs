@@ -6,12 +6,14 @@ use std::sync::Arc;
 use auth_core::{ACCESS_TOKEN_TYP, AccessClaims, KeySet, Subject, TokenPolicy};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use diesel::prelude::*;
+use mailer::Locale;
 use secrecy::{ExposeSecret, SecretString};
 use storage::models::{NewRevocation, NewUser, RefreshTokenRow, SessionRow, UserRow};
 use storage::repo::{refresh_tokens, revocations, sessions, users};
 use storage::{AnyConnection, DbPool, StorageError};
 use uuid::Uuid;
 
+use crate::codes::CodeKey;
 use crate::error::AccountsError;
 use crate::password::PasswordHasher;
 use crate::secrets::{new_opaque_token, token_hash};
@@ -76,19 +78,41 @@ pub struct NewAccount {
     pub password: Option<Password>,
     pub status: UserStatus,
     pub roles: Vec<String>,
+    pub organization_id: Option<String>,
+    pub locale: Option<Locale>,
+}
+
+/// Settings of the account flows beyond tokens and sessions.
+pub struct AccountsConfig {
+    pub tokens: TokenPolicy,
+    pub sessions: SessionPolicy,
+    /// Key for the HMAC tags of email codes (32 random bytes, kept secret).
+    pub code_key: CodeKey,
+    /// Base URL of the web pages linked from mails (no trailing slash).
+    pub public_url: String,
+    /// Answer 409 `email_taken` to a signup with a registered address,
+    /// instead of the default that reveals nothing.
+    pub reveal_email_taken: bool,
+    /// Called after a transaction that queued mail has committed, so the
+    /// delivery worker can start at once.
+    pub on_mail_queued: Arc<dyn Fn() + Send + Sync>,
 }
 
 pub struct Accounts {
-    pool: DbPool,
-    hasher: Arc<PasswordHasher>,
+    pub(crate) pool: DbPool,
+    pub(crate) hasher: Arc<PasswordHasher>,
     keys: KeySet,
-    tokens: TokenPolicy,
+    pub(crate) tokens: TokenPolicy,
     sessions: SessionPolicy,
+    pub(crate) code_key: CodeKey,
+    pub(crate) public_url: String,
+    pub(crate) reveal_email_taken: bool,
+    pub(crate) on_mail_queued: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// Current time, truncated to microseconds: PostgreSQL keeps no more, and
 /// values read back must equal values written.
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
@@ -97,15 +121,18 @@ impl Accounts {
         pool: DbPool,
         hasher: Arc<PasswordHasher>,
         keys: KeySet,
-        tokens: TokenPolicy,
-        sessions: SessionPolicy,
+        config: AccountsConfig,
     ) -> Self {
         Self {
             pool,
             hasher,
             keys,
-            tokens,
-            sessions,
+            tokens: config.tokens,
+            sessions: config.sessions,
+            code_key: config.code_key,
+            public_url: config.public_url,
+            reveal_email_taken: config.reveal_email_taken,
+            on_mail_queued: config.on_mail_queued,
         }
     }
 
@@ -113,7 +140,7 @@ impl Accounts {
         &self.pool
     }
 
-    fn conn(&self) -> Result<storage::DbConn> {
+    pub(crate) fn conn(&self) -> Result<storage::DbConn> {
         Ok(self.pool.get().map_err(StorageError::from)?)
     }
 
@@ -124,43 +151,56 @@ impl Accounts {
             .as_ref()
             .map(|p| self.hasher.hash(p.expose()))
             .transpose()?;
-        let id = Uuid::new_v4().to_string();
-        let at = now().naive_utc();
         let mut conn = self.conn()?;
         conn.transaction(|c| {
-            if users::find_by_email(c, account.email.as_str())?.is_some() {
-                return Err(AccountsError::EmailTaken);
-            }
-            if let Some(username) = &account.username
-                && users::find_by_username(c, username.as_str())?.is_some()
-            {
-                return Err(AccountsError::UsernameTaken);
-            }
-            users::insert(
-                c,
-                &NewUser {
-                    id: &id,
-                    email: account.email.as_str(),
-                    username: account.username.as_ref().map(Username::as_str),
-                    name: account.name.as_ref().map(DisplayName::as_str),
-                    password_hash: hash.as_deref(),
-                    status: account.status.as_str(),
-                    organization_id: None,
-                    permission_version: 0,
-                    created_at: at,
-                    updated_at: at,
-                },
-            )
-            .map_err(|e| match e {
-                // Lost a race with a concurrent insert of the same address.
-                StorageError::UniqueViolation => AccountsError::EmailTaken,
-                other => other.into(),
-            })?;
-            for role in &account.roles {
-                users::add_role(c, &id, role)?;
-            }
-            Ok(id.clone())
+            storage::repo::write_lock(c)?;
+            self.insert_user_in(c, &account, hash.as_deref(), now())
         })
+    }
+
+    /// Inserts a user after checking that the email and username are free.
+    pub(crate) fn insert_user_in(
+        &self,
+        c: &mut AnyConnection,
+        account: &NewAccount,
+        password_hash: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<String> {
+        if users::find_by_email(c, account.email.as_str())?.is_some() {
+            return Err(AccountsError::EmailTaken);
+        }
+        if let Some(username) = &account.username
+            && users::find_by_username(c, username.as_str())?.is_some()
+        {
+            return Err(AccountsError::UsernameTaken);
+        }
+        let id = Uuid::new_v4().to_string();
+        let at = at.naive_utc();
+        users::insert(
+            c,
+            &NewUser {
+                id: &id,
+                email: account.email.as_str(),
+                username: account.username.as_ref().map(Username::as_str),
+                name: account.name.as_ref().map(DisplayName::as_str),
+                password_hash,
+                status: account.status.as_str(),
+                organization_id: account.organization_id.as_deref(),
+                permission_version: 0,
+                created_at: at,
+                updated_at: at,
+                locale: account.locale.map(Locale::as_str),
+            },
+        )
+        .map_err(|e| match e {
+            // Lost a race with a concurrent insert of the same address.
+            StorageError::UniqueViolation => AccountsError::EmailTaken,
+            other => other.into(),
+        })?;
+        for role in &account.roles {
+            users::add_role(c, &id, role)?;
+        }
+        Ok(id)
     }
 
     /// Email-or-username + password → a new session. Unknown users cost the
@@ -364,12 +404,22 @@ impl Accounts {
     pub fn revoke_all_sessions(&self, user_id: &str, reason: &str) -> Result<Vec<RevokedSession>> {
         let at = now();
         let mut conn = self.conn()?;
-        conn.transaction(|c| {
-            let ids = sessions::revoke_live_for_user(c, user_id, at.naive_utc(), reason)?;
-            ids.into_iter()
-                .map(|id| self.record_revocation(c, id, at))
-                .collect()
-        })
+        conn.transaction(|c| self.revoke_sessions_in(c, user_id, None, reason, at))
+    }
+
+    /// Revokes the user's live sessions, except `keep`, inside a transaction.
+    pub(crate) fn revoke_sessions_in(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: &str,
+        keep: Option<&str>,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<RevokedSession>> {
+        let ids = sessions::revoke_live_for_user(conn, user_id, keep, at.naive_utc(), reason)?;
+        ids.into_iter()
+            .map(|id| self.record_revocation(conn, id, at))
+            .collect()
     }
 
     fn revoke_session_in(

@@ -42,23 +42,66 @@ impl EmailAddress {
                 .without_domain_literal(),
         )
         .map_err(|_| refuse("email", "is not a valid email address"))?;
-        let (local, domain) = (parsed.local_part(), parsed.domain());
-        if !domain.contains('.') {
-            return Err(refuse("email", "needs a fully qualified domain"));
-        }
-        Ok(Self(format!("{local}@{domain}").to_lowercase()))
+        let domain = Domain::parse(parsed.domain())
+            .map_err(|_| refuse("email", "needs a valid, fully qualified domain"))?;
+        Ok(Self(format!(
+            "{}@{}",
+            parsed.local_part().to_lowercase(),
+            domain.as_str()
+        )))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
-    pub fn domain(&self) -> &str {
-        self.0.rsplit_once('@').map_or("", |(_, d)| d)
+    pub fn domain(&self) -> Domain {
+        Domain(self.0.rsplit_once('@').map_or("", |(_, d)| d).to_owned())
     }
 }
 
 impl fmt::Display for EmailAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A DNS domain in canonical form: IDNA (punycode) ASCII, lowercase, at
+/// least two labels. `스누.kr` and `xn--...kr` compare equal.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Domain(String);
+
+impl Domain {
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
+        let invalid = || refuse("domain", "is not a valid domain name");
+        let input = input.trim().trim_end_matches('.');
+        let ascii = idna::domain_to_ascii_strict(input).map_err(|_| invalid())?;
+        let labels: Vec<&str> = ascii.split('.').collect();
+        let label_ok = |l: &&str| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        };
+        if ascii.len() > 253 || labels.len() < 2 || !labels.iter().all(label_ok) {
+            return Err(invalid());
+        }
+        Ok(Self(ascii.to_ascii_lowercase()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Exact match, or a subdomain when `include_subdomains`. Label-wise:
+    /// `evil-snu.ac.kr` is not under `snu.ac.kr`.
+    pub fn is_covered_by(&self, allowed: &str, include_subdomains: bool) -> bool {
+        self.0 == allowed || (include_subdomains && self.0.ends_with(&format!(".{allowed}")))
+    }
+}
+
+impl fmt::Display for Domain {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
@@ -142,6 +185,39 @@ impl Password {
     }
 }
 
+/// Why a password was refused by [`Password::check_strength`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WeakPassword(pub String);
+
+impl Password {
+    /// NIST 800-63B: refuse passwords that are common, guessable, or built
+    /// from the account's own identifiers. zxcvbn's dictionaries (common
+    /// passwords, names, keyboard patterns, l33t substitutions) decide;
+    /// score 0–1 ("too guessable"/"very guessable") is refused.
+    pub fn check_strength(&self, user_inputs: &[&str]) -> Result<(), WeakPassword> {
+        let candidate = self.expose();
+        let lowered = candidate.to_lowercase();
+        if user_inputs
+            .iter()
+            .any(|input| !input.is_empty() && lowered == input.to_lowercase())
+        {
+            return Err(WeakPassword(
+                "must not be the same as your email address or username".into(),
+            ));
+        }
+        let estimate = zxcvbn::zxcvbn(candidate, user_inputs);
+        if u8::from(estimate.score()) < 2 {
+            let hint = estimate
+                .feedback()
+                .and_then(|f| f.warning())
+                .map(|w| w.to_string())
+                .unwrap_or_else(|| "is too easy to guess".to_owned());
+            return Err(WeakPassword(hint));
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Debug for Password {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Password(<redacted>)")
@@ -205,7 +281,9 @@ mod tests {
     fn email_is_trimmed_and_lowercased() {
         let e = EmailAddress::parse("  Kim.Lee@SNU.AC.KR ").unwrap();
         assert_eq!(e.as_str(), "kim.lee@snu.ac.kr");
-        assert_eq!(e.domain(), "snu.ac.kr");
+        assert_eq!(e.domain().as_str(), "snu.ac.kr");
+        let idn = EmailAddress::parse("kim@스누.kr").unwrap();
+        assert_eq!(idn.domain(), Domain::parse("xn--ob0bz6r.kr").unwrap());
     }
 
     #[test]
@@ -224,6 +302,22 @@ mod tests {
         }
         let long = format!("{}@example.com", "a".repeat(250));
         assert!(EmailAddress::parse(&long).is_err());
+    }
+
+    #[test]
+    fn domains_match_label_wise() {
+        let snu = Domain::parse("SNU.ac.kr.").unwrap();
+        assert_eq!(snu.as_str(), "snu.ac.kr");
+        assert!(snu.is_covered_by("snu.ac.kr", false));
+        let evil = Domain::parse("evil-snu.ac.kr").unwrap();
+        assert!(!evil.is_covered_by("snu.ac.kr", false));
+        assert!(!evil.is_covered_by("snu.ac.kr", true));
+        let sub = Domain::parse("mail.snu.ac.kr").unwrap();
+        assert!(!sub.is_covered_by("snu.ac.kr", false));
+        assert!(sub.is_covered_by("snu.ac.kr", true));
+        for bad in ["", "localhost", "a..b", "-a.com", "a b.com", "x.com/path"] {
+            assert!(Domain::parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]
@@ -250,6 +344,25 @@ mod tests {
         assert!(Password::parse("x".repeat(129).into()).is_err());
         let p = Password::parse("correct horse".into()).unwrap();
         assert!(!format!("{p:?}").contains("horse"));
+    }
+
+    #[test]
+    fn common_and_personal_passwords_are_weak() {
+        let check =
+            |p: &str, inputs: &[&str]| Password::parse(p.into()).unwrap().check_strength(inputs);
+        for weak in [
+            "password",
+            "password1",
+            "12345678",
+            "qwertyuiop",
+            "iloveyou1",
+            "P@ssw0rd!",
+        ] {
+            assert!(check(weak, &[]).is_err(), "{weak:?} accepted");
+        }
+        assert!(check("kim@example.com", &["kim@example.com", "kim"]).is_err());
+        assert!(check("correct horse battery staple", &["kim@example.com"]).is_ok());
+        assert!(check("맑은 하늘 아래 푸른 바다", &[]).is_ok());
     }
 
     #[test]

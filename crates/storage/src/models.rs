@@ -4,7 +4,10 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use crate::schema::{refresh_tokens, revocations, sessions, users};
+use crate::schema::{
+    email_codes, organization_domains, organizations, outbox, refresh_tokens, revocations,
+    sessions, users,
+};
 
 #[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
 #[diesel(table_name = users)]
@@ -19,6 +22,7 @@ pub struct UserRow {
     pub permission_version: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub locale: Option<String>,
 }
 
 #[derive(Insertable, Debug)]
@@ -34,6 +38,7 @@ pub struct NewUser<'a> {
     pub permission_version: i64,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+    pub locale: Option<&'a str>,
 }
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
@@ -84,4 +89,60 @@ pub struct NewRevocation<'a> {
     pub subject: &'a str,
     pub expires_at: NaiveDateTime,
     pub created_at: NaiveDateTime,
+}
+
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = organizations)]
+pub struct OrganizationRow {
+    pub id: String,
+    pub name: String,
+    pub region: Option<String>,
+    pub active: bool,
+    pub created_at: NaiveDateTime,
+}
+
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = organization_domains)]
+pub struct OrganizationDomainRow {
+    pub organization_id: String,
+    /// Lowercase ASCII (IDNA-encoded) domain.
+    pub domain: String,
+    pub include_subdomains: bool,
+}
+
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = email_codes)]
+pub struct EmailCodeRow {
+    pub id: String,
+    /// `signup`, `organization` or `password_reset`.
+    pub purpose: String,
+    pub email: String,
+    pub organization_id: Option<String>,
+    /// Keyed hash (HMAC-SHA256, hex) of the code; the code itself is never stored.
+    pub code_hash: String,
+    pub attempts: i64,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub consumed_at: Option<NaiveDateTime>,
+}
+
+/// One mail waiting for (or past) delivery.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = outbox)]
+pub struct OutboxRow {
+    pub id: String,
+    pub recipient: String,
+    pub subject: String,
+    /// Emptied once the mail is sent: bodies may carry codes and links.
+    pub text_body: String,
+    pub html_body: String,
+    /// Template name, kept for listing and audit after the body is gone.
+    pub template: String,
+    /// `pending`, `sent` or `dead`.
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: NaiveDateTime,
+    pub last_error: Option<String>,
+    pub created_at: NaiveDateTime,
+    pub sent_at: Option<NaiveDateTime>,
 }

@@ -85,6 +85,18 @@ pub mod users {
         Ok(())
     }
 
+    pub fn set_status(
+        conn: &mut AnyConnection,
+        id: &str,
+        status: &str,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        diesel::update(users::table.find(id))
+            .set((users::status.eq(status), users::updated_at.eq(now)))
+            .execute(conn)?;
+        Ok(())
+    }
+
     pub fn count(conn: &mut AnyConnection) -> Result<i64> {
         Ok(users::table.count().get_result(conn)?)
     }
@@ -141,12 +153,14 @@ pub mod sessions {
     pub fn revoke_live_for_user(
         conn: &mut AnyConnection,
         user_id: &str,
+        except: Option<&str>,
         now: NaiveDateTime,
         reason: &str,
     ) -> Result<Vec<String>> {
         Ok(diesel::update(
             sessions::table
                 .filter(sessions::user_id.eq(user_id))
+                .filter(sessions::id.ne(except.unwrap_or("")))
                 .filter(sessions::revoked_at.is_null())
                 .filter(sessions::expires_at.gt(now)),
         )
@@ -252,9 +266,335 @@ pub mod revocations {
     }
 }
 
+/// Takes the database write lock at the start of a transaction.
+///
+/// SQLite in WAL mode runs a transaction that reads first and writes later
+/// on a snapshot; if another connection wrote in between, the write fails at
+/// once with SQLITE_BUSY_SNAPSHOT instead of waiting on `busy_timeout`. A
+/// no-op write as the first statement makes SQLite take the write lock (and
+/// wait for it) up front. PostgreSQL needs nothing: row locks and MVCC cover it.
+pub fn write_lock(conn: &mut AnyConnection) -> Result<()> {
+    if let AnyConnection::Sqlite(c) = conn {
+        use diesel::connection::SimpleConnection;
+        c.batch_execute("UPDATE users SET id = id WHERE 0 = 1")?;
+    }
+    Ok(())
+}
+
 /// A trivial round trip, for readiness checks.
 pub fn ping(conn: &mut AnyConnection) -> Result<()> {
     use diesel::connection::SimpleConnection;
     conn.batch_execute("SELECT 1")?;
     Ok(())
+}
+
+pub mod outbox {
+    //! The durable mail queue. Rows are inserted by the transaction that
+    //! causes the mail; workers claim due rows with a lease, so several
+    //! instances can run workers without sending a mail twice (a worker that
+    //! dies mid-send lets the lease lapse and the mail is retried).
+    use super::*;
+    use schema::outbox;
+
+    pub const PENDING: &str = "pending";
+    pub const SENT: &str = "sent";
+    pub const DEAD: &str = "dead";
+
+    pub fn insert(conn: &mut AnyConnection, mail: &OutboxRow) -> Result<()> {
+        diesel::insert_into(outbox::table)
+            .values(mail)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Ids of pending mails whose time has come, oldest first.
+    pub fn due(conn: &mut AnyConnection, now: NaiveDateTime, limit: i64) -> Result<Vec<String>> {
+        Ok(outbox::table
+            .filter(outbox::status.eq(PENDING))
+            .filter(outbox::next_attempt_at.le(now))
+            .order(outbox::next_attempt_at)
+            .limit(limit)
+            .select(outbox::id)
+            .load(conn)?)
+    }
+
+    /// Takes one due mail for sending: counts the attempt and pushes
+    /// `next_attempt_at` to `lease_until`. None when another worker was faster.
+    pub fn claim(
+        conn: &mut AnyConnection,
+        id: &str,
+        now: NaiveDateTime,
+        lease_until: NaiveDateTime,
+    ) -> Result<Option<OutboxRow>> {
+        let claimed = diesel::update(
+            outbox::table
+                .find(id)
+                .filter(outbox::status.eq(PENDING))
+                .filter(outbox::next_attempt_at.le(now)),
+        )
+        .set((
+            outbox::attempts.eq(outbox::attempts + 1),
+            outbox::next_attempt_at.eq(lease_until),
+        ))
+        .execute(conn)?;
+        if claimed == 0 {
+            return Ok(None);
+        }
+        find(conn, id)
+    }
+
+    pub fn find(conn: &mut AnyConnection, id: &str) -> Result<Option<OutboxRow>> {
+        Ok(outbox::table
+            .find(id)
+            .select(OutboxRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    /// Delivered: the bodies are dropped (they may hold codes or links).
+    pub fn mark_sent(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> Result<()> {
+        diesel::update(outbox::table.find(id))
+            .set((
+                outbox::status.eq(SENT),
+                outbox::sent_at.eq(now),
+                outbox::text_body.eq(""),
+                outbox::html_body.eq(""),
+                outbox::last_error.eq(None::<String>),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Failed: try again at `retry_at`, or give up (`dead`) when `retry_at` is None.
+    pub fn mark_failed(
+        conn: &mut AnyConnection,
+        id: &str,
+        error: &str,
+        retry_at: Option<NaiveDateTime>,
+    ) -> Result<()> {
+        let error: String = error.chars().take(1000).collect();
+        match retry_at {
+            Some(at) => diesel::update(outbox::table.find(id))
+                .set((outbox::next_attempt_at.eq(at), outbox::last_error.eq(error)))
+                .execute(conn)?,
+            None => diesel::update(outbox::table.find(id))
+                .set((outbox::status.eq(DEAD), outbox::last_error.eq(error)))
+                .execute(conn)?,
+        };
+        Ok(())
+    }
+
+    /// Puts a dead (or pending) mail back in the queue now, with a fresh
+    /// attempt count. False when there is no such mail or it was sent.
+    pub fn retry(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> Result<bool> {
+        let changed = diesel::update(outbox::table.find(id).filter(outbox::status.ne(SENT)))
+            .set((
+                outbox::status.eq(PENDING),
+                outbox::attempts.eq(0),
+                outbox::next_attempt_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(changed == 1)
+    }
+
+    /// When a mail of this template was last queued for this recipient.
+    pub fn last_queued_at(
+        conn: &mut AnyConnection,
+        recipient: &str,
+        template: &str,
+    ) -> Result<Option<NaiveDateTime>> {
+        Ok(outbox::table
+            .filter(outbox::recipient.eq(recipient))
+            .filter(outbox::template.eq(template))
+            .select(diesel::dsl::max(outbox::created_at))
+            .first(conn)?)
+    }
+
+    /// Newest first.
+    pub fn list(conn: &mut AnyConnection, limit: i64) -> Result<Vec<OutboxRow>> {
+        Ok(outbox::table
+            .order(outbox::created_at.desc())
+            .limit(limit)
+            .select(OutboxRow::as_select())
+            .load(conn)?)
+    }
+}
+
+pub mod organizations {
+    use super::*;
+    use schema::{email_verifications, organization_domains, organizations};
+
+    pub fn insert(conn: &mut AnyConnection, org: &OrganizationRow) -> Result<()> {
+        diesel::insert_into(organizations::table)
+            .values(org)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn find(conn: &mut AnyConnection, id: &str) -> Result<Option<OrganizationRow>> {
+        Ok(organizations::table
+            .find(id)
+            .select(OrganizationRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    /// Every organization, by name.
+    pub fn list(conn: &mut AnyConnection, only_active: bool) -> Result<Vec<OrganizationRow>> {
+        let mut query = organizations::table
+            .select(OrganizationRow::as_select())
+            .order((organizations::name, organizations::id))
+            .into_boxed();
+        if only_active {
+            query = query.filter(organizations::active.eq(true));
+        }
+        Ok(query.load(conn)?)
+    }
+
+    pub fn domains(conn: &mut AnyConnection, id: &str) -> Result<Vec<OrganizationDomainRow>> {
+        Ok(organization_domains::table
+            .filter(organization_domains::organization_id.eq(id))
+            .order(organization_domains::domain)
+            .select(OrganizationDomainRow::as_select())
+            .load(conn)?)
+    }
+
+    /// Domains of all organizations, for listing without one query per organization.
+    pub fn all_domains(conn: &mut AnyConnection) -> Result<Vec<OrganizationDomainRow>> {
+        Ok(organization_domains::table
+            .order((
+                organization_domains::organization_id,
+                organization_domains::domain,
+            ))
+            .select(OrganizationDomainRow::as_select())
+            .load(conn)?)
+    }
+
+    pub fn add_domain(conn: &mut AnyConnection, domain: &OrganizationDomainRow) -> Result<()> {
+        diesel::insert_into(organization_domains::table)
+            .values(domain)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// False when the organization had no such domain.
+    pub fn remove_domain(conn: &mut AnyConnection, id: &str, domain: &str) -> Result<bool> {
+        let removed = diesel::delete(
+            organization_domains::table
+                .filter(organization_domains::organization_id.eq(id))
+                .filter(organization_domains::domain.eq(domain)),
+        )
+        .execute(conn)?;
+        Ok(removed == 1)
+    }
+
+    /// Records (or refreshes) that `email` proved it belongs to the organization.
+    pub fn record_verified_email(
+        conn: &mut AnyConnection,
+        email: &str,
+        organization_id: &str,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        diesel::delete(
+            email_verifications::table
+                .filter(email_verifications::email.eq(email))
+                .filter(email_verifications::organization_id.eq(organization_id)),
+        )
+        .execute(conn)?;
+        diesel::insert_into(email_verifications::table)
+            .values((
+                email_verifications::email.eq(email),
+                email_verifications::organization_id.eq(organization_id),
+                email_verifications::verified_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// When `email` was last verified for the organization, if ever.
+    pub fn email_verified_at(
+        conn: &mut AnyConnection,
+        email: &str,
+        organization_id: &str,
+    ) -> Result<Option<NaiveDateTime>> {
+        Ok(email_verifications::table
+            .filter(email_verifications::email.eq(email))
+            .filter(email_verifications::organization_id.eq(organization_id))
+            .select(email_verifications::verified_at)
+            .first(conn)
+            .optional()?)
+    }
+
+    pub fn forget_verified_email(
+        conn: &mut AnyConnection,
+        email: &str,
+        organization_id: &str,
+    ) -> Result<()> {
+        diesel::delete(
+            email_verifications::table
+                .filter(email_verifications::email.eq(email))
+                .filter(email_verifications::organization_id.eq(organization_id)),
+        )
+        .execute(conn)?;
+        Ok(())
+    }
+}
+
+pub mod email_codes {
+    use super::*;
+    use schema::email_codes;
+
+    pub fn insert(conn: &mut AnyConnection, code: &EmailCodeRow) -> Result<()> {
+        diesel::insert_into(email_codes::table)
+            .values(code)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// The newest code for this purpose and address (any state).
+    pub fn latest(
+        conn: &mut AnyConnection,
+        purpose: &str,
+        email: &str,
+    ) -> Result<Option<EmailCodeRow>> {
+        Ok(email_codes::table
+            .filter(email_codes::purpose.eq(purpose))
+            .filter(email_codes::email.eq(email))
+            .order(email_codes::created_at.desc())
+            .select(EmailCodeRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    /// Kills every unused code for this purpose and address (a new one supersedes them).
+    pub fn supersede(
+        conn: &mut AnyConnection,
+        purpose: &str,
+        email: &str,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        diesel::update(
+            email_codes::table
+                .filter(email_codes::purpose.eq(purpose))
+                .filter(email_codes::email.eq(email))
+                .filter(email_codes::consumed_at.is_null()),
+        )
+        .set(email_codes::consumed_at.eq(now))
+        .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn count_attempt(conn: &mut AnyConnection, id: &str) -> Result<()> {
+        diesel::update(email_codes::table.find(id))
+            .set(email_codes::attempts.eq(email_codes::attempts + 1))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn consume(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> Result<()> {
+        diesel::update(email_codes::table.find(id))
+            .set(email_codes::consumed_at.eq(now))
+            .execute(conn)?;
+        Ok(())
+    }
 }

@@ -24,6 +24,7 @@ diesel::table! {
         permission_version -> BigInt,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+        locale -> Nullable<Text>,
     }
 }
 
@@ -77,11 +78,61 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    organization_domains (organization_id, domain) {
+        organization_id -> Text,
+        domain -> Text,
+        include_subdomains -> Bool,
+    }
+}
+
+diesel::table! {
+    email_codes (id) {
+        id -> Text,
+        purpose -> Text,
+        email -> Text,
+        organization_id -> Nullable<Text>,
+        code_hash -> Text,
+        attempts -> BigInt,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        consumed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    email_verifications (email, organization_id) {
+        email -> Text,
+        organization_id -> Text,
+        verified_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        recipient -> Text,
+        subject -> Text,
+        text_body -> Text,
+        html_body -> Text,
+        template -> Text,
+        status -> Text,
+        attempts -> BigInt,
+        next_attempt_at -> Timestamp,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        sent_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(users -> organizations (organization_id));
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(user_permissions -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::joinable!(organization_domains -> organizations (organization_id));
+diesel::joinable!(email_codes -> organizations (organization_id));
+diesel::joinable!(email_verifications -> organizations (organization_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
@@ -91,4 +142,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     refresh_tokens,
     revocations,
+    organization_domains,
+    email_codes,
+    email_verifications,
+    outbox,
 );

@@ -12,35 +12,44 @@ use auth_core::TokenError;
 use serde::Serialize;
 use storage::StorageError;
 
-#[derive(Debug, Serialize)]
+/// An error on its way to the client. Kept small (it travels in every
+/// `Result` of the HTTP layer): the `type` URI and `title` are derived from
+/// `code` and `status` when the body is written.
+#[derive(Debug)]
 pub struct ApiError {
-    #[serde(skip)]
     pub status: StatusCode,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub title: &'static str,
-    #[serde(rename = "status")]
-    pub status_code: u16,
-    pub detail: String,
+    /// Stable, snake_case; clients switch on it.
     pub code: &'static str,
+    pub detail: String,
     /// Per-field problems for `validation_failed`.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub errors: BTreeMap<String, Vec<String>>,
-    #[serde(skip)]
     pub www_authenticate: bool,
+    /// Seconds, sent as `Retry-After`.
+    pub retry_after: Option<u32>,
+}
+
+/// The RFC 9457 body.
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+    code: &'static str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    errors: &'a BTreeMap<String, Vec<String>>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
         Self {
             status,
-            kind: format!("urn:auth-server:problem:{code}"),
-            title: status.canonical_reason().unwrap_or("Error"),
-            status_code: status.as_u16(),
-            detail: detail.into(),
             code,
+            detail: detail.into(),
             errors: BTreeMap::new(),
             www_authenticate: false,
+            retry_after: None,
         }
     }
 
@@ -95,7 +104,7 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status_code, self.code, self.detail)
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
     }
 }
 
@@ -111,6 +120,9 @@ impl ResponseError for ApiError {
             HeaderValue::from_static("application/problem+json"),
         ));
         response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
         if self.www_authenticate {
             let value = match self.code {
                 "invalid_token" | "token_expired" | "token_revoked" => {
@@ -125,7 +137,15 @@ impl ResponseError for ApiError {
                 response.insert_header((header::WWW_AUTHENTICATE, value));
             }
         }
-        response.body(serde_json::to_string(self).unwrap_or_default())
+        let problem = Problem {
+            kind: format!("urn:auth-server:problem:{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            code: self.code,
+            errors: &self.errors,
+        };
+        response.body(serde_json::to_string(&problem).unwrap_or_default())
     }
 }
 
@@ -160,6 +180,60 @@ impl From<AccountsError> for ApiError {
                 "this username is already taken",
             ),
             E::UserNotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "no such user"),
+            E::InvalidCode => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_code",
+                "the code is wrong, expired or already used; ask for a new one if needed",
+            ),
+            E::TooManyAttempts => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "too many wrong codes; this code no longer works, ask for a new one",
+            ),
+            E::TooManyRequests { retry_after_secs } => {
+                let mut e = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    format!(
+                        "a code was sent moments ago; you can ask again in {retry_after_secs} s"
+                    ),
+                );
+                e.retry_after = Some(u32::try_from(retry_after_secs).unwrap_or(u32::MAX));
+                e
+            }
+            E::WeakPassword(reason) => {
+                let mut e = Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "weak_password",
+                    format!("the password is too weak: {reason}"),
+                );
+                e.errors.insert("password".to_owned(), vec![reason]);
+                e
+            }
+            E::OrganizationNotFound => Self::new(
+                StatusCode::NOT_FOUND,
+                "organization_not_found",
+                "no such organization",
+            ),
+            E::EmailDomainNotAllowed => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "email_domain_not_allowed",
+                "the email address is not under one of the organization's domains",
+            ),
+            E::EmailNotVerified => Self::new(
+                StatusCode::FORBIDDEN,
+                "email_not_verified",
+                "verify the email address for this organization first (it is valid for 24 hours)",
+            ),
+            E::DomainExists => Self::new(
+                StatusCode::CONFLICT,
+                "domain_exists",
+                "the organization already has this domain",
+            ),
+            E::Mail(e) => {
+                tracing::error!(error = %e, "mail could not be prepared");
+                Self::internal()
+            }
             E::Invalid(p) => Self::validation(p.field, p.reason),
             E::Storage(e) => e.into(),
             E::Token(e) => {

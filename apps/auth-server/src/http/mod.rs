@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod flows;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
@@ -26,7 +27,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/refresh").route(web::post().to(auth::refresh)))
                 .service(resource("/logout").route(web::post().to(auth::logout)))
                 .service(resource("/logout/all").route(web::post().to(auth::logout_all)))
-                .service(resource("/me").route(web::get().to(auth::me))),
+                .service(resource("/me").route(web::get().to(auth::me)))
+                .service(resource("/signup").route(web::post().to(flows::signup)))
+                .service(resource("/email/verify").route(web::post().to(flows::verify_email)))
+                .service(resource("/password/forgot").route(web::post().to(flows::forgot_password)))
+                .service(resource("/password/reset").route(web::post().to(flows::reset_password)))
+                .service(
+                    resource("/password/change").route(web::post().to(flows::change_password)),
+                ),
+        )
+        .service(
+            web::scope("/api/v1/organizations")
+                .service(resource("").route(web::get().to(flows::list_organizations)))
+                .service(
+                    resource("/email-verification/confirm")
+                        .route(web::post().to(flows::confirm_organization_code)),
+                )
+                .service(
+                    resource("/{id}/email-verification")
+                        .route(web::post().to(flows::request_organization_code)),
+                ),
         );
 }
 

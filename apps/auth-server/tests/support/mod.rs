@@ -37,6 +37,10 @@ pub fn test_settings(db: &TestDatabase, overrides: &[(&str, &str)]) -> Settings 
         ("AUTH_DB_POOL_SIZE".into(), "4".into()),
         ("AUTH_ARGON2_MAX_CONCURRENT".into(), "2".into()),
         ("AUTH_REVOCATION_POLL_MS".into(), "200".into()),
+        (
+            "AUTH_MAIL_DIR".into(),
+            db.dir.join("mail").to_string_lossy().into_owned(),
+        ),
     ]);
     for (k, v) in overrides {
         env.insert((*k).into(), (*v).into());
@@ -100,6 +104,8 @@ impl TestApp {
             password: Some(Password::parse(PASSWORD.into()).unwrap()),
             status,
             roles: Vec::new(),
+            organization_id: None,
+            locale: None,
         };
         tokio::task::spawn_blocking(move || accounts.create_user(account))
             .await
