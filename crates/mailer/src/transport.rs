@@ -7,7 +7,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use lettre::message::header::{Header, HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -266,10 +267,24 @@ impl Mailer {
             // None: lettre generates `<uuid@hostname>`.
             .message_id(None)
             .header(XOutboxId(outbox_id.to_owned()))
-            .multipart(MultiPart::alternative_plain_html(
-                text.to_owned(),
-                html.to_owned(),
-            ))
+            // Quoted-printable rather than lettre's choice (base64 for
+            // Korean): codes and links stay readable in the raw message, so
+            // `grep` finds them in the file outbox and in mail logs.
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .header(ContentTransferEncoding::QuotedPrintable)
+                            .body(text.to_owned()),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .header(ContentTransferEncoding::QuotedPrintable)
+                            .body(html.to_owned()),
+                    ),
+            )
             .map_err(|e| MailError::Build(e.to_string()))
     }
 }
