@@ -6,8 +6,8 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::header::{Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::AsyncSmtpTransportBuilder;
 use lettre::transport::smtp::authentication::Credentials;
