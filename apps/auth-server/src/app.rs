@@ -17,7 +17,7 @@ use storage::{DbPool, PoolOptions};
 use crate::config::Settings;
 use crate::keys::KeyDir;
 use crate::revocation::{RevocationCache, poll_forever};
-use crate::state::AppState;
+use crate::state::{ApiTokenUsage, AppState};
 use crate::{http, telemetry};
 
 /// A server that is bound and ready to be awaited (or spawned).
@@ -72,7 +72,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         access_ttl_secs: settings.access_ttl_secs,
         leeway_secs: settings.leeway_secs,
     };
-    let verify_window = settings.access_ttl_secs + settings.leeway_secs;
+    let verify_window = settings.key_verify_window_secs();
     let keys = KeyDir::new(&settings.keys_dir)
         .load_or_create(
             settings.signing_algorithm,
@@ -122,6 +122,9 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
             public_url: settings.public_url.clone(),
             reveal_email_taken: settings.reveal_email_taken,
             on_mail_queued: Arc::new(move || wake_outbox.notify_one()),
+            catalog: settings.permissions.clone(),
+            api_token_max_days: settings.api_token_max_days,
+            operator_emails: settings.operator_emails.clone(),
         },
     ));
     Ok(Services {
@@ -153,11 +156,18 @@ pub async fn start(settings: Settings) -> Result<Application> {
         Duration::from_millis(settings.revocation_poll_ms),
     ));
 
+    let api_token_usage = Arc::new(ApiTokenUsage::default());
+    tokio::spawn(flush_api_token_usage(
+        api_token_usage.clone(),
+        services.accounts.clone(),
+    ));
     let state = web::Data::new(AppState {
         accounts: services.accounts,
         keys: services.keys,
         token_policy: services.token_policy,
         revocations,
+        api_token_usage,
+        phone_region: settings.phone_region.clone(),
     });
     let listener = TcpListener::bind(settings.bind)
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
@@ -187,4 +197,22 @@ pub async fn start(settings: Settings) -> Result<Application> {
         addr,
         scheme,
     })
+}
+
+/// Writes API tokens' last-use times every 10 s.
+async fn flush_api_token_usage(usage: Arc<ApiTokenUsage>, accounts: Arc<Accounts>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        interval.tick().await;
+        let uses = usage.drain();
+        if uses.is_empty() {
+            continue;
+        }
+        let accounts = accounts.clone();
+        let written =
+            crate::blocking::run_blocking(move || accounts.record_api_token_use(&uses)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::warn!("could not record API token use; will try with the next batch");
+        }
+    }
 }

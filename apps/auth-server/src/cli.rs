@@ -3,7 +3,10 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
-use accounts::{DisplayName, Domain, EmailAddress, NewAccount, Password, UserStatus, Username};
+use accounts::{
+    Actor, DisplayName, Domain, EmailAddress, NewAccount, Password, UserStatus, UserUpdate,
+    Username,
+};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
@@ -43,6 +46,12 @@ pub enum Command {
     /// Inspect and retry the mail outbox.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Bootstrap operator accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print every configuration setting with its default.
     ConfigHelp,
 }
@@ -110,6 +119,51 @@ pub enum UserCommand {
         #[arg(long)]
         admin: bool,
     },
+    /// Grant permissions (takes effect at the user's next login or refresh;
+    /// current sessions are revoked).
+    Grant {
+        #[arg(long)]
+        email: String,
+        #[arg(required = true)]
+        permissions: Vec<String>,
+    },
+    /// Take permissions away (sessions and API tokens holding them are revoked at once).
+    Revoke {
+        #[arg(long)]
+        email: String,
+        #[arg(required = true)]
+        permissions: Vec<String>,
+    },
+    /// Set the user's roles (admin, org_admin, member); none clears them.
+    Roles {
+        #[arg(long)]
+        email: String,
+        roles: Vec<String>,
+    },
+    /// Show a user with roles and permissions.
+    Show {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AdminCommand {
+    /// Create an operator account (`admin` role). With a password on stdin it
+    /// is active; with `--invite` it prints a one-time activation link instead.
+    Create {
+        #[arg(long)]
+        email: String,
+        /// Don't read a password: print an activation link (72 h, single use).
+        #[arg(long)]
+        invite: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Walk the hash chain of the audit log; names the first tampered row.
+    Verify,
 }
 
 #[derive(Subcommand, Debug)]
@@ -204,7 +258,7 @@ pub fn keys_list(settings: &Settings) -> Result<()> {
         );
     }
     let now = chrono::Utc::now().timestamp();
-    let window = settings.access_ttl_secs + settings.leeway_secs;
+    let window = settings.key_verify_window_secs();
     let mut out = std::io::stdout().lock();
     writeln!(out, "{:<28} {:<6} {:<22} status", "kid", "alg", "created")?;
     for key in keys {
@@ -229,6 +283,10 @@ pub fn keys_list(settings: &Settings) -> Result<()> {
 pub fn keys_rotate(settings: &Settings) -> Result<()> {
     let kid = KeyDir::new(&settings.keys_dir)
         .rotate(settings.signing_algorithm, chrono::Utc::now().timestamp())?;
+    let services = crate::app::services(settings, true)?;
+    let event =
+        accounts::audit::AuditEvent::new(accounts::audit::events::KEY_ROTATED).detail("kid", &kid);
+    services.accounts.audit(event, &Actor::operator().context)?;
     println!("new signing key {kid}; restart the servers to sign with it");
     Ok(())
 }
@@ -350,4 +408,114 @@ pub fn mail(settings: &Settings, command: MailCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+pub fn user_authority(settings: &Settings, command: UserCommand) -> Result<()> {
+    let services = crate::app::services(settings, true)?;
+    let accounts = &services.accounts;
+    let (email, update) = match command {
+        UserCommand::Show { email } => {
+            let user = accounts
+                .user_by_email(&EmailAddress::parse(&email)?)?
+                .context("no such user")?;
+            println!(
+                "{} <{}> status={} org={}",
+                user.id,
+                user.email,
+                user.status,
+                user.organization_id.unwrap_or_default()
+            );
+            println!("roles: {}", user.roles.join(" "));
+            println!("permissions: {}", user.permissions.join(" "));
+            return Ok(());
+        }
+        UserCommand::Grant { email, permissions } => {
+            let user = accounts
+                .user_by_email(&EmailAddress::parse(&email)?)?
+                .context("no such user")?;
+            let mut all = user.permissions.clone();
+            all.extend(
+                permissions
+                    .into_iter()
+                    .filter(|p| !user.permissions.contains(p)),
+            );
+            (
+                email,
+                UserUpdate {
+                    permissions: Some(all),
+                    ..UserUpdate::default()
+                },
+            )
+        }
+        UserCommand::Revoke { email, permissions } => {
+            let user = accounts
+                .user_by_email(&EmailAddress::parse(&email)?)?
+                .context("no such user")?;
+            let kept = user
+                .permissions
+                .into_iter()
+                .filter(|p| !permissions.contains(p))
+                .collect();
+            (
+                email,
+                UserUpdate {
+                    permissions: Some(kept),
+                    ..UserUpdate::default()
+                },
+            )
+        }
+        UserCommand::Roles { email, roles } => (
+            email,
+            UserUpdate {
+                roles: Some(roles),
+                ..UserUpdate::default()
+            },
+        ),
+        UserCommand::Add { .. } => unreachable!("handled by user_add"),
+    };
+    let user = accounts
+        .user_by_email(&EmailAddress::parse(&email)?)?
+        .context("no such user")?;
+    let (user, revoked) = accounts.update_user(&Actor::operator(), &user.id, update)?;
+    println!("{} roles: {}", user.email, user.roles.join(" "));
+    println!("{} permissions: {}", user.email, user.permissions.join(" "));
+    if !revoked.sessions.is_empty() || !revoked.tokens.is_empty() {
+        println!(
+            "revoked {} session(s) and {} API token(s)",
+            revoked.sessions.len(),
+            revoked.tokens.len()
+        );
+    }
+    Ok(())
+}
+
+pub fn admin_create(settings: &Settings, email: &str, invite: bool) -> Result<()> {
+    let email = EmailAddress::parse(email)?;
+    let password = if invite {
+        None
+    } else {
+        Some(Password::parse(read_password()?)?)
+    };
+    let services = crate::app::services(settings, true)?;
+    let created = services.accounts.create_admin(&email, password.as_ref())?;
+    match created.activation_link {
+        Some(link) => println!(
+            "invited admin {} <{email}>; one-time activation link (72 h):\n{link}",
+            created.user_id
+        ),
+        None => println!("created admin {} <{email}>", created.user_id),
+    }
+    Ok(())
+}
+
+pub fn audit_verify(settings: &Settings) -> Result<()> {
+    let pool = storage::connect(
+        &settings.database_url,
+        &storage::PoolOptions {
+            max_size: 1,
+            ..Default::default()
+        },
+    )
+    .context("cannot open the database")?;
+    crate::audit_cli::verify(&pool)
 }

@@ -48,6 +48,11 @@ pub struct Settings {
     pub public_url: String,
     pub reveal_email_taken: bool,
     pub mail: MailSettings,
+    pub permissions: accounts::PermissionCatalog,
+    pub operator_emails: Vec<accounts::EmailAddress>,
+    /// Region for phone numbers written without a country code (ISO 3166).
+    pub phone_region: String,
+    pub api_token_max_days: i64,
 }
 
 /// Where mail goes.
@@ -57,6 +62,14 @@ pub struct MailSettings {
     pub transport: mailer::TransportConfig,
     pub outbox_poll_ms: u64,
     pub max_attempts: i64,
+}
+
+impl Settings {
+    /// How long a retired signing key must keep verifying: the longest
+    /// lifetime of anything it signed (access or API token) plus leeway.
+    pub fn key_verify_window_secs(&self) -> i64 {
+        self.access_ttl_secs.max(self.api_token_max_days * 86_400) + self.leeway_secs
+    }
 }
 
 /// One setting: its name, default, and what it means (for `--help` and the README).
@@ -232,6 +245,26 @@ pub const KEYS: &[Key] = &[
         name: "outbox_poll_ms",
         default: "1000",
         help: "how often the mail outbox is checked for due mail",
+    },
+    Key {
+        name: "permissions",
+        default: "sms:send,sms:read,fame:read,fame:write",
+        help: "the permission catalog: comma-separated category:action names",
+    },
+    Key {
+        name: "operator_emails",
+        default: "",
+        help: "comma-separated addresses told about new registrations",
+    },
+    Key {
+        name: "phone_region",
+        default: "KR",
+        help: "region of phone numbers written without +country code",
+    },
+    Key {
+        name: "api_token_max_days",
+        default: "365",
+        help: "longest lifetime of a personal API token, days",
     },
     Key {
         name: "mail_max_attempts",
@@ -519,7 +552,43 @@ impl Reader {
             _ => return Err(self.error("public_url", "must start with http:// or https://")),
         };
         let mail = self.mail()?;
+        let permissions = accounts::PermissionCatalog::parse(
+            self.str("permissions")
+                .split(',')
+                .filter(|p| !p.trim().is_empty()),
+        )
+        .map_err(|problem| self.error("permissions", problem))?;
+        let operator_emails = self
+            .str("operator_emails")
+            .split(',')
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| {
+                accounts::EmailAddress::parse(e).map_err(|_| {
+                    self.error(
+                        "operator_emails",
+                        format!("'{}' is not an email address", e.trim()),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let phone_region = self.str("phone_region").to_ascii_uppercase();
+        if accounts::PhoneNumber::parse("+82 2 880 5114", &phone_region).is_err()
+            || phone_region.len() != 2
+        {
+            return Err(self.error(
+                "phone_region",
+                "must be a two-letter region code like KR or US",
+            ));
+        }
+        let api_token_max_days: i64 = self.parse("api_token_max_days", "a whole number of days")?;
+        if !(1..=3650).contains(&api_token_max_days) {
+            return Err(self.error("api_token_max_days", "must be between 1 and 3650"));
+        }
         Ok(Settings {
+            permissions,
+            operator_emails,
+            phone_region,
+            api_token_max_days,
             public_url,
             reveal_email_taken: self.bool("reveal_email_taken")?,
             mail,

@@ -2,6 +2,7 @@
 //! in-process; `main.rs` is the CLI around it.
 
 pub mod app;
+pub mod audit_cli;
 pub mod blocking;
 pub mod cli;
 pub mod config;

@@ -32,6 +32,11 @@ fn main() -> ExitCode {
         ),
         Command::Keys(KeysCommand::List) => cli::keys_list(&settings),
         Command::Keys(KeysCommand::Rotate) => cli::keys_rotate(&settings),
+        Command::User(command) => cli::user_authority(&settings, command),
+        Command::Admin(cli::AdminCommand::Create { email, invite }) => {
+            cli::admin_create(&settings, &email, invite)
+        }
+        Command::Audit(cli::AuditCommand::Verify) => cli::audit_verify(&settings),
         Command::Org(command) => cli::org(&settings, command),
         Command::Mail(command) => cli::mail(&settings, command),
         Command::ConfigHelp => {

@@ -1,7 +1,9 @@
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use accounts::Accounts;
 use auth_core::{KeySet, TokenPolicy};
+use chrono::NaiveDateTime;
 
 use crate::revocation::RevocationCache;
 
@@ -11,4 +13,28 @@ pub struct AppState {
     pub keys: KeySet,
     pub token_policy: TokenPolicy,
     pub revocations: Arc<RevocationCache>,
+    pub api_token_usage: Arc<ApiTokenUsage>,
+    /// Region for phone numbers without a country code.
+    pub phone_region: String,
+}
+
+/// When each API token was last used, collected in memory and written in
+/// batches: a database write per authenticated request would make token
+/// checks cost a round trip, which they must not.
+#[derive(Default)]
+pub struct ApiTokenUsage {
+    last_used: Mutex<HashMap<String, NaiveDateTime>>,
+}
+
+impl ApiTokenUsage {
+    pub fn record(&self, jti: &str) {
+        let now = chrono::Utc::now().naive_utc();
+        let mut map = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(jti.to_owned(), now);
+    }
+
+    pub fn drain(&self) -> Vec<(String, NaiveDateTime)> {
+        let mut map = self.last_used.lock().unwrap_or_else(|e| e.into_inner());
+        map.drain().collect()
+    }
 }

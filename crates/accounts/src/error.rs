@@ -46,6 +46,29 @@ pub enum AccountsError {
     EmailNotVerified,
     #[error("the organization already has this domain")]
     DomainExists,
+    #[error("invalid permissions: unknown {unknown:?}, duplicated {duplicates:?}")]
+    InvalidPermissions {
+        unknown: Vec<String>,
+        duplicates: Vec<String>,
+        valid: Vec<String>,
+    },
+    #[error("unknown role: {0}")]
+    UnknownRole(String),
+    /// Asked for permissions the asker does not hold.
+    #[error("permission not held: {0:?}")]
+    PermissionNotHeld(Vec<String>),
+    #[error("forbidden")]
+    Forbidden,
+    #[error("registration already decided")]
+    AlreadyDecided,
+    #[error("a registration for this email is already waiting for review")]
+    RegistrationPending,
+    #[error("registration not found")]
+    RegistrationNotFound,
+    #[error("invalid or expired activation token")]
+    InvalidActivationToken,
+    #[error("API token not found")]
+    ApiTokenNotFound,
     #[error("mail could not be prepared: {0}")]
     Mail(#[from] mailer::MailError),
     #[error(transparent)]

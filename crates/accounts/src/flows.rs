@@ -7,6 +7,7 @@ use mailer::{Locale, Template};
 use storage::AnyConnection;
 use storage::repo::{self, organizations, users};
 
+use crate::audit::{AuditContext, AuditEvent, events};
 use crate::codes::{self, CodeCheck, Purpose};
 use crate::error::AccountsError;
 use crate::service::{Accounts, NewAccount, RevokedSession, now};
@@ -142,6 +143,10 @@ impl Accounts {
                 Err(e @ AccountsError::UsernameTaken) => return Ok(Err(e)),
                 Err(e) => return Err(e),
             };
+            AuditEvent::new(events::SIGNUP)
+                .subject(&user_id)
+                .organization(request.organization_id.clone())
+                .record(c, &AuditContext::default())?;
             match &request.organization_id {
                 // The verification is spent: one signup per verification.
                 Some(org_id) => {
@@ -238,6 +243,9 @@ impl Accounts {
                 CodeCheck::Refused(e) => Ok(Err(e)),
                 CodeCheck::Verified(_) => {
                     users::set_status(c, &user.id, UserStatus::Active.as_str(), at.naive_utc())?;
+                    AuditEvent::new(events::EMAIL_VERIFIED)
+                        .subject(&user.id)
+                        .record(c, &AuditContext::default())?;
                     Ok(Ok(()))
                 }
             }
@@ -317,13 +325,13 @@ impl Accounts {
                 CodeCheck::Refused(e) => Ok(Err(e)),
                 CodeCheck::Verified(_) => {
                     users::set_password_hash(c, &user.id, &hash, at.naive_utc())?;
-                    Ok(Ok(self.revoke_sessions_in(
-                        c,
-                        &user.id,
-                        None,
-                        "password_reset",
-                        at,
-                    )?))
+                    let revoked =
+                        self.revoke_sessions_in(c, &user.id, None, "password_reset", at)?;
+                    AuditEvent::new(events::PASSWORD_RESET)
+                        .subject(&user.id)
+                        .detail("sessions_revoked", revoked.len())
+                        .record(c, &AuditContext::default())?;
+                    Ok(Ok(revoked))
                 }
             }
         })
@@ -356,13 +364,17 @@ impl Accounts {
         let hash = self.hasher.hash(new_password.expose())?;
         self.transact(|c, at| {
             users::set_password_hash(c, user_id, &hash, at.naive_utc())?;
-            Ok(Ok(self.revoke_sessions_in(
-                c,
-                user_id,
-                Some(session_id),
-                "password_change",
-                at,
-            )?))
+            let revoked =
+                self.revoke_sessions_in(c, user_id, Some(session_id), "password_change", at)?;
+            let context = AuditContext {
+                actor: Some(user_id.to_owned()),
+                ..AuditContext::default()
+            };
+            AuditEvent::new(events::PASSWORD_CHANGED)
+                .subject(user_id)
+                .detail("sessions_revoked", revoked.len())
+                .record(c, &context)?;
+            Ok(Ok(revoked))
         })
     }
 }

@@ -5,24 +5,35 @@
 //! Argon2 — an async caller must run it on a blocking pool. Values from the
 //! outside world enter through the parsing types in [`types`].
 
+pub mod admin;
+pub mod api_tokens;
+pub mod audit;
 pub mod codes;
 pub mod error;
 pub mod flows;
 pub mod organizations;
 pub mod password;
+pub mod permissions;
+pub mod registrations;
 pub mod secrets;
 pub mod service;
 pub mod types;
 
+pub use admin::{Actor, Revoked, RevokedToken, UserUpdate, UserView};
+pub use api_tokens::{ApiTokenView, CreatedApiToken};
+pub use audit::AuditContext;
 pub use codes::CodeKey;
 pub use error::AccountsError;
 pub use flows::{SignupOutcome, SignupRequest};
 pub use mailer::Locale;
 pub use organizations::Organization;
 pub use password::{HashCost, PasswordHasher};
+pub use permissions::{PermissionCatalog, Role};
+pub use registrations::{RegistrationForm, RegistrationView};
 pub use service::{
     Accounts, AccountsConfig, ClientInfo, IssuedTokens, NewAccount, RevokedSession, SessionPolicy,
 };
 pub use types::{
-    DisplayName, Domain, EmailAddress, LoginId, ParseError, Password, UserStatus, Username,
+    DisplayName, Domain, EmailAddress, LoginId, ParseError, Password, PhoneNumber, UserStatus,
+    Username,
 };

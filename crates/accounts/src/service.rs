@@ -13,9 +13,11 @@ use storage::repo::{refresh_tokens, revocations, sessions, users};
 use storage::{AnyConnection, DbPool, StorageError};
 use uuid::Uuid;
 
+use crate::audit::{AuditContext, AuditEvent, events};
 use crate::codes::CodeKey;
 use crate::error::AccountsError;
 use crate::password::PasswordHasher;
+use crate::permissions::PermissionCatalog;
 use crate::secrets::{new_opaque_token, token_hash};
 use crate::types::{DisplayName, EmailAddress, LoginId, Password, UserStatus, Username};
 
@@ -49,6 +51,16 @@ impl Default for SessionPolicy {
 pub struct ClientInfo {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+}
+
+impl From<&ClientInfo> for AuditContext {
+    fn from(client: &ClientInfo) -> Self {
+        AuditContext {
+            actor: None,
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+        }
+    }
 }
 
 /// What login, refresh and activation hand back.
@@ -96,18 +108,27 @@ pub struct AccountsConfig {
     /// Called after a transaction that queued mail has committed, so the
     /// delivery worker can start at once.
     pub on_mail_queued: Arc<dyn Fn() + Send + Sync>,
+    /// Every permission that can be granted.
+    pub catalog: PermissionCatalog,
+    /// Longest lifetime of a personal API token.
+    pub api_token_max_days: i64,
+    /// Who is told about new registrations.
+    pub operator_emails: Vec<EmailAddress>,
 }
 
 pub struct Accounts {
     pub(crate) pool: DbPool,
     pub(crate) hasher: Arc<PasswordHasher>,
-    keys: KeySet,
+    pub(crate) keys: KeySet,
     pub(crate) tokens: TokenPolicy,
     sessions: SessionPolicy,
     pub(crate) code_key: CodeKey,
     pub(crate) public_url: String,
     pub(crate) reveal_email_taken: bool,
     pub(crate) on_mail_queued: Arc<dyn Fn() + Send + Sync>,
+    pub(crate) catalog: PermissionCatalog,
+    pub(crate) api_token_max_days: i64,
+    pub(crate) operator_emails: Vec<EmailAddress>,
 }
 
 /// Current time, truncated to microseconds: PostgreSQL keeps no more, and
@@ -133,11 +154,18 @@ impl Accounts {
             public_url: config.public_url,
             reveal_email_taken: config.reveal_email_taken,
             on_mail_queued: config.on_mail_queued,
+            catalog: config.catalog,
+            api_token_max_days: config.api_token_max_days,
+            operator_emails: config.operator_emails,
         }
     }
 
     pub fn pool(&self) -> &DbPool {
         &self.pool
+    }
+
+    pub fn catalog(&self) -> &PermissionCatalog {
+        &self.catalog
     }
 
     pub(crate) fn conn(&self) -> Result<storage::DbConn> {
@@ -190,6 +218,7 @@ impl Accounts {
                 created_at: at,
                 updated_at: at,
                 locale: account.locale.map(Locale::as_str),
+                must_change_password: false,
             },
         )
         .map_err(|e| match e {
@@ -222,28 +251,51 @@ impl Accounts {
             None => None,
         };
         let candidate = password.expose_secret();
-        let user = match user {
+        let verified = match &user {
             Some(user) => match user.password_hash.as_deref() {
-                Some(hash) if self.hasher.verify(candidate, hash) => user,
-                Some(_) => return Err(AccountsError::InvalidCredentials),
+                Some(hash) => self.hasher.verify(candidate, hash),
                 // Invited users have no password yet; still spend the work.
-                None => {
-                    self.hasher.verify_dummy(candidate);
-                    return Err(AccountsError::InvalidCredentials);
-                }
+                None => self.hasher.verify_dummy(candidate),
             },
-            None => {
-                self.hasher.verify_dummy(candidate);
+            None => self.hasher.verify_dummy(candidate),
+        };
+        let context = AuditContext::from(client);
+        let user = match user {
+            Some(user) if verified => user,
+            other => {
+                let failed = AuditEvent::new(events::LOGIN_FAILED)
+                    .detail("login", login.chars().take(320).collect::<String>());
+                let failed = match other {
+                    Some(user) => failed
+                        .subject(&user.id)
+                        .organization(user.organization_id.clone()),
+                    None => failed,
+                };
+                self.audit(failed, &context)?;
                 return Err(AccountsError::InvalidCredentials);
             }
         };
         if UserStatus::parse(&user.status) != Some(UserStatus::Active) {
+            let refused = AuditEvent::new(events::LOGIN_FAILED)
+                .subject(&user.id)
+                .detail("reason", "account_not_active");
+            self.audit(refused, &context)?;
             return Err(AccountsError::AccountNotActive);
         }
-        self.start_session(&user, client)
+        let tokens = self.start_session(&user, client)?;
+        let succeeded = AuditEvent::new(events::LOGIN_SUCCEEDED)
+            .subject(&user.id)
+            .organization(user.organization_id.clone())
+            .detail("session_id", &tokens.claims.sid);
+        self.audit(succeeded, &context)?;
+        Ok(tokens)
     }
 
-    fn start_session(&self, user: &UserRow, client: &ClientInfo) -> Result<IssuedTokens> {
+    pub(crate) fn start_session(
+        &self,
+        user: &UserRow,
+        client: &ClientInfo,
+    ) -> Result<IssuedTokens> {
         let at = now();
         let session = SessionRow {
             id: Uuid::new_v4().to_string(),
@@ -361,6 +413,10 @@ impl Accounts {
                 if !within_grace {
                     let revoked =
                         self.revoke_session_in(c, &session.id, "refresh_token_reused", at)?;
+                    AuditEvent::new(events::REFRESH_REUSED)
+                        .subject(&session.user_id)
+                        .detail("session_id", &session.id)
+                        .record(c, &AuditContext::from(client))?;
                     return Ok(RefreshOutcome::Reused(revoked));
                 }
             }
@@ -379,7 +435,6 @@ impl Accounts {
                 self.issue(&user, &session, roles, perms, refresh, at)?,
             )))
         })?;
-        let _ = client; // recorded at login; refresh keeps the session's origin
         match outcome {
             RefreshOutcome::Rotated(tokens) => Ok(*tokens),
             RefreshOutcome::Invalid => Err(AccountsError::InvalidRefreshToken),
@@ -388,15 +443,45 @@ impl Accounts {
     }
 
     /// Revokes one session (logout). Returns it when it was live.
-    pub fn logout(&self, session_id: &str) -> Result<Option<RevokedSession>> {
+    pub fn logout(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        context: &AuditContext,
+    ) -> Result<Option<RevokedSession>> {
         let at = now();
         let mut conn = self.conn()?;
-        conn.transaction(|c| self.revoke_session_in(c, session_id, "logout", at))
+        conn.transaction(|c| {
+            storage::repo::write_lock(c)?;
+            let revoked = self.revoke_session_in(c, session_id, "logout", at)?;
+            AuditEvent::new(events::LOGOUT)
+                .subject(user_id)
+                .detail("session_id", session_id)
+                .record(c, context)?;
+            Ok(revoked)
+        })
     }
 
     /// Revokes every live session of the user.
-    pub fn logout_all(&self, user_id: &str) -> Result<Vec<RevokedSession>> {
-        self.revoke_all_sessions(user_id, "logout_all")
+    pub fn logout_all(&self, user_id: &str, context: &AuditContext) -> Result<Vec<RevokedSession>> {
+        let revoked = self.revoke_all_sessions(user_id, "logout_all")?;
+        self.audit(
+            AuditEvent::new(events::LOGOUT_ALL)
+                .subject(user_id)
+                .detail("sessions", revoked.len()),
+            context,
+        )?;
+        Ok(revoked)
+    }
+
+    /// Records one audit event in a transaction of its own.
+    pub fn audit(&self, event: AuditEvent, context: &AuditContext) -> Result<()> {
+        let mut conn = self.conn()?;
+        conn.transaction(|c| {
+            storage::repo::write_lock(c)?;
+            event.record(c, context)?;
+            Ok(())
+        })
     }
 
     /// Revokes every live session of the user, for `reason` (logout from all

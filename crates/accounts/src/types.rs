@@ -139,6 +139,36 @@ impl fmt::Display for Username {
     }
 }
 
+/// A phone number, parsed by libphonenumber's rules and kept in E.164
+/// (`+821012345678`). National numbers are read in `default_region`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneNumber(String);
+
+impl PhoneNumber {
+    pub fn parse(input: &str, default_region: &str) -> Result<Self, ParseError> {
+        let invalid = || refuse("contact_phone", "is not a valid phone number");
+        let input = input.trim();
+        if input.is_empty() {
+            return Err(refuse("contact_phone", "is required"));
+        }
+        if input.len() > 40 {
+            return Err(invalid());
+        }
+        let region = default_region.parse::<phonenumber::country::Id>().ok();
+        let number = phonenumber::parse(region, input).map_err(|_| invalid())?;
+        if !phonenumber::is_valid(&number) {
+            return Err(invalid());
+        }
+        Ok(Self(
+            number.format().mode(phonenumber::Mode::E164).to_string(),
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// A display name: 1–100 characters, no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DisplayName(String);
@@ -364,6 +394,25 @@ mod tests {
         assert!(check("kim@example.com", &["kim@example.com", "kim"]).is_err());
         assert!(check("correct horse battery staple", &["kim@example.com"]).is_ok());
         assert!(check("맑은 하늘 아래 푸른 바다", &[]).is_ok());
+    }
+
+    #[test]
+    fn phone_numbers_become_e164() {
+        assert_eq!(
+            PhoneNumber::parse("010-1234-5678", "KR").unwrap().as_str(),
+            "+821012345678"
+        );
+        assert_eq!(
+            PhoneNumber::parse("+82 2 880 5114", "KR").unwrap().as_str(),
+            "+8228805114"
+        );
+        assert_eq!(
+            PhoneNumber::parse("(650) 253-0000", "US").unwrap().as_str(),
+            "+16502530000"
+        );
+        for bad in ["", "12", "not a phone", "010-1234", &"1".repeat(50)] {
+            assert!(PhoneNumber::parse(bad, "KR").is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

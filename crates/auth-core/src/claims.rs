@@ -133,27 +133,124 @@ impl TokenPolicy {
         now: i64,
     ) -> Result<AccessClaims, TokenError> {
         let claims: AccessClaims = keys.verify(token, ACCESS_TOKEN_TYP)?;
-        if claims.iss != self.issuer {
+        self.check_registered(
+            &claims.iss,
+            &claims.aud,
+            &claims.sub,
+            claims.exp,
+            claims.nbf,
+            now,
+        )?;
+        Ok(claims)
+    }
+
+    /// Builds the claims of a personal API token that lives `lifetime_secs`.
+    pub fn api_token_claims(
+        &self,
+        subject: ApiTokenSubject,
+        now: i64,
+        lifetime_secs: i64,
+    ) -> ApiTokenClaims {
+        let mut perms = subject.perms;
+        perms.sort();
+        perms.dedup();
+        ApiTokenClaims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: subject.user_id,
+            iat: now,
+            nbf: now,
+            exp: now.saturating_add(lifetime_secs),
+            jti: subject.token_id,
+            org: subject.org,
+            perms,
+        }
+    }
+
+    /// Fully checks a personal API token (`typ` [`API_TOKEN_TYP`]) at `now`,
+    /// with the same rules as [`verify_access`](Self::verify_access).
+    pub fn verify_api_token(
+        &self,
+        keys: &KeySet,
+        token: &str,
+        now: i64,
+    ) -> Result<ApiTokenClaims, TokenError> {
+        let claims: ApiTokenClaims = keys.verify(token, API_TOKEN_TYP)?;
+        self.check_registered(
+            &claims.iss,
+            &claims.aud,
+            &claims.sub,
+            claims.exp,
+            claims.nbf,
+            now,
+        )?;
+        if claims.jti.is_empty() {
+            return Err(TokenError::Malformed);
+        }
+        Ok(claims)
+    }
+
+    /// The registered-claim checks every token kind shares.
+    fn check_registered(
+        &self,
+        iss: &str,
+        aud: &str,
+        sub: &str,
+        exp: i64,
+        nbf: i64,
+        now: i64,
+    ) -> Result<(), TokenError> {
+        if iss != self.issuer {
             return Err(TokenError::WrongIssuer);
         }
-        if claims.aud != self.audience {
+        if aud != self.audience {
             return Err(TokenError::WrongAudience);
         }
         // A negative leeway would be a configuration mistake; it must not
         // shorten token lifetimes behind the operator's back either way.
         let leeway = self.leeway_secs.max(0);
         // Saturating: exp/nbf come from the token and may be extreme.
-        if now >= claims.exp.saturating_add(leeway) {
+        if now >= exp.saturating_add(leeway) {
             return Err(TokenError::Expired);
         }
-        if now.saturating_add(leeway) < claims.nbf {
+        if now.saturating_add(leeway) < nbf {
             return Err(TokenError::NotYetValid);
         }
-        if claims.sub.is_empty() {
+        if sub.is_empty() {
             return Err(TokenError::Malformed);
         }
-        Ok(claims)
+        Ok(())
     }
+}
+
+/// `typ` of personal API tokens (the seed-000 dashboard JWTs). A different
+/// `typ` from access tokens means neither can be passed off as the other.
+pub const API_TOKEN_TYP: &str = "api+jwt";
+
+/// Claims of a personal API token: who, which permissions, until when. No
+/// session: it is revoked by `jti`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ApiTokenClaims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: String,
+    pub iat: i64,
+    pub nbf: i64,
+    pub exp: i64,
+    pub jti: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub perms: Vec<String>,
+}
+
+/// What goes into an API token.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ApiTokenSubject {
+    pub user_id: String,
+    pub token_id: String,
+    pub org: Option<String>,
+    pub perms: Vec<String>,
 }
 
 #[cfg(test)]
@@ -172,6 +269,45 @@ mod tests {
             preferred_username: Some("ada".into()),
             name: None,
         }
+    }
+
+    #[test]
+    fn api_tokens_and_access_tokens_are_not_interchangeable() {
+        let keys = KeySet::new(
+            crate::SigningKey::generate(crate::SigningAlgorithm::EdDSA, "k".into()).unwrap(),
+            vec![],
+        )
+        .unwrap();
+        let policy = TokenPolicy::default();
+        let api = policy.api_token_claims(
+            ApiTokenSubject {
+                user_id: "u".into(),
+                token_id: "t".into(),
+                org: None,
+                perms: vec!["sms:send".into(), "sms:send".into()],
+            },
+            1000,
+            3600,
+        );
+        assert_eq!(api.perms, vec!["sms:send".to_owned()]);
+        let token = keys.sign(API_TOKEN_TYP, &api).unwrap();
+        assert_eq!(policy.verify_api_token(&keys, &token, 1100).unwrap(), api);
+        assert!(policy.verify_access(&keys, &token, 1100).is_err());
+        assert_eq!(
+            crate::unverified_typ(&token).as_deref(),
+            Some(API_TOKEN_TYP)
+        );
+        assert_eq!(
+            policy.verify_api_token(&keys, &token, 1000 + 3600 + 30),
+            Err(TokenError::Expired)
+        );
+        let access = keys
+            .sign(ACCESS_TOKEN_TYP, &policy.access_claims(subject(), 1000))
+            .unwrap();
+        assert_eq!(
+            policy.verify_api_token(&keys, &access, 1100),
+            Err(TokenError::WrongType)
+        );
     }
 
     #[test]

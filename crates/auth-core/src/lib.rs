@@ -44,7 +44,17 @@ mod key;
 mod keyset;
 
 pub use algorithm::SigningAlgorithm;
-pub use claims::{ACCESS_TOKEN_TYP, AccessClaims, Subject, TokenPolicy};
+pub use claims::{
+    ACCESS_TOKEN_TYP, API_TOKEN_TYP, AccessClaims, ApiTokenClaims, ApiTokenSubject, Subject,
+    TokenPolicy,
+};
 pub use error::{KeyError, TokenError};
 pub use key::{KeyDocument, SigningKey};
 pub use keyset::KeySet;
+
+/// The `typ` header of a token, read WITHOUT verifying anything: only for
+/// choosing which verification to run (access token or API token). Never
+/// trust a token on the strength of this.
+pub fn unverified_typ(token: &str) -> Option<String> {
+    jsonwebtoken::decode_header(token).ok()?.typ
+}

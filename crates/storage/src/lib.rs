@@ -10,6 +10,7 @@
 //! Everything here blocks: call it from a blocking thread pool, never from an
 //! async executor's worker.
 
+pub mod audit;
 pub mod connection;
 pub mod error;
 pub mod migrations;

@@ -5,8 +5,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::schema::{
-    email_codes, organization_domains, organizations, outbox, refresh_tokens, revocations,
-    sessions, users,
+    activation_tokens, api_tokens, audit_log, email_codes, organization_domains, organizations,
+    outbox, refresh_tokens, registrations, revocations, sessions, users,
 };
 
 #[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
@@ -23,6 +23,7 @@ pub struct UserRow {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub locale: Option<String>,
+    pub must_change_password: bool,
 }
 
 #[derive(Insertable, Debug)]
@@ -39,6 +40,7 @@ pub struct NewUser<'a> {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub locale: Option<&'a str>,
+    pub must_change_password: bool,
 }
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
@@ -145,4 +147,84 @@ pub struct OutboxRow {
     pub last_error: Option<String>,
     pub created_at: NaiveDateTime,
     pub sent_at: Option<NaiveDateTime>,
+}
+
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = registrations)]
+pub struct RegistrationRow {
+    pub id: String,
+    pub company_name: String,
+    pub contact_name: String,
+    pub contact_email: String,
+    /// E.164.
+    pub contact_phone: String,
+    /// `pending_review`, `approved` or `rejected`.
+    pub status: String,
+    pub created_at: NaiveDateTime,
+    pub decided_at: Option<NaiveDateTime>,
+    /// The operator (user id) who decided.
+    pub decided_by: Option<String>,
+    /// The approval note or the rejection reason.
+    pub decision_note: Option<String>,
+    pub organization_id: Option<String>,
+    pub user_id: Option<String>,
+}
+
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = activation_tokens)]
+pub struct ActivationTokenRow {
+    pub id: String,
+    pub user_id: String,
+    /// SHA-256 (hex) of the token; the token itself is only in the mail.
+    pub token_hash: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub used_at: Option<NaiveDateTime>,
+}
+
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = api_tokens)]
+pub struct ApiTokenRow {
+    /// The token's `jti`.
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    /// Space-separated, sorted.
+    pub permissions: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub last_used_at: Option<NaiveDateTime>,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+#[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
+#[diesel(table_name = audit_log)]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: NaiveDateTime,
+    pub actor: Option<String>,
+    pub subject: Option<String>,
+    pub organization_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub event: String,
+    /// JSON object.
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Insertable, Debug, Clone)]
+#[diesel(table_name = audit_log)]
+pub struct NewAuditRow {
+    pub at: NaiveDateTime,
+    pub actor: Option<String>,
+    pub subject: Option<String>,
+    pub organization_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub event: String,
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
 }

@@ -97,6 +97,105 @@ pub mod users {
         Ok(())
     }
 
+    /// Replaces the user's permissions and bumps `permission_version`.
+    pub fn replace_permissions(
+        conn: &mut AnyConnection,
+        id: &str,
+        permissions: &[String],
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        diesel::delete(user_permissions::table.filter(user_permissions::user_id.eq(id)))
+            .execute(conn)?;
+        for permission in permissions {
+            diesel::insert_into(user_permissions::table)
+                .values((
+                    user_permissions::user_id.eq(id),
+                    user_permissions::permission.eq(permission),
+                ))
+                .execute(conn)?;
+        }
+        bump_permission_version(conn, id, now)
+    }
+
+    /// Replaces the user's roles and bumps `permission_version`.
+    pub fn replace_roles(
+        conn: &mut AnyConnection,
+        id: &str,
+        roles: &[String],
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        diesel::delete(user_roles::table.filter(user_roles::user_id.eq(id))).execute(conn)?;
+        for role in roles {
+            add_role(conn, id, role)?;
+        }
+        bump_permission_version(conn, id, now)
+    }
+
+    fn bump_permission_version(
+        conn: &mut AnyConnection,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        diesel::update(users::table.find(id))
+            .set((
+                users::permission_version.eq(users::permission_version + 1),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn set_must_change_password(
+        conn: &mut AnyConnection,
+        id: &str,
+        value: bool,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        diesel::update(users::table.find(id))
+            .set((
+                users::must_change_password.eq(value),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Users whose email, username or name contains `query` (case-insensitive
+    /// for ASCII), optionally only of one organization; by email.
+    pub fn search(
+        conn: &mut AnyConnection,
+        query: Option<&str>,
+        organization_id: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<UserRow>> {
+        let mut select = users::table
+            .select(UserRow::as_select())
+            .order(users::email)
+            .offset(offset)
+            .limit(limit)
+            .into_boxed();
+        if let Some(query) = query.filter(|q| !q.is_empty()) {
+            let escaped = query
+                .to_lowercase()
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            let pattern = format!("%{escaped}%");
+            select = select.filter(
+                users::email
+                    .like(pattern.clone())
+                    .escape('\\')
+                    .or(users::username.like(pattern.clone()).escape('\\'))
+                    .or(users::name.like(pattern).escape('\\')),
+            );
+        }
+        if let Some(org) = organization_id {
+            select = select.filter(users::organization_id.eq(org));
+        }
+        Ok(select.load(conn)?)
+    }
+
     pub fn count(conn: &mut AnyConnection) -> Result<i64> {
         Ok(users::table.count().get_result(conn)?)
     }
@@ -594,6 +693,199 @@ pub mod email_codes {
     pub fn consume(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> Result<()> {
         diesel::update(email_codes::table.find(id))
             .set(email_codes::consumed_at.eq(now))
+            .execute(conn)?;
+        Ok(())
+    }
+}
+
+pub mod registrations {
+    use super::*;
+    use schema::registrations;
+
+    pub const PENDING: &str = "pending_review";
+    pub const APPROVED: &str = "approved";
+    pub const REJECTED: &str = "rejected";
+
+    pub fn insert(conn: &mut AnyConnection, row: &RegistrationRow) -> Result<()> {
+        diesel::insert_into(registrations::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn find(conn: &mut AnyConnection, id: &str) -> Result<Option<RegistrationRow>> {
+        Ok(registrations::table
+            .find(id)
+            .select(RegistrationRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    pub fn pending_for_email(
+        conn: &mut AnyConnection,
+        email: &str,
+    ) -> Result<Option<RegistrationRow>> {
+        Ok(registrations::table
+            .filter(registrations::contact_email.eq(email))
+            .filter(registrations::status.eq(PENDING))
+            .select(RegistrationRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    /// Oldest first (a review queue), optionally of one status.
+    pub fn list(
+        conn: &mut AnyConnection,
+        status: Option<&str>,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<RegistrationRow>> {
+        let mut query = registrations::table
+            .select(RegistrationRow::as_select())
+            .order((registrations::created_at, registrations::id))
+            .offset(offset)
+            .limit(limit)
+            .into_boxed();
+        if let Some(status) = status {
+            query = query.filter(registrations::status.eq(status));
+        }
+        Ok(query.load(conn)?)
+    }
+
+    /// Records a decision; false when the registration was already decided
+    /// (the condition makes two racing decisions impossible).
+    #[allow(clippy::too_many_arguments)]
+    pub fn decide(
+        conn: &mut AnyConnection,
+        id: &str,
+        status: &str,
+        by: &str,
+        note: Option<&str>,
+        organization_id: Option<&str>,
+        user_id: Option<&str>,
+        now: NaiveDateTime,
+    ) -> Result<bool> {
+        let changed = diesel::update(
+            registrations::table
+                .find(id)
+                .filter(registrations::status.eq(PENDING)),
+        )
+        .set((
+            registrations::status.eq(status),
+            registrations::decided_by.eq(by),
+            registrations::decided_at.eq(now),
+            registrations::decision_note.eq(note),
+            registrations::organization_id.eq(organization_id),
+            registrations::user_id.eq(user_id),
+        ))
+        .execute(conn)?;
+        Ok(changed == 1)
+    }
+}
+
+pub mod activation_tokens {
+    use super::*;
+    use schema::activation_tokens;
+
+    pub fn insert(conn: &mut AnyConnection, row: &ActivationTokenRow) -> Result<()> {
+        diesel::insert_into(activation_tokens::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Spends the token with this hash if it is unused and unexpired;
+    /// returns its user. Conditional, so a token works exactly once.
+    pub fn consume(
+        conn: &mut AnyConnection,
+        hash: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<String>> {
+        let changed = diesel::update(
+            activation_tokens::table
+                .filter(activation_tokens::token_hash.eq(hash))
+                .filter(activation_tokens::used_at.is_null())
+                .filter(activation_tokens::expires_at.gt(now)),
+        )
+        .set(activation_tokens::used_at.eq(now))
+        .execute(conn)?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        Ok(activation_tokens::table
+            .filter(activation_tokens::token_hash.eq(hash))
+            .select(activation_tokens::user_id)
+            .first(conn)
+            .optional()?)
+    }
+
+    /// Kills the user's unused tokens (a new link supersedes them).
+    pub fn supersede(conn: &mut AnyConnection, user_id: &str, now: NaiveDateTime) -> Result<()> {
+        diesel::update(
+            activation_tokens::table
+                .filter(activation_tokens::user_id.eq(user_id))
+                .filter(activation_tokens::used_at.is_null()),
+        )
+        .set(activation_tokens::used_at.eq(now))
+        .execute(conn)?;
+        Ok(())
+    }
+}
+
+pub mod api_tokens {
+    use super::*;
+    use schema::api_tokens;
+
+    pub fn insert(conn: &mut AnyConnection, row: &ApiTokenRow) -> Result<()> {
+        diesel::insert_into(api_tokens::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// The user's tokens that are neither revoked nor expired, newest first.
+    pub fn live_for_user(
+        conn: &mut AnyConnection,
+        user_id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Vec<ApiTokenRow>> {
+        Ok(api_tokens::table
+            .filter(api_tokens::user_id.eq(user_id))
+            .filter(api_tokens::revoked_at.is_null())
+            .filter(api_tokens::expires_at.gt(now))
+            .order(api_tokens::created_at.desc())
+            .select(ApiTokenRow::as_select())
+            .load(conn)?)
+    }
+
+    /// Revokes one token of the user; None when there is no such live token.
+    pub fn revoke(
+        conn: &mut AnyConnection,
+        user_id: &str,
+        id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<ApiTokenRow>> {
+        let changed = diesel::update(
+            api_tokens::table
+                .find(id)
+                .filter(api_tokens::user_id.eq(user_id))
+                .filter(api_tokens::revoked_at.is_null()),
+        )
+        .set(api_tokens::revoked_at.eq(now))
+        .execute(conn)?;
+        if changed == 0 {
+            return Ok(None);
+        }
+        Ok(api_tokens::table
+            .find(id)
+            .select(ApiTokenRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    pub fn touch(conn: &mut AnyConnection, id: &str, at: NaiveDateTime) -> Result<()> {
+        diesel::update(api_tokens::table.find(id))
+            .set(api_tokens::last_used_at.eq(at))
             .execute(conn)?;
         Ok(())
     }

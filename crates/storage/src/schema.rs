@@ -25,6 +25,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         locale -> Nullable<Text>,
+        must_change_password -> Bool,
     }
 }
 
@@ -125,6 +126,63 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    registrations (id) {
+        id -> Text,
+        company_name -> Text,
+        contact_name -> Text,
+        contact_email -> Text,
+        contact_phone -> Text,
+        status -> Text,
+        created_at -> Timestamp,
+        decided_at -> Nullable<Timestamp>,
+        decided_by -> Nullable<Text>,
+        decision_note -> Nullable<Text>,
+        organization_id -> Nullable<Text>,
+        user_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    activation_tokens (id) {
+        id -> Text,
+        user_id -> Text,
+        token_hash -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> Text,
+        user_id -> Text,
+        name -> Text,
+        permissions -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    audit_log (id) {
+        id -> BigInt,
+        at -> Timestamp,
+        actor -> Nullable<Text>,
+        subject -> Nullable<Text>,
+        organization_id -> Nullable<Text>,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        event -> Text,
+        details -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
 diesel::joinable!(users -> organizations (organization_id));
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(user_permissions -> users (user_id));
@@ -133,6 +191,9 @@ diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(organization_domains -> organizations (organization_id));
 diesel::joinable!(email_codes -> organizations (organization_id));
 diesel::joinable!(email_verifications -> organizations (organization_id));
+diesel::joinable!(registrations -> organizations (organization_id));
+diesel::joinable!(activation_tokens -> users (user_id));
+diesel::joinable!(api_tokens -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
@@ -146,4 +207,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     email_codes,
     email_verifications,
     outbox,
+    registrations,
+    activation_tokens,
+    api_tokens,
+    audit_log,
 );

@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{Bearer, JsonOrForm, client_info};
+use super::extract::{Authenticated, Bearer, JsonOrForm, Principal, client_info};
 use crate::blocking::run_blocking;
 use crate::state::AppState;
 
@@ -116,13 +116,24 @@ pub async fn refresh(
     }
 }
 
+fn context(req: &HttpRequest, actor: &str) -> accounts::AuditContext {
+    let client = client_info(req);
+    accounts::AuditContext {
+        actor: Some(actor.to_owned()),
+        ip: client.ip,
+        user_agent: client.user_agent,
+    }
+}
+
 pub async fn logout(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Bearer(claims): Bearer,
 ) -> Result<HttpResponse, ApiError> {
     let accounts = state.accounts.clone();
-    let sid = claims.sid.clone();
-    let revoked = run_blocking(move || accounts.logout(&sid)).await??;
+    let (user_id, sid) = (claims.sub.clone(), claims.sid.clone());
+    let context = context(&req, &claims.sub);
+    let revoked = run_blocking(move || accounts.logout(&user_id, &sid, &context)).await??;
     // Known here at once; other instances learn it from the table.
     let until = revoked.map_or(claims.exp + state.token_policy.leeway_secs, |r| r.until);
     state.revocations.revoke_session(claims.sid.clone(), until);
@@ -132,11 +143,13 @@ pub async fn logout(
 
 pub async fn logout_all(
     state: web::Data<AppState>,
+    req: HttpRequest,
     Bearer(claims): Bearer,
 ) -> Result<HttpResponse, ApiError> {
     let accounts = state.accounts.clone();
     let user_id = claims.sub.clone();
-    let revoked = run_blocking(move || accounts.logout_all(&user_id)).await??;
+    let context = context(&req, &claims.sub);
+    let revoked = run_blocking(move || accounts.logout_all(&user_id, &context)).await??;
     for r in revoked {
         state.revocations.revoke_session(r.session_id, r.until);
     }
@@ -161,8 +174,23 @@ struct Me<'a> {
     expires_at: String,
 }
 
-/// Answered from the verified token alone.
-pub async fn me(Bearer(claims): Bearer) -> HttpResponse {
+/// Answered from the verified token alone. Works with a personal API token
+/// too (no session, no roles: it carries only the permissions chosen for it).
+pub async fn me(Authenticated(principal): Authenticated) -> HttpResponse {
+    let claims = match principal {
+        Principal::Session(claims) => claims,
+        Principal::ApiToken(token) => {
+            return no_store(&mut HttpResponse::Ok()).json(serde_json::json!({
+                "user_id": token.sub,
+                "organization_id": token.org,
+                "roles": [],
+                "permissions": token.perms,
+                "session_id": null,
+                "token_id": token.jti,
+                "expires_at": rfc3339(token.exp),
+            }));
+        }
+    };
     no_store(&mut HttpResponse::Ok()).json(Me {
         user_id: &claims.sub,
         email: claims.email.as_deref(),

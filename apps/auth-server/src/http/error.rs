@@ -230,6 +230,68 @@ impl From<AccountsError> for ApiError {
                 "domain_exists",
                 "the organization already has this domain",
             ),
+            E::InvalidPermissions {
+                unknown,
+                duplicates,
+                valid,
+            } => {
+                let mut e = Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    format!("invalid permissions; valid ones are: {}", valid.join(", ")),
+                );
+                let mut problems: Vec<String> = unknown
+                    .iter()
+                    .map(|p| format!("unknown permission {p}"))
+                    .collect();
+                problems.extend(duplicates.iter().map(|p| format!("{p} is listed twice")));
+                e.errors.insert("permissions".to_owned(), problems);
+                e
+            }
+            E::UnknownRole(role) => {
+                let mut e = Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "valid roles are: admin, org_admin, member",
+                );
+                e.errors
+                    .insert("roles".to_owned(), vec![format!("unknown role {role}")]);
+                e
+            }
+            E::PermissionNotHeld(missing) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "permission_not_held",
+                format!(
+                    "you can only grant permissions you hold; missing: {}",
+                    missing.join(", ")
+                ),
+            ),
+            E::Forbidden => Self::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "you are not allowed to do this",
+            ),
+            E::AlreadyDecided => Self::new(
+                StatusCode::CONFLICT,
+                "already_decided",
+                "this registration has already been decided",
+            ),
+            E::RegistrationPending => Self::new(
+                StatusCode::CONFLICT,
+                "registration_pending",
+                "a registration for this email address is already waiting for review; we will write to you soon",
+            ),
+            E::RegistrationNotFound => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", "no such registration")
+            }
+            E::InvalidActivationToken => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_activation_token",
+                "the activation link is invalid, expired or already used; ask for a new one at POST /api/v1/auth/activation/resend",
+            ),
+            E::ApiTokenNotFound => {
+                Self::new(StatusCode::NOT_FOUND, "not_found", "no such API token")
+            }
             E::Mail(e) => {
                 tracing::error!(error = %e, "mail could not be prepared");
                 Self::internal()

@@ -4,12 +4,12 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use accounts::ClientInfo;
+use accounts::{Actor, AuditContext, ClientInfo, Role};
 use actix_web::dev::Payload;
 use actix_web::error::{JsonPayloadError, UrlencodedError};
 use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, web};
-use auth_core::AccessClaims;
+use auth_core::{API_TOKEN_TYP, AccessClaims, ApiTokenClaims};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -107,24 +107,127 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonOrForm<T> {
     }
 }
 
-/// A verified, unrevoked access token. Checking it reads no database: the
-/// signature and claims are checked with the in-memory key set, revocation
-/// against the in-memory revocation set.
-pub struct Bearer(pub AccessClaims);
+/// Whoever a verified, unrevoked bearer token speaks for. Checking it reads
+/// no database: the signature and claims are checked with the in-memory key
+/// set, revocation against the in-memory revocation set.
+#[derive(Clone, Debug)]
+pub enum Principal {
+    /// A login session's access token.
+    Session(AccessClaims),
+    /// A personal API token: the holder's chosen subset of permissions, no roles.
+    ApiToken(ApiTokenClaims),
+}
 
-/// Longer than any token we issue; bigger headers are refused unparsed.
-const MAX_TOKEN_LEN: usize = 8 * 1024;
+impl Principal {
+    pub fn user_id(&self) -> &str {
+        match self {
+            Self::Session(c) => &c.sub,
+            Self::ApiToken(c) => &c.sub,
+        }
+    }
+
+    pub fn organization_id(&self) -> Option<&str> {
+        match self {
+            Self::Session(c) => c.org.as_deref(),
+            Self::ApiToken(c) => c.org.as_deref(),
+        }
+    }
+
+    pub fn permissions(&self) -> &[String] {
+        match self {
+            Self::Session(c) => &c.perms,
+            Self::ApiToken(c) => &c.perms,
+        }
+    }
+}
+
+/// Any valid token: a session's access token or a personal API token.
+pub struct Authenticated(pub Principal);
+
+impl FromRequest for Authenticated {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(authenticate(req).map(Authenticated))
+    }
+}
+
+/// A session's access token. Account management (logout, passwords, API
+/// tokens) needs a real login: an API token can't mint or manage tokens.
+pub struct Bearer(pub AccessClaims);
 
 impl FromRequest for Bearer {
     type Error = ApiError;
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(authenticate(req))
+        std::future::ready(authenticate(req).and_then(|principal| match principal {
+            Principal::Session(claims) => Ok(Bearer(claims)),
+            Principal::ApiToken(_) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this endpoint needs a login session; API tokens can't use it",
+            )),
+        }))
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Bearer, ApiError> {
+/// An operator (`admin` role) acting through a session.
+pub struct AdminActor(pub Actor);
+
+/// An operator or an organization admin (limited to their organization).
+pub struct ManagerActor(pub Actor);
+
+fn actor(req: &HttpRequest, allowed: &[Role]) -> Result<Actor, ApiError> {
+    let Bearer(claims) = Bearer::from_request(req, &mut Payload::None).into_inner()?;
+    let permitted = claims
+        .roles
+        .iter()
+        .any(|r| Role::parse(r).is_some_and(|r| allowed.contains(&r)));
+    if !permitted {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "your role does not allow this",
+        ));
+    }
+    let client = client_info(req);
+    Ok(Actor {
+        context: AuditContext {
+            actor: Some(claims.sub.clone()),
+            ip: client.ip,
+            user_agent: client.user_agent,
+        },
+        user_id: claims.sub,
+        roles: claims.roles,
+        perms: claims.perms,
+        org: claims.org,
+    })
+}
+
+impl FromRequest for AdminActor {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(actor(req, &[Role::Admin]).map(AdminActor))
+    }
+}
+
+impl FromRequest for ManagerActor {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(actor(req, &[Role::Admin, Role::OrgAdmin]).map(ManagerActor))
+    }
+}
+
+/// Longer than any token we issue; bigger headers are refused unparsed.
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(ApiError::internal)?;
@@ -147,17 +250,24 @@ fn authenticate(req: &HttpRequest) -> Result<Bearer, ApiError> {
                 "the Authorization header must be: Bearer <token>",
             )
         })?;
-    let claims =
-        state
+    let now = chrono::Utc::now().timestamp();
+    let revoked = || ApiError::unauthorized("token_revoked", "the token has been revoked");
+    // The header only chooses which verification runs; each checks `typ` itself.
+    if auth_core::unverified_typ(token).as_deref() == Some(API_TOKEN_TYP) {
+        let claims = state
             .token_policy
-            .verify_access(&state.keys, token, chrono::Utc::now().timestamp())?;
-    if state.revocations.is_revoked(&claims.sid, &claims.jti) {
-        return Err(ApiError::unauthorized(
-            "token_revoked",
-            "the access token has been revoked",
-        ));
+            .verify_api_token(&state.keys, token, now)?;
+        if state.revocations.is_revoked("", &claims.jti) {
+            return Err(revoked());
+        }
+        state.api_token_usage.record(&claims.jti);
+        return Ok(Principal::ApiToken(claims));
     }
-    Ok(Bearer(claims))
+    let claims = state.token_policy.verify_access(&state.keys, token, now)?;
+    if state.revocations.is_revoked(&claims.sid, &claims.jti) {
+        return Err(revoked());
+    }
+    Ok(Principal::Session(claims))
 }
 
 /// The caller's address and user agent, recorded on new sessions.

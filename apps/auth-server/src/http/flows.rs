@@ -14,7 +14,7 @@ use crate::blocking::run_blocking;
 use crate::state::AppState;
 
 /// The locale the body asked for, else the `Accept-Language` header, else Korean.
-fn request_locale(req: &HttpRequest, asked: Option<&str>) -> Locale {
+pub fn request_locale(req: &HttpRequest, asked: Option<&str>) -> Locale {
     asked.and_then(Locale::parse).unwrap_or_else(|| {
         req.headers()
             .get(ACCEPT_LANGUAGE)

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod flows;
+pub mod onboarding;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};

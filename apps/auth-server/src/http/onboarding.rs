@@ -1,0 +1,541 @@
+//! Seed 000: company registration, operator review, activation, personal
+//! API tokens, the public revocation feed, and user administration.
+
+use accounts::{ApiTokenView, RegistrationForm, RegistrationView, UserUpdate, UserView};
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{NaiveDateTime, SecondsFormat};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::auth::{no_store, token_response};
+use super::error::ApiError;
+use super::extract::{AdminActor, Bearer, JsonOrForm, ManagerActor, client_info};
+use super::flows::request_locale;
+use crate::blocking::run_blocking;
+use crate::state::AppState;
+
+fn time(t: NaiveDateTime) -> String {
+    t.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn audit_context(req: &HttpRequest, actor: Option<&str>) -> accounts::AuditContext {
+    let client = client_info(req);
+    accounts::AuditContext {
+        actor: actor.map(str::to_owned),
+        ip: client.ip,
+        user_agent: client.user_agent,
+    }
+}
+
+/// Offset cursors: opaque to clients, a plain number to us.
+fn offset(cursor: Option<&str>) -> Result<i64, ApiError> {
+    match cursor {
+        None | Some("") => Ok(0),
+        Some(c) => c.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_cursor",
+                "the cursor is not one we issued",
+            )
+        }),
+    }
+}
+
+fn next_cursor(offset: i64, returned: usize, limit: i64) -> Option<String> {
+    (returned as i64 == limit).then(|| (offset + limit).to_string())
+}
+
+const PAGE: i64 = 50;
+
+// ---- registrations ----
+
+#[derive(Deserialize)]
+pub struct RegistrationBody {
+    company_name: String,
+    contact_name: String,
+    contact_email: String,
+    contact_phone: String,
+    locale: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RegistrationJson {
+    id: String,
+    company_name: String,
+    contact_name: String,
+    contact_email: String,
+    contact_phone: String,
+    status: String,
+    created_at: String,
+    decided_at: Option<String>,
+    decided_by: Option<String>,
+    decision_note: Option<String>,
+    organization_id: Option<String>,
+    user_id: Option<String>,
+}
+
+impl From<RegistrationView> for RegistrationJson {
+    fn from(r: RegistrationView) -> Self {
+        Self {
+            id: r.id,
+            company_name: r.company_name,
+            contact_name: r.contact_name,
+            contact_email: r.contact_email,
+            contact_phone: r.contact_phone,
+            status: r.status,
+            created_at: time(r.created_at),
+            decided_at: r.decided_at.map(time),
+            decided_by: r.decided_by,
+            decision_note: r.decision_note,
+            organization_id: r.organization_id,
+            user_id: r.user_id,
+        }
+    }
+}
+
+pub async fn submit_registration(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    JsonOrForm(body): JsonOrForm<RegistrationBody>,
+) -> Result<HttpResponse, ApiError> {
+    let form = RegistrationForm::parse(
+        &body.company_name,
+        &body.contact_name,
+        &body.contact_email,
+        &body.contact_phone,
+        &state.phone_region,
+    )
+    .map_err(|problems| {
+        let mut e = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "some fields are invalid; see errors",
+        );
+        for p in problems {
+            e.errors
+                .entry(p.field.to_owned())
+                .or_default()
+                .push(p.reason.to_owned());
+        }
+        e
+    })?;
+    let locale = request_locale(&req, body.locale.as_deref());
+    let context = audit_context(&req, None);
+    let accounts = state.accounts.clone();
+    let view = run_blocking(move || accounts.submit_registration(form, locale, &context)).await??;
+    Ok(HttpResponse::Accepted().json(json!({"registration_id": view.id, "status": view.status})))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    cursor: Option<String>,
+    q: Option<String>,
+}
+
+pub async fn list_registrations(
+    state: web::Data<AppState>,
+    AdminActor(_): AdminActor,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let status = query.status.clone().filter(|s| !s.is_empty());
+    if let Some(status) = &status
+        && !["pending_review", "approved", "rejected"].contains(&status.as_str())
+    {
+        return Err(ApiError::validation(
+            "status",
+            "must be pending_review, approved or rejected",
+        ));
+    }
+    let start = offset(query.cursor.as_deref())?;
+    let accounts = state.accounts.clone();
+    let items =
+        run_blocking(move || accounts.list_registrations(status.as_deref(), start, PAGE)).await??;
+    let next = next_cursor(start, items.len(), PAGE);
+    let items: Vec<RegistrationJson> = items.into_iter().map(Into::into).collect();
+    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
+}
+
+pub async fn show_registration(
+    state: web::Data<AppState>,
+    AdminActor(_): AdminActor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let accounts = state.accounts.clone();
+    let view = run_blocking(move || accounts.registration(&id)).await??;
+    let view = view.ok_or(accounts::AccountsError::RegistrationNotFound)?;
+    Ok(HttpResponse::Ok().json(RegistrationJson::from(view)))
+}
+
+#[derive(Deserialize)]
+pub struct ApproveBody {
+    permissions: Vec<String>,
+    note: Option<String>,
+    locale: Option<String>,
+}
+
+pub async fn approve_registration(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    AdminActor(actor): AdminActor,
+    path: web::Path<String>,
+    JsonOrForm(body): JsonOrForm<ApproveBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let locale = request_locale(&req, body.locale.as_deref());
+    let accounts = state.accounts.clone();
+    let view = run_blocking(move || {
+        accounts.approve_registration(&actor, &id, &body.permissions, body.note.as_deref(), locale)
+    })
+    .await??;
+    Ok(HttpResponse::Ok().json(RegistrationJson::from(view)))
+}
+
+#[derive(Deserialize)]
+pub struct RejectBody {
+    reason: String,
+    locale: Option<String>,
+}
+
+pub async fn reject_registration(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    AdminActor(actor): AdminActor,
+    path: web::Path<String>,
+    JsonOrForm(body): JsonOrForm<RejectBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let locale = request_locale(&req, body.locale.as_deref());
+    let accounts = state.accounts.clone();
+    let view =
+        run_blocking(move || accounts.reject_registration(&actor, &id, &body.reason, locale))
+            .await??;
+    Ok(HttpResponse::Ok().json(RegistrationJson::from(view)))
+}
+
+// ---- activation ----
+
+#[derive(Deserialize)]
+pub struct ActivateBody {
+    token: SecretString,
+    password: SecretString,
+}
+
+pub async fn activate(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    JsonOrForm(body): JsonOrForm<ActivateBody>,
+) -> Result<HttpResponse, ApiError> {
+    if body.token.expose_secret().len() > 256 {
+        return Err(accounts::AccountsError::InvalidActivationToken.into());
+    }
+    let password = accounts::Password::parse(body.password)
+        .map_err(|e| ApiError::validation(e.field, e.reason))?;
+    let client = client_info(&req);
+    let context = audit_context(&req, None);
+    let accounts = state.accounts.clone();
+    let tokens = run_blocking(move || {
+        accounts.activate(body.token.expose_secret(), &password, &client, &context)
+    })
+    .await??;
+    Ok(token_response(&tokens))
+}
+
+#[derive(Deserialize)]
+pub struct ResendBody {
+    email: String,
+    locale: Option<String>,
+}
+
+pub async fn resend_activation(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    JsonOrForm(body): JsonOrForm<ResendBody>,
+) -> Result<HttpResponse, ApiError> {
+    let email = accounts::EmailAddress::parse(&body.email)
+        .map_err(|e| ApiError::validation(e.field, e.reason))?;
+    let locale = request_locale(&req, body.locale.as_deref());
+    let accounts = state.accounts.clone();
+    run_blocking(move || accounts.resend_activation(&email, locale)).await??;
+    Ok(HttpResponse::Accepted().json(json!({
+        "status": "accepted",
+        "detail": "if an invited account uses this address, a new activation link has been sent to it"
+    })))
+}
+
+// ---- personal API tokens ----
+
+#[derive(Serialize)]
+struct ApiTokenJson {
+    id: String,
+    name: String,
+    permissions: Vec<String>,
+    created_at: String,
+    expires_at: String,
+    last_used_at: Option<String>,
+}
+
+impl From<ApiTokenView> for ApiTokenJson {
+    fn from(t: ApiTokenView) -> Self {
+        Self {
+            id: t.id,
+            name: t.name,
+            permissions: t.permissions,
+            created_at: time(t.created_at),
+            expires_at: time(t.expires_at),
+            last_used_at: t.last_used_at.map(time),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CreateTokenBody {
+    name: String,
+    permissions: Vec<String>,
+    expires_in_days: Option<i64>,
+}
+
+pub async fn create_token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Bearer(claims): Bearer,
+    JsonOrForm(body): JsonOrForm<CreateTokenBody>,
+) -> Result<HttpResponse, ApiError> {
+    let context = audit_context(&req, Some(&claims.sub));
+    let accounts = state.accounts.clone();
+    let created = run_blocking(move || {
+        accounts.create_api_token(
+            &claims.sub,
+            &body.name,
+            &body.permissions,
+            body.expires_in_days,
+            &context,
+        )
+    })
+    .await??;
+    let view = ApiTokenJson::from(created.view);
+    Ok(no_store(&mut HttpResponse::Created()).json(json!({
+        "id": view.id,
+        "name": view.name,
+        "token": created.token.expose_secret(),
+        "permissions": view.permissions,
+        "created_at": view.created_at,
+        "expires_at": view.expires_at,
+    })))
+}
+
+pub async fn list_tokens(
+    state: web::Data<AppState>,
+    Bearer(claims): Bearer,
+) -> Result<HttpResponse, ApiError> {
+    let accounts = state.accounts.clone();
+    let tokens = run_blocking(move || accounts.list_api_tokens(&claims.sub)).await??;
+    let items: Vec<ApiTokenJson> = tokens.into_iter().map(Into::into).collect();
+    Ok(HttpResponse::Ok().json(json!({ "items": items })))
+}
+
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    Bearer(claims): Bearer,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let context = audit_context(&req, Some(&claims.sub));
+    let accounts = state.accounts.clone();
+    let revoked =
+        run_blocking(move || accounts.revoke_api_token(&claims.sub, &id, &context)).await??;
+    state.revocations.revoke_token(revoked.jti, revoked.until);
+    Ok(HttpResponse::NoContent().finish())
+}
+
+// ---- revocation feed ----
+
+#[derive(Deserialize)]
+pub struct RevocationsQuery {
+    since: Option<String>,
+}
+
+/// Public, like the JWKS: revoked API tokens (`jti`) and sessions (`sid`)
+/// whose tokens have not expired yet, oldest first, for offline verifiers.
+pub async fn revocations(
+    state: web::Data<AppState>,
+    query: web::Query<RevocationsQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let cursor = offset(query.since.as_deref())?;
+    let pool = state.accounts.pool().clone();
+    let rows = run_blocking(move || -> Result<_, storage::StorageError> {
+        let mut conn = pool.get()?;
+        storage::repo::revocations::page_after(
+            &mut conn,
+            cursor,
+            chrono::Utc::now().naive_utc(),
+            1000,
+        )
+    })
+    .await??;
+    let next = rows.last().map_or(cursor, |r| r.id).to_string();
+    let items: Vec<_> = rows
+        .into_iter()
+        .map(
+            |r| json!({"kind": r.kind, "id": r.subject, "exp": r.expires_at.and_utc().timestamp()}),
+        )
+        .collect();
+    Ok(HttpResponse::Ok()
+        .insert_header(("cache-control", "public, max-age=5"))
+        .json(json!({"items": items, "next_cursor": next})))
+}
+
+// ---- users ----
+
+#[derive(Serialize)]
+struct UserJson {
+    id: String,
+    email: String,
+    username: Option<String>,
+    name: Option<String>,
+    status: String,
+    organization_id: Option<String>,
+    roles: Vec<String>,
+    permissions: Vec<String>,
+    permission_version: i64,
+    must_change_password: bool,
+    created_at: String,
+}
+
+impl From<UserView> for UserJson {
+    fn from(u: UserView) -> Self {
+        Self {
+            id: u.id,
+            email: u.email,
+            username: u.username,
+            name: u.name,
+            status: u.status,
+            organization_id: u.organization_id,
+            roles: u.roles,
+            permissions: u.permissions,
+            permission_version: u.permission_version,
+            must_change_password: u.must_change_password,
+            created_at: time(u.created_at),
+        }
+    }
+}
+
+pub async fn list_users(
+    state: web::Data<AppState>,
+    ManagerActor(actor): ManagerActor,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let start = offset(query.cursor.as_deref())?;
+    let q = query.q.clone();
+    if q.as_ref().is_some_and(|q| q.len() > 200) {
+        return Err(ApiError::validation("q", "is too long"));
+    }
+    let accounts = state.accounts.clone();
+    let users =
+        run_blocking(move || accounts.search_users(&actor, q.as_deref(), start, PAGE)).await??;
+    let next = next_cursor(start, users.len(), PAGE);
+    let items: Vec<UserJson> = users.into_iter().map(Into::into).collect();
+    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
+}
+
+pub async fn show_user(
+    state: web::Data<AppState>,
+    ManagerActor(actor): ManagerActor,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let accounts = state.accounts.clone();
+    let user = run_blocking(move || accounts.user_view(&id))
+        .await??
+        .ok_or(accounts::AccountsError::UserNotFound)?;
+    if !actor.is_admin() && actor.org.as_deref() != user.organization_id.as_deref() {
+        return Err(accounts::AccountsError::UserNotFound.into());
+    }
+    Ok(HttpResponse::Ok().json(UserJson::from(user)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchUserBody {
+    roles: Option<Vec<String>>,
+    permissions: Option<Vec<String>>,
+    disabled: Option<bool>,
+    must_change_password: Option<bool>,
+}
+
+pub async fn patch_user(
+    state: web::Data<AppState>,
+    ManagerActor(actor): ManagerActor,
+    path: web::Path<String>,
+    JsonOrForm(body): JsonOrForm<PatchUserBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = path.into_inner();
+    let update = UserUpdate {
+        roles: body.roles,
+        permissions: body.permissions,
+        disabled: body.disabled,
+        must_change_password: body.must_change_password,
+    };
+    let accounts = state.accounts.clone();
+    let (user, revoked) = run_blocking(move || accounts.update_user(&actor, &id, update)).await??;
+    for s in revoked.sessions {
+        state.revocations.revoke_session(s.session_id, s.until);
+    }
+    for t in revoked.tokens {
+        state.revocations.revoke_token(t.jti, t.until);
+    }
+    Ok(HttpResponse::Ok().json(UserJson::from(user)))
+}
+
+// ---- audit ----
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    event: Option<String>,
+    actor: Option<String>,
+    subject: Option<String>,
+    organization_id: Option<String>,
+    before: Option<String>,
+}
+
+pub async fn audit(
+    state: web::Data<AppState>,
+    AdminActor(_): AdminActor,
+    query: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let before = match query.before.as_deref() {
+        None | Some("") => None,
+        Some(b) => Some(offset(Some(b))?),
+    };
+    let filter = storage::audit::AuditFilter {
+        event: query.event.clone(),
+        actor: query.actor.clone(),
+        subject: query.subject.clone(),
+        organization_id: query.organization_id.clone(),
+    };
+    let pool = state.accounts.pool().clone();
+    let rows = run_blocking(move || -> Result<_, storage::StorageError> {
+        let mut conn = pool.get()?;
+        storage::audit::page(&mut conn, &filter, before, PAGE)
+    })
+    .await??;
+    let next = (rows.len() as i64 == PAGE)
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
+    let items: Vec<_> = rows
+        .into_iter()
+        .map(|r| {
+            json!({
+                "id": r.id, "at": time(r.at), "event": r.event, "actor": r.actor, "subject": r.subject,
+                "organization_id": r.organization_id, "ip": r.ip, "user_agent": r.user_agent,
+                "details": serde_json::from_str::<serde_json::Value>(&r.details).unwrap_or_default(),
+                "hash": r.hash,
+            })
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
+}
