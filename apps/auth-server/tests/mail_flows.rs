@@ -12,31 +12,6 @@ use serde_json::{Value, json};
 use storage::Backend;
 use support::*;
 
-const MAIL_WAIT: Duration = Duration::from_secs(10);
-
-async fn app_with_smtp(backend: Backend, extra: &[(&str, &str)]) -> (TestApp, SmtpSink) {
-    let sink = SmtpSink::start().await;
-    let port = sink.port().to_string();
-    let mut overrides = vec![
-        ("AUTH_MAIL_TRANSPORT", "smtp"),
-        ("AUTH_SMTP_HOST", "127.0.0.1"),
-        ("AUTH_SMTP_PORT", port.as_str()),
-        ("AUTH_SMTP_SECURITY", "none"),
-        ("AUTH_OUTBOX_POLL_MS", "100"),
-        ("AUTH_PUBLIC_URL", "https://auth.example.com"),
-    ];
-    overrides.extend_from_slice(extra);
-    (spawn_app_with(backend, &overrides).await, sink)
-}
-
-async fn code_for(sink: &SmtpSink, to: &str) -> String {
-    let mail = sink
-        .wait_for(to, MAIL_WAIT)
-        .await
-        .unwrap_or_else(|| panic!("no mail to {to}"));
-    six_digit_code(&mail.text_body()).unwrap_or_else(|| panic!("no code in: {}", mail.text_body()))
-}
-
 async fn create_school(app: &TestApp, name: &str, domains: &[&str]) -> String {
     let accounts = app.accounts.clone();
     let name = name.to_owned();

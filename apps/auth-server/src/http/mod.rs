@@ -33,9 +33,51 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/email/verify").route(web::post().to(flows::verify_email)))
                 .service(resource("/password/forgot").route(web::post().to(flows::forgot_password)))
                 .service(resource("/password/reset").route(web::post().to(flows::reset_password)))
+                .service(resource("/password/change").route(web::post().to(flows::change_password)))
+                .service(resource("/activate").route(web::post().to(onboarding::activate)))
                 .service(
-                    resource("/password/change").route(web::post().to(flows::change_password)),
+                    resource("/activation/resend")
+                        .route(web::post().to(onboarding::resend_activation)),
                 ),
+        )
+        .service(
+            resource("/api/v1/registrations")
+                .route(web::post().to(onboarding::submit_registration)),
+        )
+        .service(resource("/api/v1/revocations").route(web::get().to(onboarding::revocations)))
+        .service(
+            web::scope("/api/v1/tokens")
+                .service(
+                    resource("")
+                        .route(web::get().to(onboarding::list_tokens))
+                        .route(web::post().to(onboarding::create_token)),
+                )
+                .service(resource("/{id}").route(web::delete().to(onboarding::revoke_token))),
+        )
+        .service(
+            web::scope("/api/v1/admin")
+                .service(
+                    resource("/registrations").route(web::get().to(onboarding::list_registrations)),
+                )
+                .service(
+                    resource("/registrations/{id}")
+                        .route(web::get().to(onboarding::show_registration)),
+                )
+                .service(
+                    resource("/registrations/{id}/approve")
+                        .route(web::post().to(onboarding::approve_registration)),
+                )
+                .service(
+                    resource("/registrations/{id}/reject")
+                        .route(web::post().to(onboarding::reject_registration)),
+                )
+                .service(resource("/users").route(web::get().to(onboarding::list_users)))
+                .service(
+                    resource("/users/{id}")
+                        .route(web::get().to(onboarding::show_user))
+                        .route(web::patch().to(onboarding::patch_user)),
+                )
+                .service(resource("/audit").route(web::get().to(onboarding::audit))),
         )
         .service(
             web::scope("/api/v1/organizations")

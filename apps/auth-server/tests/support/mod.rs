@@ -218,3 +218,52 @@ macro_rules! backend_tests {
         }
     };
 }
+
+pub const MAIL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A server whose mail goes over SMTP to a real listener in the test.
+pub async fn app_with_smtp(
+    backend: Backend,
+    extra: &[(&str, &str)],
+) -> (TestApp, mailer::test_smtp::SmtpSink) {
+    let sink = mailer::test_smtp::SmtpSink::start().await;
+    let port = sink.port().to_string();
+    let mut overrides = vec![
+        ("AUTH_MAIL_TRANSPORT", "smtp"),
+        ("AUTH_SMTP_HOST", "127.0.0.1"),
+        ("AUTH_SMTP_PORT", port.as_str()),
+        ("AUTH_SMTP_SECURITY", "none"),
+        ("AUTH_OUTBOX_POLL_MS", "100"),
+        ("AUTH_PUBLIC_URL", "https://auth.example.com"),
+    ];
+    overrides.extend_from_slice(extra);
+    (spawn_app_with(backend, &overrides).await, sink)
+}
+
+impl TestApp {
+    pub async fn get_bearer(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        read(
+            self.http
+                .get(self.url(path))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    }
+
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> (StatusCode, Value) {
+        let mut request = self.http.request(method, self.url(path)).json(&body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        read(request.send().await.unwrap()).await
+    }
+}
