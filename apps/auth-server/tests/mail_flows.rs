@@ -4,13 +4,19 @@
 
 mod support;
 
-use std::time::Duration;
-
 use mailer::test_smtp::{SmtpSink, six_digit_code};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use storage::Backend;
 use support::*;
+
+async fn code_for(sink: &SmtpSink, to: &str) -> String {
+    let mail = sink
+        .wait_for(to, MAIL_WAIT)
+        .await
+        .unwrap_or_else(|| panic!("no mail to {to}"));
+    six_digit_code(&mail.text_body()).unwrap_or_else(|| panic!("no code in: {}", mail.text_body()))
+}
 
 async fn create_school(app: &TestApp, name: &str, domains: &[&str]) -> String {
     let accounts = app.accounts.clone();
