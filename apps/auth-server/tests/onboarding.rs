@@ -66,7 +66,8 @@ fn activation_token(text: &str) -> String {
 
 backend_tests!(
     seed_000_register_review_activate_and_use_api_tokens,
-    rejection_is_final_and_mailed
+    rejection_is_final_and_mailed,
+    org_admins_manage_only_their_organization_within_their_permissions
 );
 
 async fn seed_000_register_review_activate_and_use_api_tokens(backend: Backend) {
@@ -587,4 +588,163 @@ async fn rejection_is_final_and_mailed(backend: Backend) {
         .post_json("/api/v1/registrations", json!({"company_name": "Shady Ltd", "contact_name": "Kim", "contact_email": "kim@shady.example", "contact_phone": "+1 650 253 0000"}))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
+}
+
+async fn org_admins_manage_only_their_organization_within_their_permissions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let admin = admin_token(&app).await;
+    // Two companies, approved with different permissions.
+    let mut orgs = Vec::new();
+    for (company, email, perms) in [
+        (
+            "Alpha",
+            "boss@alpha.example",
+            json!(["sms:send", "sms:read"]),
+        ),
+        ("Beta", "boss@beta.example", json!(["fame:read"])),
+    ] {
+        let (_, reg) = app
+            .post_json("/api/v1/registrations", json!({"company_name": company, "contact_name": "Boss", "contact_email": email, "contact_phone": "02-880-5114"}))
+            .await;
+        let path = format!(
+            "/api/v1/admin/registrations/{}/approve",
+            reg["registration_id"].as_str().unwrap()
+        );
+        let (status, approved) = app
+            .send_json(
+                Method::POST,
+                &path,
+                Some(&admin),
+                json!({"permissions": perms}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{approved}");
+        orgs.push(approved);
+    }
+    // Alpha's boss gets a password the way the operator CLI sets one.
+    let accounts = app.accounts.clone();
+    tokio::task::spawn_blocking(move || {
+        let email = EmailAddress::parse("boss@alpha.example").unwrap();
+        accounts
+            .set_password(&email, &Password::parse(PASSWORD.into()).unwrap())
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let beta_boss = orgs[1]["user_id"].as_str().unwrap().to_owned();
+    let alpha_boss = orgs[0]["user_id"].as_str().unwrap().to_owned();
+    // Invited accounts can't log in: mark the account active, as activation would.
+    let url = app.db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        use diesel::prelude::*;
+        use storage::schema::users;
+        let pool = storage::connect(&url, &storage::PoolOptions::default()).unwrap();
+        diesel::update(users::table.filter(users::email.eq("boss@alpha.example")))
+            .set(users::status.eq("active"))
+            .execute(&mut pool.get().unwrap())
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let boss = app.login("boss@alpha.example").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (status, listed) = app.get_bearer("/api/v1/admin/users", &boss).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let emails: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        emails,
+        ["boss@alpha.example"],
+        "only their own organization"
+    );
+    let (status, _) = app
+        .get_bearer(&format!("/api/v1/admin/users/{beta_boss}"), &boss)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = app
+        .send_json(
+            Method::PATCH,
+            &format!("/api/v1/admin/users/{beta_boss}"),
+            Some(&boss),
+            json!({"disabled": true}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, body) = app
+        .send_json(
+            Method::PATCH,
+            &format!("/api/v1/admin/users/{alpha_boss}"),
+            Some(&boss),
+            json!({"permissions": ["fame:write"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("permission_not_held")
+        )
+    );
+    let (status, body) = app
+        .send_json(
+            Method::PATCH,
+            &format!("/api/v1/admin/users/{alpha_boss}"),
+            Some(&boss),
+            json!({"roles": ["admin"]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("forbidden"))
+    );
+    let (status, body) = app
+        .send_json(
+            Method::PATCH,
+            &format!("/api/v1/admin/users/{alpha_boss}"),
+            Some(&boss),
+            json!({"colour": "blue"}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::BAD_REQUEST,
+        "unknown fields are refused: {body}"
+    );
+    // Within their permissions it works (and, being their own account, ends their session).
+    let (status, body) = app
+        .send_json(
+            Method::PATCH,
+            &format!("/api/v1/admin/users/{alpha_boss}"),
+            Some(&boss),
+            json!({"permissions": ["sms:read"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        app.get_bearer("/api/v1/auth/me", &boss).await.1["code"],
+        "token_revoked"
+    );
+    // An operator disables Beta's boss.
+    let (status, body) = app
+        .send_json(
+            Method::PATCH,
+            &format!("/api/v1/admin/users/{beta_boss}"),
+            Some(&admin),
+            json!({"disabled": true}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (StatusCode::OK, Some("disabled"))
+    );
 }
