@@ -175,15 +175,17 @@ pub enum KeysCommand {
     Rotate,
 }
 
+/// A one-connection pool for commands that touch only the database.
+fn single_connection(settings: &Settings) -> Result<storage::DbPool> {
+    let options = storage::PoolOptions {
+        max_size: 1,
+        ..Default::default()
+    };
+    storage::connect(&settings.database_url, &options).context("cannot open the database")
+}
+
 pub fn migrate(settings: &Settings) -> Result<()> {
-    let pool = storage::connect(
-        &settings.database_url,
-        &storage::PoolOptions {
-            max_size: 1,
-            ..Default::default()
-        },
-    )
-    .context("cannot open the database")?;
+    let pool = single_connection(settings)?;
     let mut conn = pool.get()?;
     let applied = storage::migrations::run_pending(&mut conn)?;
     if applied.is_empty() {
@@ -372,14 +374,7 @@ pub fn org(settings: &Settings, command: OrgCommand) -> Result<()> {
 }
 
 pub fn mail(settings: &Settings, command: MailCommand) -> Result<()> {
-    let pool = storage::connect(
-        &settings.database_url,
-        &storage::PoolOptions {
-            max_size: 1,
-            ..Default::default()
-        },
-    )
-    .context("cannot open the database")?;
+    let pool = single_connection(settings)?;
     let mut conn = pool.get()?;
     storage::migrations::run_pending(&mut conn)?;
     match command {
@@ -509,13 +504,6 @@ pub fn admin_create(settings: &Settings, email: &str, invite: bool) -> Result<()
 }
 
 pub fn audit_verify(settings: &Settings) -> Result<()> {
-    let pool = storage::connect(
-        &settings.database_url,
-        &storage::PoolOptions {
-            max_size: 1,
-            ..Default::default()
-        },
-    )
-    .context("cannot open the database")?;
+    let pool = single_connection(settings)?;
     crate::audit_cli::verify(&pool)
 }
