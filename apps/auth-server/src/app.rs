@@ -168,10 +168,12 @@ pub async fn start(settings: Settings) -> Result<Application> {
         revocations,
         api_token_usage,
         phone_region: settings.phone_region.clone(),
+        compat_time_zone: settings.compat_time_zone,
     });
     let listener = TcpListener::bind(settings.bind)
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
+    let mounts = settings.mounts.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -180,7 +182,8 @@ pub async fn start(settings: Settings) -> Result<Application> {
                 HeaderValue::from_static("nosniff"),
             )))
             .wrap(actix_web::middleware::from_fn(telemetry::request_span))
-            .configure(http::configure)
+            .configure(http::extractor_config)
+            .configure(|cfg| mounts.configure(cfg))
             .default_service(web::to(http::not_found))
     })
     .workers(settings.workers)

@@ -53,6 +53,8 @@ pub struct Settings {
     /// Region for phone numbers written without a country code (ISO 3166).
     pub phone_region: String,
     pub api_token_max_days: i64,
+    pub mounts: crate::profiles::Mounts,
+    pub compat_time_zone: chrono::FixedOffset,
 }
 
 /// Where mail goes.
@@ -265,6 +267,16 @@ pub const KEYS: &[Key] = &[
         name: "api_token_max_days",
         default: "365",
         help: "longest lifetime of a personal API token, days",
+    },
+    Key {
+        name: "mounts",
+        default: "",
+        help: "name=prefix overrides: native=/, company-portal=/compat/company-portal, …; name=off disables",
+    },
+    Key {
+        name: "compat_time_zone",
+        default: "+00:00",
+        help: "UTC offset of the naive times some seed contracts print (e.g. +09:00)",
     },
     Key {
         name: "mail_max_attempts",
@@ -584,7 +596,17 @@ impl Reader {
         if !(1..=3650).contains(&api_token_max_days) {
             return Err(self.error("api_token_max_days", "must be between 1 and 3650"));
         }
+        let mounts = crate::profiles::Mounts::parse(self.str("mounts"))
+            .map_err(|problem| self.error("mounts", problem))?;
+        let compat_time_zone = parse_offset(self.str("compat_time_zone")).ok_or_else(|| {
+            self.error(
+                "compat_time_zone",
+                "must be an offset like +00:00 or +09:00",
+            )
+        })?;
         Ok(Settings {
+            mounts,
+            compat_time_zone,
             permissions,
             operator_emails,
             phone_region,
@@ -616,6 +638,24 @@ impl Reader {
             log_format,
         })
     }
+}
+
+/// `+09:00`, `-05:30`, `Z`.
+fn parse_offset(value: &str) -> Option<chrono::FixedOffset> {
+    if value == "Z" || value.eq_ignore_ascii_case("utc") {
+        return chrono::FixedOffset::east_opt(0);
+    }
+    let (sign, rest) = match value.as_bytes().first()? {
+        b'+' => (1, &value[1..]),
+        b'-' => (-1, &value[1..]),
+        _ => return None,
+    };
+    let (hours, minutes) = rest.split_once(':')?;
+    let (hours, minutes): (i32, i32) = (hours.parse().ok()?, minutes.parse().ok()?);
+    if hours > 14 || minutes > 59 {
+        return None;
+    }
+    chrono::FixedOffset::east_opt(sign * (hours * 3600 + minutes * 60))
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub struct AppState {
     pub api_token_usage: Arc<ApiTokenUsage>,
     /// Region for phone numbers without a country code.
     pub phone_region: String,
+    /// Offset for the naive local times some seed contracts use.
+    pub compat_time_zone: chrono::FixedOffset,
 }
 
 /// When each API token was last used, collected in memory and written in

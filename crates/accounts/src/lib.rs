@@ -31,7 +31,8 @@ pub use password::{HashCost, PasswordHasher};
 pub use permissions::{PermissionCatalog, Role};
 pub use registrations::{RegistrationForm, RegistrationView};
 pub use service::{
-    Accounts, AccountsConfig, ClientInfo, IssuedTokens, NewAccount, RevokedSession, SessionPolicy,
+    Accounts, AccountsConfig, ClientInfo, IssuedAccess, IssuedTokens, NewAccount, RevokedSession,
+    SessionPolicy,
 };
 pub use types::{
     DisplayName, Domain, EmailAddress, LoginId, ParseError, Password, PhoneNumber, UserStatus,

@@ -13,6 +13,7 @@ use storage::repo::{refresh_tokens, revocations, sessions, users};
 use storage::{AnyConnection, DbPool, StorageError};
 use uuid::Uuid;
 
+use crate::admin::RevokedToken;
 use crate::audit::{AuditContext, AuditEvent, events};
 use crate::codes::CodeKey;
 use crate::error::AccountsError;
@@ -70,6 +71,13 @@ pub struct IssuedTokens {
     pub claims: AccessClaims,
     pub refresh_token: SecretString,
     pub refresh_expires_in: i64,
+}
+
+/// An access token alone (renewal without a refresh token).
+#[derive(Debug)]
+pub struct IssuedAccess {
+    pub access_token: String,
+    pub claims: AccessClaims,
 }
 
 /// A session that was just revoked, and until when its access tokens could
@@ -355,10 +363,28 @@ impl Accounts {
         (refresh_token, refresh_expires_in): (SecretString, i64),
         at: DateTime<Utc>,
     ) -> Result<IssuedTokens> {
-        let claims = self.tokens.access_claims(
+        let claims = self.claims_for(user, &session.id, roles, perms, at);
+        let access_token = self.keys.sign(ACCESS_TOKEN_TYP, &claims)?;
+        Ok(IssuedTokens {
+            access_token,
+            claims,
+            refresh_token,
+            refresh_expires_in,
+        })
+    }
+
+    fn claims_for(
+        &self,
+        user: &UserRow,
+        session_id: &str,
+        roles: Vec<String>,
+        perms: Vec<String>,
+        at: DateTime<Utc>,
+    ) -> AccessClaims {
+        self.tokens.access_claims(
             Subject {
                 user_id: user.id.clone(),
-                session_id: session.id.clone(),
+                session_id: session_id.to_owned(),
                 org: user.organization_id.clone(),
                 roles,
                 perms,
@@ -368,14 +394,7 @@ impl Accounts {
                 name: user.name.clone(),
             },
             at.timestamp(),
-        );
-        let access_token = self.keys.sign(ACCESS_TOKEN_TYP, &claims)?;
-        Ok(IssuedTokens {
-            access_token,
-            claims,
-            refresh_token,
-            refresh_expires_in,
-        })
+        )
     }
 
     /// Rotates a refresh token: the presented one is spent, a new one returned,
@@ -387,6 +406,18 @@ impl Accounts {
     /// that, the session is revoked and [`AccountsError::RefreshTokenReused`]
     /// returned.
     pub fn refresh(&self, presented: &SecretString, client: &ClientInfo) -> Result<IssuedTokens> {
+        self.refresh_in_session(presented, None, client)
+    }
+
+    /// [`refresh`](Self::refresh), and when `session_id` is given the token
+    /// must belong to that session; otherwise nothing is spent and the answer
+    /// is [`AccountsError::InvalidRefreshToken`].
+    pub fn refresh_in_session(
+        &self,
+        presented: &SecretString,
+        session_id: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<IssuedTokens> {
         let hash = token_hash(presented.expose_secret());
         let at = now();
         let mut conn = self.conn()?;
@@ -398,6 +429,11 @@ impl Accounts {
             let Some(token) = refresh_tokens::find_by_hash(c, &hash)? else {
                 return Ok(RefreshOutcome::Invalid);
             };
+            if session_id.is_some_and(|expected| expected != token.session_id) {
+                // Roll back: the claim above must not spend a token presented
+                // with another session's access token.
+                return Err(AccountsError::InvalidRefreshToken);
+            }
             let Some(session) = sessions::find(c, &token.session_id)? else {
                 return Ok(RefreshOutcome::Invalid);
             };
@@ -440,6 +476,51 @@ impl Accounts {
             RefreshOutcome::Invalid => Err(AccountsError::InvalidRefreshToken),
             RefreshOutcome::Reused(revoked) => Err(AccountsError::RefreshTokenReused(revoked)),
         }
+    }
+
+    /// A new access token for the session of `old` (which may have expired),
+    /// if that session is still alive: not revoked, within its absolute
+    /// lifetime, its user active. The old token is revoked by `jti`. For
+    /// seed contracts that renew access tokens without a refresh token.
+    pub fn renew_access(&self, old: &AccessClaims) -> Result<(IssuedAccess, Option<RevokedToken>)> {
+        let at = now();
+        let mut conn = self.conn()?;
+        let outcome = conn.transaction(|c| -> Result<Result<_>> {
+            storage::repo::write_lock(c)?;
+            let session = sessions::find(c, &old.sid)?.filter(|s| s.user_id == old.sub);
+            let Some(session) =
+                session.filter(|s| s.revoked_at.is_none() && s.expires_at > at.naive_utc())
+            else {
+                return Ok(Err(AccountsError::InvalidRefreshToken));
+            };
+            let user = users::find_by_id(c, &session.user_id)?;
+            let Some(user) =
+                user.filter(|u| UserStatus::parse(&u.status) == Some(UserStatus::Active))
+            else {
+                return Ok(Err(AccountsError::InvalidRefreshToken));
+            };
+            sessions::touch(c, &session.id, at.naive_utc())?;
+            let roles = users::roles(c, &user.id)?;
+            let perms = users::permissions(c, &user.id)?;
+            let claims = self.claims_for(&user, &session.id, roles, perms, at);
+            let access_token = self.keys.sign(ACCESS_TOKEN_TYP, &claims)?;
+            // The old token dies with the renewal (if it is not dead already).
+            let still_valid = old.exp + self.tokens.leeway_secs > at.timestamp();
+            let revoked = match DateTime::from_timestamp(old.exp, 0) {
+                Some(exp) if still_valid => {
+                    Some(self.record_token_revocation(c, &old.jti, exp.naive_utc(), at)?)
+                }
+                _ => None,
+            };
+            Ok(Ok((
+                IssuedAccess {
+                    access_token,
+                    claims,
+                },
+                revoked,
+            )))
+        })?;
+        outcome
     }
 
     /// Revokes one session (logout). Returns it when it was live.

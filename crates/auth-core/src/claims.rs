@@ -144,6 +144,28 @@ impl TokenPolicy {
         Ok(claims)
     }
 
+    /// Like [`verify_access`](Self::verify_access) but without the `exp`
+    /// check: for renewing an expired token whose session the caller then
+    /// checks is still alive (a seed contract renews expired tokens).
+    /// Signature, `typ`, `iss`, `aud`, `nbf` and `sub` are still enforced.
+    pub fn verify_access_allowing_expiry(
+        &self,
+        keys: &KeySet,
+        token: &str,
+        now: i64,
+    ) -> Result<AccessClaims, TokenError> {
+        let claims: AccessClaims = keys.verify(token, ACCESS_TOKEN_TYP)?;
+        self.check_registered(
+            &claims.iss,
+            &claims.aud,
+            &claims.sub,
+            i64::MAX,
+            claims.nbf,
+            now,
+        )?;
+        Ok(claims)
+    }
+
     /// Builds the claims of a personal API token that lives `lifetime_secs`.
     pub fn api_token_claims(
         &self,
@@ -307,6 +329,44 @@ mod tests {
         assert_eq!(
             policy.verify_api_token(&keys, &access, 1100),
             Err(TokenError::WrongType)
+        );
+    }
+
+    #[test]
+    fn expired_tokens_verify_only_when_asked_and_only_if_otherwise_valid() {
+        let keys = KeySet::new(
+            crate::SigningKey::generate(crate::SigningAlgorithm::EdDSA, "k".into()).unwrap(),
+            vec![],
+        )
+        .unwrap();
+        let policy = TokenPolicy::default();
+        let claims = policy.access_claims(subject(), 1000);
+        let token = keys.sign(ACCESS_TOKEN_TYP, &claims).unwrap();
+        let much_later = 1000 + 86_400;
+        assert_eq!(
+            policy.verify_access(&keys, &token, much_later),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(
+            policy
+                .verify_access_allowing_expiry(&keys, &token, much_later)
+                .unwrap(),
+            claims
+        );
+        let other_issuer = TokenPolicy {
+            issuer: "https://elsewhere".into(),
+            ..TokenPolicy::default()
+        };
+        assert_eq!(
+            other_issuer.verify_access_allowing_expiry(&keys, &token, much_later),
+            Err(TokenError::WrongIssuer)
+        );
+        let mut tampered = token.clone();
+        tampered.push('x');
+        assert!(
+            policy
+                .verify_access_allowing_expiry(&keys, &tampered, much_later)
+                .is_err()
         );
     }
 

@@ -76,16 +76,26 @@ pub async fn login(
     req: HttpRequest,
     JsonOrForm(body): JsonOrForm<LoginBody>,
 ) -> Result<HttpResponse, ApiError> {
-    limit_field(&body.login, "login", 320)?;
-    limit_field(body.password.expose_secret(), "password", 1024)?;
-    let client = client_info(&req);
+    let tokens = password_login(&state, &req, body.login, body.password).await?;
+    Ok(token_response(&tokens))
+}
+
+/// Email-or-username login, shared by the native API and the profiles.
+pub async fn password_login(
+    state: &AppState,
+    req: &HttpRequest,
+    login: String,
+    password: SecretString,
+) -> Result<IssuedTokens, ApiError> {
+    limit_field(&login, "login", 320)?;
+    limit_field(password.expose_secret(), "password", 1024)?;
+    let client = client_info(req);
     let accounts = state.accounts.clone();
-    let outcome =
-        run_blocking(move || accounts.login(&body.login, &body.password, &client)).await?;
+    let outcome = run_blocking(move || accounts.login(&login, &password, &client)).await?;
     match outcome {
         Ok(tokens) => {
             tracing::info!(user_id = %tokens.claims.sub, session_id = %tokens.claims.sid, "login");
-            Ok(token_response(&tokens))
+            Ok(tokens)
         }
         Err(e) => {
             tracing::info!(reason = %e, "login refused");
@@ -99,12 +109,28 @@ pub async fn refresh(
     req: HttpRequest,
     JsonOrForm(body): JsonOrForm<RefreshBody>,
 ) -> Result<HttpResponse, ApiError> {
-    limit_field(body.refresh_token.expose_secret(), "refresh_token", 256)?;
-    let client = client_info(&req);
+    let tokens = rotate_refresh_token(&state, &req, body.refresh_token, None).await?;
+    Ok(token_response(&tokens))
+}
+
+/// Refresh-token rotation, shared by the native API and the profiles. With
+/// `session_id`, the token must belong to that session (else nothing is
+/// spent). A reuse revokes the session here at once, not only at the next poll.
+pub async fn rotate_refresh_token(
+    state: &AppState,
+    req: &HttpRequest,
+    refresh_token: SecretString,
+    session_id: Option<String>,
+) -> Result<IssuedTokens, ApiError> {
+    limit_field(refresh_token.expose_secret(), "refresh_token", 256)?;
+    let client = client_info(req);
     let accounts = state.accounts.clone();
-    let outcome = run_blocking(move || accounts.refresh(&body.refresh_token, &client)).await?;
+    let outcome = run_blocking(move || {
+        accounts.refresh_in_session(&refresh_token, session_id.as_deref(), &client)
+    })
+    .await?;
     match outcome {
-        Ok(tokens) => Ok(token_response(&tokens)),
+        Ok(tokens) => Ok(tokens),
         Err(accounts::AccountsError::RefreshTokenReused(revoked)) => {
             if let Some(r) = revoked {
                 tracing::warn!(session_id = %r.session_id, "refresh token reused; session revoked");

@@ -13,13 +13,46 @@ use crate::blocking::run_blocking;
 use crate::state::AppState;
 use error::ApiError;
 
+/// Every (method, path) the native API serves, relative to its mount
+/// prefix: what the start-up overlap check compares profiles against.
+/// `tests/profiles.rs` checks that each one is really routed.
+pub const NATIVE_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/.well-known/jwks.json"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"),
+    ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/logout/all"),
+    ("GET", "/api/v1/auth/me"),
+    ("POST", "/api/v1/auth/signup"),
+    ("POST", "/api/v1/auth/email/verify"),
+    ("POST", "/api/v1/auth/password/forgot"),
+    ("POST", "/api/v1/auth/password/reset"),
+    ("POST", "/api/v1/auth/password/change"),
+    ("POST", "/api/v1/auth/activate"),
+    ("POST", "/api/v1/auth/activation/resend"),
+    ("GET", "/api/v1/organizations"),
+    ("POST", "/api/v1/organizations/email-verification/confirm"),
+    ("POST", "/api/v1/organizations/{id}/email-verification"),
+    ("POST", "/api/v1/registrations"),
+    ("GET", "/api/v1/revocations"),
+    ("GET", "/api/v1/tokens"),
+    ("POST", "/api/v1/tokens"),
+    ("DELETE", "/api/v1/tokens/{id}"),
+    ("GET", "/api/v1/admin/registrations"),
+    ("GET", "/api/v1/admin/registrations/{id}"),
+    ("POST", "/api/v1/admin/registrations/{id}/approve"),
+    ("POST", "/api/v1/admin/registrations/{id}/reject"),
+    ("GET", "/api/v1/admin/users"),
+    ("GET", "/api/v1/admin/users/{id}"),
+    ("PATCH", "/api/v1/admin/users/{id}"),
+    ("GET", "/api/v1/admin/audit"),
+];
+
 /// All routes of the native API.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.app_data(extract::json_config())
-        .app_data(extract::form_config())
-        .app_data(extract::path_config())
-        .app_data(extract::query_config())
-        .service(resource("/healthz").route(web::get().to(healthz)))
+    cfg.service(resource("/healthz").route(web::get().to(healthz)))
         .service(resource("/readyz").route(web::get().to(readyz)))
         .service(resource("/.well-known/jwks.json").route(web::get().to(jwks)))
         .service(
@@ -98,6 +131,14 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::method_not_allowed())
     }))
+}
+
+/// Body and path error handlers shared by every mount.
+pub fn extractor_config(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(extract::json_config())
+        .app_data(extract::form_config())
+        .app_data(extract::path_config())
+        .app_data(extract::query_config());
 }
 
 pub async fn not_found() -> Result<HttpResponse, ApiError> {

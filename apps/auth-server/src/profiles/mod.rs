@@ -1,0 +1,274 @@
+//! Compatibility profiles: each serves one seed service's wire contract so
+//! its clients can switch to us without a code change. A profile is request
+//! parsing, response shaping and error mapping only; every account, session
+//! and token decision is the native logic's (`accounts`, `auth-core`).
+//!
+//! Every profile is mounted under a prefix (default `/compat/<name>`), the
+//! native API under its own (default `/`). `mounts` moves them; overlapping
+//! routes are refused at start-up, naming both owners.
+
+pub mod campus;
+pub mod company_portal;
+pub mod envelope;
+pub mod token_validity;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use actix_web::web;
+use serde::de::DeserializeOwned;
+
+/// The seeds, by the names operators use in `mounts`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// Seed 000.
+    CompanyPortal,
+    /// Seed 001.
+    TokenValidity,
+    /// Seed 002.
+    Envelope,
+    /// Seed 004.
+    Campus,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 4] = [Profile::CompanyPortal, Profile::TokenValidity, Profile::Envelope, Profile::Campus];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::CompanyPortal => "company-portal",
+            Self::TokenValidity => "token-validity",
+            Self::Envelope => "envelope",
+            Self::Campus => "campus",
+        }
+    }
+
+    /// (method, path) of every route, relative to the mount prefix.
+    pub fn routes(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            Self::CompanyPortal => company_portal::ROUTES,
+            Self::TokenValidity => token_validity::ROUTES,
+            Self::Envelope => envelope::ROUTES,
+            Self::Campus => campus::ROUTES,
+        }
+    }
+
+    pub fn configure(self, cfg: &mut web::ServiceConfig) {
+        match self {
+            Self::CompanyPortal => company_portal::configure(cfg),
+            Self::TokenValidity => token_validity::configure(cfg),
+            Self::Envelope => envelope::configure(cfg),
+            Self::Campus => campus::configure(cfg),
+        }
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where the native API and each enabled profile live.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mounts {
+    pub native: String,
+    pub profiles: Vec<(Profile, String)>,
+}
+
+impl Default for Mounts {
+    fn default() -> Self {
+        Self {
+            native: String::new(),
+            profiles: Profile::ALL
+                .iter()
+                .map(|p| (*p, format!("/compat/{}", p.name())))
+                .collect(),
+        }
+    }
+}
+
+fn prefix(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if value == "/" {
+        return Ok(String::new());
+    }
+    let valid = value.starts_with('/')
+        && !value.ends_with('/')
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
+        && !value.contains("//");
+    if !valid {
+        return Err(format!(
+            "'{value}' is not a mount prefix like / or /compat/name"
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+impl Mounts {
+    /// From `name=prefix` pairs (comma-separated), over the defaults;
+    /// `name=off` disables a profile. Then checks that no two owners serve
+    /// the same method and path.
+    pub fn parse(overrides: &str) -> Result<Self, String> {
+        let mut mounts = Self::default();
+        for pair in overrides
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (name, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("'{pair}' is not name=prefix"))?;
+            let name = name.trim();
+            if name == "native" {
+                mounts.native = prefix(value)?;
+                continue;
+            }
+            let profile = Profile::ALL
+                .into_iter()
+                .find(|p| p.name() == name)
+                .ok_or_else(|| {
+                    let known: Vec<&str> = Profile::ALL.iter().map(|p| p.name()).collect();
+                    format!(
+                        "unknown profile '{name}' (known: native, {})",
+                        known.join(", ")
+                    )
+                })?;
+            mounts.profiles.retain(|(p, _)| *p != profile);
+            if value.trim() != "off" {
+                mounts.profiles.push((profile, prefix(value)?));
+            }
+        }
+        mounts.check_overlaps()?;
+        Ok(mounts)
+    }
+
+    fn check_overlaps(&self) -> Result<(), String> {
+        let mut owners: HashMap<(String, String), String> = HashMap::new();
+        let native = crate::http::NATIVE_ROUTES
+            .iter()
+            .map(|r| ("native API".to_owned(), &self.native, *r));
+        let profiles = self.profiles.iter().flat_map(|(p, prefix)| {
+            p.routes()
+                .iter()
+                .map(move |r| (format!("profile {p}"), prefix, *r))
+        });
+        for (owner, prefix, (method, path)) in native.chain(profiles) {
+            let full = format!("{prefix}{path}");
+            if let Some(first) = owners.insert((method.to_owned(), full.clone()), owner.clone()) {
+                return Err(format!(
+                    "{method} {full} is served by both the {first} and the {owner}; move one with the mounts setting"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Registers everything; longer prefixes first, because an actix scope
+    /// that matches a prefix does not fall through to later ones.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        let mut all: Vec<(Option<Profile>, &str)> = self
+            .profiles
+            .iter()
+            .map(|(p, prefix)| (Some(*p), prefix.as_str()))
+            .collect();
+        all.push((None, self.native.as_str()));
+        all.sort_by_key(|(_, prefix)| std::cmp::Reverse(prefix.len()));
+        for (profile, prefix) in all {
+            match profile {
+                Some(profile) => {
+                    cfg.service(web::scope(prefix).configure(|c| profile.configure(c)))
+                }
+                None => cfg.service(web::scope(prefix).configure(crate::http::configure)),
+            };
+        }
+    }
+}
+
+/// The error body of the profiles whose seeds define none (000, 001): the
+/// native status and stable code, in the plainest JSON. No internals.
+pub fn simple_error(error: &crate::http::error::ApiError) -> actix_web::HttpResponse {
+    let mut response = actix_web::HttpResponse::build(error.status);
+    response.insert_header(("cache-control", "no-store"));
+    if error.status == actix_web::http::StatusCode::UNAUTHORIZED {
+        response.insert_header(("www-authenticate", "Bearer realm=\"auth-server\""));
+    }
+    response.json(serde_json::json!({"error": error.code, "message": error.detail}))
+}
+
+/// Seed clients send JSON, sometimes labelled as a form (`curl -d '{…}'`
+/// without a Content-Type, as the seeds' own examples do), and sometimes
+/// real forms. A body that starts with `{` is read as JSON whatever the
+/// label; anything else as `application/x-www-form-urlencoded`.
+pub fn lenient_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON body: {e}"))
+    } else {
+        serde_urlencoded::from_str(text).map_err(|e| format!("invalid form body: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_mounts_do_not_overlap_and_overrides_apply() {
+        let mounts = Mounts::parse("").unwrap();
+        assert_eq!(mounts.native, "");
+        assert!(
+            mounts
+                .profiles
+                .contains(&(Profile::TokenValidity, "/compat/token-validity".to_owned()))
+        );
+        let moved = Mounts::parse("token-validity=/, native=/native").unwrap();
+        assert_eq!(moved.native, "/native");
+        assert!(
+            moved
+                .profiles
+                .contains(&(Profile::TokenValidity, String::new()))
+        );
+        let off = Mounts::parse("company-portal=off").unwrap();
+        assert!(
+            !off.profiles
+                .iter()
+                .any(|(p, _)| *p == Profile::CompanyPortal)
+        );
+    }
+
+    #[test]
+    fn overlapping_routes_name_both_owners() {
+        let e = Mounts::parse("token-validity=/").unwrap_err();
+        assert!(
+            e.contains("POST /api/v1/auth/login")
+                && e.contains("native API")
+                && e.contains("token-validity"),
+            "{e}"
+        );
+        let e = Mounts::parse("token-validity=/x,company-portal=/x,native=/n").unwrap_err();
+        assert!(
+            e.contains("company-portal") && e.contains("token-validity"),
+            "{e}"
+        );
+        assert!(Mounts::parse("campus-x=/").is_err());
+        assert!(Mounts::parse("token-validity=compat").is_err());
+    }
+
+    #[test]
+    fn bodies_are_sniffed() {
+        #[derive(serde::Deserialize)]
+        struct Login {
+            email: String,
+        }
+        let json: Login = lenient_body(br#"{"email": "a@b.com"}"#).unwrap();
+        let form: Login = lenient_body(b"email=a%40b.com").unwrap();
+        assert_eq!(
+            (json.email, form.email),
+            ("a@b.com".to_owned(), "a@b.com".to_owned())
+        );
+        assert!(lenient_body::<Login>(b"{oops").is_err());
+    }
+}
