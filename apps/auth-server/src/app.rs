@@ -125,6 +125,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
             catalog: settings.permissions.clone(),
             api_token_max_days: settings.api_token_max_days,
             operator_emails: settings.operator_emails.clone(),
+            password_max_age_days: settings.password_max_age_days,
         },
     ));
     Ok(Services {

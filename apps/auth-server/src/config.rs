@@ -55,6 +55,7 @@ pub struct Settings {
     pub api_token_max_days: i64,
     pub mounts: crate::profiles::Mounts,
     pub compat_time_zone: chrono::FixedOffset,
+    pub password_max_age_days: Option<i64>,
 }
 
 /// Where mail goes.
@@ -272,6 +273,11 @@ pub const KEYS: &[Key] = &[
         name: "mounts",
         default: "",
         help: "name=prefix overrides: native=/, company-portal=/compat/company-portal, …; name=off disables",
+    },
+    Key {
+        name: "password_max_age_days",
+        default: "0",
+        help: "passwords older than this must be changed (reported at login); 0 = never",
     },
     Key {
         name: "compat_time_zone",
@@ -604,7 +610,12 @@ impl Reader {
                 "must be an offset like +00:00 or +09:00",
             )
         })?;
+        let password_max_age_days: i64 = self.parse("password_max_age_days", "a whole number of days")?;
+        if password_max_age_days < 0 {
+            return Err(self.error("password_max_age_days", "must be 0 (never) or more"));
+        }
         Ok(Settings {
+            password_max_age_days: Some(password_max_age_days).filter(|d| *d > 0),
             mounts,
             compat_time_zone,
             permissions,

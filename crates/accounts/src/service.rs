@@ -71,6 +71,9 @@ pub struct IssuedTokens {
     pub claims: AccessClaims,
     pub refresh_token: SecretString,
     pub refresh_expires_in: i64,
+    /// The user must set a new password: an administrator asked for it, or
+    /// the password is older than the configured maximum age.
+    pub password_change_due: bool,
 }
 
 /// An access token alone (renewal without a refresh token).
@@ -122,6 +125,8 @@ pub struct AccountsConfig {
     pub api_token_max_days: i64,
     /// Who is told about new registrations.
     pub operator_emails: Vec<EmailAddress>,
+    /// Passwords older than this must be changed (reported at login).
+    pub password_max_age_days: Option<i64>,
 }
 
 pub struct Accounts {
@@ -137,6 +142,7 @@ pub struct Accounts {
     pub(crate) catalog: PermissionCatalog,
     pub(crate) api_token_max_days: i64,
     pub(crate) operator_emails: Vec<EmailAddress>,
+    password_max_age_days: Option<i64>,
 }
 
 /// Current time, truncated to microseconds: PostgreSQL keeps no more, and
@@ -165,6 +171,7 @@ impl Accounts {
             catalog: config.catalog,
             api_token_max_days: config.api_token_max_days,
             operator_emails: config.operator_emails,
+            password_max_age_days: config.password_max_age_days,
         }
     }
 
@@ -227,6 +234,7 @@ impl Accounts {
                 updated_at: at,
                 locale: account.locale.map(Locale::as_str),
                 must_change_password: false,
+                password_changed_at: password_hash.map(|_| at),
             },
         )
         .map_err(|e| match e {
@@ -365,11 +373,17 @@ impl Accounts {
     ) -> Result<IssuedTokens> {
         let claims = self.claims_for(user, &session.id, roles, perms, at);
         let access_token = self.keys.sign(ACCESS_TOKEN_TYP, &claims)?;
+        let too_old = |changed: chrono::NaiveDateTime| {
+            self.password_max_age_days
+                .is_some_and(|days| changed + TimeDelta::days(days) < at.naive_utc())
+        };
+        let password_change_due = user.must_change_password || user.password_changed_at.is_some_and(too_old);
         Ok(IssuedTokens {
             access_token,
             claims,
             refresh_token,
             refresh_expires_in,
+            password_change_due,
         })
     }
 
@@ -485,7 +499,7 @@ impl Accounts {
     pub fn renew_access(&self, old: &AccessClaims) -> Result<(IssuedAccess, Option<RevokedToken>)> {
         let at = now();
         let mut conn = self.conn()?;
-        let outcome = conn.transaction(|c| -> Result<Result<_>> {
+        conn.transaction(|c| -> Result<Result<_>> {
             storage::repo::write_lock(c)?;
             let session = sessions::find(c, &old.sid)?.filter(|s| s.user_id == old.sub);
             let Some(session) =
@@ -519,8 +533,7 @@ impl Accounts {
                 },
                 revoked,
             )))
-        })?;
-        outcome
+        })?
     }
 
     /// Revokes one session (logout). Returns it when it was live.

@@ -24,6 +24,7 @@ pub struct UserRow {
     pub updated_at: NaiveDateTime,
     pub locale: Option<String>,
     pub must_change_password: bool,
+    pub password_changed_at: Option<NaiveDateTime>,
 }
 
 #[derive(Insertable, Debug)]
@@ -41,6 +42,7 @@ pub struct NewUser<'a> {
     pub updated_at: NaiveDateTime,
     pub locale: Option<&'a str>,
     pub must_change_password: bool,
+    pub password_changed_at: Option<NaiveDateTime>,
 }
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]

@@ -55,7 +55,12 @@ pub mod users {
         now: NaiveDateTime,
     ) -> Result<()> {
         diesel::update(users::table.find(id))
-            .set((users::password_hash.eq(hash), users::updated_at.eq(now)))
+            .set((
+                users::password_hash.eq(hash),
+                users::password_changed_at.eq(now),
+                users::must_change_password.eq(false),
+                users::updated_at.eq(now),
+            ))
             .execute(conn)?;
         Ok(())
     }

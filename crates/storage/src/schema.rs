@@ -26,6 +26,7 @@ diesel::table! {
         updated_at -> Timestamp,
         locale -> Nullable<Text>,
         must_change_password -> Bool,
+        password_changed_at -> Nullable<Timestamp>,
     }
 }
 
