@@ -610,7 +610,8 @@ impl Reader {
                 "must be an offset like +00:00 or +09:00",
             )
         })?;
-        let password_max_age_days: i64 = self.parse("password_max_age_days", "a whole number of days")?;
+        let password_max_age_days: i64 =
+            self.parse("password_max_age_days", "a whole number of days")?;
         if password_max_age_days < 0 {
             return Err(self.error("password_max_age_days", "must be 0 (never) or more"));
         }

@@ -377,7 +377,8 @@ impl Accounts {
             self.password_max_age_days
                 .is_some_and(|days| changed + TimeDelta::days(days) < at.naive_utc())
         };
-        let password_change_due = user.must_change_password || user.password_changed_at.is_some_and(too_old);
+        let password_change_due =
+            user.must_change_password || user.password_changed_at.is_some_and(too_old);
         Ok(IssuedTokens {
             access_token,
             claims,

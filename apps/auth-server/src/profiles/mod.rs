@@ -32,7 +32,12 @@ pub enum Profile {
 }
 
 impl Profile {
-    pub const ALL: [Profile; 4] = [Profile::CompanyPortal, Profile::TokenValidity, Profile::Envelope, Profile::Campus];
+    pub const ALL: [Profile; 4] = [
+        Profile::CompanyPortal,
+        Profile::TokenValidity,
+        Profile::Envelope,
+        Profile::Campus,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
