@@ -170,6 +170,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
         api_token_usage,
         phone_region: settings.phone_region.clone(),
         compat_time_zone: settings.compat_time_zone,
+        cors_allowed_origins: settings.cors_allowed_origins.clone(),
     });
     let listener = TcpListener::bind(settings.bind)
         .with_context(|| format!("cannot listen on {}", settings.bind))?;

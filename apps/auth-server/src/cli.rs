@@ -46,6 +46,9 @@ pub enum Command {
     /// Inspect and retry the mail outbox.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Register other services (clients) that authenticate with HTTP Basic.
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// Bootstrap operator accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
@@ -145,6 +148,17 @@ pub enum UserCommand {
         #[arg(long)]
         email: String,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Register a client; prints client_id and client_secret once.
+    Add {
+        #[arg(long)]
+        name: String,
+    },
+    /// Registered clients (without secrets).
+    List,
 }
 
 #[derive(Subcommand, Debug)]
@@ -506,4 +520,30 @@ pub fn admin_create(settings: &Settings, email: &str, invite: bool) -> Result<()
 pub fn audit_verify(settings: &Settings) -> Result<()> {
     let pool = single_connection(settings)?;
     crate::audit_cli::verify(&pool)
+}
+
+pub fn client(settings: &Settings, command: ClientCommand) -> Result<()> {
+    let services = crate::app::services(settings, true)?;
+    match command {
+        ClientCommand::Add { name } => {
+            let created = services.accounts.create_client(&name)?;
+            println!("client_id={}", created.client_id);
+            println!(
+                "client_secret={}",
+                secrecy::ExposeSecret::expose_secret(&created.client_secret)
+            );
+            println!("(the secret is shown once; only its hash is stored)");
+        }
+        ClientCommand::List => {
+            for client in services.accounts.list_clients()? {
+                let state = if client.revoked_at.is_some() {
+                    "revoked"
+                } else {
+                    "active"
+                };
+                println!("{}  {:<8} {}", client.id, state, client.name);
+            }
+        }
+    }
+    Ok(())
 }

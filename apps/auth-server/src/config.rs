@@ -56,6 +56,8 @@ pub struct Settings {
     pub mounts: crate::profiles::Mounts,
     pub compat_time_zone: chrono::FixedOffset,
     pub password_max_age_days: Option<i64>,
+    /// Origins whose browsers may call the API (CORS); empty = CORS off.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// Where mail goes.
@@ -278,6 +280,11 @@ pub const KEYS: &[Key] = &[
         name: "password_max_age_days",
         default: "0",
         help: "passwords older than this must be changed (reported at login); 0 = never",
+    },
+    Key {
+        name: "cors_allowed_origins",
+        default: "",
+        help: "comma-separated origins allowed to call from browsers (CORS off when empty)",
     },
     Key {
         name: "compat_time_zone",
@@ -615,7 +622,23 @@ impl Reader {
         if password_max_age_days < 0 {
             return Err(self.error("password_max_age_days", "must be 0 (never) or more"));
         }
+        let cors_allowed_origins = self
+            .str("cors_allowed_origins")
+            .split(',')
+            .map(|o| o.trim().trim_end_matches('/').to_owned())
+            .filter(|o| !o.is_empty())
+            .collect::<Vec<_>>();
+        if let Some(bad) = cors_allowed_origins
+            .iter()
+            .find(|o| !(o.starts_with("http://") || o.starts_with("https://")))
+        {
+            return Err(self.error(
+                "cors_allowed_origins",
+                format!("'{bad}' is not an origin like https://app.example.com"),
+            ));
+        }
         Ok(Settings {
+            cors_allowed_origins,
             password_max_age_days: Some(password_max_age_days).filter(|d| *d > 0),
             mounts,
             compat_time_zone,

@@ -37,6 +37,7 @@ fn main() -> ExitCode {
             cli::admin_create(&settings, &email, invite)
         }
         Command::Audit(cli::AuditCommand::Verify) => cli::audit_verify(&settings),
+        Command::Client(command) => cli::client(&settings, command),
         Command::Org(command) => cli::org(&settings, command),
         Command::Mail(command) => cli::mail(&settings, command),
         Command::ConfigHelp => {

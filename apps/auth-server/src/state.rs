@@ -18,6 +18,7 @@ pub struct AppState {
     pub phone_region: String,
     /// Offset for the naive local times some seed contracts use.
     pub compat_time_zone: chrono::FixedOffset,
+    pub cors_allowed_origins: Vec<String>,
 }
 
 /// When each API token was last used, collected in memory and written in

@@ -67,6 +67,8 @@ pub enum AccountsError {
     RegistrationNotFound,
     #[error("invalid or expired activation token")]
     InvalidActivationToken,
+    #[error("invalid client credentials")]
+    InvalidClient,
     #[error("API token not found")]
     ApiTokenNotFound,
     #[error("mail could not be prepared: {0}")]

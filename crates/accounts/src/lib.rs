@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod api_tokens;
 pub mod audit;
+pub mod clients;
 pub mod codes;
 pub mod error;
 pub mod flows;
@@ -22,6 +23,7 @@ pub mod types;
 pub use admin::{Actor, Revoked, RevokedToken, UserUpdate, UserView};
 pub use api_tokens::{ApiTokenView, CreatedApiToken};
 pub use audit::AuditContext;
+pub use clients::{AuthenticatedClient, CreatedClient, VouchedUser};
 pub use codes::CodeKey;
 pub use error::AccountsError;
 pub use flows::{SignupOutcome, SignupRequest};

@@ -5,8 +5,9 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::schema::{
-    activation_tokens, api_tokens, audit_log, email_codes, organization_domains, organizations,
-    outbox, refresh_tokens, registrations, revocations, sessions, users,
+    activation_tokens, api_tokens, audit_log, clients, email_codes, external_identities,
+    organization_domains, organizations, outbox, refresh_tokens, registrations, revocations,
+    sessions, users,
 };
 
 #[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
@@ -229,4 +230,28 @@ pub struct NewAuditRow {
     pub details: String,
     pub prev_hash: String,
     pub hash: String,
+}
+
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = clients)]
+pub struct ClientRow {
+    /// The `client_id`.
+    pub id: String,
+    pub name: String,
+    /// SHA-256 (hex) of the secret; the secret is shown once at creation.
+    pub secret_hash: String,
+    pub created_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+}
+
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = external_identities)]
+pub struct ExternalIdentityRow {
+    pub client_id: String,
+    /// The client's own id for the user.
+    pub external_id: String,
+    pub user_id: String,
+    pub login_id: String,
+    pub role: String,
+    pub created_at: NaiveDateTime,
 }

@@ -895,3 +895,66 @@ pub mod api_tokens {
         Ok(())
     }
 }
+
+pub mod clients {
+    use super::*;
+    use schema::{clients, external_identities};
+
+    pub fn insert(conn: &mut AnyConnection, row: &ClientRow) -> Result<()> {
+        diesel::insert_into(clients::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn find(conn: &mut AnyConnection, id: &str) -> Result<Option<ClientRow>> {
+        Ok(clients::table
+            .find(id)
+            .select(ClientRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    pub fn list(conn: &mut AnyConnection) -> Result<Vec<ClientRow>> {
+        Ok(clients::table
+            .order(clients::created_at)
+            .select(ClientRow::as_select())
+            .load(conn)?)
+    }
+
+    pub fn identity(
+        conn: &mut AnyConnection,
+        client_id: &str,
+        external_id: &str,
+    ) -> Result<Option<ExternalIdentityRow>> {
+        Ok(external_identities::table
+            .find((client_id, external_id))
+            .select(ExternalIdentityRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    pub fn insert_identity(conn: &mut AnyConnection, row: &ExternalIdentityRow) -> Result<()> {
+        diesel::insert_into(external_identities::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Keeps the client's latest login id and role for the user.
+    pub fn update_identity(
+        conn: &mut AnyConnection,
+        client_id: &str,
+        external_id: &str,
+        login_id: &str,
+        role: &str,
+    ) -> Result<()> {
+        diesel::update(external_identities::table.find((client_id, external_id)))
+            .set((
+                external_identities::login_id.eq(login_id),
+                external_identities::role.eq(role),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+}

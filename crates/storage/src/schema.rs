@@ -184,6 +184,27 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    clients (id) {
+        id -> Text,
+        name -> Text,
+        secret_hash -> Text,
+        created_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    external_identities (client_id, external_id) {
+        client_id -> Text,
+        external_id -> Text,
+        user_id -> Text,
+        login_id -> Text,
+        role -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(users -> organizations (organization_id));
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(user_permissions -> users (user_id));
@@ -195,6 +216,8 @@ diesel::joinable!(email_verifications -> organizations (organization_id));
 diesel::joinable!(registrations -> organizations (organization_id));
 diesel::joinable!(activation_tokens -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
+diesel::joinable!(external_identities -> clients (client_id));
+diesel::joinable!(external_identities -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     organizations,
@@ -212,4 +235,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     activation_tokens,
     api_tokens,
     audit_log,
+    clients,
+    external_identities,
 );

@@ -289,6 +289,11 @@ impl From<AccountsError> for ApiError {
                 "invalid_activation_token",
                 "the activation link is invalid, expired or already used; ask for a new one at POST /api/v1/auth/activation/resend",
             ),
+            E::InvalidClient => Self::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                "the client credentials are invalid",
+            ),
             E::ApiTokenNotFound => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", "no such API token")
             }

@@ -1,0 +1,182 @@
+//! Registered clients (other services) and the identities they vouch for.
+//! A client authenticates with HTTP Basic `client_id:client_secret`; the
+//! secret (256 random bits) is stored as SHA-256 and compared in constant
+//! time. A client that has authenticated a user itself (buzzbook's
+//! service-to-service token call) gets sessions for a shadow account bound to
+//! its own user id: stable, password-less, never able to log in by password.
+
+use secrecy::{ExposeSecret, SecretString};
+use storage::models::{ClientRow, ExternalIdentityRow};
+use storage::repo::{clients, users};
+use subtle::ConstantTimeEq;
+
+use crate::error::AccountsError;
+use crate::secrets::{new_opaque_token, token_hash};
+use crate::service::{Accounts, ClientInfo, IssuedTokens, NewAccount, now};
+use crate::types::{DisplayName, EmailAddress, UserStatus};
+
+type Result<T> = std::result::Result<T, AccountsError>;
+
+pub struct CreatedClient {
+    pub client_id: String,
+    /// Shown once.
+    pub client_secret: SecretString,
+}
+
+/// A client whose credentials were just checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuthenticatedClient {
+    pub id: String,
+    pub name: String,
+}
+
+/// What a client says about a user it authenticated.
+#[derive(Clone, Debug)]
+pub struct VouchedUser {
+    /// The client's own id for the user (1–64 of `[A-Za-z0-9_-]`).
+    pub external_id: String,
+    pub login_id: String,
+    pub role: String,
+}
+
+fn well_formed_external_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Accounts {
+    pub fn create_client(&self, name: &str) -> Result<CreatedClient> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(crate::types::ParseError {
+                field: "name",
+                reason: "must be 1 to 100 characters",
+            }
+            .into());
+        }
+        let client_id = uuid::Uuid::new_v4().simple().to_string();
+        let secret = new_opaque_token();
+        let mut conn = self.conn()?;
+        clients::insert(
+            &mut conn,
+            &ClientRow {
+                id: client_id.clone(),
+                name: name.to_owned(),
+                secret_hash: token_hash(secret.expose_secret()),
+                created_at: now().naive_utc(),
+                revoked_at: None,
+            },
+        )?;
+        Ok(CreatedClient {
+            client_id,
+            client_secret: secret,
+        })
+    }
+
+    pub fn list_clients(&self) -> Result<Vec<ClientRow>> {
+        let mut conn = self.conn()?;
+        Ok(clients::list(&mut conn)?)
+    }
+
+    /// Checks `client_id:client_secret`. Unknown ids cost the same hash.
+    pub fn authenticate_client(
+        &self,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<AuthenticatedClient> {
+        let presented = token_hash(secret);
+        let mut conn = self.conn()?;
+        let row = if client_id.len() <= 64 {
+            clients::find(&mut conn, client_id)?
+        } else {
+            None
+        };
+        let stored = row.as_ref().map_or("", |r| r.secret_hash.as_str());
+        let matches: bool = presented.as_bytes().ct_eq(stored.as_bytes()).into();
+        match row {
+            Some(row) if matches && row.revoked_at.is_none() => Ok(AuthenticatedClient {
+                id: row.id,
+                name: row.name,
+            }),
+            _ => Err(AccountsError::InvalidClient),
+        }
+    }
+
+    /// A session for the user the client vouches for, creating the shadow
+    /// account on first sight. Returns the tokens and the identity.
+    pub fn client_vouched_login(
+        &self,
+        client: &AuthenticatedClient,
+        vouched: &VouchedUser,
+        info: &ClientInfo,
+    ) -> Result<(IssuedTokens, ExternalIdentityRow)> {
+        if !well_formed_external_id(&vouched.external_id) {
+            return Err(crate::types::ParseError {
+                field: "userId",
+                reason: "must be 1 to 64 letters, digits, '-' or '_'",
+            }
+            .into());
+        }
+        for (field, value) in [("loginId", &vouched.login_id), ("role", &vouched.role)] {
+            if value.trim().is_empty() || value.chars().count() > 100 {
+                return Err(crate::types::ParseError {
+                    field,
+                    reason: "must be 1 to 100 characters",
+                }
+                .into());
+            }
+        }
+        let identity = self.transact(|c, at| {
+            if let Some(identity) = clients::identity(c, &client.id, &vouched.external_id)? {
+                clients::update_identity(
+                    c,
+                    &client.id,
+                    &vouched.external_id,
+                    &vouched.login_id,
+                    &vouched.role,
+                )?;
+                return Ok(Ok(ExternalIdentityRow {
+                    login_id: vouched.login_id.clone(),
+                    role: vouched.role.clone(),
+                    ..identity
+                }));
+            }
+            // `.invalid` is reserved (RFC 2606): this address can never receive mail or collide.
+            let email = EmailAddress::parse(&format!(
+                "u{}@{}.clients.invalid",
+                vouched.external_id, client.id
+            ))?;
+            let account = NewAccount {
+                email,
+                username: None,
+                name: DisplayName::parse(&vouched.login_id).ok(),
+                password: None,
+                status: UserStatus::Active,
+                roles: Vec::new(),
+                organization_id: None,
+                locale: None,
+            };
+            let user_id = self.insert_user_in(c, &account, None, at)?;
+            let identity = ExternalIdentityRow {
+                client_id: client.id.clone(),
+                external_id: vouched.external_id.clone(),
+                user_id,
+                login_id: vouched.login_id.clone(),
+                role: vouched.role.clone(),
+                created_at: at.naive_utc(),
+            };
+            clients::insert_identity(c, &identity)?;
+            Ok(Ok(identity))
+        })?;
+        let mut conn = self.conn()?;
+        let user =
+            users::find_by_id(&mut conn, &identity.user_id)?.ok_or(AccountsError::UserNotFound)?;
+        drop(conn);
+        if UserStatus::parse(&user.status) != Some(UserStatus::Active) {
+            return Err(AccountsError::AccountNotActive);
+        }
+        Ok((self.start_session(&user, info)?, identity))
+    }
+}
