@@ -7,6 +7,7 @@
 //! native API under its own (default `/`). `mounts` moves them; overlapping
 //! routes are refused at start-up, naming both owners.
 
+pub mod buzzbook;
 pub mod campus;
 pub mod company_portal;
 pub mod envelope;
@@ -27,15 +28,18 @@ pub enum Profile {
     TokenValidity,
     /// Seed 002.
     Envelope,
+    /// Seed 003.
+    Buzzbook,
     /// Seed 004.
     Campus,
 }
 
 impl Profile {
-    pub const ALL: [Profile; 4] = [
+    pub const ALL: [Profile; 5] = [
         Profile::CompanyPortal,
         Profile::TokenValidity,
         Profile::Envelope,
+        Profile::Buzzbook,
         Profile::Campus,
     ];
 
@@ -44,6 +48,7 @@ impl Profile {
             Self::CompanyPortal => "company-portal",
             Self::TokenValidity => "token-validity",
             Self::Envelope => "envelope",
+            Self::Buzzbook => "buzzbook",
             Self::Campus => "campus",
         }
     }
@@ -54,6 +59,7 @@ impl Profile {
             Self::CompanyPortal => company_portal::ROUTES,
             Self::TokenValidity => token_validity::ROUTES,
             Self::Envelope => envelope::ROUTES,
+            Self::Buzzbook => buzzbook::ROUTES,
             Self::Campus => campus::ROUTES,
         }
     }
@@ -63,6 +69,7 @@ impl Profile {
             Self::CompanyPortal => company_portal::configure(cfg),
             Self::TokenValidity => token_validity::configure(cfg),
             Self::Envelope => envelope::configure(cfg),
+            Self::Buzzbook => buzzbook::configure(cfg),
             Self::Campus => campus::configure(cfg),
         }
     }
