@@ -496,3 +496,105 @@ fn org_cli_manages_domains() {
         "{out}"
     );
 }
+
+#[test]
+fn clients_and_admins_are_bootstrapped_from_the_cli() {
+    let db = create_db(Backend::Sqlite);
+    let run = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = command(&db);
+        cmd.args(args);
+        let output = match stdin {
+            Some(input) => run_with_stdin(cmd, input),
+            None => cmd.output().unwrap(),
+        };
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        (output.status.success(), text)
+    };
+    let (ok, out) = run(&["client", "add", "--name", "buzzbook backend"], None);
+    assert!(ok, "{out}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret="))
+        .unwrap()
+        .to_owned();
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_id="))
+        .unwrap()
+        .to_owned();
+    assert!(secret.len() >= 43);
+    let (ok, listed) = run(&["client", "list"], None);
+    assert!(
+        ok && listed.contains(&id)
+            && listed.contains("buzzbook backend")
+            && !listed.contains(&secret),
+        "{listed}"
+    );
+
+    let (ok, out) = run(
+        &[
+            "admin",
+            "create",
+            "--email",
+            "boss@operator.test",
+            "--invite",
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("/activate?token="), "{out}");
+    let (ok, out) = run(
+        &[
+            "admin",
+            "create",
+            "--email",
+            "boss@operator.test",
+            "--invite",
+        ],
+        None,
+    );
+    assert!(!ok && out.contains("already registered"), "{out}");
+    let (ok, out) = run(
+        &["admin", "create", "--email", "weak@operator.test"],
+        Some("password123\n"),
+    );
+    assert!(!ok && out.contains("weak password"), "{out}");
+    let (ok, out) = run(
+        &["admin", "create", "--email", "ops@operator.test"],
+        Some("a long operator passphrase\n"),
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = run(&["user", "show", "--email", "ops@operator.test"], None);
+    assert!(ok && out.contains("roles: admin"), "{out}");
+    let (ok, out) = run(
+        &[
+            "user",
+            "grant",
+            "--email",
+            "ops@operator.test",
+            "sms:send",
+            "fame:read",
+        ],
+        None,
+    );
+    assert!(
+        ok && out.contains("permissions: fame:read sms:send"),
+        "{out}"
+    );
+    let (ok, out) = run(
+        &["user", "grant", "--email", "ops@operator.test", "sms:nope"],
+        None,
+    );
+    assert!(!ok && out.contains("sms:nope"), "{out}");
+    let (ok, out) = run(
+        &["user", "revoke", "--email", "ops@operator.test", "sms:send"],
+        None,
+    );
+    assert!(
+        ok && out.contains("permissions: fame:read") && !out.contains("sms:send"),
+        "{out}"
+    );
+    let (ok, out) = run(&["audit", "verify"], None);
+    assert!(ok && out.contains("intact"), "{out}");
+}
