@@ -30,6 +30,19 @@ async fn curl_d(app: &TestApp, path: &str, body: Value) -> (StatusCode, Value) {
     )
 }
 
+/// The key set of a JSON object, sorted: conformance means no missing,
+/// renamed or unexplained extra keys.
+fn keys(value: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = value
+        .as_object()
+        .expect("a JSON object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
 fn expired_copy(app: &TestApp, token: &str) -> String {
     use base64::Engine;
     let payload = token.split('.').nth(1).unwrap();
@@ -70,6 +83,7 @@ async fn company_portal_login_and_renewal(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(keys(&body), ["expires", "token"]);
     let expires = body["expires"].as_str().unwrap();
     assert!(
         expires.len() == 24 && expires.ends_with('Z') && expires.as_bytes()[19] == b'.',
@@ -101,6 +115,7 @@ async fn company_portal_login_and_renewal(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{renewed}");
+    assert_eq!(keys(&renewed), ["expires", "new_token"]);
     let new_token = renewed["new_token"].as_str().unwrap().to_owned();
     assert!(renewed["expires"].as_str().unwrap().ends_with('Z'));
     assert_eq!(app.me(&new_token).await.0, StatusCode::OK);
@@ -165,6 +180,7 @@ async fn token_validity_check_and_refresh(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{login}");
+    assert_eq!(keys(&login), ["refreshToken", "token"]);
     let token = login["token"].as_str().unwrap();
     let refresh = login["refreshToken"].as_str().unwrap();
 
@@ -175,6 +191,7 @@ async fn token_validity_check_and_refresh(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{valid}");
+    assert_eq!(keys(&valid), ["token", "valid-until"]);
     assert_eq!(valid["token"], token);
     use base64::Engine;
     let claims: Value = serde_json::from_slice(
@@ -205,6 +222,7 @@ async fn token_validity_check_and_refresh(backend: Backend) {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{rotated}");
+    assert_eq!(keys(&rotated), ["refreshToken", "token"]);
     assert_ne!(rotated["refreshToken"], login["refreshToken"]);
     let (status, body) = curl_d(
         &app,
@@ -240,6 +258,17 @@ async fn envelope_login_redirect_and_refresh(backend: Backend) {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{login}");
+    assert_eq!(keys(&login), ["code", "result"]);
+    assert_eq!(
+        keys(&login["result"]),
+        [
+            "access_token",
+            "access_token_expires_in",
+            "refresh_token",
+            "refresh_token_expires_in",
+            "token_type"
+        ]
+    );
     assert_eq!(login["code"], 0);
     assert_eq!(login["result"]["token_type"], "Bearer");
     assert_eq!(login["result"]["access_token_expires_in"], 1800);
@@ -386,4 +415,76 @@ async fn every_native_route_is_routed_and_profiles_can_move() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn malformed_input_stays_in_each_profiles_envelope() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let big = format!("{{\"email\": \"{}\"}}", "a".repeat(100 * 1024));
+    type Shape = fn(&Value) -> bool;
+    let plain: Shape = |v| keys(v) == ["error", "message"];
+    let envelope: Shape =
+        |v| keys(v) == ["code", "desc", "error"] && v["code"].as_u64().is_some_and(|c| c > 0);
+    let envelope_result: Shape = |v| keys(&v["result"]) == ["code", "desc", "error"];
+    let buzzbook: Shape = |v| keys(v) == ["error", "message"];
+    let campus: Shape =
+        |v| matches!(v["status"].as_u64(), Some(1 | 2)) && v["error_msg"].is_string();
+    let cases: Vec<(&str, Shape)> = vec![
+        ("/compat/company-portal/api/v1/auth/login", plain),
+        ("/compat/company-portal/refresh_token", plain),
+        ("/compat/token-validity/api/v1/auth/login", plain),
+        (
+            "/compat/token-validity/api/v1/auth/checkTokenValidity",
+            plain,
+        ),
+        ("/compat/token-validity/api/v1/auth/tokenRefresh", plain),
+        ("/compat/envelope/api/v1/auth/login", envelope),
+        ("/compat/envelope/api/v1/auth/refresh", envelope_result),
+        ("/compat/buzzbook/api/auth/token", buzzbook),
+        ("/compat/campus/users/login", campus),
+        ("/compat/campus/users/signup", campus),
+    ];
+    for (path, shape) in cases {
+        for body in ["{oops", "", "[]", "{\"email\": 5}", big.as_str()] {
+            let response = app
+                .http
+                .post(app.url(path))
+                .header("content-type", "application/json")
+                .body(body.to_owned())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let content_type = response
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let text = response.text().await.unwrap();
+            assert!(
+                status.is_client_error(),
+                "{path} {:.20}: {status} {text}",
+                body
+            );
+            assert_ne!(
+                content_type.as_deref(),
+                Some("application/problem+json"),
+                "{path}: native shape leaked"
+            );
+            let value: Value =
+                serde_json::from_str(&text).unwrap_or_else(|_| panic!("{path}: not JSON: {text}"));
+            assert!(shape(&value), "{path} {:.20}: {text}", body);
+        }
+    }
+    for (path, shape) in [
+        ("/compat/company-portal/nope", plain),
+        ("/compat/token-validity/nope", plain),
+        ("/compat/envelope/nope", envelope),
+        ("/compat/buzzbook/nope", buzzbook),
+        ("/compat/campus/nope", campus),
+    ] {
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+        let value: Value = response.json().await.unwrap();
+        assert!(shape(&value), "{path}: {value}");
+    }
 }

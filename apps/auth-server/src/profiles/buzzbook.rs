@@ -12,14 +12,14 @@
 use accounts::{AuthenticatedClient, VouchedUser};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::web::{self, Bytes};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::lenient_body;
+use super::{Body, parse_body};
 use crate::blocking::run_blocking;
 use crate::http::auth::rotate_refresh_token;
 use crate::http::error::ApiError;
@@ -199,16 +199,16 @@ struct TokenBody {
     user_id: Value,
 }
 
-async fn token(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> HttpResponse {
+async fn token(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
     let Some((client_id, secret)) = basic_credentials(req.headers()) else {
         let mut response = HttpResponse::Unauthorized();
         response.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"auth-server\""));
         return response
             .json(json!({"message": "클라이언트 인증이 필요합니다.", "error": "invalid_client"}));
     };
-    let body: TokenBody = match lenient_body(&body) {
+    let body: TokenBody = match parse_body(body) {
         Ok(body) => body,
-        Err(problem) => return failure(&req, &state, &ApiError::bad_request(problem)),
+        Err(e) => return failure(&req, &state, &e),
     };
     let external_id = match &body.user_id {
         Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
@@ -403,4 +403,9 @@ async fn info(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         }
         Err(e) => failure(&req, &state, &e),
     }
+}
+
+/// Paths the seed doesn't have, in the seed's error body.
+pub async fn unmatched(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    failure(&req, &state, &ApiError::not_found())
 }

@@ -11,14 +11,12 @@ use std::fmt::Write as _;
 use accounts::{EmailAddress, Locale, Password, SignupRequest, Username};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::web::{self, Bytes};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use secrecy::{ExposeSecret, SecretString};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
-use super::lenient_body;
 use crate::blocking::run_blocking;
 use crate::http::auth::{no_store, password_login, rotate_refresh_token};
 use crate::http::error::ApiError;
@@ -59,10 +57,7 @@ fn resource(path: &str) -> actix_web::Resource {
     }))
 }
 
-/// The same cap as the native JSON and form bodies.
-const MAX_BODY: usize = 64 * 1024;
-
-type Body = Result<Bytes, actix_web::Error>;
+use super::{Body, parse_body as parse};
 
 // ---------------------------------------------------------------------------
 // The envelope
@@ -252,28 +247,6 @@ fn message(locale: Locale, error: &ApiError) -> String {
 
 // ---------------------------------------------------------------------------
 // Request parsing
-
-/// JSON (whatever the Content-Type) or a form; never a 5xx.
-fn parse<T: DeserializeOwned>(body: Body) -> Result<T, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is larger than 64 KiB",
-        )
-    };
-    let body = body.map_err(|e| {
-        if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
-            too_large()
-        } else {
-            ApiError::bad_request("the request body could not be read")
-        }
-    })?;
-    if body.len() > MAX_BODY {
-        return Err(too_large());
-    }
-    lenient_body(&body).map_err(ApiError::bad_request)
-}
 
 /// Collects every field problem, so a client sees them all at once.
 struct Fields(ApiError);
@@ -586,4 +559,9 @@ async fn forgot_password(state: &AppState, locale: Locale, body: Body) -> Result
     let accounts = state.accounts.clone();
     blocking(move || accounts.forgot_password(&email, locale)).await?;
     Ok(json!({}))
+}
+
+/// Paths the seed doesn't have, in the envelope.
+pub async fn unmatched(req: HttpRequest) -> HttpResponse {
+    failure(locale(&req), &ApiError::not_found())
 }

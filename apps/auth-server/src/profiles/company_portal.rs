@@ -5,14 +5,14 @@
 //! is still alive, and the renewal revokes it. Decisions:
 //! `docs/profiles/company-portal.md`.
 
-use actix_web::web::{self, Bytes};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::SecondsFormat;
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{lenient_body, simple_error};
+use super::{Body, parse_body, simple_error};
 use crate::blocking::run_blocking;
 use crate::http::auth::{no_store, password_login};
 use crate::http::error::ApiError;
@@ -37,10 +37,10 @@ struct LoginBody {
     password: SecretString,
 }
 
-async fn login(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> HttpResponse {
-    let body: LoginBody = match lenient_body(&body) {
+async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
+    let body: LoginBody = match parse_body(body) {
         Ok(body) => body,
-        Err(problem) => return simple_error(&ApiError::bad_request(problem)),
+        Err(e) => return simple_error(&e),
     };
     match password_login(&state, &req, body.email, body.password).await {
         // The session's refresh token is not part of this contract; the
@@ -58,10 +58,10 @@ struct RenewBody {
     token: String,
 }
 
-async fn refresh_token(state: web::Data<AppState>, body: Bytes) -> HttpResponse {
-    let body: RenewBody = match lenient_body(&body) {
+async fn refresh_token(state: web::Data<AppState>, body: Body) -> HttpResponse {
+    let body: RenewBody = match parse_body(body) {
         Ok(body) => body,
-        Err(problem) => return simple_error(&ApiError::bad_request(problem)),
+        Err(e) => return simple_error(&e),
     };
     let now = chrono::Utc::now().timestamp();
     let old =

@@ -6,13 +6,13 @@
 //! and `{"refresh_token"}`. Failures keep the envelope with a non-zero code
 //! from [`code_for`]. Decisions: `docs/profiles/envelope.md`.
 
-use actix_web::web::{self, Bytes};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::lenient_body;
+use super::{Body, parse_body};
 use crate::http::auth::{no_store, password_login, rotate_refresh_token};
 use crate::http::error::ApiError;
 use crate::state::AppState;
@@ -78,10 +78,10 @@ struct LoginBody {
     password: SecretString,
 }
 
-async fn login(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> HttpResponse {
-    let body: LoginBody = match lenient_body(&body) {
+async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
+    let body: LoginBody = match parse_body(body) {
         Ok(body) => body,
-        Err(problem) => return failure(&ApiError::bad_request(problem), false),
+        Err(e) => return failure(&e, false),
     };
     match password_login(&state, &req, body.user, body.password).await {
         Ok(tokens) => {
@@ -111,10 +111,10 @@ fn access_token(req: &HttpRequest) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-async fn refresh(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> HttpResponse {
-    let body: RefreshBody = match lenient_body(&body) {
+async fn refresh(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
+    let body: RefreshBody = match parse_body(body) {
         Ok(body) => body,
-        Err(problem) => return failure(&ApiError::bad_request(problem), true),
+        Err(e) => return failure(&e, true),
     };
     let Some(access) = access_token(&req) else {
         let missing = ApiError::unauthorized(
@@ -162,4 +162,9 @@ mod tests {
         );
         assert_eq!(code_for("something_new"), 5000);
     }
+}
+
+/// Paths the seed doesn't have, in the envelope.
+pub async fn unmatched() -> HttpResponse {
+    failure(&ApiError::not_found(), false)
 }

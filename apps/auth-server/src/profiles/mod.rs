@@ -189,12 +189,21 @@ impl Mounts {
         all.push((None, self.native.as_str()));
         all.sort_by_key(|(_, prefix)| std::cmp::Reverse(prefix.len()));
         for (profile, prefix) in all {
-            match profile {
-                Some(profile) => {
-                    cfg.service(web::scope(prefix).configure(|c| profile.configure(c)))
-                }
-                None => cfg.service(web::scope(prefix).configure(crate::http::configure)),
+            let Some(profile) = profile else {
+                cfg.service(web::scope(prefix).configure(crate::http::configure));
+                continue;
             };
+            // Unknown paths under a profile answer in that profile's shape.
+            let scope = web::scope(prefix).configure(|c| profile.configure(c));
+            let scope = match profile {
+                Profile::CompanyPortal | Profile::TokenValidity => {
+                    scope.default_service(web::to(simple_unmatched))
+                }
+                Profile::Envelope => scope.default_service(web::to(envelope::unmatched)),
+                Profile::Buzzbook => scope.default_service(web::to(buzzbook::unmatched)),
+                Profile::Campus => scope.default_service(web::to(campus::unmatched)),
+            };
+            cfg.service(scope);
         }
     }
 }
@@ -208,6 +217,42 @@ pub fn simple_error(error: &crate::http::error::ApiError) -> actix_web::HttpResp
         response.insert_header(("www-authenticate", "Bearer realm=\"auth-server\""));
     }
     response.json(serde_json::json!({"error": error.code, "message": error.detail}))
+}
+
+/// A profile's request body: the extraction error is kept as a value so each
+/// profile can answer it in its own envelope.
+pub type Body = Result<actix_web::web::Bytes, actix_web::Error>;
+
+/// The same cap as the native JSON and form bodies.
+const MAX_BODY: usize = 64 * 1024;
+
+/// Reads a profile body (see [`lenient_body`]); too large, unreadable or
+/// malformed bodies become 413/400 errors, never a 5xx.
+pub fn parse_body<T: DeserializeOwned>(body: Body) -> Result<T, crate::http::error::ApiError> {
+    use crate::http::error::ApiError;
+    let too_large = || {
+        ApiError::new(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is larger than 64 KiB",
+        )
+    };
+    let body = body.map_err(|e| {
+        if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            ApiError::bad_request("the request body could not be read")
+        }
+    })?;
+    if body.len() > MAX_BODY {
+        return Err(too_large());
+    }
+    lenient_body(&body).map_err(ApiError::bad_request)
+}
+
+/// Unknown paths under the profiles whose seeds define no error shape.
+pub async fn simple_unmatched() -> actix_web::HttpResponse {
+    simple_error(&crate::http::error::ApiError::not_found())
 }
 
 /// Seed clients send JSON, sometimes labelled as a form (`curl -d '{…}'`

@@ -4,13 +4,13 @@
 //! `tokenRefresh` with rotation and reuse detection. Decisions:
 //! `docs/profiles/token-validity.md`.
 
-use actix_web::web::{self, Bytes};
+use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{lenient_body, simple_error};
+use super::{Body, parse_body, simple_error};
 use crate::http::auth::{no_store, password_login, rotate_refresh_token};
 use crate::http::error::ApiError;
 use crate::state::AppState;
@@ -36,10 +36,10 @@ struct LoginBody {
     password: SecretString,
 }
 
-async fn login(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> HttpResponse {
-    let body: LoginBody = match lenient_body(&body) {
+async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
+    let body: LoginBody = match parse_body(body) {
         Ok(body) => body,
-        Err(problem) => return simple_error(&ApiError::bad_request(problem)),
+        Err(e) => return simple_error(&e),
     };
     match password_login(&state, &req, body.email, body.password).await {
         Ok(tokens) => no_store(&mut HttpResponse::Ok()).json(json!({
@@ -55,10 +55,10 @@ struct TokenBody {
     token: String,
 }
 
-async fn check_token_validity(state: web::Data<AppState>, body: Bytes) -> HttpResponse {
-    let body: TokenBody = match lenient_body(&body) {
+async fn check_token_validity(state: web::Data<AppState>, body: Body) -> HttpResponse {
+    let body: TokenBody = match parse_body(body) {
         Ok(body) => body,
-        Err(problem) => return simple_error(&ApiError::bad_request(problem)),
+        Err(e) => return simple_error(&e),
     };
     let now = chrono::Utc::now().timestamp();
     let claims = match state
@@ -89,10 +89,10 @@ struct RefreshBody {
     refresh_token: SecretString,
 }
 
-async fn token_refresh(state: web::Data<AppState>, req: HttpRequest, body: Bytes) -> HttpResponse {
-    let body: RefreshBody = match lenient_body(&body) {
+async fn token_refresh(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
+    let body: RefreshBody = match parse_body(body) {
         Ok(body) => body,
-        Err(problem) => return simple_error(&ApiError::bad_request(problem)),
+        Err(e) => return simple_error(&e),
     };
     match rotate_refresh_token(&state, &req, body.refresh_token, None).await {
         Ok(tokens) => no_store(&mut HttpResponse::Ok()).json(json!({
