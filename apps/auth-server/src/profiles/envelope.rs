@@ -150,6 +150,11 @@ async fn refresh(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Ht
     }
 }
 
+/// Paths the seed doesn't have, in the envelope.
+pub async fn unmatched() -> HttpResponse {
+    failure(&ApiError::not_found(), false)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -162,9 +167,4 @@ mod tests {
         );
         assert_eq!(code_for("something_new"), 5000);
     }
-}
-
-/// Paths the seed doesn't have, in the envelope.
-pub async fn unmatched() -> HttpResponse {
-    failure(&ApiError::not_found(), false)
 }
