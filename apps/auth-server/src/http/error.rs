@@ -341,3 +341,65 @@ impl From<TokenError> for ApiError {
         }
     }
 }
+
+/// Collects every field problem of a request, so a client sees them all at
+/// once (`validation_failed` with an `errors` map).
+pub struct FieldErrors(ApiError);
+
+impl Default for FieldErrors {
+    fn default() -> Self {
+        Self(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "some fields are invalid; see errors",
+        ))
+    }
+}
+
+impl FieldErrors {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn refuse(&mut self, field: &str, reason: &str) {
+        self.0
+            .errors
+            .entry(field.to_owned())
+            .or_default()
+            .push(reason.to_owned());
+    }
+
+    pub fn require<T>(&mut self, field: &str, value: Option<T>) -> Option<T> {
+        if value.is_none() {
+            self.refuse(field, "is required");
+        }
+        value
+    }
+
+    /// A parsed value; its error is reported under the parser's field name.
+    pub fn take<T>(&mut self, parsed: Result<T, accounts::ParseError>) -> Option<T> {
+        parsed.map_err(|e| self.refuse(e.field, e.reason)).ok()
+    }
+
+    /// A parsed value; its error is reported under `field` (a seed's name).
+    pub fn take_as<T>(
+        &mut self,
+        field: &str,
+        parsed: Result<T, accounts::ParseError>,
+    ) -> Option<T> {
+        parsed.map_err(|e| self.refuse(field, e.reason)).ok()
+    }
+
+    /// The collected problems as one error (for callers that know there are some).
+    pub fn into_error(self) -> ApiError {
+        self.0
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
+    }
+}

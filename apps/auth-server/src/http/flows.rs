@@ -1,14 +1,13 @@
 //! Signup, email verification, password reset and change, organizations.
 
 use accounts::{DisplayName, EmailAddress, Locale, Password, SignupRequest, Username};
-use actix_web::http::StatusCode;
 use actix_web::http::header::ACCEPT_LANGUAGE;
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::error::ApiError;
+use super::error::{ApiError, FieldErrors};
 use super::extract::{Bearer, JsonOrForm};
 use crate::blocking::run_blocking;
 use crate::state::AppState;
@@ -22,41 +21,6 @@ pub fn request_locale(req: &HttpRequest, asked: Option<&str>) -> Locale {
             .map(Locale::from_accept_language)
             .unwrap_or_default()
     })
-}
-
-/// Collects per-field parse errors so a client sees all of them at once.
-struct Fields(ApiError);
-
-impl Fields {
-    fn new() -> Self {
-        Self(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "some fields are invalid; see errors",
-        ))
-    }
-
-    fn take<T>(&mut self, parsed: Result<T, accounts::ParseError>) -> Option<T> {
-        match parsed {
-            Ok(value) => Some(value),
-            Err(e) => {
-                self.0
-                    .errors
-                    .entry(e.field.to_owned())
-                    .or_default()
-                    .push(e.reason.to_owned());
-                None
-            }
-        }
-    }
-
-    fn finish(self) -> Result<(), ApiError> {
-        if self.0.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(self.0)
-        }
-    }
 }
 
 fn email(input: &str) -> Result<EmailAddress, ApiError> {
@@ -91,7 +55,7 @@ pub async fn signup(
     req: HttpRequest,
     JsonOrForm(body): JsonOrForm<SignupBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut fields = Fields::new();
+    let mut fields = FieldErrors::new();
     let email = fields.take(EmailAddress::parse(&body.email));
     let password = fields.take(password("password", body.password));
     let username = body

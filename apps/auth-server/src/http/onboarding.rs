@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::{no_store, token_response};
-use super::error::ApiError;
+use super::error::{ApiError, FieldErrors};
 use super::extract::{AdminActor, Bearer, JsonOrForm, ManagerActor, client_info};
 use super::flows::request_locale;
 use crate::blocking::run_blocking;
@@ -108,18 +108,11 @@ pub async fn submit_registration(
         &state.phone_region,
     )
     .map_err(|problems| {
-        let mut e = ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "some fields are invalid; see errors",
-        );
-        for p in problems {
-            e.errors
-                .entry(p.field.to_owned())
-                .or_default()
-                .push(p.reason.to_owned());
-        }
-        e
+        let mut fields = FieldErrors::new();
+        problems
+            .iter()
+            .for_each(|p| fields.refuse(p.field, p.reason));
+        fields.into_error()
     })?;
     let locale = request_locale(&req, body.locale.as_deref());
     let context = audit_context(&req, None);

@@ -19,7 +19,7 @@ use serde_json::{Map, Value, json};
 
 use crate::blocking::run_blocking;
 use crate::http::auth::{no_store, password_login, rotate_refresh_token};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, FieldErrors};
 use crate::http::flows::request_locale;
 use crate::state::AppState;
 
@@ -248,47 +248,6 @@ fn message(locale: Locale, error: &ApiError) -> String {
 // ---------------------------------------------------------------------------
 // Request parsing
 
-/// Collects every field problem, so a client sees them all at once.
-struct Fields(ApiError);
-
-impl Fields {
-    fn new() -> Self {
-        Self(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "some fields are invalid; see errors",
-        ))
-    }
-
-    fn refuse(&mut self, field: &str, reason: &str) {
-        self.0
-            .errors
-            .entry(field.to_owned())
-            .or_default()
-            .push(reason.to_owned());
-    }
-
-    fn require<T>(&mut self, field: &str, value: Option<T>) -> Option<T> {
-        if value.is_none() {
-            self.refuse(field, "is required");
-        }
-        value
-    }
-
-    /// A parsed value; its error is reported under the seed's field name.
-    fn take<T>(&mut self, field: &str, parsed: Result<T, accounts::ParseError>) -> Option<T> {
-        parsed.map_err(|e| self.refuse(field, e.reason)).ok()
-    }
-
-    fn finish(self) -> Result<(), ApiError> {
-        if self.0.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(self.0)
-        }
-    }
-}
-
 /// Organization ids are UUIDs; anything else names no organization (and is
 /// not sent to the database).
 fn organization_id(id: &str) -> Result<String, ApiError> {
@@ -359,7 +318,7 @@ async fn login_or_refresh(
             }))
         }
         (None, _) => {
-            let mut fields = Fields::new();
+            let mut fields = FieldErrors::new();
             let username = fields.require("username", body.username);
             let password = fields.require("password", body.password);
             fields.finish()?;
@@ -390,16 +349,16 @@ async fn signup(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Htt
 
 async fn signup_with(state: &AppState, locale: Locale, body: Body) -> Result<Value, ApiError> {
     let body: SignupBody = parse(body)?;
-    let mut fields = Fields::new();
+    let mut fields = FieldErrors::new();
     let username = fields
         .require("username", body.username)
-        .and_then(|u| fields.take("username", Username::parse(&u)));
+        .and_then(|u| fields.take_as("username", Username::parse(&u)));
     let password = fields
         .require("password", body.password)
-        .and_then(|p| fields.take("password", Password::parse(p)));
+        .and_then(|p| fields.take_as("password", Password::parse(p)));
     let email = fields
         .require("email", body.email)
-        .and_then(|e| fields.take("email", EmailAddress::parse(&e)));
+        .and_then(|e| fields.take_as("email", EmailAddress::parse(&e)));
     let organization = fields.require("organization", body.organization);
     fields.finish()?;
     let (Some(username), Some(password), Some(email), Some(organization)) =
@@ -456,7 +415,7 @@ async fn organization_emails(
 
 async fn emails(state: &AppState, body: Body) -> Result<Value, ApiError> {
     let body: EmailsBody = parse(body)?;
-    let mut fields = Fields::new();
+    let mut fields = FieldErrors::new();
     let id = fields.require("org_id", body.org_id);
     fields.finish()?;
     let id = organization_id(&id.unwrap_or_default())?;
@@ -487,11 +446,11 @@ async fn send_organization_code(
     body: Body,
 ) -> Result<Value, ApiError> {
     let body: SendAuthEmailBody = parse(body)?;
-    let mut fields = Fields::new();
+    let mut fields = FieldErrors::new();
     let organization = fields.require("organization_id", body.organization_id);
     let email = fields
         .require("email", body.email)
-        .and_then(|e| fields.take("email", EmailAddress::parse(&e)));
+        .and_then(|e| fields.take_as("email", EmailAddress::parse(&e)));
     fields.finish()?;
     let (Some(organization), Some(email)) = (organization, email) else {
         unreachable!("checked by finish")
@@ -515,10 +474,10 @@ async fn check_auth_code(state: web::Data<AppState>, req: HttpRequest, body: Bod
 
 async fn confirm_organization_code(state: &AppState, body: Body) -> Result<Value, ApiError> {
     let body: CheckAuthCodeBody = parse(body)?;
-    let mut fields = Fields::new();
+    let mut fields = FieldErrors::new();
     let email = fields
         .require("email", body.email)
-        .and_then(|e| fields.take("email", EmailAddress::parse(&e)));
+        .and_then(|e| fields.take_as("email", EmailAddress::parse(&e)));
     let code = fields.require("code", body.code);
     if code.as_ref().is_some_and(|c| c.len() > 32) {
         fields.refuse("code", "is too long");
@@ -550,10 +509,10 @@ async fn reset_password_mail(
 /// flow does equivalent work for an unknown one).
 async fn forgot_password(state: &AppState, locale: Locale, body: Body) -> Result<Value, ApiError> {
     let body: ResetMailBody = parse(body)?;
-    let mut fields = Fields::new();
+    let mut fields = FieldErrors::new();
     let email = fields
         .require("email", body.email)
-        .and_then(|e| fields.take("email", EmailAddress::parse(&e)));
+        .and_then(|e| fields.take_as("email", EmailAddress::parse(&e)));
     fields.finish()?;
     let email = email.expect("checked by finish");
     let accounts = state.accounts.clone();
