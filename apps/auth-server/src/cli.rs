@@ -159,6 +159,8 @@ pub enum ClientCommand {
     },
     /// Registered clients (without secrets).
     List,
+    /// Revoke a client: its credentials stop working at once.
+    Remove { client_id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -533,6 +535,12 @@ pub fn client(settings: &Settings, command: ClientCommand) -> Result<()> {
                 secrecy::ExposeSecret::expose_secret(&created.client_secret)
             );
             println!("(the secret is shown once; only its hash is stored)");
+        }
+        ClientCommand::Remove { client_id } => {
+            if !services.accounts.remove_client(&client_id)? {
+                bail!("no active client {client_id}");
+            }
+            println!("client {client_id} removed");
         }
         ClientCommand::List => {
             for client in services.accounts.list_clients()? {

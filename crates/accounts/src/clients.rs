@@ -30,6 +30,15 @@ pub struct AuthenticatedClient {
     pub name: String,
 }
 
+/// A refresh token that would be accepted now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveRefreshToken {
+    pub user_id: String,
+    pub session_id: String,
+    pub issued_at: i64,
+    pub expires_at: i64,
+}
+
 /// What a client says about a user it authenticated.
 #[derive(Clone, Debug)]
 pub struct VouchedUser {
@@ -78,6 +87,42 @@ impl Accounts {
     pub fn list_clients(&self) -> Result<Vec<ClientRow>> {
         let mut conn = self.conn()?;
         Ok(clients::list(&mut conn)?)
+    }
+
+    /// Revokes a client; false when there was no such active client.
+    pub fn remove_client(&self, client_id: &str) -> Result<bool> {
+        let mut conn = self.conn()?;
+        Ok(clients::revoke(&mut conn, client_id, now().naive_utc())?)
+    }
+
+    /// What an opaque refresh token stands for, if it is live: unused,
+    /// unexpired, its session alive and its user active. Reads only.
+    pub fn live_refresh_token(&self, token: &str) -> Result<Option<LiveRefreshToken>> {
+        let mut conn = self.conn()?;
+        let at = now().naive_utc();
+        let Some(row) = storage::repo::refresh_tokens::find_by_hash(&mut conn, &token_hash(token))?
+        else {
+            return Ok(None);
+        };
+        let Some(session) = storage::repo::sessions::find(&mut conn, &row.session_id)? else {
+            return Ok(None);
+        };
+        let live = row.used_at.is_none()
+            && row.expires_at > at
+            && session.revoked_at.is_none()
+            && session.expires_at > at;
+        let user = users::find_by_id(&mut conn, &session.user_id)?;
+        match user {
+            Some(user) if live && UserStatus::parse(&user.status) == Some(UserStatus::Active) => {
+                Ok(Some(LiveRefreshToken {
+                    user_id: user.id,
+                    session_id: session.id,
+                    issued_at: row.created_at.and_utc().timestamp(),
+                    expires_at: row.expires_at.and_utc().timestamp(),
+                }))
+            }
+            _ => Ok(None),
+        }
     }
 
     /// Checks `client_id:client_secret`. Unknown ids cost the same hash.

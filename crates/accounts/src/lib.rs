@@ -23,7 +23,7 @@ pub mod types;
 pub use admin::{Actor, Revoked, RevokedToken, UserUpdate, UserView};
 pub use api_tokens::{ApiTokenView, CreatedApiToken};
 pub use audit::AuditContext;
-pub use clients::{AuthenticatedClient, CreatedClient, VouchedUser};
+pub use clients::{AuthenticatedClient, CreatedClient, LiveRefreshToken, VouchedUser};
 pub use codes::CodeKey;
 pub use error::AccountsError;
 pub use flows::{SignupOutcome, SignupRequest};

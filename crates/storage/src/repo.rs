@@ -941,6 +941,19 @@ pub mod clients {
         Ok(())
     }
 
+    /// Revokes a client: its credentials stop working. False when unknown
+    /// or already revoked.
+    pub fn revoke(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> Result<bool> {
+        let changed = diesel::update(
+            clients::table
+                .find(id)
+                .filter(clients::revoked_at.is_null()),
+        )
+        .set(clients::revoked_at.eq(now))
+        .execute(conn)?;
+        Ok(changed == 1)
+    }
+
     /// Keeps the client's latest login id and role for the user.
     pub fn update_identity(
         conn: &mut AnyConnection,

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod flows;
+pub mod oauth;
 pub mod onboarding;
 
 use actix_web::http::header::{self, HeaderValue};
@@ -48,6 +49,8 @@ pub const NATIVE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/admin/users/{id}"),
     ("PATCH", "/api/v1/admin/users/{id}"),
     ("GET", "/api/v1/admin/audit"),
+    ("POST", "/oauth/introspect"),
+    ("POST", "/oauth/revoke"),
 ];
 
 /// All routes of the native API.
@@ -78,6 +81,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(onboarding::submit_registration)),
         )
         .service(resource("/api/v1/revocations").route(web::get().to(onboarding::revocations)))
+        .service(resource("/oauth/introspect").route(web::post().to(oauth::introspect)))
+        .service(resource("/oauth/revoke").route(web::post().to(oauth::revoke)))
         .service(
             web::scope("/api/v1/tokens")
                 .service(
