@@ -146,12 +146,25 @@ pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> Result<DbPool, Stora
     }
     // Fail fast with the real cause instead of r2d2's "timed out" after retries.
     establish(url).map_err(|e| StorageError::Connect(e.0))?;
+    if let DatabaseUrl::Sqlite(path) = url {
+        restrict_to_owner(path);
+    }
     Pool::builder()
         .max_size(options.max_size)
         .min_idle(Some(1))
         .connection_timeout(options.connection_timeout)
         .build(ConnectionManager { url: url.clone() })
         .map_err(|e| StorageError::Connect(e.to_string()))
+}
+
+/// The database holds password hashes and session data: owner-only, like
+/// the key files. SQLite gives its `-wal` and `-shm` files the same mode.
+/// Best effort: a file owned by someone else keeps its mode, with a warning.
+fn restrict_to_owner(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Err(e) = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)) {
+        tracing::warn!(path = %path.display(), error = %e, "could not make the database file owner-only");
+    }
 }
 
 fn create_parent_dir(path: &Path) -> Result<(), StorageError> {

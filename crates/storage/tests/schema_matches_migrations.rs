@@ -145,6 +145,14 @@ fn tables_in_database(conn: &mut AnyConnection) -> Tables {
 fn check(backend: Backend) {
     let db = TestDatabase::create(backend);
     let pool = storage::connect(&db.url, &PoolOptions::default()).unwrap();
+    if let storage::DatabaseUrl::Sqlite(path) = &db.url {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o600,
+            "the SQLite file holds password hashes: owner-only"
+        );
+    }
     let mut conn = pool.get().unwrap();
     storage::migrations::run_pending(&mut conn).unwrap();
     assert!(!storage::migrations::has_pending(&mut conn).unwrap());
