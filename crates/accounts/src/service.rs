@@ -179,10 +179,6 @@ impl Accounts {
         &self.pool
     }
 
-    pub fn catalog(&self) -> &PermissionCatalog {
-        &self.catalog
-    }
-
     pub(crate) fn conn(&self) -> Result<storage::DbConn> {
         Ok(self.pool.get().map_err(StorageError::from)?)
     }

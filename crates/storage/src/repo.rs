@@ -200,10 +200,6 @@ pub mod users {
         }
         Ok(select.load(conn)?)
     }
-
-    pub fn count(conn: &mut AnyConnection) -> Result<i64> {
-        Ok(users::table.count().get_result(conn)?)
-    }
 }
 
 pub mod sessions {
