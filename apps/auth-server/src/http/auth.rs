@@ -8,7 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{Authenticated, Bearer, JsonOrForm, Principal, client_info};
+use super::extract::{Authenticated, Bearer, JsonOrForm, Principal, audit_context, client_info};
 use crate::blocking::run_blocking;
 use crate::state::AppState;
 
@@ -142,15 +142,6 @@ pub async fn rotate_refresh_token(
     }
 }
 
-fn context(req: &HttpRequest, actor: &str) -> accounts::AuditContext {
-    let client = client_info(req);
-    accounts::AuditContext {
-        actor: Some(actor.to_owned()),
-        ip: client.ip,
-        user_agent: client.user_agent,
-    }
-}
-
 pub async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -158,7 +149,7 @@ pub async fn logout(
 ) -> Result<HttpResponse, ApiError> {
     let accounts = state.accounts.clone();
     let (user_id, sid) = (claims.sub.clone(), claims.sid.clone());
-    let context = context(&req, &claims.sub);
+    let context = audit_context(&req, Some(&claims.sub));
     let revoked = run_blocking(move || accounts.logout(&user_id, &sid, &context)).await??;
     // Known here at once; other instances learn it from the table.
     let until = revoked.map_or(claims.exp + state.token_policy.leeway_secs, |r| r.until);
@@ -174,7 +165,7 @@ pub async fn logout_all(
 ) -> Result<HttpResponse, ApiError> {
     let accounts = state.accounts.clone();
     let user_id = claims.sub.clone();
-    let context = context(&req, &claims.sub);
+    let context = audit_context(&req, Some(&claims.sub));
     let revoked = run_blocking(move || accounts.logout_all(&user_id, &context)).await??;
     for r in revoked {
         state.revocations.revoke_session(r.session_id, r.until);

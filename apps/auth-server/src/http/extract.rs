@@ -192,13 +192,8 @@ fn actor(req: &HttpRequest, allowed: &[Role]) -> Result<Actor, ApiError> {
             "your role does not allow this",
         ));
     }
-    let client = client_info(req);
     Ok(Actor {
-        context: AuditContext {
-            actor: Some(claims.sub.clone()),
-            ip: client.ip,
-            user_agent: client.user_agent,
-        },
+        context: audit_context(req, Some(&claims.sub)),
         user_id: claims.sub,
         roles: claims.roles,
         perms: claims.perms,
@@ -268,6 +263,16 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
         return Err(revoked());
     }
     Ok(Principal::Session(claims))
+}
+
+/// Who acts (if known) and from where, for audit events.
+pub fn audit_context(req: &HttpRequest, actor: Option<&str>) -> AuditContext {
+    let client = client_info(req);
+    AuditContext {
+        actor: actor.map(str::to_owned),
+        ip: client.ip,
+        user_agent: client.user_agent,
+    }
 }
 
 /// The caller's address and user agent, recorded on new sessions.

@@ -11,22 +11,13 @@ use serde_json::json;
 
 use super::auth::{no_store, token_response};
 use super::error::{ApiError, FieldErrors};
-use super::extract::{AdminActor, Bearer, JsonOrForm, ManagerActor, client_info};
+use super::extract::{AdminActor, Bearer, JsonOrForm, ManagerActor, audit_context, client_info};
 use super::flows::request_locale;
 use crate::blocking::run_blocking;
 use crate::state::AppState;
 
 fn time(t: NaiveDateTime) -> String {
     t.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn audit_context(req: &HttpRequest, actor: Option<&str>) -> accounts::AuditContext {
-    let client = client_info(req);
-    accounts::AuditContext {
-        actor: actor.map(str::to_owned),
-        ip: client.ip,
-        user_agent: client.user_agent,
-    }
 }
 
 /// Offset cursors: opaque to clients, a plain number to us.
