@@ -168,7 +168,8 @@ fn check_dependency_direction(root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `auth-core`'s non-dev (normal and build) dependency closure must not contain any I/O crate.
+/// `auth-core`'s non-dev (normal and build) dependency closure, without its
+/// opt-in features, must not contain any I/O crate.
 fn check_core_closure(metadata: &Value, problems: &mut Vec<String>) -> Result<()> {
     let packages = metadata["packages"]
         .as_array()
@@ -177,11 +178,24 @@ fn check_core_closure(metadata: &Value, problems: &mut Vec<String>) -> Result<()
         .iter()
         .filter_map(|p| Some((p["id"].as_str()?, p["name"].as_str()?)))
         .collect();
-    let core_id = packages
+    let core = packages
         .iter()
         .find(|p| p["name"] == "auth-core")
-        .and_then(|p| p["id"].as_str())
         .context("cargo metadata: no package `auth-core`")?;
+    let core_id = core["id"]
+        .as_str()
+        .context("cargo metadata: auth-core has no id")?;
+    // Optional dependencies sit behind opt-in features (`remote`): the
+    // default build, which is what must stay I/O-free, never has them. The
+    // resolve graph unifies features across the workspace, so leave them
+    // out here by name.
+    let optional: BTreeSet<&str> = core["dependencies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|dep| dep["optional"] == true)
+        .filter_map(|dep| dep["name"].as_str())
+        .collect();
 
     let nodes: HashMap<&str, &Value> = metadata["resolve"]["nodes"]
         .as_array()
@@ -205,7 +219,11 @@ fn check_core_closure(metadata: &Value, problems: &mut Vec<String>) -> Result<()
             let Some(dep_id) = dep["pkg"].as_str() else {
                 continue;
             };
-            if is_non_dev && seen.insert(dep_id) {
+            let behind_a_feature = id == core_id
+                && name_of
+                    .get(dep_id)
+                    .is_some_and(|name| optional.contains(name));
+            if is_non_dev && !behind_a_feature && seen.insert(dep_id) {
                 parent.insert(dep_id, id);
                 queue.push_back(dep_id);
             }

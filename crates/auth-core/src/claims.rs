@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::TokenError;
-use crate::keyset::KeySet;
+use crate::verify::VerificationKeys;
 
 /// `typ` header of access tokens (RFC 9068 §2.1), so that no other kind of
 /// token signed by the same keys can pass as an access token.
@@ -124,15 +124,15 @@ impl TokenPolicy {
     }
 
     /// Fully checks an access token at time `now` (unix seconds): signature and
-    /// header via [`KeySet::verify`] with `typ` [`ACCESS_TOKEN_TYP`], then `iss`,
+    /// header via [`KeySet::verify`](crate::KeySet::verify) with `typ` [`ACCESS_TOKEN_TYP`], then `iss`,
     /// `aud`, `exp` and `nbf` (both with `leeway_secs`), and a non-empty `sub`.
     pub fn verify_access(
         &self,
-        keys: &KeySet,
+        keys: &(impl VerificationKeys + ?Sized),
         token: &str,
         now: i64,
     ) -> Result<AccessClaims, TokenError> {
-        let claims: AccessClaims = keys.verify(token, ACCESS_TOKEN_TYP)?;
+        let claims: AccessClaims = keys.verify_token(token, ACCESS_TOKEN_TYP)?;
         self.check_registered(
             &claims.iss,
             &claims.aud,
@@ -150,11 +150,11 @@ impl TokenPolicy {
     /// Signature, `typ`, `iss`, `aud`, `nbf` and `sub` are still enforced.
     pub fn verify_access_allowing_expiry(
         &self,
-        keys: &KeySet,
+        keys: &(impl VerificationKeys + ?Sized),
         token: &str,
         now: i64,
     ) -> Result<AccessClaims, TokenError> {
-        let claims: AccessClaims = keys.verify(token, ACCESS_TOKEN_TYP)?;
+        let claims: AccessClaims = keys.verify_token(token, ACCESS_TOKEN_TYP)?;
         self.check_registered(
             &claims.iss,
             &claims.aud,
@@ -193,11 +193,11 @@ impl TokenPolicy {
     /// with the same rules as [`verify_access`](Self::verify_access).
     pub fn verify_api_token(
         &self,
-        keys: &KeySet,
+        keys: &(impl VerificationKeys + ?Sized),
         token: &str,
         now: i64,
     ) -> Result<ApiTokenClaims, TokenError> {
-        let claims: ApiTokenClaims = keys.verify(token, API_TOKEN_TYP)?;
+        let claims: ApiTokenClaims = keys.verify_token(token, API_TOKEN_TYP)?;
         self.check_registered(
             &claims.iss,
             &claims.aud,
@@ -210,6 +210,24 @@ impl TokenPolicy {
             return Err(TokenError::Malformed);
         }
         Ok(claims)
+    }
+
+    /// Verifies a bearer token of either kind at `now`: an access token
+    /// ([`verify_access`](Self::verify_access)) or a personal API token
+    /// ([`verify_api_token`](Self::verify_api_token)). The unverified header
+    /// only chooses which check runs; each check enforces its own `typ`.
+    pub fn verify_bearer(
+        &self,
+        keys: &(impl VerificationKeys + ?Sized),
+        token: &str,
+        now: i64,
+    ) -> Result<Bearer, TokenError> {
+        if crate::unverified_typ(token).as_deref() == Some(API_TOKEN_TYP) {
+            self.verify_api_token(keys, token, now)
+                .map(Bearer::ApiToken)
+        } else {
+            self.verify_access(keys, token, now).map(Bearer::Access)
+        }
     }
 
     /// The registered-claim checks every token kind shares.
@@ -242,6 +260,78 @@ impl TokenPolicy {
             return Err(TokenError::Malformed);
         }
         Ok(())
+    }
+}
+
+/// A verified bearer token of either kind: what a resource server acts on.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Bearer {
+    /// A user's access token, tied to a login session.
+    Access(AccessClaims),
+    /// A personal API token (the seed-000 dashboard JWTs), revoked by `jti`.
+    ApiToken(ApiTokenClaims),
+}
+
+impl Bearer {
+    /// The user's UUID (`sub`).
+    pub fn user_id(&self) -> &str {
+        match self {
+            Self::Access(c) => &c.sub,
+            Self::ApiToken(c) => &c.sub,
+        }
+    }
+
+    /// The token's unique id (`jti`).
+    pub fn token_id(&self) -> &str {
+        match self {
+            Self::Access(c) => &c.jti,
+            Self::ApiToken(c) => &c.jti,
+        }
+    }
+
+    /// The login session, for access tokens; API tokens have none.
+    pub fn session_id(&self) -> Option<&str> {
+        match self {
+            Self::Access(c) => Some(&c.sid),
+            Self::ApiToken(_) => None,
+        }
+    }
+
+    /// The organisation the token acts in, if any.
+    pub fn organization_id(&self) -> Option<&str> {
+        match self {
+            Self::Access(c) => c.org.as_deref(),
+            Self::ApiToken(c) => c.org.as_deref(),
+        }
+    }
+
+    /// Role names; API tokens carry permissions only.
+    pub fn roles(&self) -> &[String] {
+        match self {
+            Self::Access(c) => &c.roles,
+            Self::ApiToken(_) => &[],
+        }
+    }
+
+    /// Permission names.
+    pub fn permissions(&self) -> &[String] {
+        match self {
+            Self::Access(c) => &c.perms,
+            Self::ApiToken(c) => &c.perms,
+        }
+    }
+
+    /// Whether the token grants `permission` (e.g. `"sms:send"`).
+    pub fn has_permission(&self, permission: &str) -> bool {
+        self.permissions().iter().any(|p| p == permission)
+    }
+
+    /// Expiry (unix seconds).
+    pub fn expires_at(&self) -> i64 {
+        match self {
+            Self::Access(c) => c.exp,
+            Self::ApiToken(c) => c.exp,
+        }
     }
 }
 
@@ -278,6 +368,7 @@ pub struct ApiTokenSubject {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::KeySet;
 
     fn subject() -> Subject {
         Subject {

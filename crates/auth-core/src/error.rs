@@ -36,6 +36,10 @@ pub enum TokenError {
     /// `nbf` is still in the future, even allowing for clock leeway.
     #[error("token is not valid yet")]
     NotYetValid,
+    /// The token, or the session it belongs to, has been revoked. Only
+    /// callers that know revocations report it (`remote::RemoteVerifier`).
+    #[error("token has been revoked")]
+    Revoked,
     /// Producing a token failed; a server fault, not the client's.
     #[error("token could not be signed")]
     Signing,
@@ -44,12 +48,13 @@ pub enum TokenError {
 impl TokenError {
     /// The OAuth-style error code to show clients.
     ///
-    /// Everything except expiry collapses to `invalid_token` so that clients
+    /// Everything except expiry and revocation collapses to `invalid_token` so that clients
     /// (and attackers) learn nothing about which check failed; expiry is
     /// distinguished because it tells well-behaved clients to refresh.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Expired => "token_expired",
+            Self::Revoked => "token_revoked",
             Self::Signing => "internal_error",
             Self::Malformed
             | Self::MissingKid
@@ -94,7 +99,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_expiry_and_signing_have_their_own_codes() {
+    fn only_expiry_revocation_and_signing_have_their_own_codes() {
         let all = [
             TokenError::Malformed,
             TokenError::MissingKid,
@@ -106,11 +111,13 @@ mod tests {
             TokenError::WrongAudience,
             TokenError::Expired,
             TokenError::NotYetValid,
+            TokenError::Revoked,
             TokenError::Signing,
         ];
         for error in all {
             let expected = match error {
                 TokenError::Expired => "token_expired",
+                TokenError::Revoked => "token_revoked",
                 TokenError::Signing => "internal_error",
                 _ => "invalid_token",
             };

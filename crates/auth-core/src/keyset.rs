@@ -1,8 +1,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{EncodingKey, Header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -10,6 +9,7 @@ use serde_json::json;
 use crate::algorithm::SigningAlgorithm;
 use crate::error::{KeyError, TokenError};
 use crate::key::SigningKey;
+use crate::verify::{VerificationKeys, Verifier, verify_with};
 
 /// The keys a server signs and verifies with: exactly one active key signs,
 /// every key (active or retired) verifies tokens that name it by `kid`.
@@ -31,8 +31,7 @@ struct Keys {
 
 struct KeyEntry {
     key: SigningKey,
-    decoding_key: DecodingKey,
-    validation: Validation,
+    verifier: Verifier,
 }
 
 impl fmt::Debug for KeySet {
@@ -58,8 +57,7 @@ impl KeySet {
                 return Err(KeyError::DuplicateKid(key.kid().to_owned()));
             }
             let entry = KeyEntry {
-                decoding_key: key.decoding_key()?,
-                validation: signature_only_validation(key.algorithm()),
+                verifier: Verifier::new(key.algorithm(), key.decoding_key()?),
                 key,
             };
             entry.self_test()?;
@@ -127,33 +125,9 @@ impl KeySet {
         token: &str,
         expected_typ: &str,
     ) -> Result<C, TokenError> {
-        // The header is unauthenticated until the signature checks out: it is
-        // used only to pick one of our keys, never to supply key material.
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
-        // RFC 7515 §4.1.11: critical extensions we do not implement (we
-        // implement none) make the token invalid.
-        if header.crit.is_some() {
-            return Err(TokenError::Malformed);
-        }
-        let kid = header
-            .kid
-            .as_deref()
-            .filter(|kid| !kid.is_empty())
-            .ok_or(TokenError::MissingKid)?;
-        let entry = self.entry(kid).ok_or(TokenError::UnknownKid)?;
-        // The key dictates the algorithm. jsonwebtoken would also refuse via
-        // `Validation::algorithms`, but this must not hinge on its internals.
-        if header.alg != entry.key.algorithm().jws_algorithm() {
-            return Err(TokenError::AlgorithmMismatch);
-        }
-        let decoded = jsonwebtoken::decode::<C>(token, &entry.decoding_key, &entry.validation)
-            .map_err(classify_decode_error)?;
-        // Checked after the signature so that WrongType means "a genuine token
-        // of ours, but of another kind" (e.g. a refresh token used as access token).
-        if !token_type_matches(decoded.header.typ.as_deref(), expected_typ) {
-            return Err(TokenError::WrongType);
-        }
-        Ok(decoded.claims)
+        verify_with(token, expected_typ, |kid| {
+            self.entry(kid).map(|entry| &entry.verifier)
+        })
     }
 
     fn active(&self) -> &KeyEntry {
@@ -168,6 +142,16 @@ impl KeySet {
     }
 }
 
+impl VerificationKeys for KeySet {
+    fn verify_token<C: DeserializeOwned>(
+        &self,
+        token: &str,
+        expected_typ: &str,
+    ) -> Result<C, TokenError> {
+        self.verify(token, expected_typ)
+    }
+}
+
 impl KeyEntry {
     /// Proves the private key and the derived public key belong together and
     /// that jsonwebtoken accepts both.
@@ -178,44 +162,14 @@ impl KeyEntry {
         let header = Header::new(self.key.algorithm().jws_algorithm());
         let token = jsonwebtoken::encode(&header, &json!({ "self_test": true }), &encoding_key)
             .map_err(|_| failed())?;
-        jsonwebtoken::decode::<serde_json::Value>(&token, &self.decoding_key, &self.validation)
-            .map_err(|_| failed())?;
+        jsonwebtoken::decode::<serde_json::Value>(
+            &token,
+            &self.verifier.decoding_key,
+            &self.verifier.validation,
+        )
+        .map_err(|_| failed())?;
         Ok(())
     }
-}
-
-/// Signature and algorithm checks only: time, issuer and audience are
-/// checked by the policy with the caller's clock, never jsonwebtoken's.
-fn signature_only_validation(algorithm: SigningAlgorithm) -> Validation {
-    let mut validation = Validation::new(algorithm.jws_algorithm());
-    validation.algorithms = vec![algorithm.jws_algorithm()];
-    validation.required_spec_claims.clear();
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.validate_aud = false;
-    validation.leeway = 0;
-    validation
-}
-
-fn classify_decode_error(error: jsonwebtoken::errors::Error) -> TokenError {
-    match error.kind() {
-        ErrorKind::InvalidSignature => TokenError::BadSignature,
-        ErrorKind::InvalidAlgorithm => TokenError::AlgorithmMismatch,
-        _ => TokenError::Malformed,
-    }
-}
-
-/// RFC 7515 §4.1.9: `typ` compares case-insensitively and producers may drop
-/// the `application/` prefix.
-fn token_type_matches(actual: Option<&str>, expected: &str) -> bool {
-    fn normalize(media_type: &str) -> String {
-        let lower = media_type.to_ascii_lowercase();
-        match lower.strip_prefix("application/") {
-            Some(short) => short.to_owned(),
-            None => lower,
-        }
-    }
-    actual.is_some_and(|actual| normalize(actual) == normalize(expected))
 }
 
 #[cfg(test)]
@@ -271,25 +225,5 @@ mod tests {
         let debug = format!("{keys:?}");
         assert!(debug.contains("hs"));
         assert!(!debug.contains(&secret));
-    }
-
-    #[test]
-    fn validation_checks_nothing_but_the_signature_algorithm() {
-        let validation = signature_only_validation(SigningAlgorithm::ES256);
-        assert_eq!(validation.algorithms, [jsonwebtoken::Algorithm::ES256]);
-        assert!(validation.required_spec_claims.is_empty());
-        assert!(!validation.validate_exp && !validation.validate_nbf && !validation.validate_aud);
-        assert!(validation.iss.is_none() && validation.aud.is_none() && validation.sub.is_none());
-    }
-
-    #[test]
-    fn token_type_comparison_follows_rfc_7515() {
-        assert!(token_type_matches(Some("at+jwt"), "at+jwt"));
-        assert!(token_type_matches(Some("AT+JWT"), "at+jwt"));
-        assert!(token_type_matches(Some("application/at+jwt"), "at+jwt"));
-        assert!(!token_type_matches(Some("JWT"), "at+jwt"));
-        assert!(!token_type_matches(Some(""), "at+jwt"));
-        assert!(!token_type_matches(None, "at+jwt"));
-        assert!(!token_type_matches(Some("at+jwt+extra"), "at+jwt"));
     }
 }

@@ -40,17 +40,23 @@ mod algorithm;
 mod claims;
 mod der;
 mod error;
+mod jwks;
 mod key;
 mod keyset;
+#[cfg(feature = "remote")]
+pub mod remote;
+mod verify;
 
 pub use algorithm::SigningAlgorithm;
 pub use claims::{
-    ACCESS_TOKEN_TYP, API_TOKEN_TYP, AccessClaims, ApiTokenClaims, ApiTokenSubject, Subject,
-    TokenPolicy,
+    ACCESS_TOKEN_TYP, API_TOKEN_TYP, AccessClaims, ApiTokenClaims, ApiTokenSubject, Bearer,
+    Subject, TokenPolicy,
 };
 pub use error::{KeyError, TokenError};
+pub use jwks::PublicKeySet;
 pub use key::{KeyDocument, SigningKey};
 pub use keyset::KeySet;
+pub use verify::VerificationKeys;
 
 /// The `typ` header of a token, read WITHOUT verifying anything: only for
 /// choosing which verification to run (access token or API token). Never

@@ -336,6 +336,9 @@ impl From<TokenError> for ApiError {
             TokenError::Expired => {
                 Self::unauthorized("token_expired", "the access token has expired")
             }
+            TokenError::Revoked => {
+                Self::unauthorized("token_revoked", "the token has been revoked")
+            }
             TokenError::Signing => Self::internal(),
             _ => Self::unauthorized("invalid_token", "the access token is invalid"),
         }

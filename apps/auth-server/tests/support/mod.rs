@@ -19,6 +19,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub settings: Settings,
     pub accounts: Arc<accounts::Accounts>,
+    /// Stops the server ([`TestApp::restart`] starts it again).
+    pub server: actix_web::dev::ServerHandle,
     // Dropped last: removes the database and the key folder.
     pub db: TestDatabase,
 }
@@ -61,6 +63,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
         .await
         .expect("server starts");
     let base = app.base_url();
+    let server = app.server.handle();
     tokio::spawn(app.server);
     let setup = settings.clone();
     let services = tokio::task::spawn_blocking(move || auth_server::app::services(&setup, false))
@@ -75,11 +78,25 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
             .unwrap(),
         settings,
         accounts: services.accounts,
+        server,
         db,
     }
 }
 
 impl TestApp {
+    /// Stops the server and starts it again on the same address, database
+    /// and key folder: what an operator's restart does (e.g. after `keys rotate`).
+    pub async fn restart(&mut self) {
+        self.server.stop(true).await;
+        let address = self.base.trim_start_matches("http://").to_owned();
+        let mut settings = self.settings.clone();
+        settings.bind = address.parse().expect("the test server's address");
+        let app = auth_server::start(settings).await.expect("server restarts");
+        assert_eq!(app.base_url(), self.base, "restarted on the same address");
+        self.server = app.server.handle();
+        tokio::spawn(app.server);
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
