@@ -109,6 +109,21 @@ async fn introspection_and_revocation(backend: Backend) {
         json!({"active": false})
     );
     assert_eq!(app.me(access).await.1["code"], "token_revoked");
+    // The audit row names the client and where the call came from.
+    let pool = app.accounts.pool().clone();
+    let logout = tokio::task::spawn_blocking(move || {
+        let filter = storage::audit::AuditFilter {
+            event: Some("logout".into()),
+            ..Default::default()
+        };
+        storage::audit::page(&mut pool.get().unwrap(), &filter, None, 1).unwrap()
+    })
+    .await
+    .unwrap()
+    .pop()
+    .expect("a logout row");
+    assert_eq!(logout.actor, Some(format!("client:{id}")));
+    assert_eq!(logout.ip.as_deref(), Some("127.0.0.1"));
 
     // A removed client can't call anymore.
     let accounts = app.accounts.clone();

@@ -145,10 +145,7 @@ pub async fn revoke(
         Ok(client) => client,
         Err(response) => return response,
     };
-    let context = AuditContext {
-        actor: Some(format!("client:{}", client.id)),
-        ..AuditContext::default()
-    };
+    let context = super::extract::audit_context(&req, Some(&format!("client:{}", client.id)));
     let accounts = state.accounts.clone();
     let outcome = match classify(&state, form.token.trim()).await {
         Ok(Some(Live::Api(c))) => {
