@@ -176,9 +176,14 @@ pub async fn start(settings: Settings) -> Result<Application> {
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
     let mounts = settings.mounts.clone();
+    // Built once: the mounts are fixed for the life of the server.
+    let openapi = web::Data::new(
+        http::openapi::ApiDocument::new(&mounts).context("cannot build the OpenAPI document")?,
+    );
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
+            .app_data(openapi.clone())
             .wrap(DefaultHeaders::new().add((
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),

@@ -7,31 +7,41 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{ApiError, Problem};
 use super::extract::{Authenticated, Bearer, JsonOrForm, Principal, audit_context, client_info};
 use crate::blocking::run_blocking;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginBody {
-    /// An email address or a username.
+    /// An email address or a username (also accepted as `email` or `username`).
     #[serde(alias = "email", alias = "username")]
     login: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RefreshBody {
+    #[schema(value_type = String)]
     refresh_token: SecretString,
 }
 
-#[derive(Serialize)]
-struct TokenResponse<'a> {
+/// Login, refresh and activation answer with a new session's tokens.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TokenResponse)]
+pub(crate) struct TokenResponse<'a> {
+    /// Always `Bearer`.
     token_type: &'static str,
+    /// A JWT (`typ: at+jwt`).
     access_token: &'a str,
+    /// Seconds until the access token expires.
     expires_in: i64,
+    /// Opaque; each refresh spends it and returns a new one.
     refresh_token: &'a str,
+    /// Seconds the refresh token stays valid unused.
     refresh_expires_in: i64,
+    /// When the access token expires, RFC 3339 UTC.
     expires_at: String,
     session_id: &'a str,
 }
@@ -71,6 +81,23 @@ fn limit_field(value: &str, field: &str, max: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Log in with an email address or username and a password.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    request_body(content(
+        (LoginBody = "application/json"),
+        (LoginBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 200, description = "A new session", body = TokenResponse),
+        (status = 401, description = "`invalid_credentials` (the same for an unknown login and a wrong password)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_not_active`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (a field is too long)", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -104,6 +131,20 @@ pub async fn password_login(
     }
 }
 
+/// Rotate a refresh token: the presented one is spent, a new pair returned.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    tag = "auth",
+    request_body(content(
+        (RefreshBody = "application/json"),
+        (RefreshBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 200, description = "New tokens for the same session", body = TokenResponse),
+        (status = 401, description = "`invalid_refresh_token`; `refresh_token_reused` (the whole session is revoked)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn refresh(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -142,6 +183,18 @@ pub async fn rotate_refresh_token(
     }
 }
 
+/// End the current session: its refresh token and access tokens stop working at once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The session is revoked"),
+        (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an API token, not a login session", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -158,6 +211,18 @@ pub async fn logout(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// End every session of the user.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout/all",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Every session of the user is revoked"),
+        (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an API token, not a login session", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn logout_all(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -178,8 +243,10 @@ pub async fn logout_all(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Serialize)]
-struct Me<'a> {
+/// Who the access token speaks for.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Me)]
+pub(crate) struct Me<'a> {
     user_id: &'a str,
     email: Option<&'a str>,
     username: Option<&'a str>,
@@ -191,8 +258,20 @@ struct Me<'a> {
     expires_at: String,
 }
 
-/// Answered from the verified token alone. Works with a personal API token
-/// too (no session, no roles: it carries only the permissions chosen for it).
+/// Who the token speaks for, answered from the verified token alone.
+///
+/// Works with a personal API token too: then there is no session and no
+/// roles, only the permissions chosen for the token, and `token_id`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/me",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = super::openapi::bodies::MeResponse),
+        (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn me(Authenticated(principal): Authenticated) -> HttpResponse {
     let claims = match principal {
         Principal::Session(claims) => claims,

@@ -28,15 +28,22 @@ pub struct ApiError {
     pub retry_after: Option<u32>,
 }
 
-/// The RFC 9457 body.
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem (`application/problem+json`): every native error.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Problem)]
+pub(crate) struct Problem<'a> {
+    /// `urn:auth-server:problem:<code>`.
     #[serde(rename = "type")]
     kind: String,
+    /// The HTTP status's reason phrase.
     title: &'static str,
+    /// The HTTP status code.
     status: u16,
+    /// A sentence for people; it may change between versions.
     detail: &'a str,
+    /// Stable, snake_case: what clients switch on.
     code: &'static str,
+    /// Per-field problems (`validation_failed`, `weak_password`): field name to reasons.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     errors: &'a BTreeMap<String, Vec<String>>,
 }

@@ -7,8 +7,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::error::{ApiError, FieldErrors};
+use super::error::{ApiError, FieldErrors, Problem};
 use super::extract::{Bearer, JsonOrForm};
+use super::openapi::bodies;
 use crate::blocking::run_blocking;
 use crate::state::AppState;
 
@@ -34,22 +35,43 @@ fn password(field: &'static str, input: SecretString) -> Result<Password, accoun
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignupBody {
     email: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
     username: Option<String>,
     name: Option<String>,
+    /// Join this organization; with an email verified for it the account is active at once.
     organization_id: Option<String>,
+    /// `ko` or `en` for the mail; else `Accept-Language`.
     locale: Option<String>,
 }
 
-#[derive(Serialize)]
-struct SignupResponse {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct SignupResponse {
     user_id: String,
+    /// `active` or `pending_verification` (a code was mailed).
     status: &'static str,
 }
 
+/// Create an account.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/signup",
+    tag = "accounts",
+    request_body(content(
+        (SignupBody = "application/json"),
+        (SignupBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 201, description = "Created (also for a taken address unless the deployment reveals it)", body = SignupResponse),
+        (status = 409, description = "`email_taken` (only where the deployment reveals it), `username_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`email_not_verified` for the organization", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`organization_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` with per-field `errors`, `weak_password`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn signup(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -95,7 +117,7 @@ pub async fn signup(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct EmailCodeBody {
     email: String,
     code: String,
@@ -108,6 +130,22 @@ fn check_code_shape(code: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Confirm an email address with the mailed code.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/email/verify",
+    tag = "accounts",
+    request_body(content(
+        (EmailCodeBody = "application/json"),
+        (EmailCodeBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 200, description = "Verified", body = bodies::Verified),
+        (status = 400, description = "`invalid_code`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn verify_email(
     state: web::Data<AppState>,
     JsonOrForm(body): JsonOrForm<EmailCodeBody>,
@@ -119,12 +157,29 @@ pub async fn verify_email(
     Ok(HttpResponse::Ok().json(json!({"verified": true})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ForgotBody {
     email: String,
     locale: Option<String>,
 }
 
+/// Ask for a password reset code by mail.
+///
+/// The answer is the same whether or not an account uses the address.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/password/forgot",
+    tag = "accounts",
+    request_body(content(
+        (ForgotBody = "application/json"),
+        (ForgotBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 202, description = "Accepted", body = bodies::Accepted),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_requests`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn forgot_password(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -140,13 +195,30 @@ pub async fn forgot_password(
     })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ResetBody {
     email: String,
     code: String,
+    #[schema(value_type = String, format = Password)]
     new_password: SecretString,
 }
 
+/// Set a new password with the mailed code; every session of the user ends.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/password/reset",
+    tag = "accounts",
+    request_body(content(
+        (ResetBody = "application/json"),
+        (ResetBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 204, description = "The password is changed"),
+        (status = 400, description = "`invalid_code`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`weak_password`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn reset_password(
     state: web::Data<AppState>,
     JsonOrForm(body): JsonOrForm<ResetBody>,
@@ -165,12 +237,31 @@ pub async fn reset_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ChangeBody {
+    #[schema(value_type = String, format = Password)]
     current_password: SecretString,
+    #[schema(value_type = String, format = Password)]
     new_password: SecretString,
 }
 
+/// Change the password; the user's other sessions end.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/password/change",
+    tag = "accounts",
+    security(("bearer" = [])),
+    request_body(content(
+        (ChangeBody = "application/json"),
+        (ChangeBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 204, description = "The password is changed"),
+        (status = 401, description = "`invalid_token`, `token_expired`, `token_revoked`; `invalid_credentials` for a wrong current password", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an API token, not a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`weak_password`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn change_password(
     state: web::Data<AppState>,
     Bearer(claims): Bearer,
@@ -198,14 +289,24 @@ pub async fn change_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Serialize)]
-struct OrganizationView {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Organization)]
+pub(crate) struct OrganizationView {
     id: String,
     name: String,
     region: Option<String>,
     email_domains: Vec<String>,
 }
 
+/// The active organizations one can sign up with.
+#[utoipa::path(
+    get,
+    path = "/api/v1/organizations",
+    tag = "organizations",
+    responses(
+        (status = 200, description = "Every active organization", body = Vec<OrganizationView>),
+    )
+)]
 pub async fn list_organizations(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let accounts = state.accounts.clone();
     let organizations = run_blocking(move || accounts.list_organizations(true)).await??;
@@ -221,12 +322,29 @@ pub async fn list_organizations(state: web::Data<AppState>) -> Result<HttpRespon
     Ok(HttpResponse::Ok().json(body))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct OrganizationEmailBody {
     email: String,
     locale: Option<String>,
 }
 
+/// Mail a code to an address under one of the organization's domains.
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/{id}/email-verification",
+    tag = "organizations",
+    params(("id" = String, Path, description = "The organization's id (UUID)")),
+    request_body(content(
+        (OrganizationEmailBody = "application/json"),
+        (OrganizationEmailBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 202, description = "A code was sent", body = bodies::CodeSent),
+        (status = 404, description = "`organization_not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`email_domain_not_allowed`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_requests`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn request_organization_code(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -245,6 +363,22 @@ pub async fn request_organization_code(
     Ok(HttpResponse::Accepted().json(json!({"status": "code_sent"})))
 }
 
+/// Confirm the organization email code; valid for signing up for 24 hours.
+#[utoipa::path(
+    post,
+    path = "/api/v1/organizations/email-verification/confirm",
+    tag = "organizations",
+    request_body(content(
+        (EmailCodeBody = "application/json"),
+        (EmailCodeBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 200, description = "Verified for the organization", body = bodies::OrganizationVerified),
+        (status = 400, description = "`invalid_code`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn confirm_organization_code(
     state: web::Data<AppState>,
     JsonOrForm(body): JsonOrForm<EmailCodeBody>,

@@ -6,21 +6,25 @@ pub mod extract;
 pub mod flows;
 pub mod oauth;
 pub mod onboarding;
+pub mod openapi;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
 
 use crate::blocking::run_blocking;
 use crate::state::AppState;
-use error::ApiError;
+use error::{ApiError, Problem};
 
 /// Every (method, path) the native API serves, relative to its mount
 /// prefix: what the start-up overlap check compares profiles against.
-/// `tests/profiles.rs` checks that each one is really routed.
+/// `tests/profiles.rs` checks that each one is really routed,
+/// `tests/openapi.rs` that `/openapi.json` describes exactly these.
 pub const NATIVE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/.well-known/jwks.json"),
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/refresh"),
     ("POST", "/api/v1/auth/logout"),
@@ -53,11 +57,14 @@ pub const NATIVE_ROUTES: &[(&str, &str)] = &[
     ("POST", "/oauth/revoke"),
 ];
 
-/// All routes of the native API.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// All routes of the native API, mounted under `prefix`.
+pub fn configure(cfg: &mut web::ServiceConfig, prefix: &str) {
     cfg.service(resource("/healthz").route(web::get().to(healthz)))
         .service(resource("/readyz").route(web::get().to(readyz)))
         .service(resource("/.well-known/jwks.json").route(web::get().to(jwks)))
+        .service(resource("/openapi.json").route(web::get().to(openapi::document)))
+        .service(resource("/docs").route(web::get().to(openapi::docs_redirect)))
+        .service(openapi::swagger_ui(prefix))
         .service(
             web::scope("/api/v1/auth")
                 .service(resource("/login").route(web::post().to(auth::login)))
@@ -151,11 +158,26 @@ pub async fn not_found() -> Result<HttpResponse, ApiError> {
 }
 
 /// Liveness: the process answers. Touches no database.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "`{\"status\": \"ok\"}`", body = openapi::bodies::Status))
+)]
 async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
 /// Readiness: the database answers.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "`{\"status\": \"ready\"}`", body = openapi::bodies::Status),
+        (status = 503, description = "`not_ready`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let accounts = state.accounts.clone();
     match run_blocking(move || accounts.ping()).await? {
@@ -171,6 +193,13 @@ async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     }
 }
 
+/// The JWK Set of every verification key still accepted (cacheable for 5 minutes).
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "keys",
+    responses((status = 200, description = "RFC 7517 JWK Set", body = openapi::bodies::JwkSet))
+)]
 async fn jwks(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((

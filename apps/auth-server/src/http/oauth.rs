@@ -17,11 +17,13 @@ use serde_json::{Value, json};
 
 use super::auth::no_store;
 use super::error::ApiError;
+use super::openapi::bodies;
 use crate::blocking::run_blocking;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenForm {
+    /// An access, refresh or API token.
     token: String,
     /// Only a hint (RFC 7662 §2.1); every kind is tried.
     #[allow(dead_code)]
@@ -106,6 +108,20 @@ async fn classify(state: &AppState, token: &str) -> Result<Option<Live>, ApiErro
     Ok(live.map(Live::Refresh))
 }
 
+/// RFC 7662 token introspection for registered clients.
+///
+/// Anything unknown, expired, revoked or malformed is `{"active": false}`.
+#[utoipa::path(
+    post,
+    path = "/oauth/introspect",
+    tag = "oauth",
+    security(("client_basic" = [])),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "What the token is, if it is live", body = bodies::Introspection),
+        (status = 401, description = "`invalid_client` (RFC 6749 error body)", body = bodies::OAuthError),
+    )
+)]
 pub async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -136,6 +152,21 @@ pub async fn introspect(
     no_store(&mut HttpResponse::Ok()).json(answer)
 }
 
+/// RFC 7009 token revocation for registered clients: an access or refresh
+/// token ends its session, an API token is revoked.
+///
+/// Any token, valid or not, is answered 200, so it can't be used to probe.
+#[utoipa::path(
+    post,
+    path = "/oauth/revoke",
+    tag = "oauth",
+    security(("client_basic" = [])),
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Revoked, or nothing to revoke"),
+        (status = 401, description = "`invalid_client` (RFC 6749 error body)", body = bodies::OAuthError),
+    )
+)]
 pub async fn revoke(
     state: web::Data<AppState>,
     req: HttpRequest,

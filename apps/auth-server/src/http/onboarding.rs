@@ -10,9 +10,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::auth::{no_store, token_response};
-use super::error::{ApiError, FieldErrors};
+use super::error::{ApiError, FieldErrors, Problem};
 use super::extract::{AdminActor, Bearer, JsonOrForm, ManagerActor, audit_context, client_info};
 use super::flows::request_locale;
+use super::openapi::bodies;
 use crate::blocking::run_blocking;
 use crate::state::AppState;
 
@@ -42,7 +43,7 @@ const PAGE: i64 = 50;
 
 // ---- registrations ----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegistrationBody {
     company_name: String,
     contact_name: String,
@@ -51,13 +52,15 @@ pub struct RegistrationBody {
     locale: Option<String>,
 }
 
-#[derive(Serialize)]
-struct RegistrationJson {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Registration)]
+pub(crate) struct RegistrationJson {
     id: String,
     company_name: String,
     contact_name: String,
     contact_email: String,
     contact_phone: String,
+    /// `pending_review`, `approved` or `rejected`.
     status: String,
     created_at: String,
     decided_at: Option<String>,
@@ -86,6 +89,21 @@ impl From<RegistrationView> for RegistrationJson {
     }
 }
 
+/// Register a company for review by an operator.
+#[utoipa::path(
+    post,
+    path = "/api/v1/registrations",
+    tag = "registrations",
+    request_body(content(
+        (RegistrationBody = "application/json"),
+        (RegistrationBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 202, description = "Waiting for review", body = bodies::RegistrationAccepted),
+        (status = 409, description = "`registration_pending`, `email_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` with per-field `errors`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn submit_registration(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -119,6 +137,24 @@ pub struct ListQuery {
     q: Option<String>,
 }
 
+/// Company registrations, oldest first, 50 a page.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/registrations",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("status" = Option<String>, Query, description = "`pending_review`, `approved` or `rejected`"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of registrations", body = bodies::RegistrationPage),
+        (status = 400, description = "`invalid_cursor`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an operator (`admin` role) with a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: an unknown status", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list_registrations(
     state: web::Data<AppState>,
     AdminActor(_): AdminActor,
@@ -142,6 +178,20 @@ pub async fn list_registrations(
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
 }
 
+/// One company registration.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/registrations/{id}",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The registration's id")),
+    responses(
+        (status = 200, description = "The registration", body = RegistrationJson),
+        (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an operator (`admin` role) with a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn show_registration(
     state: web::Data<AppState>,
     AdminActor(_): AdminActor,
@@ -154,13 +204,34 @@ pub async fn show_registration(
     Ok(HttpResponse::Ok().json(RegistrationJson::from(view)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ApproveBody {
+    /// Granted to the company's contact user (an organization admin).
     permissions: Vec<String>,
     note: Option<String>,
     locale: Option<String>,
 }
 
+/// Approve: creates the organization and its contact user, and mails an activation link.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/registrations/{id}/approve",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The registration's id")),
+    request_body(content(
+        (ApproveBody = "application/json"),
+        (ApproveBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 200, description = "The approved registration", body = RegistrationJson),
+        (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an operator (`admin` role) with a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`already_decided`, `email_taken`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed` (unknown permissions), `permission_not_held`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn approve_registration(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -178,12 +249,32 @@ pub async fn approve_registration(
     Ok(HttpResponse::Ok().json(RegistrationJson::from(view)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RejectBody {
     reason: String,
     locale: Option<String>,
 }
 
+/// Reject, with a reason mailed to the contact.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/registrations/{id}/reject",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The registration's id")),
+    request_body(content(
+        (RejectBody = "application/json"),
+        (RejectBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 200, description = "The rejected registration", body = RegistrationJson),
+        (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an operator (`admin` role) with a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`already_decided`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn reject_registration(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -202,12 +293,31 @@ pub async fn reject_registration(
 
 // ---- activation ----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ActivateBody {
+    /// From the activation link.
+    #[schema(value_type = String)]
     token: SecretString,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
 }
 
+/// Set the password of an invited account and log in.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/activate",
+    tag = "accounts",
+    request_body(content(
+        (ActivateBody = "application/json"),
+        (ActivateBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 200, description = "A new session", body = super::auth::TokenResponse),
+        (status = 400, description = "`invalid_activation_token`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_not_active`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`weak_password`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn activate(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -228,12 +338,27 @@ pub async fn activate(
     Ok(token_response(&tokens))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ResendBody {
     email: String,
     locale: Option<String>,
 }
 
+/// Mail a new activation link; the same answer whether or not the address is invited.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/activation/resend",
+    tag = "accounts",
+    request_body(content(
+        (ResendBody = "application/json"),
+        (ResendBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 202, description = "Accepted", body = bodies::Accepted),
+        (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_requests`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn resend_activation(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -252,8 +377,10 @@ pub async fn resend_activation(
 
 // ---- personal API tokens ----
 
-#[derive(Serialize)]
-struct ApiTokenJson {
+/// A personal API token, without its secret.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ApiToken)]
+pub(crate) struct ApiTokenJson {
     id: String,
     name: String,
     permissions: Vec<String>,
@@ -275,13 +402,32 @@ impl From<ApiTokenView> for ApiTokenJson {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateTokenBody {
     name: String,
+    /// A subset of the caller's own permissions.
     permissions: Vec<String>,
+    /// Up to the deployment's maximum (its default when absent).
     expires_in_days: Option<i64>,
 }
 
+/// Create a personal API token; its secret is shown only in this answer.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    security(("bearer" = [])),
+    request_body(content(
+        (CreateTokenBody = "application/json"),
+        (CreateTokenBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 201, description = "The token, with its secret", body = bodies::CreatedToken),
+        (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an API token, not a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`permission_not_held`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn create_token(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -311,6 +457,18 @@ pub async fn create_token(
     })))
 }
 
+/// The caller's personal API tokens, without secrets.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "tokens",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The tokens", body = bodies::TokenList),
+        (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an API token, not a login session", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list_tokens(
     state: web::Data<AppState>,
     Bearer(claims): Bearer,
@@ -321,6 +479,20 @@ pub async fn list_tokens(
     Ok(HttpResponse::Ok().json(json!({ "items": items })))
 }
 
+/// Revoke one of the caller's personal API tokens.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{id}",
+    tag = "tokens",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The API token's id")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an API token, not a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn revoke_token(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -338,13 +510,25 @@ pub async fn revoke_token(
 
 // ---- revocation feed ----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RevocationsQuery {
+    /// `next_cursor` of the previous answer; from the start when absent.
     since: Option<String>,
 }
 
 /// Public, like the JWKS: revoked API tokens (`jti`) and sessions (`sid`)
 /// whose tokens have not expired yet, oldest first, for offline verifiers.
+#[utoipa::path(
+    get,
+    path = "/api/v1/revocations",
+    tag = "keys",
+    params(RevocationsQuery),
+    responses(
+        (status = 200, description = "Up to 1000 revocations", body = bodies::RevocationFeed),
+        (status = 400, description = "`invalid_cursor`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn revocations(
     state: web::Data<AppState>,
     query: web::Query<RevocationsQuery>,
@@ -375,8 +559,9 @@ pub async fn revocations(
 
 // ---- users ----
 
-#[derive(Serialize)]
-struct UserJson {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
+pub(crate) struct UserJson {
     id: String,
     email: String,
     username: Option<String>,
@@ -408,6 +593,24 @@ impl From<UserView> for UserJson {
     }
 }
 
+/// Search users: every user for an operator, the own organization's for an organization admin.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(
+        ("q" = Option<String>, Query, description = "Part of an email address, username or name"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "A page of users", body = bodies::UserPage),
+        (status = 400, description = "`invalid_cursor`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: neither an operator nor an organization admin with a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: `q` is too long", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list_users(
     state: web::Data<AppState>,
     ManagerActor(actor): ManagerActor,
@@ -426,6 +629,20 @@ pub async fn list_users(
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
 }
 
+/// One user.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users/{id}",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user's id")),
+    responses(
+        (status = 200, description = "The user", body = UserJson),
+        (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: neither an operator nor an organization admin with a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found` (also for a user of another organization)", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn show_user(
     state: web::Data<AppState>,
     ManagerActor(actor): ManagerActor,
@@ -442,7 +659,8 @@ pub async fn show_user(
     Ok(HttpResponse::Ok().json(UserJson::from(user)))
 }
 
-#[derive(Deserialize)]
+/// Any of the fields; absent ones are left as they are.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUserBody {
     roles: Option<Vec<String>>,
@@ -451,6 +669,25 @@ pub struct PatchUserBody {
     must_change_password: Option<bool>,
 }
 
+/// Change roles, permissions or status; sessions and tokens that lose rights are revoked.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/users/{id}",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The user's id")),
+    request_body(content(
+        (PatchUserBody = "application/json"),
+        (PatchUserBody = "application/x-www-form-urlencoded")
+    )),
+    responses(
+        (status = 200, description = "The user after the change", body = UserJson),
+        (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: neither an operator nor an organization admin with a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`, `permission_not_held`", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn patch_user(
     state: web::Data<AppState>,
     ManagerActor(actor): ManagerActor,
@@ -477,15 +714,34 @@ pub async fn patch_user(
 
 // ---- audit ----
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// Only this event name.
     event: Option<String>,
+    /// Only events by this actor.
     actor: Option<String>,
+    /// Only events about this subject.
     subject: Option<String>,
     organization_id: Option<String>,
+    /// `next_cursor` of the previous page.
     before: Option<String>,
 }
 
+/// Audit events, newest first, 50 a page.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/audit",
+    tag = "admin",
+    security(("bearer" = [])),
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of events", body = bodies::AuditPage),
+        (status = 400, description = "`invalid_cursor`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an operator (`admin` role) with a login session", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 pub async fn audit(
     state: web::Data<AppState>,
     AdminActor(_): AdminActor,

@@ -31,6 +31,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/auth/info"),
 ];
 
+/// The routes for `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(token, logout, info))]
+pub struct Api;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/auth/token", web::post().to(token))
         .route("/api/auth/logout", web::get().to(logout))
@@ -189,16 +194,35 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     Some((id.to_owned(), secret.to_owned()))
 }
 
-#[derive(Deserialize)]
+/// Who the calling service has authenticated.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct TokenBody {
     #[serde(rename = "loginId")]
     login_id: String,
     role: String,
     /// The seed's `long`; strings of digits are accepted too.
     #[serde(rename = "userId")]
+    #[schema(value_type = Value)]
     user_id: Value,
 }
 
+/// A registered client (HTTP Basic) gets tokens for a user it has authenticated.
+///
+/// The tokens are in the `Authorization` and `Refresh-Token` response headers.
+#[utoipa::path(
+    post,
+    path = "/api/auth/token",
+    security(("client_basic" = [])),
+    request_body = inline(TokenBody),
+    responses(
+        (status = 200, description = "Tokens in the headers, no body",
+            headers(
+                ("Authorization" = String, description = "The access JWT, without a scheme"),
+                ("Refresh-Token" = String, description = "The refresh JWT"),
+            )),
+        (status = "4XX", description = "The native status; `error` is the native code", body = inline(wire::Failure)),
+    )
+)]
 async fn token(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
     let Some((client_id, secret)) = basic_credentials(req.headers()) else {
         let mut response = HttpResponse::Unauthorized();
@@ -298,6 +322,18 @@ fn check(state: &AppState, token: &str, kind: &str) -> Result<Checked, ApiError>
     Ok(Checked::Valid(claims))
 }
 
+/// End the session of both tokens.
+#[utoipa::path(
+    get,
+    path = "/api/auth/logout",
+    // `Authorization`: the access JWT (expired is fine), with or without `Bearer `.
+    security(("bearer" = [])),
+    params(("Refresh-Token" = String, Header, description = "The refresh JWT of the same session")),
+    responses(
+        (status = 200, description = "The session has ended"),
+        (status = "4XX", description = "The native status; `error` is the native code", body = inline(wire::Failure)),
+    )
+)]
 async fn logout(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let (Some(access), Some(refresh)) = (
         header_token(&req, "authorization"),
@@ -351,6 +387,20 @@ fn info_body(claims: &BuzzClaims) -> Value {
     json!({"userId": user_id, "loginId": claims.login_id, "role": claims.role, "iat": claims.iat, "exp": claims.exp, "sub": claims.sub})
 }
 
+/// The user behind the access token; with an expired one, a valid refresh
+/// token renews both (new tokens in the response headers).
+#[utoipa::path(
+    get,
+    path = "/api/auth/info",
+    // `Authorization`: the access JWT, with or without `Bearer `; optional
+    // when a refresh token is sent.
+    security(("bearer" = []), ()),
+    params(("Refresh-Token" = Option<String>, Header, description = "The refresh JWT, used when the access token has expired or is absent")),
+    responses(
+        (status = 200, description = "The user; renewed tokens in the headers when the access token had expired", body = inline(wire::Info)),
+        (status = "4XX", description = "The native status; `error` is the native code", body = inline(wire::Failure)),
+    )
+)]
 async fn info(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let access = header_token(&req, "authorization").map(|t| check(&state, &t, ACCESS));
     let expired = match access {
@@ -408,4 +458,30 @@ async fn info(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
 /// Paths the seed doesn't have, in the seed's error body.
 pub async fn unmatched(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     failure(&req, &state, &ApiError::not_found())
+}
+
+/// Response schemas for `/openapi.json`; the bodies are built with `json!`.
+#[allow(dead_code)]
+mod wire {
+    #[derive(utoipa::ToSchema)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Info {
+        /// The client's `userId`: a number when it is one.
+        #[schema(value_type = Value)]
+        user_id: serde_json::Value,
+        login_id: String,
+        role: String,
+        iat: i64,
+        exp: i64,
+        /// `access_token`.
+        sub: String,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Failure {
+        /// The seed's message (Korean).
+        message: String,
+        /// The native stable code.
+        error: String,
+    }
 }

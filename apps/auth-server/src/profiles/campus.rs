@@ -33,6 +33,19 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/users/reset-password/send_auth_mail"),
 ];
 
+/// The routes for `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    login,
+    signup,
+    organization_list,
+    organization_emails,
+    send_auth_email,
+    check_auth_code,
+    reset_password_mail
+))]
+pub struct Api;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/users/login").route(web::post().to(login)))
         .service(resource("/users/signup").route(web::post().to(signup)))
@@ -282,13 +295,26 @@ async fn blocking<T: Send + 'static>(
 
 /// One path, two bodies: `{username, password}` logs in, `{refresh}`
 /// rotates the refresh token.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LoginBody {
     username: Option<String>,
+    #[schema(value_type = Option<String>, format = Password)]
     password: Option<SecretString>,
+    /// A refresh token: send it alone, without username and password.
+    #[schema(value_type = Option<String>)]
     refresh: Option<SecretString>,
 }
 
+/// Log in with `username` and `password`, or rotate a `refresh` token.
+#[utoipa::path(
+    post,
+    path = "/users/login",
+    request_body = inline(LoginBody),
+    responses(
+        (status = 200, description = "`status` 0; `tokens` after a login, `access` and `refresh` after a refresh", body = inline(wire::Login)),
+        (status = "4XX", description = "The native status; `status` 1 (2 for token failures), `code` is the native code", body = inline(wire::Failure)),
+    )
+)]
 async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
     respond(locale(&req), login_or_refresh(&state, &req, body).await)
 }
@@ -334,14 +360,27 @@ async fn login_or_refresh(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct SignupBody {
     username: Option<String>,
+    #[schema(value_type = Option<String>, format = Password)]
     password: Option<SecretString>,
+    /// Verified for the organization first (`check_auth_code`).
     email: Option<String>,
+    /// The organization's id.
     organization: Option<String>,
 }
 
+/// Sign up with an email address verified for the organization.
+#[utoipa::path(
+    post,
+    path = "/users/signup",
+    request_body = inline(SignupBody),
+    responses(
+        (status = 200, description = "`status` 0", body = inline(wire::Success)),
+        (status = "4XX", description = "The native status; `status` 1 (2 for token failures), `code` is the native code", body = inline(wire::Failure)),
+    )
+)]
 async fn signup(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
     let locale = locale(&req);
     respond(locale, signup_with(&state, locale, body).await)
@@ -379,6 +418,15 @@ async fn signup_with(state: &AppState, locale: Locale, body: Body) -> Result<Val
     Ok(json!({}))
 }
 
+/// The schools (organizations).
+#[utoipa::path(
+    get,
+    path = "/users/organization/list",
+    responses(
+        (status = 200, description = "`status` 0 and the organizations", body = inline(wire::Organizations)),
+        (status = "4XX", description = "The native status; `status` 1 (2 for token failures), `code` is the native code", body = inline(wire::Failure)),
+    )
+)]
 async fn organization_list(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let accounts = state.accounts.clone();
     let outcome = blocking(move || accounts.list_organizations(true))
@@ -400,11 +448,21 @@ async fn organization_list(state: web::Data<AppState>, req: HttpRequest) -> Http
     respond(locale(&req), outcome)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct EmailsBody {
     org_id: Option<String>,
 }
 
+/// The email domains of an organization.
+#[utoipa::path(
+    post,
+    path = "/users/organization/emails",
+    request_body = inline(EmailsBody),
+    responses(
+        (status = 200, description = "`status` 0 and the domains", body = inline(wire::Emails)),
+        (status = "4XX", description = "The native status; `status` 1 (2 for token failures), `code` is the native code", body = inline(wire::Failure)),
+    )
+)]
 async fn organization_emails(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -429,12 +487,22 @@ async fn emails(state: &AppState, body: Body) -> Result<Value, ApiError> {
     Ok(json!({ "emails": organization.email_domains }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct SendAuthEmailBody {
     organization_id: Option<String>,
     email: Option<String>,
 }
 
+/// Mail a code to an address under one of the organization's domains.
+#[utoipa::path(
+    post,
+    path = "/users/organization/send_auth_email",
+    request_body = inline(SendAuthEmailBody),
+    responses(
+        (status = 200, description = "`status` 0", body = inline(wire::Success)),
+        (status = "4XX", description = "The native status; `status` 1 (2 for token failures), `code` is the native code", body = inline(wire::Failure)),
+    )
+)]
 async fn send_auth_email(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
     let locale = locale(&req);
     respond(locale, send_organization_code(&state, locale, body).await)
@@ -461,13 +529,25 @@ async fn send_organization_code(
     Ok(json!({}))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CheckAuthCodeBody {
     email: Option<String>,
+    /// A string or a number.
     #[serde(default, deserialize_with = "string_or_number")]
+    #[schema(value_type = Option<Value>)]
     code: Option<String>,
 }
 
+/// Confirm the mailed code; the address may then sign up for 24 hours.
+#[utoipa::path(
+    post,
+    path = "/users/organization/check_auth_code",
+    request_body = inline(CheckAuthCodeBody),
+    responses(
+        (status = 200, description = "`status` 0", body = inline(wire::Success)),
+        (status = "4XX", description = "The native status; `status` 1 (2 for token failures), `code` is the native code", body = inline(wire::Failure)),
+    )
+)]
 async fn check_auth_code(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
     respond(locale(&req), confirm_organization_code(&state, body).await)
 }
@@ -491,11 +571,21 @@ async fn confirm_organization_code(state: &AppState, body: Body) -> Result<Value
     Ok(json!({}))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct ResetMailBody {
     email: Option<String>,
 }
 
+/// Mail a password reset code; the same answer whether or not the address is known.
+#[utoipa::path(
+    post,
+    path = "/users/reset-password/send_auth_mail",
+    request_body = inline(ResetMailBody),
+    responses(
+        (status = 200, description = "`status` 0", body = inline(wire::Success)),
+        (status = "4XX", description = "The native status; `status` 1 (2 for token failures), `code` is the native code", body = inline(wire::Failure)),
+    )
+)]
 async fn reset_password_mail(
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -523,4 +613,71 @@ async fn forgot_password(state: &AppState, locale: Locale, body: Body) -> Result
 /// Paths the seed doesn't have, in the envelope.
 pub async fn unmatched(req: HttpRequest) -> HttpResponse {
     failure(locale(&req), &ApiError::not_found())
+}
+
+/// Response schemas for `/openapi.json`; the bodies are built with `json!`.
+#[allow(dead_code)]
+mod wire {
+    /// Every success: HTTP 200, `status` 0 and an empty `error_msg`, plus
+    /// the endpoint's own fields.
+    #[derive(utoipa::ToSchema)]
+    pub struct Success {
+        /// 0.
+        status: u8,
+        /// Empty.
+        error_msg: String,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Tokens {
+        access: String,
+        refresh: String,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Login {
+        status: u8,
+        error_msg: String,
+        /// After a login with username and password.
+        #[schema(inline)]
+        tokens: Option<Tokens>,
+        /// After a refresh: the new access token.
+        access: Option<String>,
+        /// After a refresh: the new refresh token (the presented one is spent).
+        refresh: Option<String>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Organization {
+        id: String,
+        name: String,
+        /// `""` when the organization has none.
+        region: String,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Organizations {
+        status: u8,
+        error_msg: String,
+        #[schema(inline)]
+        organizations: Vec<Organization>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Emails {
+        status: u8,
+        error_msg: String,
+        /// The organization's email domains.
+        emails: Vec<String>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Failure {
+        /// 1, or 2 for a token failure.
+        status: u8,
+        /// Korean unless `Accept-Language` asks for English.
+        error_msg: String,
+        /// The native stable code.
+        code: String,
+    }
 }

@@ -20,6 +20,11 @@ use crate::state::AppState;
 
 pub const ROUTES: &[(&str, &str)] = &[("POST", "/api/v1/auth/login"), ("POST", "/refresh_token")];
 
+/// The routes for `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(login, refresh_token))]
+pub struct Api;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/auth/login", web::post().to(login))
         .route("/refresh_token", web::post().to(refresh_token));
@@ -31,12 +36,24 @@ fn expires(exp: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-#[derive(Deserialize)]
+/// JSON, also when labelled as a form; or a real form.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LoginBody {
     email: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
 }
 
+/// Log in (email and password).
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    request_body = inline(LoginBody),
+    responses(
+        (status = 200, description = "An access token; the session behind it backs renewals", body = inline(wire::Token)),
+        (status = "4XX", description = "The native status; `error` is the native code", body = inline(super::wire::SimpleError)),
+    )
+)]
 async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
     let body: LoginBody = match parse_body(body) {
         Ok(body) => body,
@@ -53,11 +70,22 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RenewBody {
+    /// The current access token; an expired one of a live session renews too.
     token: String,
 }
 
+/// Renew an access token; the presented one is revoked.
+#[utoipa::path(
+    post,
+    path = "/refresh_token",
+    request_body = inline(RenewBody),
+    responses(
+        (status = 200, description = "A new access token", body = inline(wire::Renewed)),
+        (status = "4XX", description = "The native status; `error` is the native code", body = inline(super::wire::SimpleError)),
+    )
+)]
 async fn refresh_token(state: web::Data<AppState>, body: Body) -> HttpResponse {
     let body: RenewBody = match parse_body(body) {
         Ok(body) => body,
@@ -99,4 +127,23 @@ async fn refresh_token(state: web::Data<AppState>, body: Body) -> HttpResponse {
         "new_token": access.access_token,
         "expires": expires(access.claims.exp),
     }))
+}
+
+/// Response schemas for `/openapi.json`; the bodies are built with `json!`.
+#[allow(dead_code)]
+mod wire {
+    #[derive(utoipa::ToSchema)]
+    pub struct Token {
+        /// A native access token (JWT).
+        token: String,
+        /// ISO 8601 UTC with milliseconds, e.g. `2026-01-01T00:30:00.000Z`.
+        expires: String,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Renewed {
+        new_token: String,
+        /// ISO 8601 UTC with milliseconds.
+        expires: String,
+    }
 }

@@ -22,6 +22,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/refresh"),
 ];
 
+/// The routes for `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(login, refresh))]
+pub struct Api;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/auth/login", web::post().to(login))
         .route("/api/v1/auth/refresh", web::post().to(refresh));
@@ -72,12 +77,25 @@ fn tokens_json(tokens: &accounts::IssuedTokens) -> serde_json::Map<String, Value
     }
 }
 
-#[derive(Deserialize)]
+/// JSON, also when labelled as a form; or a real form.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LoginBody {
+    /// An email address or a username.
     user: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
 }
 
+/// Log in; `redirect: "pw/reset"` when the password must be changed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    request_body = inline(LoginBody),
+    responses(
+        (status = 200, description = "`code` 0 and the tokens in `result`", body = inline(wire::LoginResult)),
+        (status = "4XX", description = "The native status; a non-zero `code`", body = inline(wire::Failure)),
+    )
+)]
 async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
     let body: LoginBody = match parse_body(body) {
         Ok(body) => body,
@@ -95,8 +113,9 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RefreshBody {
+    #[schema(value_type = String)]
     refresh_token: SecretString,
 }
 
@@ -111,6 +130,18 @@ fn access_token(req: &HttpRequest) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
+/// Rotate the refresh token of the session the (possibly expired) access token belongs to.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/refresh",
+    security(("bearer" = [])),
+    params(("Athorization" = Option<String>, Header, description = "The seed's misspelling, accepted in place of `Authorization`")),
+    request_body = inline(RefreshBody),
+    responses(
+        (status = 200, description = "New tokens, with `code` 0, in `result`", body = inline(wire::RefreshResult)),
+        (status = "4XX", description = "The native status; a non-zero `code` in `result`", body = inline(wire::WrappedFailure)),
+    )
+)]
 async fn refresh(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
     let body: RefreshBody = match parse_body(body) {
         Ok(body) => body,
@@ -166,5 +197,61 @@ mod tests {
             code_for("refresh_token_reused")
         );
         assert_eq!(code_for("something_new"), 5000);
+    }
+}
+
+/// Response schemas for `/openapi.json`; the bodies are built with `json!`.
+#[allow(dead_code)]
+mod wire {
+    #[derive(utoipa::ToSchema)]
+    pub struct Tokens {
+        /// `Bearer`.
+        token_type: String,
+        access_token: String,
+        access_token_expires_in: i64,
+        refresh_token: String,
+        refresh_token_expires_in: i64,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct LoginResult {
+        /// 0.
+        code: u32,
+        #[schema(inline)]
+        result: Tokens,
+        /// `pw/reset` when the password must be changed; absent otherwise.
+        redirect: Option<String>,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct RefreshedTokens {
+        #[serde(flatten)]
+        #[schema(inline)]
+        tokens: Tokens,
+        /// 0.
+        code: u32,
+        /// `Ok`.
+        desc: String,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct RefreshResult {
+        #[schema(inline)]
+        result: RefreshedTokens,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Failure {
+        /// Non-zero; see `code_for` in docs/profiles/envelope.md.
+        code: u32,
+        desc: String,
+        /// The native stable code.
+        error: String,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct WrappedFailure {
+        #[schema(inline)]
+        result: Failure,
     }
 }

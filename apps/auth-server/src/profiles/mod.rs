@@ -64,6 +64,18 @@ impl Profile {
         }
     }
 
+    /// Its routes for `/openapi.json`, relative to the mount prefix.
+    pub fn openapi(self) -> utoipa::openapi::OpenApi {
+        use utoipa::OpenApi;
+        match self {
+            Self::CompanyPortal => company_portal::Api::openapi(),
+            Self::TokenValidity => token_validity::Api::openapi(),
+            Self::Envelope => envelope::Api::openapi(),
+            Self::Buzzbook => buzzbook::Api::openapi(),
+            Self::Campus => campus::Api::openapi(),
+        }
+    }
+
     pub fn configure(self, cfg: &mut web::ServiceConfig) {
         match self {
             Self::CompanyPortal => company_portal::configure(cfg),
@@ -190,7 +202,7 @@ impl Mounts {
         all.sort_by_key(|(_, prefix)| std::cmp::Reverse(prefix.len()));
         for (profile, prefix) in all {
             let Some(profile) = profile else {
-                cfg.service(web::scope(prefix).configure(crate::http::configure));
+                cfg.service(web::scope(prefix).configure(|c| crate::http::configure(c, prefix)));
                 continue;
             };
             // Unknown paths under a profile answer in that profile's shape.
@@ -217,6 +229,19 @@ pub fn simple_error(error: &crate::http::error::ApiError) -> actix_web::HttpResp
         response.insert_header(("www-authenticate", "Bearer realm=\"auth-server\""));
     }
     response.json(serde_json::json!({"error": error.code, "message": error.detail}))
+}
+
+/// Schemas shared by the profiles' documentation. Nothing constructs them:
+/// the bodies are built with `json!`.
+#[allow(dead_code)]
+pub(crate) mod wire {
+    /// The body of [`super::simple_error`]: the native HTTP status and stable code.
+    #[derive(utoipa::ToSchema)]
+    pub struct SimpleError {
+        /// The native stable code, e.g. `invalid_credentials`.
+        error: String,
+        message: String,
+    }
 }
 
 /// A profile's request body: the extraction error is kept as a value so each

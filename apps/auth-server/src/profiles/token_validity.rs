@@ -21,6 +21,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/tokenRefresh"),
 ];
 
+/// The routes for `/openapi.json`.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(login, check_token_validity, token_refresh))]
+pub struct Api;
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/auth/login", web::post().to(login))
         .route(
@@ -30,12 +35,24 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/auth/tokenRefresh", web::post().to(token_refresh));
 }
 
-#[derive(Deserialize)]
+/// JSON, also when labelled as a form; or a real form.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LoginBody {
     email: String,
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
 }
 
+/// Log in (email and password).
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    request_body = inline(LoginBody),
+    responses(
+        (status = 200, description = "An access and a refresh token", body = inline(wire::Tokens)),
+        (status = "4XX", description = "The native status; `error` is the native code", body = inline(super::wire::SimpleError)),
+    )
+)]
 async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
     let body: LoginBody = match parse_body(body) {
         Ok(body) => body,
@@ -50,11 +67,22 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct TokenBody {
+    /// An access token.
     token: String,
 }
 
+/// Check an access token and say until when it is valid.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/checkTokenValidity",
+    request_body = inline(TokenBody),
+    responses(
+        (status = 200, description = "The token is valid", body = inline(wire::Validity)),
+        (status = "4XX", description = "The native status; `error` is the native code", body = inline(super::wire::SimpleError)),
+    )
+)]
 async fn check_token_validity(state: web::Data<AppState>, body: Body) -> HttpResponse {
     let body: TokenBody = match parse_body(body) {
         Ok(body) => body,
@@ -83,12 +111,23 @@ async fn check_token_validity(state: web::Data<AppState>, body: Body) -> HttpRes
         .json(json!({ "token": body.token.trim(), "valid-until": valid_until }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RefreshBody {
     #[serde(rename = "refreshToken")]
+    #[schema(value_type = String)]
     refresh_token: SecretString,
 }
 
+/// Rotate the refresh token (a reused one revokes the session).
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/tokenRefresh",
+    request_body = inline(RefreshBody),
+    responses(
+        (status = 200, description = "New tokens", body = inline(wire::Tokens)),
+        (status = "4XX", description = "The native status; `error` is the native code", body = inline(super::wire::SimpleError)),
+    )
+)]
 async fn token_refresh(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
     let body: RefreshBody = match parse_body(body) {
         Ok(body) => body,
@@ -100,5 +139,25 @@ async fn token_refresh(state: web::Data<AppState>, req: HttpRequest, body: Body)
             "refreshToken": tokens.refresh_token.expose_secret(),
         })),
         Err(e) => simple_error(&e),
+    }
+}
+
+/// Response schemas for `/openapi.json`; the bodies are built with `json!`.
+#[allow(dead_code)]
+mod wire {
+    #[derive(utoipa::ToSchema)]
+    pub struct Tokens {
+        /// A native access token (JWT).
+        token: String,
+        #[schema(rename = "refreshToken")]
+        refresh_token: String,
+    }
+
+    #[derive(utoipa::ToSchema)]
+    pub struct Validity {
+        token: String,
+        /// `YYYY-MM-DD HH:MM:SS` in the deployment's `compat_time_zone`.
+        #[schema(rename = "valid-until")]
+        valid_until: String,
     }
 }
