@@ -39,6 +39,7 @@ pub struct Services {
     pub accounts: Arc<Accounts>,
     pub keys: KeySet,
     pub token_policy: TokenPolicy,
+    pub throttle: Arc<accounts::Throttle>,
     /// Delivers queued mail; only `serve` runs it. Mail queued by other
     /// commands waits in the outbox for the next server.
     pub outbox: OutboxWorker,
@@ -95,6 +96,13 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
             .load_or_create_secret("code-hmac")
             .context("cannot load the code key")?,
     );
+    let throttle = Arc::new(accounts::Throttle::new(
+        pool.clone(),
+        &key_dir
+            .load_or_create_secret("throttle-hmac")
+            .context("cannot load the throttle key")?,
+        settings.throttle,
+    ));
     let mailer = Mailer::new(&settings.mail.from, settings.mail.transport.clone())
         .context("invalid mail settings")?;
     let outbox = OutboxWorker::new(
@@ -133,6 +141,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         accounts,
         keys,
         token_policy,
+        throttle,
         outbox,
     })
 }
@@ -171,7 +180,10 @@ pub async fn start(settings: Settings) -> Result<Application> {
         phone_region: settings.phone_region.clone(),
         compat_time_zone: settings.compat_time_zone,
         cors_allowed_origins: settings.cors_allowed_origins.clone(),
+        throttle: services.throttle.clone(),
+        trusted_proxies: settings.trusted_proxies.clone(),
     });
+    tokio::spawn(forget_idle_throttles(services.throttle));
     let listener = TcpListener::bind(settings.bind)
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
@@ -223,6 +235,20 @@ async fn flush_api_token_usage(usage: Arc<ApiTokenUsage>, accounts: Arc<Accounts
             crate::blocking::run_blocking(move || accounts.record_api_token_use(&uses)).await;
         if !matches!(written, Ok(Ok(()))) {
             tracing::warn!("could not record API token use; will try with the next batch");
+        }
+    }
+}
+
+/// Deletes rate-limit rows with no recent events every 10 minutes, so the
+/// table holds only what is being limited now.
+async fn forget_idle_throttles(throttle: Arc<accounts::Throttle>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        interval.tick().await;
+        let throttle = throttle.clone();
+        match crate::blocking::run_blocking(move || throttle.forget_idle()).await {
+            Ok(Ok(deleted)) => tracing::debug!(deleted, "idle rate-limit rows deleted"),
+            _ => tracing::warn!("could not delete idle rate-limit rows; will try again"),
         }
     }
 }

@@ -58,6 +58,10 @@ pub struct Settings {
     pub password_max_age_days: Option<i64>,
     /// Origins whose browsers may call the API (CORS); empty = CORS off.
     pub cors_allowed_origins: Vec<String>,
+    /// Rates of the limits shared through the database.
+    pub throttle: accounts::ThrottleRates,
+    /// Peers whose forwarding headers are believed about the client's IP.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Where mail goes.
@@ -290,6 +294,36 @@ pub const KEYS: &[Key] = &[
         name: "compat_time_zone",
         default: "+00:00",
         help: "UTC offset of the naive times some seed contracts print (e.g. +09:00)",
+    },
+    Key {
+        name: "throttle_login_account",
+        default: "5/15m",
+        help: "failed logins per login name, shared by all instances (events/period: s, m, h, d; or off)",
+    },
+    Key {
+        name: "throttle_login_ip",
+        default: "50/15m",
+        help: "failed logins per client IP",
+    },
+    Key {
+        name: "throttle_code_ip",
+        default: "30/15m",
+        help: "email-code and reset-code attempts per client IP",
+    },
+    Key {
+        name: "throttle_mail_address",
+        default: "5/1h",
+        help: "mail-sending requests (signup, codes, reset, registration, activation) per address",
+    },
+    Key {
+        name: "throttle_mail_ip",
+        default: "30/1h",
+        help: "mail-sending requests per client IP",
+    },
+    Key {
+        name: "trusted_proxies",
+        default: "",
+        help: "comma-separated proxy IPs or CIDRs whose X-Forwarded-For / Forwarded names the client",
     },
     Key {
         name: "mail_max_attempts",
@@ -637,7 +671,37 @@ impl Reader {
                 format!("'{bad}' is not an origin like https://app.example.com"),
             ));
         }
+        let rate = |key: &str| {
+            self.str(key)
+                .parse::<accounts::Rate>()
+                .map_err(|problem| self.error(key, problem))
+        };
+        let throttle = accounts::ThrottleRates {
+            login_failures_per_account: rate("throttle_login_account")?,
+            login_failures_per_ip: rate("throttle_login_ip")?,
+            code_attempts_per_ip: rate("throttle_code_ip")?,
+            mail_per_address: rate("throttle_mail_address")?,
+            mail_per_ip: rate("throttle_mail_ip")?,
+        };
+        let trusted_proxies = self
+            .str("trusted_proxies")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.parse::<ipnet::IpNet>()
+                    .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| {
+                        self.error(
+                            "trusted_proxies",
+                            format!("'{p}' is not an IP address or a CIDR like 10.0.0.0/8"),
+                        )
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Settings {
+            throttle,
+            trusted_proxies,
             cors_allowed_origins,
             password_max_age_days: Some(password_max_age_days).filter(|d| *d > 0),
             mounts,
@@ -715,6 +779,34 @@ mod tests {
         assert_eq!(s.leeway_secs, 30);
         assert_eq!(s.signing_algorithm, SigningAlgorithm::EdDSA);
         assert!(s.migrate_on_start);
+    }
+
+    #[test]
+    fn throttle_rates_and_trusted_proxies_parse_or_name_the_setting() {
+        let s = Settings::load(None, env(&[])).unwrap();
+        assert_eq!(s.throttle, accounts::ThrottleRates::default());
+        assert!(s.trusted_proxies.is_empty());
+        let s = Settings::load(
+            None,
+            env(&[
+                ("AUTH_THROTTLE_LOGIN_IP", "off"),
+                ("AUTH_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7, ::1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(s.throttle.login_failures_per_ip, accounts::Rate::OFF);
+        assert_eq!(s.trusted_proxies.len(), 3);
+        for (key, value) in [
+            ("AUTH_THROTTLE_MAIL_ADDRESS", "5/15w"),
+            ("AUTH_THROTTLE_CODE_IP", "0/1m"),
+            ("AUTH_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("AUTH_TRUSTED_PROXIES", "proxy.internal"),
+        ] {
+            let error = Settings::load(None, env(&[(key, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{error}");
+        }
     }
 
     #[test]

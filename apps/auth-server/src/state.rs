@@ -19,6 +19,10 @@ pub struct AppState {
     /// Offset for the naive local times some seed contracts use.
     pub compat_time_zone: chrono::FixedOffset,
     pub cors_allowed_origins: Vec<String>,
+    /// Rate limits shared by every instance through the database.
+    pub throttle: Arc<accounts::Throttle>,
+    /// Peers whose forwarding headers name the client (see `http::extract::client_ip`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// When each API token was last used, collected in memory and written in

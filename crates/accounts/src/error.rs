@@ -35,6 +35,9 @@ pub enum AccountsError {
     /// A new code was asked for before the resend cooldown ended.
     #[error("too many requests; retry in {retry_after_secs} s")]
     TooManyRequests { retry_after_secs: i64 },
+    /// A rate limit (`throttle`) is exhausted for now.
+    #[error("rate limited; retry in {retry_after_secs} s")]
+    Throttled { retry_after_secs: i64 },
     #[error("weak password: {0}")]
     WeakPassword(String),
     #[error("organization not found")]

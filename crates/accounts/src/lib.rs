@@ -18,6 +18,7 @@ pub mod permissions;
 pub mod registrations;
 pub mod secrets;
 pub mod service;
+pub mod throttle;
 pub mod types;
 
 pub use admin::{Actor, Revoked, RevokedToken, UserUpdate, UserView};
@@ -36,6 +37,7 @@ pub use service::{
     Accounts, AccountsConfig, ClientInfo, IssuedAccess, IssuedTokens, NewAccount, RevokedSession,
     SessionPolicy,
 };
+pub use throttle::{Limit, Rate, Throttle, ThrottleRates};
 pub use types::{
     DisplayName, Domain, EmailAddress, LoginId, ParseError, Password, PhoneNumber, UserStatus,
     Username,

@@ -967,3 +967,40 @@ pub mod clients {
         Ok(())
     }
 }
+
+pub mod throttles {
+    //! Rows of the shared rate limiter (`accounts::throttle`): one
+    //! theoretical arrival time per key.
+    use super::*;
+    use schema::throttles;
+
+    /// The key's arrival time, locking the row until the transaction ends
+    /// (PostgreSQL; SQLite holds the database write lock via [`write_lock`]).
+    pub fn tat_for_update(conn: &mut AnyConnection, key: &str) -> Result<Option<i64>> {
+        let query = throttles::table.find(key).select(throttles::tat);
+        Ok(match conn {
+            AnyConnection::Postgresql(pg) => query.for_update().first(pg).optional()?,
+            AnyConnection::Sqlite(sqlite) => query.first(sqlite).optional()?,
+        })
+    }
+
+    /// Sets the key's arrival time, creating the row if needed. Two
+    /// instances creating the same row at once: one gets
+    /// [`StorageError::UniqueViolation`] and should retry.
+    pub fn set_tat(conn: &mut AnyConnection, key: &str, tat: i64) -> Result<()> {
+        let updated = diesel::update(throttles::table.find(key))
+            .set(throttles::tat.eq(tat))
+            .execute(conn)?;
+        if updated == 0 {
+            diesel::insert_into(throttles::table)
+                .values((throttles::key.eq(key), throttles::tat.eq(tat)))
+                .execute(conn)?;
+        }
+        Ok(())
+    }
+
+    /// Forgets keys with no recent events (their arrival time has passed).
+    pub fn delete_idle(conn: &mut AnyConnection, now_ms: i64) -> Result<usize> {
+        Ok(diesel::delete(throttles::table.filter(throttles::tat.lt(now_ms))).execute(conn)?)
+    }
+}

@@ -205,6 +205,13 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    throttles (key) {
+        key -> Text,
+        tat -> BigInt,
+    }
+}
+
 diesel::joinable!(users -> organizations (organization_id));
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(user_permissions -> users (user_id));
@@ -220,6 +227,7 @@ diesel::joinable!(external_identities -> clients (client_id));
 diesel::joinable!(external_identities -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    throttles,
     organizations,
     users,
     user_roles,

@@ -95,7 +95,7 @@ fn limit_field(value: &str, field: &str, max: usize) -> Result<(), ApiError> {
         (status = 401, description = "`invalid_credentials` (the same for an unknown login and a wrong password)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account_not_active`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (a field is too long)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_attempts`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_requests`, with `Retry-After`: too many failed logins for this login name or from this address lately", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn login(
@@ -116,9 +116,13 @@ pub async fn password_login(
 ) -> Result<IssuedTokens, ApiError> {
     limit_field(&login, "login", 320)?;
     limit_field(password.expose_secret(), "password", 1024)?;
+    let attempt = super::limits::LoginAttempt::admit(state, req, &login).await?;
     let client = client_info(req);
     let accounts = state.accounts.clone();
     let outcome = run_blocking(move || accounts.login(&login, &password, &client)).await?;
+    if matches!(outcome, Err(accounts::AccountsError::InvalidCredentials)) {
+        attempt.failed(state).await;
+    }
     match outcome {
         Ok(tokens) => {
             tracing::info!(user_id = %tokens.claims.sub, session_id = %tokens.claims.sid, "login");

@@ -197,6 +197,15 @@ impl From<AccountsError> for ApiError {
                 "too_many_attempts",
                 "too many wrong codes; this code no longer works, ask for a new one",
             ),
+            E::Throttled { retry_after_secs } => {
+                let mut e = Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_requests",
+                    format!("too many requests; try again in {retry_after_secs} s"),
+                );
+                e.retry_after = Some(u32::try_from(retry_after_secs).unwrap_or(u32::MAX));
+                e
+            }
             E::TooManyRequests { retry_after_secs } => {
                 let mut e = Self::new(
                     StatusCode::TOO_MANY_REQUESTS,

@@ -2,6 +2,7 @@
 //! bearer authentication, and the caller's address and user agent.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 
 use accounts::{Actor, AuditContext, ClientInfo, Role};
@@ -284,6 +285,100 @@ pub fn client_info(req: &HttpRequest) -> ClientInfo {
         .map(|ua| ua.chars().take(512).collect());
     ClientInfo {
         user_agent,
-        ip: req.peer_addr().map(|a| a.ip().to_string()),
+        ip: client_ip(req).map(|ip| ip.to_string()),
+    }
+}
+
+/// The client's IP: the socket's peer, unless the peer is one of the
+/// configured `trusted_proxies` — then the nearest address in `Forwarded`
+/// (RFC 7239) or `X-Forwarded-For` that is not itself a trusted proxy.
+/// Headers from anyone else are ignored: a client can write any address there.
+pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
+    let peer = req.peer_addr()?.ip();
+    let trusted: &[ipnet::IpNet] = req
+        .app_data::<web::Data<AppState>>()
+        .map_or(&[], |state| state.trusted_proxies.as_slice());
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    // Each proxy appends the address it received from, so the chain reads
+    // client, proxy 1, …, and the last entry is the peer's own client.
+    // Walk back over our proxies; the first other address is the client. An
+    // entry we cannot read ends the walk at the last address we trust.
+    let mut client = peer;
+    for entry in forwarded_chain(req).iter().rev() {
+        match parse_forwarded_address(entry) {
+            Some(ip) if is_trusted(&ip) => client = ip,
+            Some(ip) => return Some(ip),
+            None => break,
+        }
+    }
+    Some(client)
+}
+
+/// The addresses of `Forwarded: for=…` if present, else `X-Forwarded-For`,
+/// in header order (all header lines joined).
+fn forwarded_chain(req: &HttpRequest) -> Vec<String> {
+    let lines = |name: header::HeaderName| -> Vec<String> {
+        req.headers()
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|part| part.trim().to_owned())
+            .collect()
+    };
+    let forwarded: Vec<String> = lines(header::FORWARDED)
+        .iter()
+        .filter_map(|element| {
+            element.split(';').find_map(|pair| {
+                let (name, value) = pair.trim().split_once('=')?;
+                name.eq_ignore_ascii_case("for")
+                    .then(|| value.trim().trim_matches('"').to_owned())
+            })
+        })
+        .collect();
+    if !forwarded.is_empty() {
+        return forwarded;
+    }
+    lines(header::HeaderName::from_static("x-forwarded-for"))
+}
+
+/// `192.0.2.1`, `192.0.2.1:443`, `2001:db8::1`, `[2001:db8::1]:443`.
+fn parse_forwarded_address(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|rest| rest.split_once(']'))
+                .and_then(|(ip, _)| ip.parse().ok())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_addresses_parse_in_every_spelling() {
+        for (entry, ip) in [
+            ("192.0.2.1", "192.0.2.1"),
+            ("192.0.2.1:443", "192.0.2.1"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]:443", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+        ] {
+            assert_eq!(
+                parse_forwarded_address(entry),
+                Some(ip.parse().unwrap()),
+                "{entry}"
+            );
+        }
+        for junk in ["", "unknown", "_hidden", "300.1.1.1", "[::1"] {
+            assert_eq!(parse_forwarded_address(junk), None, "{junk}");
+        }
     }
 }

@@ -101,8 +101,10 @@ pub async fn signup(
         }));
     }
     fields.finish()?;
+    let email = email.expect("checked");
+    super::limits::mail_request(&state, &req, email.as_str()).await?;
     let request = SignupRequest {
-        email: email.expect("checked"),
+        email,
         password: password.expect("checked"),
         username: username.flatten(),
         name: name.flatten(),
@@ -148,10 +150,12 @@ fn check_code_shape(code: &str) -> Result<(), ApiError> {
 )]
 pub async fn verify_email(
     state: web::Data<AppState>,
+    req: HttpRequest,
     JsonOrForm(body): JsonOrForm<EmailCodeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let email = email(&body.email)?;
     check_code_shape(&body.code)?;
+    super::limits::code_attempt(&state, &req).await?;
     let accounts = state.accounts.clone();
     run_blocking(move || accounts.verify_email(&email, body.code.trim())).await??;
     Ok(HttpResponse::Ok().json(json!({"verified": true})))
@@ -186,6 +190,7 @@ pub async fn forgot_password(
     JsonOrForm(body): JsonOrForm<ForgotBody>,
 ) -> Result<HttpResponse, ApiError> {
     let email = email(&body.email)?;
+    super::limits::mail_request(&state, &req, email.as_str()).await?;
     let locale = request_locale(&req, body.locale.as_deref());
     let accounts = state.accounts.clone();
     run_blocking(move || accounts.forgot_password(&email, locale)).await??;
@@ -221,10 +226,12 @@ pub struct ResetBody {
 )]
 pub async fn reset_password(
     state: web::Data<AppState>,
+    req: HttpRequest,
     JsonOrForm(body): JsonOrForm<ResetBody>,
 ) -> Result<HttpResponse, ApiError> {
     let email = email(&body.email)?;
     check_code_shape(&body.code)?;
+    super::limits::code_attempt(&state, &req).await?;
     let new_password = password("new_password", body.new_password)
         .map_err(|e| ApiError::validation(e.field, e.reason))?;
     let accounts = state.accounts.clone();
@@ -356,6 +363,7 @@ pub async fn request_organization_code(
         return Err(accounts::AccountsError::OrganizationNotFound.into());
     }
     let email = email(&body.email)?;
+    super::limits::mail_request(&state, &req, email.as_str()).await?;
     let locale = request_locale(&req, body.locale.as_deref());
     let accounts = state.accounts.clone();
     run_blocking(move || accounts.request_organization_code(&organization_id, &email, locale))
@@ -381,10 +389,12 @@ pub async fn request_organization_code(
 )]
 pub async fn confirm_organization_code(
     state: web::Data<AppState>,
+    req: HttpRequest,
     JsonOrForm(body): JsonOrForm<EmailCodeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let email = email(&body.email)?;
     check_code_shape(&body.code)?;
+    super::limits::code_attempt(&state, &req).await?;
     let accounts = state.accounts.clone();
     let organization_id =
         run_blocking(move || accounts.confirm_organization_code(&email, body.code.trim()))

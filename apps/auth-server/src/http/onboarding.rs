@@ -123,6 +123,7 @@ pub async fn submit_registration(
             .for_each(|p| fields.refuse(p.field, p.reason));
         fields.into_error()
     })?;
+    super::limits::mail_request(&state, &req, form.contact_email.as_str()).await?;
     let locale = request_locale(&req, body.locale.as_deref());
     let context = audit_context(&req, None);
     let accounts = state.accounts.clone();
@@ -366,6 +367,7 @@ pub async fn resend_activation(
 ) -> Result<HttpResponse, ApiError> {
     let email = accounts::EmailAddress::parse(&body.email)
         .map_err(|e| ApiError::validation(e.field, e.reason))?;
+    super::limits::mail_request(&state, &req, email.as_str()).await?;
     let locale = request_locale(&req, body.locale.as_deref());
     let accounts = state.accounts.clone();
     run_blocking(move || accounts.resend_activation(&email, locale)).await??;

@@ -21,6 +21,7 @@ use crate::blocking::run_blocking;
 use crate::http::auth::{no_store, password_login, rotate_refresh_token};
 use crate::http::error::{ApiError, FieldErrors};
 use crate::http::flows::request_locale;
+use crate::http::limits;
 use crate::state::AppState;
 
 pub const ROUTES: &[(&str, &str)] = &[
@@ -505,11 +506,15 @@ struct SendAuthEmailBody {
 )]
 async fn send_auth_email(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
     let locale = locale(&req);
-    respond(locale, send_organization_code(&state, locale, body).await)
+    respond(
+        locale,
+        send_organization_code(&state, &req, locale, body).await,
+    )
 }
 
 async fn send_organization_code(
     state: &AppState,
+    req: &HttpRequest,
     locale: Locale,
     body: Body,
 ) -> Result<Value, ApiError> {
@@ -524,6 +529,7 @@ async fn send_organization_code(
         unreachable!("checked by finish")
     };
     let organization = organization_id(&organization)?;
+    limits::mail_request(state, req, email.as_str()).await?;
     let accounts = state.accounts.clone();
     blocking(move || accounts.request_organization_code(&organization, &email, locale)).await?;
     Ok(json!({}))
@@ -549,10 +555,17 @@ struct CheckAuthCodeBody {
     )
 )]
 async fn check_auth_code(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
-    respond(locale(&req), confirm_organization_code(&state, body).await)
+    respond(
+        locale(&req),
+        confirm_organization_code(&state, &req, body).await,
+    )
 }
 
-async fn confirm_organization_code(state: &AppState, body: Body) -> Result<Value, ApiError> {
+async fn confirm_organization_code(
+    state: &AppState,
+    req: &HttpRequest,
+    body: Body,
+) -> Result<Value, ApiError> {
     let body: CheckAuthCodeBody = parse(body)?;
     let mut fields = FieldErrors::new();
     let email = fields
@@ -566,6 +579,7 @@ async fn confirm_organization_code(state: &AppState, body: Body) -> Result<Value
     let (Some(email), Some(code)) = (email, code) else {
         unreachable!("checked by finish")
     };
+    limits::code_attempt(state, req).await?;
     let accounts = state.accounts.clone();
     blocking(move || accounts.confirm_organization_code(&email, code.trim())).await?;
     Ok(json!({}))
@@ -592,12 +606,17 @@ async fn reset_password_mail(
     body: Body,
 ) -> HttpResponse {
     let locale = locale(&req);
-    respond(locale, forgot_password(&state, locale, body).await)
+    respond(locale, forgot_password(&state, &req, locale, body).await)
 }
 
 /// The same answer whether or not an account uses the address (the native
 /// flow does equivalent work for an unknown one).
-async fn forgot_password(state: &AppState, locale: Locale, body: Body) -> Result<Value, ApiError> {
+async fn forgot_password(
+    state: &AppState,
+    req: &HttpRequest,
+    locale: Locale,
+    body: Body,
+) -> Result<Value, ApiError> {
     let body: ResetMailBody = parse(body)?;
     let mut fields = FieldErrors::new();
     let email = fields
@@ -605,6 +624,7 @@ async fn forgot_password(state: &AppState, locale: Locale, body: Body) -> Result
         .and_then(|e| fields.take_as("email", EmailAddress::parse(&e)));
     fields.finish()?;
     let email = email.expect("checked by finish");
+    limits::mail_request(state, req, email.as_str()).await?;
     let accounts = state.accounts.clone();
     blocking(move || accounts.forgot_password(&email, locale)).await?;
     Ok(json!({}))
