@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
@@ -29,23 +30,57 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Middleware (`from_fn`): one span per request, and one log line with the
-/// status and latency.
+/// Middleware (`from_fn`): one span per request carrying a request id, one
+/// log line with the status and latency, and the id echoed in `X-Request-Id`
+/// so a client's report can be matched to the server's logs.
 pub async fn request_span(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let span = tracing::info_span!("request", method = %req.method(), path = %req.path());
+    let request_id = request_id(&req);
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %req.path(),
+        request_id = %request_id,
+    );
     let started = Instant::now();
     let response = next.call(req).instrument(span.clone()).await;
     let _entered = span.enter();
     let micros = started.elapsed().as_micros() as u64;
-    match &response {
-        Ok(r) if r.status().is_server_error() => {
-            tracing::error!(status = r.status().as_u16(), micros, "response")
+    match response {
+        Ok(mut r) => {
+            if r.status().is_server_error() {
+                tracing::error!(status = r.status().as_u16(), micros, "response");
+            } else {
+                tracing::debug!(status = r.status().as_u16(), micros, "response");
+            }
+            if let Ok(value) = HeaderValue::from_str(&request_id) {
+                r.headers_mut().insert(REQUEST_ID.clone(), value);
+            }
+            Ok(r)
         }
-        Ok(r) => tracing::debug!(status = r.status().as_u16(), micros, "response"),
-        Err(e) => tracing::warn!(error = %e, micros, "request failed"),
+        Err(e) => {
+            tracing::warn!(error = %e, micros, "request failed");
+            Err(e)
+        }
     }
-    response
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The caller's `X-Request-Id` when it is a plausible id (so a chain of
+/// services shares one), else a fresh UUID. Anything else a client sends
+/// there is not copied into logs or headers.
+fn request_id(req: &ServiceRequest) -> String {
+    req.headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            (1..=64).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
 }

@@ -73,11 +73,7 @@ impl LoginAttempt {
     }
 }
 
-async fn run(
-    state: &AppState,
-    events: Events,
-    apply: Apply,
-) -> Result<(), ApiError> {
+async fn run(state: &AppState, events: Events, apply: Apply) -> Result<(), ApiError> {
     let throttle = state.throttle.clone();
     run_blocking(move || {
         let events: Vec<(Limit, &str)> = events.iter().map(|(l, s)| (*l, s.as_str())).collect();
