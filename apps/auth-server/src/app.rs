@@ -10,7 +10,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, Result};
-use auth_core::{KeySet, TokenPolicy};
+use auth_core::TokenPolicy;
 use mailer::{Mailer, OutboxConfig, OutboxWorker};
 use storage::{DbPool, PoolOptions};
 
@@ -37,7 +37,6 @@ impl Application {
 pub struct Services {
     pub pool: DbPool,
     pub accounts: Arc<Accounts>,
-    pub keys: KeySet,
     pub token_policy: TokenPolicy,
     pub throttle: Arc<accounts::Throttle>,
     /// Delivers queued mail; only `serve` runs it. Mail queued by other
@@ -52,7 +51,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         &settings.database_url,
         &PoolOptions {
             max_size: settings.db_pool_size,
-            ..PoolOptions::default()
+            connection_timeout: Duration::from_millis(settings.db_pool_timeout_ms),
         },
     )
     .context("cannot open the database")?;
@@ -139,7 +138,6 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
     Ok(Services {
         pool,
         accounts,
-        keys,
         token_policy,
         throttle,
         outbox,
@@ -173,7 +171,6 @@ pub async fn start(settings: Settings) -> Result<Application> {
     ));
     let state = web::Data::new(AppState {
         accounts: services.accounts,
-        keys: services.keys,
         token_policy: services.token_policy,
         revocations,
         api_token_usage,
@@ -182,8 +179,16 @@ pub async fn start(settings: Settings) -> Result<Application> {
         cors_allowed_origins: settings.cors_allowed_origins.clone(),
         throttle: services.throttle.clone(),
         trusted_proxies: settings.trusted_proxies.clone(),
+        metrics: Arc::new(crate::metrics::Metrics::default()),
+        metrics_token: settings.metrics_token.clone(),
     });
     tokio::spawn(forget_idle_throttles(services.throttle));
+    tokio::spawn(reload_keys_forever(
+        state.accounts.clone(),
+        KeyDir::new(&settings.keys_dir),
+        settings.key_verify_window_secs(),
+        Duration::from_secs(settings.key_reload_secs),
+    ));
     let listener = TcpListener::bind(settings.bind)
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
@@ -276,5 +281,49 @@ fn security_headers(tls: bool) -> DefaultHeaders {
         ))
     } else {
         headers
+    }
+}
+
+/// Re-reads the key folder every `every`, so `auth-server keys rotate` (on
+/// this machine or on any instance sharing the folder) takes effect without
+/// a restart: the new key signs, retired keys verify until their tokens have
+/// expired and then leave the JWKS. A folder that cannot be read keeps the
+/// keys in use.
+async fn reload_keys_forever(
+    accounts: Arc<Accounts>,
+    dir: KeyDir,
+    verify_window_secs: i64,
+    every: Duration,
+) {
+    let dir = Arc::new(dir);
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await; // the first tick is immediate; the keys are fresh
+    loop {
+        interval.tick().await;
+        let dir = dir.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            dir.load(chrono::Utc::now().timestamp(), verify_window_secs)
+        })
+        .await;
+        match loaded {
+            Ok(Ok(keys)) => {
+                let current = accounts.keys();
+                if keys.kids() != current.kids() {
+                    tracing::info!(
+                        active = keys.active_kid(),
+                        kids = ?keys.kids(),
+                        "signing keys reloaded"
+                    );
+                    accounts.replace_keys(keys);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot reload the signing keys; keeping the current ones")
+            }
+            Err(_) => {
+                tracing::warn!("reloading the signing keys panicked; keeping the current ones")
+            }
+        }
     }
 }

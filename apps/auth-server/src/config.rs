@@ -24,8 +24,11 @@ pub struct Settings {
     pub bind: SocketAddr,
     pub database_url: DatabaseUrl,
     pub db_pool_size: u32,
+    pub db_pool_timeout_ms: u64,
     pub migrate_on_start: bool,
     pub keys_dir: PathBuf,
+    /// How often `keys_dir` is re-read (seconds).
+    pub key_reload_secs: u64,
     pub signing_algorithm: SigningAlgorithm,
     pub issuer: String,
     pub audience: String,
@@ -62,6 +65,7 @@ pub struct Settings {
     pub throttle: accounts::ThrottleRates,
     /// Peers whose forwarding headers are believed about the client's IP.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub metrics_token: Option<secrecy::SecretString>,
 }
 
 /// Where mail goes.
@@ -106,6 +110,11 @@ pub const KEYS: &[Key] = &[
         help: "database connections kept open",
     },
     Key {
+        name: "db_pool_timeout_ms",
+        default: "2000",
+        help: "how long a request waits for a database connection before answering 503",
+    },
+    Key {
         name: "migrate_on_start",
         default: "true",
         help: "apply pending migrations when serve starts",
@@ -114,6 +123,11 @@ pub const KEYS: &[Key] = &[
         name: "keys_dir",
         default: "./var/keys",
         help: "signing keys, one 0600 JSON file each",
+    },
+    Key {
+        name: "key_reload",
+        default: "10",
+        help: "how often the keys folder is re-read so a rotation takes effect without restart, seconds",
     },
     Key {
         name: "signing_alg",
@@ -321,6 +335,11 @@ pub const KEYS: &[Key] = &[
         help: "mail-sending requests per client IP",
     },
     Key {
+        name: "metrics_token",
+        default: "",
+        help: "when set, GET /metrics needs Authorization: Bearer <this token>",
+    },
+    Key {
         name: "trusted_proxies",
         default: "",
         help: "comma-separated proxy IPs or CIDRs whose X-Forwarded-For / Forwarded names the client",
@@ -471,6 +490,14 @@ impl Reader {
         let value: i64 = self.parse(key, "a whole number of seconds")?;
         if value < min {
             return Err(self.error(key, format!("must be at least {min} seconds")));
+        }
+        Ok(value)
+    }
+
+    fn millis(&self, key: &str, min: u64) -> Result<u64, ConfigError> {
+        let value: u64 = self.parse(key, "a whole number of milliseconds")?;
+        if value < min {
+            return Err(self.error(key, format!("must be at least {min} ms")));
         }
         Ok(value)
     }
@@ -699,7 +726,11 @@ impl Reader {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let metrics_token = Some(self.str("metrics_token"))
+            .filter(|t| !t.is_empty())
+            .map(|t| secrecy::SecretString::from(t.to_owned()));
         Ok(Settings {
+            metrics_token,
             throttle,
             trusted_proxies,
             cors_allowed_origins,
@@ -716,8 +747,10 @@ impl Reader {
             bind,
             database_url,
             db_pool_size,
+            db_pool_timeout_ms: self.millis("db_pool_timeout_ms", 100)?,
             migrate_on_start: self.bool("migrate_on_start")?,
             keys_dir: PathBuf::from(self.str("keys_dir")),
+            key_reload_secs: self.seconds("key_reload", 1)? as u64,
             signing_algorithm,
             issuer,
             audience,

@@ -11,6 +11,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use auth_core::{KeyDocument, KeySet, SigningAlgorithm, SigningKey};
 
+/// The key set from the keys on disk: retired keys only while tokens they
+/// signed may live (`verify_window_secs`), the newest unretired key signing.
+fn assemble(mut keys: Vec<SigningKey>, now: i64, verify_window_secs: i64) -> Result<KeySet> {
+    keys.retain(|k| {
+        k.retired_at()
+            .is_none_or(|retired| retired + verify_window_secs > now)
+    });
+    keys.sort_by_key(|k| (k.retired_at().is_none(), k.created_at()));
+    let active = keys.pop().context("no unretired signing key")?;
+    Ok(KeySet::new(active, keys)?)
+}
+
 pub struct KeyDir {
     dir: PathBuf,
 }
@@ -43,14 +55,17 @@ impl KeyDir {
             tracing::info!(kid = key.kid(), alg = %alg, dir = %self.dir.display(), "generated a signing key");
             keys.push(key);
         }
-        keys.retain(|k| {
-            k.retired_at()
-                .is_none_or(|retired| retired + verify_window_secs > now)
-        });
-        // Newest unretired key signs.
-        keys.sort_by_key(|k| (k.retired_at().is_none(), k.created_at()));
-        let active = keys.pop().expect("an unretired key exists");
-        Ok(KeySet::new(active, keys)?)
+        assemble(keys, now, verify_window_secs)
+    }
+
+    /// Loads the key set as it is on disk now, creating nothing: what a
+    /// running server re-reads to pick up `keys rotate` without a restart.
+    pub fn load(&self, now: i64, verify_window_secs: i64) -> Result<KeySet> {
+        let keys = self.read_all()?;
+        if !keys.iter().any(|k| k.retired_at().is_none()) {
+            bail!("{} has no unretired signing key", self.dir.display());
+        }
+        assemble(keys, now, verify_window_secs)
     }
 
     /// Generates a new signing key and retires the current ones.

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod profiles;
 pub mod revocation;
 pub mod state;

@@ -2,7 +2,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use accounts::Accounts;
-use auth_core::{KeySet, TokenPolicy};
+use auth_core::TokenPolicy;
 use chrono::NaiveDateTime;
 
 use crate::revocation::RevocationCache;
@@ -10,7 +10,6 @@ use crate::revocation::RevocationCache;
 /// Shared by every worker.
 pub struct AppState {
     pub accounts: Arc<Accounts>,
-    pub keys: KeySet,
     pub token_policy: TokenPolicy,
     pub revocations: Arc<RevocationCache>,
     pub api_token_usage: Arc<ApiTokenUsage>,
@@ -23,6 +22,9 @@ pub struct AppState {
     pub throttle: Arc<accounts::Throttle>,
     /// Peers whose forwarding headers name the client (see `http::extract::client_ip`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// When set, `/metrics` needs `Authorization: Bearer <token>`.
+    pub metrics_token: Option<secrecy::SecretString>,
 }
 
 /// When each API token was last used, collected in memory and written in

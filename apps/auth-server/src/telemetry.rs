@@ -10,6 +10,7 @@ use tracing::Instrument;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
+use crate::state::AppState;
 
 /// Structured logs to stderr; `RUST_LOG` picks levels (default `info`),
 /// `AUTH_LOG_FORMAT=json` switches to one JSON object per line.
@@ -44,12 +45,27 @@ pub async fn request_span(
         path = %req.path(),
         request_id = %request_id,
     );
+    let metrics = req
+        .app_data::<actix_web::web::Data<AppState>>()
+        .map(|state| state.metrics.clone());
+    let method = req.method().clone();
     let started = Instant::now();
     let response = next.call(req).instrument(span.clone()).await;
     let _entered = span.enter();
-    let micros = started.elapsed().as_micros() as u64;
+    let elapsed = started.elapsed();
+    let micros = elapsed.as_micros() as u64;
     match response {
         Ok(mut r) => {
+            if let Some(metrics) = metrics {
+                // The route pattern, not the path: ids must not become labels.
+                let route = r.request().match_pattern();
+                metrics.record_request(
+                    route.as_deref().unwrap_or("unmatched"),
+                    method.as_str(),
+                    r.status().as_u16(),
+                    elapsed.as_secs_f64(),
+                );
+            }
             if r.status().is_server_error() {
                 tracing::error!(status = r.status().as_u16(), micros, "response");
             } else {

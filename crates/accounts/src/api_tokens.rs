@@ -111,7 +111,7 @@ impl Accounts {
                 at.timestamp(),
                 lifetime.num_seconds(),
             );
-            let token = self.keys.sign(API_TOKEN_TYP, &claims)?;
+            let token = self.keys().sign(API_TOKEN_TYP, &claims)?;
             let row = ApiTokenRow {
                 id: id.clone(),
                 user_id: owner.id.clone(),

@@ -1,7 +1,7 @@
 //! The account operations. Every method blocks (database, Argon2): call them
 //! from a blocking thread pool.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use auth_core::{ACCESS_TOKEN_TYP, AccessClaims, KeySet, Subject, TokenPolicy};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
@@ -132,7 +132,8 @@ pub struct AccountsConfig {
 pub struct Accounts {
     pub(crate) pool: DbPool,
     pub(crate) hasher: Arc<PasswordHasher>,
-    pub(crate) keys: KeySet,
+    /// Replaced whole when the signing keys rotate ([`Accounts::replace_keys`]).
+    keys: RwLock<KeySet>,
     pub(crate) tokens: TokenPolicy,
     sessions: SessionPolicy,
     pub(crate) code_key: CodeKey,
@@ -161,7 +162,7 @@ impl Accounts {
         Self {
             pool,
             hasher,
-            keys,
+            keys: RwLock::new(keys),
             tokens: config.tokens,
             sessions: config.sessions,
             code_key: config.code_key,
@@ -177,6 +178,17 @@ impl Accounts {
 
     pub fn pool(&self) -> &DbPool {
         &self.pool
+    }
+
+    /// The keys that sign and verify now (cheap: an `Arc` clone).
+    pub fn keys(&self) -> KeySet {
+        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Swaps in a new key set (after `keys rotate`): new tokens are signed
+    /// with its active key at once; tokens of keys it still holds verify.
+    pub fn replace_keys(&self, keys: KeySet) {
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
     }
 
     pub(crate) fn conn(&self) -> Result<storage::DbConn> {
@@ -368,7 +380,7 @@ impl Accounts {
         at: DateTime<Utc>,
     ) -> Result<IssuedTokens> {
         let claims = self.claims_for(user, &session.id, roles, perms, at);
-        let access_token = self.keys.sign(ACCESS_TOKEN_TYP, &claims)?;
+        let access_token = self.keys().sign(ACCESS_TOKEN_TYP, &claims)?;
         let too_old = |changed: chrono::NaiveDateTime| {
             self.password_max_age_days
                 .is_some_and(|days| changed + TimeDelta::days(days) < at.naive_utc())
@@ -514,7 +526,7 @@ impl Accounts {
             let roles = users::roles(c, &user.id)?;
             let perms = users::permissions(c, &user.id)?;
             let claims = self.claims_for(&user, &session.id, roles, perms, at);
-            let access_token = self.keys.sign(ACCESS_TOKEN_TYP, &claims)?;
+            let access_token = self.keys().sign(ACCESS_TOKEN_TYP, &claims)?;
             // The old token dies with the renewal (if it is not dead already).
             let still_valid = old.exp + self.tokens.leeway_secs > at.timestamp();
             let revoked = match DateTime::from_timestamp(old.exp, 0) {

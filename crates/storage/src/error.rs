@@ -29,6 +29,11 @@ impl From<diesel::result::Error> for StorageError {
             Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
                 StorageError::UniqueViolation
             }
+            // The server went away mid-query: the database is unavailable,
+            // not the query wrong (callers answer 503, not 500).
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
+                StorageError::Connect(info.message().to_owned())
+            }
             other => StorageError::Query(other),
         }
     }

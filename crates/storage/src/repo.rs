@@ -400,6 +400,16 @@ pub mod outbox {
     pub const SENT: &str = "sent";
     pub const DEAD: &str = "dead";
 
+    /// How many mails are pending and dead, by status (sent ones are left
+    /// out: that count only grows and needs no watching).
+    pub fn unsent_counts(conn: &mut AnyConnection) -> Result<Vec<(String, i64)>> {
+        Ok(outbox::table
+            .filter(outbox::status.ne(SENT))
+            .group_by(outbox::status)
+            .select((outbox::status, diesel::dsl::count_star()))
+            .load(conn)?)
+    }
+
     pub fn insert(conn: &mut AnyConnection, mail: &OutboxRow) -> Result<()> {
         diesel::insert_into(outbox::table)
             .values(mail)

@@ -120,6 +120,11 @@ pub async fn password_login(
     let client = client_info(req);
     let accounts = state.accounts.clone();
     let outcome = run_blocking(move || accounts.login(&login, &password, &client)).await?;
+    state.metrics.record_login(match &outcome {
+        Ok(_) => "success",
+        Err(accounts::AccountsError::InvalidCredentials) => "invalid_credentials",
+        Err(_) => "not_active",
+    });
     if matches!(outcome, Err(accounts::AccountsError::InvalidCredentials)) {
         attempt.failed(state).await;
     }
@@ -177,6 +182,7 @@ pub async fn rotate_refresh_token(
     match outcome {
         Ok(tokens) => Ok(tokens),
         Err(accounts::AccountsError::RefreshTokenReused(revoked)) => {
+            state.metrics.record_refresh_reuse();
             if let Some(r) = revoked {
                 tracing::warn!(session_id = %r.session_id, "refresh token reused; session revoked");
                 state.revocations.revoke_session(r.session_id, r.until);

@@ -69,11 +69,13 @@ impl ApiError {
     }
 
     pub fn unavailable() -> Self {
-        Self::new(
+        let mut e = Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "service_unavailable",
             "the service is temporarily unavailable; try again shortly",
-        )
+        );
+        e.retry_after = Some(2);
+        e
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {

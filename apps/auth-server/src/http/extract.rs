@@ -252,14 +252,16 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     if auth_core::unverified_typ(token).as_deref() == Some(API_TOKEN_TYP) {
         let claims = state
             .token_policy
-            .verify_api_token(&state.keys, token, now)?;
+            .verify_api_token(&state.accounts.keys(), token, now)?;
         if state.revocations.is_revoked("", &claims.jti) {
             return Err(revoked());
         }
         state.api_token_usage.record(&claims.jti);
         return Ok(Principal::ApiToken(claims));
     }
-    let claims = state.token_policy.verify_access(&state.keys, token, now)?;
+    let claims = state
+        .token_policy
+        .verify_access(&state.accounts.keys(), token, now)?;
     if state.revocations.is_revoked(&claims.sid, &claims.jti) {
         return Err(revoked());
     }

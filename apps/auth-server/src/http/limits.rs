@@ -29,13 +29,14 @@ pub async fn mail_request(
         (Limit::MailPerIp, ip(req)),
         (Limit::MailPerAddress, address.to_owned()),
     ];
-    run(state, events, Throttle::take).await
+    run(state, "mail", events, Throttle::take).await
 }
 
 /// A guess at a code (email verification, organization, password reset).
 pub async fn code_attempt(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
     run(
         state,
+        "code",
         vec![(Limit::CodeAttemptsPerIp, ip(req))],
         Throttle::take,
     )
@@ -60,25 +61,38 @@ impl LoginAttempt {
             (Limit::LoginFailuresPerAccount, login.to_owned()),
             (Limit::LoginFailuresPerIp, ip(req)),
         ];
-        run(state, events.clone(), Throttle::check).await?;
+        run(state, "login", events.clone(), Throttle::check).await?;
         Ok(LoginAttempt { events })
     }
 
     /// Counts a failed attempt. A failure to record it is logged, not
     /// answered: the client's request failed for its own reason already.
     pub async fn failed(self, state: &AppState) {
-        if let Err(e) = run(state, self.events, Throttle::charge).await {
+        if let Err(e) = run(state, "login", self.events, Throttle::charge).await {
             tracing::warn!(error = %e, "could not record a failed login");
         }
     }
 }
 
-async fn run(state: &AppState, events: Events, apply: Apply) -> Result<(), ApiError> {
+/// Applies the limits; a refusal is counted in `/metrics` under `kind`.
+async fn run(
+    state: &AppState,
+    kind: &'static str,
+    events: Events,
+    apply: Apply,
+) -> Result<(), ApiError> {
     let throttle = state.throttle.clone();
-    run_blocking(move || {
+    let outcome = run_blocking(move || {
         let events: Vec<(Limit, &str)> = events.iter().map(|(l, s)| (*l, s.as_str())).collect();
         apply(&throttle, &events)
     })
-    .await??;
+    .await?;
+    if let Err(AccountsError::Throttled { .. }) = &outcome {
+        state.metrics.record_throttled(kind);
+        if kind == "login" {
+            state.metrics.record_login("throttled");
+        }
+    }
+    outcome?;
     Ok(())
 }

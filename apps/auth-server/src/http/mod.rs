@@ -22,6 +22,7 @@ use error::{ApiError, Problem};
 /// `tests/openapi.rs` that `/openapi.json` describes exactly these.
 pub const NATIVE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/healthz"),
+    ("GET", "/metrics"),
     ("GET", "/readyz"),
     ("GET", "/.well-known/jwks.json"),
     ("GET", "/openapi.json"),
@@ -61,6 +62,7 @@ pub const NATIVE_ROUTES: &[(&str, &str)] = &[
 /// All routes of the native API, mounted under `prefix`.
 pub fn configure(cfg: &mut web::ServiceConfig, prefix: &str) {
     cfg.service(resource("/healthz").route(web::get().to(healthz)))
+        .service(resource("/metrics").route(web::get().to(crate::metrics::scrape)))
         .service(resource("/readyz").route(web::get().to(readyz)))
         .service(resource("/.well-known/jwks.json").route(web::get().to(jwks)))
         .service(resource("/openapi.json").route(web::get().to(openapi::document)))
@@ -207,5 +209,5 @@ async fn jwks(state: web::Data<AppState>) -> HttpResponse {
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=300"),
         ))
-        .json(state.keys.jwks())
+        .json(state.accounts.keys().jwks())
 }

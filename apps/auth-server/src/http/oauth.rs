@@ -87,7 +87,7 @@ async fn classify(state: &AppState, token: &str) -> Result<Option<Live>, ApiErro
     if auth_core::unverified_typ(token).as_deref() == Some(API_TOKEN_TYP) {
         let claims = state
             .token_policy
-            .verify_api_token(&state.keys, token, now)
+            .verify_api_token(&state.accounts.keys(), token, now)
             .ok();
         return Ok(claims
             .filter(|c| !state.revocations.is_revoked("", &c.jti))
@@ -96,7 +96,7 @@ async fn classify(state: &AppState, token: &str) -> Result<Option<Live>, ApiErro
     if token.contains('.') {
         let claims = state
             .token_policy
-            .verify_access(&state.keys, token, now)
+            .verify_access(&state.accounts.keys(), token, now)
             .ok();
         return Ok(claims
             .filter(|c| !state.revocations.is_revoked(&c.sid, &c.jti))

@@ -32,6 +32,7 @@ use crate::profiles::{Mounts, Profile};
     paths(
         super::healthz,
         super::readyz,
+        crate::metrics::scrape,
         super::jwks,
         document,
         docs_redirect,

@@ -109,7 +109,13 @@ fn issue(
         rt: Some(tokens.refresh_token.expose_secret().to_owned()),
         ..access_claims.clone()
     };
-    let sign = |claims: &BuzzClaims| state.keys.sign(TYP, claims).map_err(ApiError::from);
+    let sign = |claims: &BuzzClaims| {
+        state
+            .accounts
+            .keys()
+            .sign(TYP, claims)
+            .map_err(ApiError::from)
+    };
     Ok(Issued {
         access: sign(&access_claims)?,
         refresh: sign(&refresh_claims)?,
@@ -304,7 +310,11 @@ enum Checked {
 
 fn check(state: &AppState, token: &str, kind: &str) -> Result<Checked, ApiError> {
     let invalid = || ApiError::unauthorized("invalid_token", "the token is invalid");
-    let claims: BuzzClaims = state.keys.verify(token, TYP).map_err(|_| invalid())?;
+    let claims: BuzzClaims = state
+        .accounts
+        .keys()
+        .verify(token, TYP)
+        .map_err(|_| invalid())?;
     let policy = &state.token_policy;
     if claims.sub != kind || claims.iss != policy.issuer || claims.aud != policy.audience {
         return Err(invalid());

@@ -92,14 +92,14 @@ async fn refresh_token(state: web::Data<AppState>, body: Body) -> HttpResponse {
         Err(e) => return simple_error(&e),
     };
     let now = chrono::Utc::now().timestamp();
-    let old =
-        match state
-            .token_policy
-            .verify_access_allowing_expiry(&state.keys, body.token.trim(), now)
-        {
-            Ok(claims) => claims,
-            Err(e) => return simple_error(&ApiError::from(e)),
-        };
+    let old = match state.token_policy.verify_access_allowing_expiry(
+        &state.accounts.keys(),
+        body.token.trim(),
+        now,
+    ) {
+        Ok(claims) => claims,
+        Err(e) => return simple_error(&ApiError::from(e)),
+    };
     // A token renewed (or logged out) once can't be renewed again.
     if state.revocations.is_revoked(&old.sid, &old.jti) {
         return simple_error(&ApiError::unauthorized(

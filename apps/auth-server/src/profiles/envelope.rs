@@ -157,13 +157,14 @@ async fn refresh(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Ht
     // Expired is expected here (that's why the client refreshes); forged,
     // foreign or revoked is not.
     let now = chrono::Utc::now().timestamp();
-    let claims = match state
-        .token_policy
-        .verify_access_allowing_expiry(&state.keys, &access, now)
-    {
-        Ok(claims) => claims,
-        Err(e) => return failure(&ApiError::from(e), true),
-    };
+    let claims =
+        match state
+            .token_policy
+            .verify_access_allowing_expiry(&state.accounts.keys(), &access, now)
+        {
+            Ok(claims) => claims,
+            Err(e) => return failure(&ApiError::from(e), true),
+        };
     if state.revocations.is_revoked(&claims.sid, "") {
         return failure(
             &ApiError::unauthorized("token_revoked", "the session has been revoked"),

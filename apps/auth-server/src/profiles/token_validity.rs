@@ -89,13 +89,14 @@ async fn check_token_validity(state: web::Data<AppState>, body: Body) -> HttpRes
         Err(e) => return simple_error(&e),
     };
     let now = chrono::Utc::now().timestamp();
-    let claims = match state
-        .token_policy
-        .verify_access(&state.keys, body.token.trim(), now)
-    {
-        Ok(claims) => claims,
-        Err(e) => return simple_error(&ApiError::from(e)),
-    };
+    let claims =
+        match state
+            .token_policy
+            .verify_access(&state.accounts.keys(), body.token.trim(), now)
+        {
+            Ok(claims) => claims,
+            Err(e) => return simple_error(&ApiError::from(e)),
+        };
     if state.revocations.is_revoked(&claims.sid, &claims.jti) {
         return simple_error(&ApiError::unauthorized(
             "token_revoked",

@@ -1,0 +1,259 @@
+//! `GET /metrics`: Prometheus (OpenMetrics text) counters and gauges.
+//!
+//! Request counts and latencies are recorded by the request middleware,
+//! labelled by the matched route pattern (`/api/v1/tokens/{id}`, never the
+//! concrete path, so label values stay few). Database-backed gauges (outbox,
+//! pool) are read when scraped.
+
+use std::sync::Mutex;
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+
+use crate::blocking::run_blocking;
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: String,
+    method: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+/// Every metric the server exports.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram>,
+    logins: Family<OutcomeLabels, Counter>,
+    refresh_reuse: Counter,
+    throttled: Family<KindLabels, Counter>,
+    outbox: Family<StatusLabels, Gauge>,
+    pool_connections: Gauge,
+    pool_idle: Gauge,
+    pool_max: Gauge,
+    /// Scrapes run one at a time: the gauges are set, then encoded.
+    scrape: Mutex<()>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("auth");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route pattern, method and status",
+            requests.clone(),
+        );
+        // 0.25 ms … 4 s.
+        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer, by route pattern",
+            latency.clone(),
+        );
+        let logins = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "logins",
+            "Password logins by outcome: success, invalid_credentials, not_active, throttled",
+            logins.clone(),
+        );
+        let refresh_reuse = Counter::default();
+        registry.register(
+            "refresh_token_reuse",
+            "Spent refresh tokens presented again after the grace window (session revoked)",
+            refresh_reuse.clone(),
+        );
+        let throttled = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "throttled_requests",
+            "Requests refused by a rate limit, by kind: login, mail, code",
+            throttled.clone(),
+        );
+        let outbox = Family::<StatusLabels, Gauge>::default();
+        registry.register(
+            "outbox_messages",
+            "Mail in the outbox: pending (queued or retrying) and dead (gave up)",
+            outbox.clone(),
+        );
+        let pool_connections = Gauge::default();
+        registry.register(
+            "db_pool_connections",
+            "Open database connections",
+            pool_connections.clone(),
+        );
+        let pool_idle = Gauge::default();
+        registry.register(
+            "db_pool_idle_connections",
+            "Open database connections not in use",
+            pool_idle.clone(),
+        );
+        let pool_max = Gauge::default();
+        registry.register(
+            "db_pool_max_connections",
+            "Configured pool size",
+            pool_max.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            logins,
+            refresh_reuse,
+            throttled,
+            outbox,
+            pool_connections,
+            pool_idle,
+            pool_max,
+            scrape: Mutex::new(()),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn record_request(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_owned(),
+                method: method.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// `outcome`: `success`, `invalid_credentials`, `not_active` or `throttled`.
+    pub fn record_login(&self, outcome: &'static str) {
+        self.logins.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    pub fn record_refresh_reuse(&self) {
+        self.refresh_reuse.inc();
+    }
+
+    /// `kind`: `login`, `mail` or `code`.
+    pub fn record_throttled(&self, kind: &'static str) {
+        self.throttled.get_or_create(&KindLabels { kind }).inc();
+    }
+}
+
+/// Prometheus metrics (OpenMetrics text). When the `metrics_token` setting is
+/// set, only `Authorization: Bearer <token>` may scrape (compared in constant time).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses(
+        (status = 200, description = "OpenMetrics text: requests, latencies, logins, refresh reuse, throttling, outbox, pool", body = String, content_type = "application/openmetrics-text"),
+        (status = 401, description = "`invalid_token`: the metrics token is set and was not presented", body = crate::http::error::Problem, content_type = "application/problem+json"),
+    ),
+    security((), ("bearer" = []))
+)]
+pub async fn scrape(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    if let Some(expected) = &state.metrics_token {
+        authorize(&req, expected)?;
+    }
+    let pool = state.accounts.pool().clone();
+    let pool_state = pool.state();
+    let counts = run_blocking(move || -> Result<_, storage::StorageError> {
+        let mut conn = pool.get()?;
+        storage::repo::outbox::unsent_counts(&mut conn)
+    })
+    .await?;
+    let metrics = &state.metrics;
+    let _one_at_a_time = metrics.scrape.lock().unwrap_or_else(|e| e.into_inner());
+    match counts {
+        Ok(counts) => {
+            for status in [storage::repo::outbox::PENDING, storage::repo::outbox::DEAD] {
+                let count = counts
+                    .iter()
+                    .find(|(s, _)| s == status)
+                    .map_or(0, |(_, n)| *n);
+                metrics
+                    .outbox
+                    .get_or_create(&StatusLabels { status })
+                    .set(count);
+            }
+        }
+        // The pool gauges still tell why; the outbox gauges keep their last value.
+        Err(e) => tracing::warn!(error = %e, "metrics: cannot count the outbox"),
+    }
+    metrics
+        .pool_connections
+        .set(i64::from(pool_state.connections));
+    metrics
+        .pool_idle
+        .set(i64::from(pool_state.idle_connections));
+    metrics
+        .pool_max
+        .set(i64::from(state.accounts.pool().max_size()));
+    let mut body = String::new();
+    prometheus_client::encoding::text::encode(&mut body, &metrics.registry)
+        .map_err(|_| ApiError::internal())?;
+    Ok(HttpResponse::Ok()
+        .insert_header((
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        ))
+        .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .body(body))
+}
+
+fn authorize(req: &HttpRequest, expected: &SecretString) -> Result<(), ApiError> {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let matches: bool = presented
+        .as_bytes()
+        .ct_eq(expected.expose_secret().as_bytes())
+        .into();
+    if matches {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized(
+            "invalid_token",
+            "this endpoint needs the metrics token",
+        ))
+    }
+}

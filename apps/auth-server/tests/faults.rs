@@ -1,0 +1,260 @@
+//! Faults caused on purpose. PostgreSQL stopping under a running server: a
+//! PostgreSQL instance of the test's own (initdb + pg_ctl on a free port, so
+//! the shared one is never touched) is stopped and started again.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use storage::Backend;
+use support::*;
+
+/// A throwaway PostgreSQL cluster, stopped and deleted on drop.
+struct OwnPostgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl OwnPostgres {
+    fn start() -> OwnPostgres {
+        let bin = postgres_bin_dir();
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("auth-faults-pg-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cluster = OwnPostgres { bin, dir, port };
+        cluster.chown_to_postgres_if_root();
+        cluster.run(
+            "initdb",
+            &[
+                "-D",
+                &cluster.data(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ],
+        );
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn data(&self) -> String {
+        self.dir.join("data").to_string_lossy().into_owned()
+    }
+
+    fn pg_ctl_start(&self) {
+        let options = format!("-p {} -h 127.0.0.1 -k {} -F", self.port, self.dir.display());
+        let log = self.dir.join("log").to_string_lossy().into_owned();
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data(),
+                "-o",
+                &options,
+                "-l",
+                &log,
+                "-w",
+                "start",
+            ],
+        );
+    }
+
+    fn stop(&self) {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
+    }
+
+    /// initdb refuses to run as root: run the tools as `postgres` then.
+    fn command(&self, tool: &str, args: &[&str]) -> Command {
+        let program = self.bin.join(tool);
+        let mut command = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        command.args(args);
+        command
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let status = self
+            .command(tool, args)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {tool}: {e}"));
+        assert!(status.success(), "{tool} {args:?} failed: {status}");
+    }
+
+    fn chown_to_postgres_if_root(&self) {
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&self.dir)
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self
+            .command("pg_ctl", &["-D", &data, "-m", "immediate", "stop"])
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn postgres_bin_dir() -> PathBuf {
+    if let Ok(output) = Command::new("pg_config").arg("--bindir").output()
+        && output.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        if dir.join("initdb").exists() {
+            return dir;
+        }
+    }
+    let mut candidates: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server binaries (initdb, pg_ctl) are needed: install postgresql")
+        .filter_map(|e| Some(e.ok()?.path().join("bin")))
+        .filter(|bin| Path::new(bin).join("initdb").exists())
+        .collect();
+    candidates.sort();
+    candidates
+        .pop()
+        .expect("no initdb under /usr/lib/postgresql/*/bin")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn postgres_going_away_answers_503_and_service_resumes_by_itself() {
+    let postgres = Arc::new(
+        tokio::task::spawn_blocking(OwnPostgres::start)
+            .await
+            .unwrap(),
+    );
+    let url = postgres.url();
+    let app = spawn_app_with(
+        Backend::Sqlite, // only for the key folder; the database is ours
+        &[
+            ("AUTH_DATABASE_URL", url.as_str()),
+            ("AUTH_DB_POOL_TIMEOUT_MS", "1000"),
+        ],
+    )
+    .await;
+    app.create_user("ada@example.test", Some("ada")).await;
+    let session = app.login("ada").await;
+    let access = session["access_token"].as_str().unwrap().to_owned();
+
+    let pg = postgres.clone();
+    tokio::task::spawn_blocking(move || pg.stop())
+        .await
+        .unwrap();
+
+    // Database work: 503 problem+json with Retry-After, promptly, never a hang or a 500.
+    let started = Instant::now();
+    let response = app
+        .http
+        .post(app.url("/api/v1/auth/login"))
+        .json(&json!({"login": "ada", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "hung for {:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.headers()["retry-after"], "2");
+    let (status, body) = problem(response).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("service_unavailable"))
+    );
+    let (status, body) = problem(app.http.get(app.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("not_ready"))
+    );
+    // Liveness and token checks need no database.
+    assert_eq!(
+        app.http
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(app.me(&access).await.0, StatusCode::OK);
+
+    // PostgreSQL comes back: the server recovers without being touched.
+    let pg = postgres.clone();
+    tokio::task::spawn_blocking(move || pg.pg_ctl_start())
+        .await
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let status = app
+            .http
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.login("ada").await;
+}
+
+/// Status and problem+json body of an answer that is meant to be a 5xx
+/// (`support::read` treats any 5xx as a bug).
+async fn problem(response: reqwest::Response) -> (StatusCode, serde_json::Value) {
+    let status = response.status();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    (status, response.json().await.unwrap())
+}
