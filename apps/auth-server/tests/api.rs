@@ -16,6 +16,7 @@ backend_tests!(
     inactive_account_is_refused_after_the_password,
     refresh_rotates_and_reuse_after_grace_revokes_the_session,
     second_refresh_within_grace_succeeds,
+    a_refresh_storm_never_leaves_two_live_chains,
     logout_all_revokes_every_session,
     refresh_rereads_the_user,
 );
@@ -269,6 +270,66 @@ async fn second_refresh_within_grace_succeeds(backend: Backend) {
             .await;
         assert_eq!(status, StatusCode::OK, "{next}");
     }
+}
+
+/// 50 clients refresh the same token at once, outside any grace window:
+/// at most one wins, the reuse by the others is theft and ends the session,
+/// so no chain survives — and nothing answers 5xx.
+async fn a_refresh_storm_never_leaves_two_live_chains(backend: Backend) {
+    let app = spawn_app_with(
+        backend,
+        &[
+            ("AUTH_REFRESH_REUSE_GRACE", "0"),
+            // 50 requests queue for 4 connections; a slow CI box must not turn
+            // the wait into 503s.
+            ("AUTH_DB_POOL_TIMEOUT_MS", "60000"),
+        ],
+    )
+    .await;
+    app.create_user("storm@example.com", None).await;
+    let session = app.login("storm@example.com").await;
+    let token = session["refresh_token"].as_str().unwrap().to_owned();
+    let mut storm = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (http, url, token) = (
+            app.http.clone(),
+            app.url("/api/v1/auth/refresh"),
+            token.clone(),
+        );
+        storm.spawn(async move {
+            read(
+                http.post(url)
+                    .json(&json!({ "refresh_token": token }))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        });
+    }
+    let mut winners = Vec::new();
+    while let Some(result) = storm.join_next().await {
+        let (status, body) = result.unwrap();
+        match status {
+            StatusCode::OK => winners.push(body),
+            StatusCode::UNAUTHORIZED => assert!(
+                ["refresh_token_reused", "invalid_refresh_token"]
+                    .contains(&body["code"].as_str().unwrap()),
+                "{body}"
+            ),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(winners.len() <= 1, "{} refreshes won", winners.len());
+    // Whoever won holds a dead chain: the concurrent reuse revoked the session.
+    for winner in &winners {
+        let (status, _) = app.refresh(winner["refresh_token"].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, _) = app.me(winner["access_token"].as_str().unwrap()).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _) = app.me(session["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 async fn logout_all_revokes_every_session(backend: Backend) {

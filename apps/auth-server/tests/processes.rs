@@ -131,6 +131,7 @@ backend_tests!(
     cli_user_add_and_migrate,
     outbox_survives_smtp_outage_and_a_killed_server,
     dead_mail_is_retried_from_the_cli,
+    a_killed_server_loses_no_answered_signup_and_half_writes_nothing,
 );
 
 async fn two_instances_share_revocations(backend: Backend) {
@@ -597,4 +598,104 @@ fn clients_and_admins_are_bootstrapped_from_the_cli() {
     );
     let (ok, out) = run(&["audit", "verify"], None);
     assert!(ok && out.contains("intact"), "{out}");
+}
+
+/// `kill -9` in the middle of a burst of signups: every signup that was
+/// answered 201 is in the database, and every signup in the database is
+/// whole (its user, its code and its verification mail: one transaction).
+async fn a_killed_server_loses_no_answered_signup_and_half_writes_nothing(backend: Backend) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let db = create_db(backend);
+    let mut cmd = command(&db);
+    cmd.env("AUTH_THROTTLE_MAIL_IP", "off")
+        .env("AUTH_ARGON2_MAX_CONCURRENT", "2");
+    let server = Server::start(cmd);
+    let http = reqwest::Client::new();
+    let answered = Arc::new(AtomicUsize::new(0));
+    let mut burst = tokio::task::JoinSet::new();
+    for n in 0..60 {
+        let (http, url, answered) = (
+            http.clone(),
+            server.url("/api/v1/auth/signup"),
+            answered.clone(),
+        );
+        burst.spawn(async move {
+            let email = format!("burst{n}@example.com");
+            let response = http
+                .post(url)
+                .json(&json!({"email": email, "password": PASSWORD}))
+                .send()
+                .await;
+            let created = matches!(&response, Ok(r) if r.status() == StatusCode::CREATED);
+            if created {
+                answered.fetch_add(1, Ordering::SeqCst);
+            }
+            (email, created)
+        });
+    }
+    // Kill it mid-burst: once some signups are answered, many are not yet.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while answered.load(Ordering::SeqCst) < 10 {
+        assert!(Instant::now() < deadline, "no signups answered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(server); // SIGKILL
+    let mut created = Vec::new();
+    while let Some(result) = burst.join_next().await {
+        let (email, ok) = result.unwrap();
+        if ok {
+            created.push(email);
+        }
+    }
+    assert!(
+        created.len() < 60,
+        "the kill came too late to test anything"
+    );
+
+    let url = db.url.clone();
+    let (users, codes, mails) = tokio::task::spawn_blocking(move || {
+        use diesel::prelude::*;
+        use storage::schema::{email_codes, outbox, users};
+        let pool = storage::connect(&url, &storage::PoolOptions::default()).unwrap();
+        let mut conn = pool.get().unwrap();
+        let burst = |column: &str| column.starts_with("burst");
+        let users: Vec<String> = users::table.select(users::email).load(&mut conn).unwrap();
+        let codes: Vec<String> = email_codes::table
+            .select(email_codes::email)
+            .load(&mut conn)
+            .unwrap();
+        let mails: Vec<String> = outbox::table
+            .select(outbox::recipient)
+            .load(&mut conn)
+            .unwrap();
+        let only = |rows: Vec<String>| {
+            let mut rows: Vec<String> = rows.into_iter().filter(|r| burst(r)).collect();
+            rows.sort();
+            rows
+        };
+        (only(users), only(codes), only(mails))
+    })
+    .await
+    .unwrap();
+    for email in &created {
+        assert!(
+            users.contains(email),
+            "{email} was answered 201 but is gone"
+        );
+    }
+    assert_eq!(
+        users, codes,
+        "every stored signup has its code, and no code lacks its user"
+    );
+    assert_eq!(
+        users, mails,
+        "every stored signup has its mail, and no mail lacks its user"
+    );
+    eprintln!(
+        "kill -9 burst: {} answered, {} stored, none half-written",
+        created.len(),
+        users.len()
+    );
 }

@@ -467,8 +467,12 @@ impl Accounts {
             }
             if !claimed {
                 let used_at = token.used_at.unwrap_or(at.naive_utc());
+                // `at` was taken before this transaction waited for the
+                // winner's row lock, so a racer can see `at < used_at`: a
+                // grace of 0 must still mean "no second use at all".
+                let grace = self.sessions.reuse_grace_secs;
                 let within_grace =
-                    at.naive_utc() - used_at <= TimeDelta::seconds(self.sessions.reuse_grace_secs);
+                    grace > 0 && at.naive_utc() - used_at <= TimeDelta::seconds(grace);
                 if !within_grace {
                     let revoked =
                         self.revoke_session_in(c, &session.id, "refresh_token_reused", at)?;
