@@ -212,7 +212,9 @@ pub async fn start(settings: Settings) -> Result<Application> {
     .shutdown_timeout(10);
     let (server, scheme) = match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => {
-            let tls = crate::tls::server_config(cert, key)?;
+            let certificate = Arc::new(crate::tls::ReloadableCertificate::load(cert, key)?);
+            tokio::spawn(crate::tls::reload_on_sighup(certificate.clone()));
+            let tls = crate::tls::server_config(certificate);
             (server.listen_rustls_0_23(listener, tls)?.run(), "https")
         }
         _ => (server.listen(listener)?.run(), "http"),

@@ -699,3 +699,100 @@ async fn a_killed_server_loses_no_answered_signup_and_half_writes_nothing(backen
         users.len()
     );
 }
+
+fn make_certificate(cert: &Path, key: &Path, name: &str) {
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", &format!("/CN={name}")])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(key)
+        .arg("-out")
+        .arg(cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is needed to make test certificates");
+    assert!(status.success());
+}
+
+fn der(cert: &Path) -> Vec<u8> {
+    let output = Command::new("openssl")
+        .args(["x509", "-outform", "DER", "-in"])
+        .arg(cert)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    output.stdout
+}
+
+/// HTTPS straight from the server: HSTS is sent, and `SIGHUP` swaps in a
+/// renewed certificate without a restart — a broken one is refused and the
+/// current one kept.
+#[tokio::test]
+async fn tls_certificate_reloads_on_sighup() {
+    let db = create_db(Backend::Sqlite);
+    let (cert, key) = (db.dir.join("cert.pem"), db.dir.join("key.pem"));
+    make_certificate(&cert, &key, "first");
+    let first = der(&cert);
+    let mut cmd = command(&db);
+    cmd.env("AUTH_TLS_CERT", &cert).env("AUTH_TLS_KEY", &key);
+    let server = Server::start(cmd);
+    assert!(server.base.starts_with("https://"), "{}", server.base);
+    let served = || async {
+        // A new client each time: no pooled connection and no resumed TLS
+        // session, so the handshake shows the certificate served now.
+        let http = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .tls_info(true)
+            .build()
+            .unwrap();
+        let response = http.get(server.url("/healthz")).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["strict-transport-security"],
+            "max-age=31536000; includeSubDomains"
+        );
+        response
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|info| info.peer_certificate())
+            .expect("a peer certificate")
+            .to_vec()
+    };
+    assert_eq!(served().await, first);
+    let hangup = || {
+        let status = Command::new("kill")
+            .args(["-HUP", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+
+    std::fs::write(&cert, "not a certificate").unwrap();
+    hangup();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        served().await,
+        first,
+        "a broken file keeps the current certificate"
+    );
+
+    make_certificate(&cert, &key, "second");
+    let second = der(&cert);
+    hangup();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while served().await != second {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
