@@ -73,7 +73,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         leeway_secs: settings.leeway_secs,
     };
     let verify_window = settings.key_verify_window_secs();
-    let keys = KeyDir::new(&settings.keys_dir)
+    let keys = KeyDir::from_settings(settings)
         .load_or_create(
             settings.signing_algorithm,
             chrono::Utc::now().timestamp(),
@@ -89,7 +89,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         settings.argon2_max_concurrent,
     )
     .context("invalid argon2 settings")?;
-    let key_dir = KeyDir::new(&settings.keys_dir);
+    let key_dir = KeyDir::from_settings(settings);
     let code_key = CodeKey::new(
         &key_dir
             .load_or_create_secret("code-hmac")
@@ -185,7 +185,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
     tokio::spawn(forget_idle_throttles(services.throttle));
     tokio::spawn(reload_keys_forever(
         state.accounts.clone(),
-        KeyDir::new(&settings.keys_dir),
+        KeyDir::from_settings(&settings),
         settings.key_verify_window_secs(),
         Duration::from_secs(settings.key_reload_secs),
     ));

@@ -268,7 +268,7 @@ fn read_password() -> Result<SecretString> {
 }
 
 pub fn keys_list(settings: &Settings) -> Result<()> {
-    let keys = KeyDir::new(&settings.keys_dir).list()?;
+    let keys = KeyDir::from_settings(settings).list()?;
     if keys.is_empty() {
         println!(
             "no keys in {} (one is generated at first start)",
@@ -299,7 +299,7 @@ pub fn keys_list(settings: &Settings) -> Result<()> {
 }
 
 pub fn keys_rotate(settings: &Settings) -> Result<()> {
-    let kid = KeyDir::new(&settings.keys_dir)
+    let kid = KeyDir::from_settings(settings)
         .rotate(settings.signing_algorithm, chrono::Utc::now().timestamp())?;
     let services = crate::app::services(settings, true)?;
     let event =

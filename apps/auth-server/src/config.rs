@@ -27,6 +27,8 @@ pub struct Settings {
     pub db_pool_timeout_ms: u64,
     pub migrate_on_start: bool,
     pub keys_dir: PathBuf,
+    /// Seals the key files when set.
+    pub key_encryption_key: Option<crate::keys::SealingKey>,
     /// How often `keys_dir` is re-read (seconds).
     pub key_reload_secs: u64,
     pub signing_algorithm: SigningAlgorithm,
@@ -123,6 +125,11 @@ pub const KEYS: &[Key] = &[
         name: "keys_dir",
         default: "./var/keys",
         help: "signing keys, one 0600 JSON file each",
+    },
+    Key {
+        name: "key_encryption_key",
+        default: "",
+        help: "32 bytes, base64: encrypts key files at rest (AES-256-GCM); give it in the environment",
     },
     Key {
         name: "key_reload",
@@ -729,7 +736,17 @@ impl Reader {
         let metrics_token = Some(self.str("metrics_token"))
             .filter(|t| !t.is_empty())
             .map(|t| secrecy::SecretString::from(t.to_owned()));
+        let key_encryption_key = match self.str("key_encryption_key") {
+            "" => None,
+            text => Some(crate::keys::SealingKey::parse(text).ok_or_else(|| {
+                self.error(
+                    "key_encryption_key",
+                    "must be 32 bytes in base64 (e.g. from: openssl rand -base64 32)",
+                )
+            })?),
+        };
         Ok(Settings {
+            key_encryption_key,
             metrics_token,
             throttle,
             trusted_proxies,

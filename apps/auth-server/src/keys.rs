@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use auth_core::{KeyDocument, KeySet, SigningAlgorithm, SigningKey};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
 /// The key set from the keys on disk: retired keys only while tokens they
 /// signed may live (`verify_window_secs`), the newest unretired key signing.
@@ -25,7 +26,84 @@ fn assemble(mut keys: Vec<SigningKey>, now: i64, verify_window_secs: i64) -> Res
 
 pub struct KeyDir {
     dir: PathBuf,
+    /// When set, key and secret files are sealed with it (AES-256-GCM).
+    sealing: Option<SealingKey>,
 }
+
+/// The key that encrypts key files at rest (`AUTH_KEY_ENCRYPTION_KEY`: 32
+/// bytes, base64). Never printed.
+#[derive(Clone)]
+pub struct SealingKey([u8; 32]);
+
+impl std::fmt::Debug for SealingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealingKey([redacted])")
+    }
+}
+
+impl SealingKey {
+    /// 32 bytes in standard or URL-safe base64, padded or not.
+    pub fn parse(text: &str) -> Option<SealingKey> {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let text = text.trim();
+        let bytes = STANDARD
+            .decode(text)
+            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
+            .ok()?;
+        Some(SealingKey(bytes.try_into().ok()?))
+    }
+
+    fn aead(&self) -> LessSafeKey {
+        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.0).expect("32-byte AES-256 key"))
+    }
+
+    /// `nonce ‖ ciphertext ‖ tag`, base64url. `label` (the file name) is
+    /// authenticated, so a sealed file can't be passed off as another.
+    fn seal(&self, label: &str, plain: &[u8]) -> Result<String> {
+        use base64::Engine;
+        let mut nonce = [0u8; NONCE_LEN];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+            .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
+        let mut sealed = plain.to_vec();
+        self.aead()
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(label.as_bytes()),
+                &mut sealed,
+            )
+            .map_err(|_| anyhow::anyhow!("sealing {label} failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out))
+    }
+
+    fn open(&self, label: &str, sealed: &str) -> Result<Vec<u8>> {
+        use base64::Engine;
+        let wrong = || {
+            anyhow::anyhow!(
+                "{label} cannot be decrypted: AUTH_KEY_ENCRYPTION_KEY is not the key it was sealed with"
+            )
+        };
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sealed.trim())
+            .map_err(|_| wrong())?;
+        if bytes.len() < NONCE_LEN {
+            return Err(wrong());
+        }
+        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+        let mut buffer = sealed.to_vec();
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| wrong())?;
+        let plain = self
+            .aead()
+            .open_in_place(nonce, Aad::from(label.as_bytes()), &mut buffer)
+            .map_err(|_| wrong())?;
+        Ok(plain.to_vec())
+    }
+}
+
+/// Marks a sealed file's contents.
+const SEALED_PREFIX: &str = "sealed:v1:";
 
 /// A key as listed by `keys list`.
 pub struct KeyInfo {
@@ -36,8 +114,21 @@ pub struct KeyInfo {
 }
 
 impl KeyDir {
+    /// Key files in `dir`, in plain JSON (protected by 0600 only).
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
+        Self {
+            dir: dir.into(),
+            sealing: None,
+        }
+    }
+
+    /// The configured key folder, sealed when `key_encryption_key` is set.
+    /// Plain files found there are read and re-written sealed.
+    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+        Self {
+            dir: settings.keys_dir.clone(),
+            sealing: settings.key_encryption_key.clone(),
+        }
     }
 
     /// Loads the key set, generating the first key when the folder has none.
@@ -96,11 +187,13 @@ impl KeyDir {
     /// A named 32-byte server secret (e.g. the key of email-code HMACs),
     /// generated on first use and stored next to the signing keys.
     pub fn load_or_create_secret(&self, name: &str) -> Result<Vec<u8>> {
-        let path = self.dir.join(format!("{name}.secret"));
+        let file_name = format!("{name}.secret");
+        let path = self.dir.join(&file_name);
         if path.exists() {
             check_private(&path)?;
-            let hex =
-                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let hex = self.read_private(&file_name)?;
+            let hex = String::from_utf8(hex)
+                .with_context(|| format!("{} is not a hex secret", path.display()))?;
             let bytes: Option<Vec<u8>> = (0..hex.trim().len())
                 .step_by(2)
                 .map(|i| {
@@ -117,7 +210,7 @@ impl KeyDir {
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
             .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
         let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-        self.write_private(&format!("{name}.secret"), hex.as_bytes())?;
+        self.write_private(&file_name, hex.as_bytes())?;
         Ok(secret)
     }
 
@@ -138,7 +231,7 @@ impl KeyDir {
         for entry in entries {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "json") {
-                keys.push(read_key(&path)?);
+                keys.push(self.read_key(&path)?);
             }
         }
         Ok(keys)
@@ -149,9 +242,54 @@ impl KeyDir {
         self.write_private(&format!("{}.json", key.kid()), &json)
     }
 
+    fn read_key(&self, path: &Path) -> Result<SigningKey> {
+        check_private(path)?;
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{} has no usable file name", path.display()))?;
+        let text = self.read_private(name)?;
+        let doc: KeyDocument = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is not a key document", path.display()))?;
+        SigningKey::from_document(&doc)
+            .with_context(|| format!("{} holds an unusable key", path.display()))
+    }
+
+    /// A private file's contents, opened if sealed. With a sealing key, a
+    /// plain file is re-written sealed (turning encryption on needs no other
+    /// step); without one, a sealed file is an error that says what to set.
+    fn read_private(&self, name: &str) -> Result<Vec<u8>> {
+        let path = self.dir.join(name);
+        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let sealed = std::str::from_utf8(&bytes)
+            .ok()
+            .and_then(|text| text.strip_prefix(SEALED_PREFIX));
+        match (sealed, &self.sealing) {
+            (Some(sealed), Some(key)) => key.open(name, sealed),
+            (Some(_), None) => bail!(
+                "{} is encrypted; set AUTH_KEY_ENCRYPTION_KEY to the key it was sealed with",
+                path.display()
+            ),
+            (None, Some(_)) => {
+                self.write_private(name, &bytes)?;
+                tracing::info!(file = %path.display(), "key file encrypted at rest");
+                Ok(bytes)
+            }
+            (None, None) => Ok(bytes),
+        }
+    }
+
     /// Writes a 0600 file atomically (temp file + rename) so a crash never
-    /// leaves half a key.
+    /// leaves half a key; sealed when a sealing key is configured.
     fn write_private(&self, name: &str, contents: &[u8]) -> Result<()> {
+        let sealed;
+        let contents = match &self.sealing {
+            Some(key) => {
+                sealed = format!("{SEALED_PREFIX}{}", key.seal(name, contents)?);
+                sealed.as_bytes()
+            }
+            None => contents,
+        };
         fs::create_dir_all(&self.dir)
             .with_context(|| format!("creating {}", self.dir.display()))?;
         fs::set_permissions(&self.dir, fs::Permissions::from_mode(0o700))?;
@@ -183,15 +321,6 @@ fn check_private(path: &Path) -> Result<()> {
         );
     }
     Ok(())
-}
-
-fn read_key(path: &Path) -> Result<SigningKey> {
-    check_private(path)?;
-    let text = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: KeyDocument = serde_json::from_slice(&text)
-        .with_context(|| format!("{} is not a key document", path.display()))?;
-    SigningKey::from_document(&doc)
-        .with_context(|| format!("{} holds an unusable key", path.display()))
 }
 
 #[cfg(test)]
@@ -242,5 +371,101 @@ mod tests {
                 .is_err()
         );
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn sealed_key_files_hold_no_plain_key_and_need_the_right_key() {
+        let dir = std::env::temp_dir().join(format!("auth-keys-{}", uuid::Uuid::new_v4().simple()));
+        let plain = KeyDir::new(&dir);
+        let first = plain
+            .load_or_create(SigningAlgorithm::EdDSA, 1000, 1830)
+            .unwrap();
+        let secret = plain.load_or_create_secret("code-hmac").unwrap();
+        let file = dir.join(format!("{}.json", first.active_kid()));
+        assert!(fs::read_to_string(&file).unwrap().contains("private_key"));
+
+        // Turning encryption on re-writes the plain files sealed.
+        let key = SealingKey::parse(&base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            [7u8; 32],
+        ))
+        .unwrap();
+        let sealed = KeyDir {
+            dir: dir.clone(),
+            sealing: Some(key),
+        };
+        let again = sealed
+            .load_or_create(SigningAlgorithm::EdDSA, 1001, 1830)
+            .unwrap();
+        assert_eq!(again.active_kid(), first.active_kid());
+        assert_eq!(sealed.load_or_create_secret("code-hmac").unwrap(), secret);
+        for name in [
+            format!("{}.json", first.active_kid()),
+            "code-hmac.secret".to_owned(),
+        ] {
+            let text = fs::read_to_string(dir.join(&name)).unwrap();
+            assert!(text.starts_with(SEALED_PREFIX), "{name}: {text}");
+            assert!(!text.contains("private_key"), "{name}");
+            assert_eq!(
+                fs::metadata(dir.join(&name)).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        let rotated = sealed.rotate(SigningAlgorithm::EdDSA, 2000).unwrap();
+        assert!(
+            fs::read_to_string(dir.join(format!("{rotated}.json")))
+                .unwrap()
+                .starts_with(SEALED_PREFIX)
+        );
+
+        // Without the key, or with another, nothing loads, and the error says what to do.
+        let error = plain.load(2001, 1830).unwrap_err().to_string();
+        assert!(error.contains("AUTH_KEY_ENCRYPTION_KEY"), "{error}");
+        let other = KeyDir {
+            dir: dir.clone(),
+            sealing: SealingKey::parse(&"A".repeat(43)),
+        };
+        let error = format!("{:#}", other.load(2001, 1830).unwrap_err());
+        assert!(error.contains("cannot be decrypted"), "{error}");
+        // A sealed file renamed to pass for another key is refused too.
+        fs::copy(
+            dir.join(format!("{rotated}.json")),
+            dir.join("k-forged.json"),
+        )
+        .unwrap();
+        fs::set_permissions(dir.join("k-forged.json"), fs::Permissions::from_mode(0o600)).unwrap();
+        let key = SealingKey::parse(&base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            [7u8; 32],
+        ));
+        let error = format!(
+            "{:#}",
+            KeyDir {
+                dir: dir.clone(),
+                sealing: key
+            }
+            .load(2001, 1830)
+            .unwrap_err()
+        );
+        assert!(error.contains("k-forged.json"), "{error}");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sealing_keys_parse_from_base64_only_at_32_bytes() {
+        use base64::Engine;
+        let bytes = [9u8; 32];
+        for text in [
+            base64::engine::general_purpose::STANDARD.encode(bytes),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+        ] {
+            assert!(SealingKey::parse(&text).is_some(), "{text}");
+        }
+        assert!(SealingKey::parse("c2hvcnQ=").is_none());
+        assert!(SealingKey::parse("not base64 at all!").is_none());
+        assert_eq!(
+            format!("{:?}", SealingKey::parse(&"A".repeat(43)).unwrap()),
+            "SealingKey([redacted])"
+        );
     }
 }

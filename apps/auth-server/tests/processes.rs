@@ -796,3 +796,50 @@ async fn tls_certificate_reloads_on_sighup() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `AUTH_KEY_ENCRYPTION_KEY` seals the key files; without it (or with
+/// another) the CLI and the server refuse them with a line saying what to set.
+#[test]
+fn key_files_are_encrypted_at_rest_when_a_key_is_given() {
+    let db = create_db(Backend::Sqlite);
+    let sealing_key = "BwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwcHBwc="; // 32 × 0x07
+    let run = |key: Option<&str>, args: &[&str]| {
+        let mut cmd = command(&db);
+        if let Some(key) = key {
+            cmd.env("AUTH_KEY_ENCRYPTION_KEY", key);
+        }
+        cmd.args(args).output().unwrap()
+    };
+    let rotated = run(Some(sealing_key), &["keys", "rotate"]);
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let files: Vec<_> = std::fs::read_dir(db.dir.join("keys"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert!(!files.is_empty());
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            text.starts_with("sealed:v1:") && !text.contains("private_key"),
+            "{text}"
+        );
+    }
+    let listed = run(Some(sealing_key), &["keys", "list"]);
+    assert!(
+        listed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listed.stderr)
+    );
+
+    let without = run(None, &["keys", "list"]);
+    assert!(!without.status.success());
+    assert!(String::from_utf8_lossy(&without.stderr).contains("AUTH_KEY_ENCRYPTION_KEY"));
+    let malformed = run(Some("too-short"), &["keys", "list"]);
+    assert!(!malformed.status.success());
+    assert!(String::from_utf8_lossy(&malformed.stderr).contains("AUTH_KEY_ENCRYPTION_KEY"));
+}
