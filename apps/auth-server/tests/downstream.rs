@@ -73,18 +73,6 @@ fn code(body: &Value) -> Option<&str> {
     body["code"].as_str()
 }
 
-fn kid(token: &str) -> String {
-    use base64::Engine;
-    let header = token.split('.').next().unwrap();
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .unwrap();
-    serde_json::from_slice::<Value>(&header).unwrap()["kid"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[tokio::test]
 async fn a_downstream_service_accepts_our_tokens_and_honours_revocation_and_rotation() {
     let mut app = spawn_app(Backend::Sqlite).await;
@@ -202,7 +190,7 @@ async fn a_downstream_service_accepts_our_tokens_and_honours_revocation_and_rota
         .as_str()
         .unwrap()
         .to_owned();
-    let old_kid = kid(&before);
+    let old_kid = token_kid(&before);
     let new_kid = auth_server::keys::KeyDir::new(&app.settings.keys_dir)
         .rotate(
             auth_core::SigningAlgorithm::EdDSA,
@@ -214,7 +202,7 @@ async fn a_downstream_service_accepts_our_tokens_and_honours_revocation_and_rota
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(kid(&after), new_kid);
+    assert_eq!(token_kid(&after), new_kid);
     assert_ne!(new_kid, old_kid);
     let (status, body) = downstream.call(Method::GET, "/hello", Some(&after)).await;
     assert_eq!(status, StatusCode::OK, "new key accepted at once: {body}");

@@ -7,21 +7,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::Value;
 use storage::Backend;
 use support::*;
-
-fn kid(token: &str) -> String {
-    use base64::Engine;
-    let header = token.split('.').next().unwrap();
-    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(header)
-        .unwrap();
-    serde_json::from_slice::<Value>(&header).unwrap()["kid"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
 
 async fn jwks_kids(app: &TestApp) -> Vec<String> {
     let (_, jwks) = read(
@@ -48,7 +35,7 @@ async fn a_rotation_takes_effect_without_a_restart() {
         .as_str()
         .unwrap()
         .to_owned();
-    let old_kid = kid(&before);
+    let old_kid = token_kid(&before);
     assert_eq!(jwks_kids(&app).await, std::slice::from_ref(&old_kid));
 
     let new_kid = auth_server::keys::KeyDir::new(&app.settings.keys_dir)
@@ -78,7 +65,7 @@ async fn a_rotation_takes_effect_without_a_restart() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(kid(&after), new_kid);
+    assert_eq!(token_kid(&after), new_kid);
     assert_eq!(
         app.me(&before).await.0,
         StatusCode::OK,

@@ -48,9 +48,6 @@ use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseErr
 use auth_core::remote::RemoteVerifier;
 use auth_core::{Bearer, TokenError};
 
-/// Longer than any token the auth server issues; bigger headers are refused unparsed.
-const MAX_TOKEN_LEN: usize = 8 * 1024;
-
 /// A request's verified bearer token. Dereferences to [`Bearer`].
 #[derive(Clone, Debug)]
 pub struct Authenticated(pub Bearer);
@@ -113,10 +110,7 @@ fn bearer_token(req: &HttpRequest) -> Result<&str, AuthError> {
     value
         .to_str()
         .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|token| !token.is_empty() && token.len() <= MAX_TOKEN_LEN)
+        .and_then(auth_core::bearer_token)
         .ok_or(AuthError::MissingToken)
 }
 

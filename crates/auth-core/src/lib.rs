@@ -58,6 +58,27 @@ pub use key::{KeyDocument, SigningKey};
 pub use keyset::KeySet;
 pub use verify::VerificationKeys;
 
+/// Longer than any token the auth server issues; longer `Authorization`
+/// values are refused unread.
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// The token of an `Authorization: Bearer <token>` header value (RFC 6750:
+/// the scheme is case-insensitive), or `None` for any other shape, an empty
+/// token or one longer than [`MAX_TOKEN_LEN`].
+///
+/// ```
+/// assert_eq!(auth_core::bearer_token("Bearer abc.def.ghi"), Some("abc.def.ghi"));
+/// assert_eq!(auth_core::bearer_token("bearer  abc "), Some("abc"));
+/// assert_eq!(auth_core::bearer_token("Basic dXNlcjpwdw=="), None);
+/// assert_eq!(auth_core::bearer_token("Bearer "), None);
+/// ```
+pub fn bearer_token(authorization: &str) -> Option<&str> {
+    let (scheme, token) = authorization.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= MAX_TOKEN_LEN)
+        .then_some(token)
+}
+
 /// The `typ` header of a token, read WITHOUT verifying anything: only for
 /// choosing which verification to run (access token or API token). Never
 /// trust a token on the strength of this.

@@ -220,9 +220,6 @@ impl FromRequest for ManagerActor {
     }
 }
 
-/// Longer than any token we issue; bigger headers are refused unparsed.
-const MAX_TOKEN_LEN: usize = 8 * 1024;
-
 fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
@@ -236,10 +233,7 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     let token = header
         .to_str()
         .ok()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|token| !token.is_empty() && token.len() <= MAX_TOKEN_LEN)
+        .and_then(auth_core::bearer_token)
         .ok_or_else(|| {
             ApiError::unauthorized(
                 "invalid_token",

@@ -284,3 +284,16 @@ impl TestApp {
         read(request.send().await.unwrap()).await
     }
 }
+
+/// The `kid` in a token's header (unverified: for assertions only).
+pub fn token_kid(token: &str) -> String {
+    use base64::Engine;
+    let header = token.split('.').next().unwrap();
+    let header = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .unwrap();
+    serde_json::from_slice::<Value>(&header).unwrap()["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
