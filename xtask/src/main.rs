@@ -2,9 +2,11 @@
 //!
 //! - `cargo xtask ci`: PostgreSQL check, fmt, clippy, dependency-direction tidy check, tests.
 //! - `cargo xtask bench [--seconds N] [--concurrency C] [--out PATH]`: HTTP load benchmark.
+//! - `cargo xtask fuzz [--seconds N] [target…]`: bounded run of the cargo-fuzz targets.
 
 mod bench;
 mod ci;
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -23,6 +25,8 @@ commands:
       --concurrency C     concurrent client tasks (default 32; login uses min(C, 8))
       --out PATH          JSON report (default $CARGO_TARGET_DIR/bench/bench.json
                           or target/bench/bench.json)
+  fuzz [options] [target…] run each cargo-fuzz target in fuzz/ for a bounded time
+      --seconds N         per target (default 60); installs cargo-fuzz if missing
   help                    show this message";
 
 fn main() -> ExitCode {
@@ -53,12 +57,34 @@ fn run() -> Result<()> {
         }
         "tidy" => ci::tidy(),
         "bench" => bench::run(parse_bench_args(rest)?),
+        "fuzz" => fuzz::run(parse_fuzz_args(rest)?),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
         }
         other => bail!("unknown command `{other}`\n\n{USAGE}"),
     }
+}
+
+fn parse_fuzz_args(args: &[String]) -> Result<fuzz::Options> {
+    let mut options = fuzz::Options {
+        seconds: 60,
+        targets: Vec::new(),
+    };
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--seconds" => {
+                let value = args
+                    .next()
+                    .with_context(|| format!("`--seconds` needs a value\n\n{USAGE}"))?;
+                options.seconds = parse_positive(arg, value)?;
+            }
+            flag if flag.starts_with("--") => bail!("unknown fuzz option `{flag}`\n\n{USAGE}"),
+            target => options.targets.push(target.to_owned()),
+        }
+    }
+    Ok(options)
 }
 
 fn parse_bench_args(args: &[String]) -> Result<bench::Options> {
