@@ -87,6 +87,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
             parallelism: settings.argon2_parallelism,
         },
         settings.argon2_max_concurrent,
+        settings.argon2_queue_limit,
     )
     .context("invalid argon2 settings")?;
     let key_dir = KeyDir::new(&settings.keys_dir);

@@ -263,13 +263,15 @@ impl Accounts {
             None => None,
         };
         let candidate = password.expose_secret();
+        // A full hashing queue answers Busy before any work or audit: no
+        // credential was checked.
         let verified = match &user {
             Some(user) => match user.password_hash.as_deref() {
-                Some(hash) => self.hasher.verify(candidate, hash),
+                Some(hash) => self.hasher.verify(candidate, hash)?,
                 // Invited users have no password yet; still spend the work.
-                None => self.hasher.verify_dummy(candidate),
+                None => self.hasher.verify_dummy(candidate)?,
             },
-            None => self.hasher.verify_dummy(candidate),
+            None => self.hasher.verify_dummy(candidate)?,
         };
         let context = AuditContext::from(client);
         let user = match user {
