@@ -439,7 +439,11 @@ impl Accounts {
             // can fail at once with SQLITE_BUSY_SNAPSHOT under concurrency,
             // while one that starts with a write waits on busy_timeout.
             let claimed = refresh_tokens::claim_by_hash(c, &hash, at.naive_utc())?;
-            let Some(token) = refresh_tokens::find_by_hash(c, &hash)? else {
+            // Token, session and user in one round trip (a missing session or
+            // user means an invalid token, as a missing token does).
+            let Some((token, session, user)) =
+                refresh_tokens::find_with_session_and_user(c, &hash)?
+            else {
                 return Ok(RefreshOutcome::Invalid);
             };
             if session_id.is_some_and(|expected| expected != token.session_id) {
@@ -447,9 +451,6 @@ impl Accounts {
                 // with another session's access token.
                 return Err(AccountsError::InvalidRefreshToken);
             }
-            let Some(session) = sessions::find(c, &token.session_id)? else {
-                return Ok(RefreshOutcome::Invalid);
-            };
             let expired =
                 token.expires_at <= at.naive_utc() || session.expires_at <= at.naive_utc();
             if session.revoked_at.is_some() || expired {
@@ -469,9 +470,6 @@ impl Accounts {
                     return Ok(RefreshOutcome::Reused(revoked));
                 }
             }
-            let Some(user) = users::find_by_id(c, &session.user_id)? else {
-                return Ok(RefreshOutcome::Invalid);
-            };
             if UserStatus::parse(&user.status) != Some(UserStatus::Active) {
                 self.revoke_session_in(c, &session.id, "account_not_active", at)?;
                 return Ok(RefreshOutcome::Invalid);
