@@ -41,6 +41,12 @@ pub async fn request_span(
     let _entered = span.enter();
     let micros = started.elapsed().as_micros() as u64;
     match &response {
+        // Refusals under overload (503 busy) are expected and can come by
+        // the thousand per second: logging each would make the overload worse.
+        // The password hasher warns about them at most every few seconds.
+        Ok(r) if r.status() == actix_web::http::StatusCode::SERVICE_UNAVAILABLE => {
+            tracing::debug!(status = 503, micros, "response")
+        }
         Ok(r) if r.status().is_server_error() => {
             tracing::error!(status = r.status().as_u16(), micros, "response")
         }

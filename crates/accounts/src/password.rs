@@ -13,6 +13,7 @@
 //!   `Retry-After`) instead of queueing without bound;
 //! - callers block until their hash is done (they run on a blocking pool).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -60,6 +61,8 @@ pub struct PasswordHasher {
     jobs: SyncSender<Job>,
     threads: usize,
     queue_limit: usize,
+    /// Unix second of the last "at capacity" warning.
+    last_busy_warning: AtomicU64,
     /// A real hash of a random password, verified against when the user does
     /// not exist so that both paths cost one Argon2 run.
     dummy_hash: OnceLock<String>,
@@ -97,6 +100,7 @@ impl PasswordHasher {
             jobs,
             threads,
             queue_limit,
+            last_busy_warning: AtomicU64::new(0),
             dummy_hash: OnceLock::new(),
         })
     }
@@ -212,6 +216,7 @@ impl PasswordHasher {
         match self.jobs.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                self.warn_busy();
                 return Err(HashError::Busy {
                     retry_after_secs: self.retry_after_secs(),
                 });
@@ -219,6 +224,26 @@ impl PasswordHasher {
             Err(TrySendError::Disconnected(_)) => return Err(HashError::Hash),
         }
         Ok(result.recv().unwrap_or(Err(HashError::Hash)))
+    }
+
+    /// Logs the overload at most every 10 s (refusals can come by the thousand).
+    fn warn_busy(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_busy_warning.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .last_busy_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                threads = self.threads,
+                queue = self.queue_limit,
+                "password hashing at capacity: refusing logins with 503 + Retry-After"
+            );
+        }
     }
 
     /// A full queue drains in about `queue / threads` hash times (tens of
