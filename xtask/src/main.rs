@@ -1,7 +1,8 @@
 //! Project chores, run as `cargo xtask <command>` (see `.cargo/config.toml`).
 //!
 //! - `cargo xtask ci`: PostgreSQL check, fmt, clippy, dependency-direction tidy check, tests.
-//! - `cargo xtask bench [--seconds N] [--concurrency C] [--out PATH]`: HTTP load benchmark.
+//! - `cargo xtask bench [--seconds N] [--concurrency C] [--seed-users N] [--out PATH]`: the
+//!   performance budget (docs/performance.md).
 //! - `cargo xtask fuzz [--seconds N] [target…]`: bounded run of the cargo-fuzz targets.
 
 mod bench;
@@ -20,11 +21,18 @@ commands:
   ci                      fmt, clippy, dependency-direction check and the full test suite
                           (needs PostgreSQL at $AUTH_TEST_DATABASE_URL)
   tidy                    only the dependency-direction check (ci step 4)
-  bench [options]         build the release server and measure it
-      --seconds N         measuring time per endpoint (default 5)
-      --concurrency C     concurrent client tasks (default 32; login uses min(C, 8))
-      --out PATH          JSON report (default $CARGO_TARGET_DIR/bench/bench.json
-                          or target/bench/bench.json)
+  bench [options]         build the release server, measure it, print every figure of the
+                          performance budget with its target (docs/performance.md)
+      --seconds N         measuring time per load run (default 5)
+      --concurrency C     connections of the throughput runs, and the PostgreSQL pool
+                          size (default 32)
+      --seed-users N      also measure on databases seeded with N users and N/10 revoked
+                          sessions, and compare with the empty ones (e.g. 1000000)
+      --no-postgres       skip PostgreSQL ($AUTH_TEST_DATABASE_URL, default
+                          postgres://postgres@127.0.0.1:5432/test)
+      --builtin-client    use the built-in load generator even if wrk is installed
+      --out PATH          JSON report (default $CARGO_TARGET_DIR/bench/latest.json or
+                          target/bench/latest.json; a markdown table goes next to it)
   fuzz [options] [target…] run each cargo-fuzz target in fuzz/ for a bounded time
       --seconds N         per target (default 60); installs cargo-fuzz if missing
   help                    show this message";
@@ -92,6 +100,9 @@ fn parse_bench_args(args: &[String]) -> Result<bench::Options> {
         seconds: 5,
         concurrency: 32,
         out: None,
+        seed_users: 0,
+        no_postgres: false,
+        builtin_client: false,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -102,6 +113,9 @@ fn parse_bench_args(args: &[String]) -> Result<bench::Options> {
         match flag.as_str() {
             "--seconds" => options.seconds = parse_positive(flag, value()?)?,
             "--concurrency" => options.concurrency = parse_positive(flag, value()?)? as usize,
+            "--seed-users" => options.seed_users = parse_positive(flag, value()?)?,
+            "--no-postgres" => options.no_postgres = true,
+            "--builtin-client" => options.builtin_client = true,
             "--out" => options.out = Some(PathBuf::from(value()?)),
             other => bail!("unknown bench option `{other}`\n\n{USAGE}"),
         }

@@ -18,6 +18,7 @@ use crate::config::Settings;
 use crate::keys::KeyDir;
 use crate::revocation::{RevocationCache, poll_forever};
 use crate::state::{ApiTokenUsage, AppState};
+use crate::token_cache::TokenCache;
 use crate::{http, telemetry};
 
 /// A server that is bound and ready to be awaited (or spawned).
@@ -87,6 +88,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
             parallelism: settings.argon2_parallelism,
         },
         settings.argon2_max_concurrent,
+        settings.argon2_queue_limit,
     )
     .context("invalid argon2 settings")?;
     let key_dir = KeyDir::from_settings(settings);
@@ -173,6 +175,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
         accounts: services.accounts,
         token_policy: services.token_policy,
         revocations,
+        token_cache: TokenCache::new(settings.token_cache_size),
         api_token_usage,
         phone_region: settings.phone_region.clone(),
         compat_time_zone: settings.compat_time_zone,

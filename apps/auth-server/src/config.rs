@@ -43,8 +43,13 @@ pub struct Settings {
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
-    /// Hashes that may run at once; also the number of 19 MiB buffers kept.
+    /// Hashes that may run at once: the hashing threads, each keeping one
+    /// 19 MiB buffer.
     pub argon2_max_concurrent: usize,
+    /// Hashes that may wait for a hashing thread; beyond that, 503.
+    pub argon2_queue_limit: usize,
+    /// Verified bearer tokens remembered (0 = verify every request).
+    pub token_cache_size: usize,
     pub workers: usize,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -199,7 +204,17 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "argon2_max_concurrent",
         default: "<cores>",
-        help: "password hashes running at once",
+        help: "password hashes running at once (hashing threads, 19 MiB of memory each)",
+    },
+    Key {
+        name: "argon2_queue_limit",
+        default: "<16 × argon2_max_concurrent>",
+        help: "password hashes that may wait for a hashing thread; more answer 503 with Retry-After",
+    },
+    Key {
+        name: "token_cache_size",
+        default: "10000",
+        help: "verified bearer tokens remembered (about 1 KiB each) so repeated checks skip the signature; 0 = off",
     },
     Key {
         name: "workers",
@@ -745,6 +760,11 @@ impl Reader {
                 )
             })?),
         };
+        let argon2_max_concurrent = self.count_or_cores("argon2_max_concurrent")?;
+        let argon2_queue_limit = match self.str("argon2_queue_limit") {
+            "<16 × argon2_max_concurrent>" => 16 * argon2_max_concurrent,
+            _ => self.parse("argon2_queue_limit", "a whole number")?,
+        };
         Ok(Settings {
             key_encryption_key,
             metrics_token,
@@ -780,7 +800,9 @@ impl Reader {
             argon2_memory_kib: self.parse("argon2_memory_kib", "a number of KiB")?,
             argon2_iterations: self.parse("argon2_iterations", "a whole number")?,
             argon2_parallelism: self.parse("argon2_parallelism", "a whole number")?,
-            argon2_max_concurrent: self.count_or_cores("argon2_max_concurrent")?,
+            argon2_max_concurrent,
+            argon2_queue_limit,
+            token_cache_size: self.parse("token_cache_size", "a whole number of tokens")?,
             workers: self.count_or_cores("workers")?,
             tls_cert,
             tls_key,

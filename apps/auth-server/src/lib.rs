@@ -14,6 +14,7 @@ pub mod revocation;
 pub mod state;
 pub mod telemetry;
 pub mod tls;
+pub mod token_cache;
 
 pub use app::{Application, start};
 pub use config::Settings;

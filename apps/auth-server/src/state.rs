@@ -5,13 +5,18 @@ use accounts::Accounts;
 use auth_core::TokenPolicy;
 use chrono::NaiveDateTime;
 
+use crate::http::extract::Principal;
 use crate::revocation::RevocationCache;
+use crate::token_cache::TokenCache;
 
 /// Shared by every worker.
 pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub token_policy: TokenPolicy,
     pub revocations: Arc<RevocationCache>,
+    /// Bearer tokens that passed verification (revocation is checked apart,
+    /// on every request).
+    pub token_cache: TokenCache<Principal>,
     pub api_token_usage: Arc<ApiTokenUsage>,
     /// Region for phone numbers without a country code.
     pub phone_region: String,

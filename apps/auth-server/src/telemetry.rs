@@ -66,7 +66,12 @@ pub async fn request_span(
                     elapsed.as_secs_f64(),
                 );
             }
-            if r.status().is_server_error() {
+            // Refusals under overload (503 busy) are expected and can come by
+            // the thousand per second: logging each would make the overload
+            // worse. The password hasher warns about them at most every few seconds.
+            if r.status() == actix_web::http::StatusCode::SERVICE_UNAVAILABLE {
+                tracing::debug!(status = 503, micros, "response");
+            } else if r.status().is_server_error() {
                 tracing::error!(status = r.status().as_u16(), micros, "response");
             } else {
                 tracing::debug!(status = r.status().as_u16(), micros, "response");

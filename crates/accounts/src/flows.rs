@@ -349,10 +349,10 @@ impl Accounts {
         let mut conn = self.conn()?;
         let user = users::find_by_id(&mut conn, user_id)?.ok_or(AccountsError::UserNotFound)?;
         drop(conn);
-        let current_ok = user
-            .password_hash
-            .as_deref()
-            .is_some_and(|h| self.hasher.verify(current, h));
+        let current_ok = match user.password_hash.as_deref() {
+            Some(hash) => self.hasher.verify(current, hash)?,
+            None => false,
+        };
         if !current_ok {
             return Err(AccountsError::InvalidCredentials);
         }

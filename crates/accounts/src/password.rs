@@ -1,16 +1,26 @@
-//! Argon2id password hashing with bounded concurrency and reused memory.
+//! Argon2id password hashing on a small dedicated pool of threads, with a
+//! bounded queue in front of it.
 //!
-//! Each hash needs 19 MiB. Allocating that per call makes glibc keep the
-//! memory forever and lets a burst of logins take gigabytes; instead a fixed
-//! number of buffers is kept and callers wait for one. The number of buffers
-//! is also the number of hashes that run at once (default: the core count),
-//! which is the most the CPU can do anyway.
+//! Each hash needs 19 MiB and ≈ 25–45 ms of one core. Allocating that per call
+//! makes glibc keep the memory and lets a burst of logins take gigabytes, and
+//! running hashes on the shared blocking pool lets a login flood take every
+//! core from the request workers. So:
+//! - `max_concurrent` threads (default: the core count) do all the hashing,
+//!   each reusing one buffer it allocates on first use: memory is flat at
+//!   19 MiB per thread;
+//! - at most `queue_limit` hashes wait for a thread. When that many already
+//!   wait, [`HashError::Busy`] comes back at once (the server answers 503 with
+//!   `Retry-After`) instead of queueing without bound;
+//! - callers block until their hash is done (they run on a blocking pool).
 
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::password_hash::{Output, PasswordHash, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use ring::rand::{SecureRandom, SystemRandom};
+use secrecy::{ExposeSecret, SecretString};
 
 /// Argon2id cost parameters (OWASP's m=19 MiB, t=2, p=1 by default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,27 +48,36 @@ pub enum HashError {
     Hash,
     #[error("the system random source failed")]
     Random,
+    /// Every hashing thread is busy and the queue is full: try again later.
+    #[error("password hashing is at capacity; retry in {retry_after_secs} s")]
+    Busy { retry_after_secs: u32 },
 }
+
+/// One hash to compute on a pool thread, with that thread's buffer.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
 pub struct PasswordHasher {
     params: Params,
-    buffers: Mutex<BufferPool>,
-    returned: Condvar,
+    jobs: SyncSender<Job>,
+    threads: usize,
+    queue_limit: usize,
+    /// Unix second of the last "at capacity" warning.
+    last_busy_warning: AtomicU64,
     /// A real hash of a random password, verified against when the user does
     /// not exist so that both paths cost one Argon2 run.
     dummy_hash: OnceLock<String>,
 }
 
-struct BufferPool {
-    free: Vec<Vec<Block>>,
-    /// Buffers that may still be created before callers have to wait.
-    unborn: usize,
-}
-
 const OUTPUT_LEN: usize = 32;
 
 impl PasswordHasher {
-    pub fn new(cost: HashCost, max_concurrent: usize) -> Result<Self, HashError> {
+    /// `max_concurrent` hashing threads (at least 1) and room for
+    /// `queue_limit` waiting hashes. The threads end when the hasher is dropped.
+    pub fn new(
+        cost: HashCost,
+        max_concurrent: usize,
+        queue_limit: usize,
+    ) -> Result<Self, HashError> {
         let params = Params::new(
             cost.memory_kib,
             cost.iterations,
@@ -66,13 +85,22 @@ impl PasswordHasher {
             Some(OUTPUT_LEN),
         )
         .map_err(|_| HashError::Params)?;
+        let threads = max_concurrent.max(1);
+        let (jobs, queue) = mpsc::sync_channel::<Job>(queue_limit);
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..threads {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || work(&queue))
+                .map_err(|_| HashError::Hash)?;
+        }
         Ok(Self {
             params,
-            buffers: Mutex::new(BufferPool {
-                free: Vec::new(),
-                unborn: max_concurrent.max(1),
-            }),
-            returned: Condvar::new(),
+            jobs,
+            threads,
+            queue_limit,
+            last_busy_warning: AtomicU64::new(0),
             dummy_hash: OnceLock::new(),
         })
     }
@@ -84,17 +112,14 @@ impl PasswordHasher {
             .fill(&mut salt)
             .map_err(|_| HashError::Random)?;
         let salt = SaltString::encode_b64(&salt).map_err(|_| HashError::Hash)?;
-        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone());
-        let mut out = [0u8; OUTPUT_LEN];
-        self.with_buffer(|blocks| {
-            argon2.hash_password_into_with_memory(
-                password.as_bytes(),
-                salt.as_str().as_bytes(),
-                &mut out,
-                blocks,
-            )
-        })
-        .map_err(|_| HashError::Hash)?;
+        let out = self.compute(
+            self.params.clone(),
+            Algorithm::Argon2id,
+            Version::V0x13,
+            password,
+            salt.as_str(),
+            OUTPUT_LEN,
+        )??;
         let phc = PasswordHash {
             algorithm: Algorithm::Argon2id.ident(),
             version: Some(Version::V0x13.into()),
@@ -107,10 +132,11 @@ impl PasswordHasher {
 
     /// Checks a candidate against a stored PHC string, using the parameters
     /// recorded in it (so hashes made under older costs keep working). The
-    /// final comparison is constant-time (`Output`'s equality).
-    pub fn verify(&self, candidate: &str, phc: &str) -> bool {
+    /// final comparison is constant-time (`Output`'s equality). `Err` only
+    /// when no hashing thread could take the work ([`HashError::Busy`]).
+    pub fn verify(&self, candidate: &str, phc: &str) -> Result<bool, HashError> {
         let Ok(parsed) = PasswordHash::new(phc) else {
-            return false;
+            return Ok(false);
         };
         let (Ok(algorithm), Ok(params), Some(salt), Some(expected)) = (
             Algorithm::try_from(parsed.algorithm),
@@ -118,63 +144,131 @@ impl PasswordHasher {
             parsed.salt,
             parsed.hash,
         ) else {
-            return false;
+            return Ok(false);
         };
         let version = parsed
             .version
             .and_then(|v| Version::try_from(v).ok())
             .unwrap_or_default();
-        let same_size = params.block_count() == self.params.block_count();
-        let argon2 = Argon2::new(algorithm, version, params);
-        let (pwd, salt) = (candidate.as_bytes(), salt.as_str().as_bytes());
-        let mut out = vec![0u8; expected.len()];
-        let computed = if same_size {
-            self.with_buffer(|blocks| {
-                argon2.hash_password_into_with_memory(pwd, salt, &mut out, blocks)
-            })
-        } else {
-            // A hash made under another cost setting (rare: until the user's
-            // next password change). Our buffers have the wrong size for it.
-            argon2.hash_password_into(pwd, salt, &mut out)
-        };
-        computed.is_ok() && Output::new(&out).is_ok_and(|o| o == expected)
+        let computed = self.compute(
+            params,
+            algorithm,
+            version,
+            candidate,
+            salt.as_str(),
+            expected.len(),
+        )?;
+        Ok(computed.is_ok_and(|out| Output::new(&out).is_ok_and(|o| o == expected)))
     }
 
     /// Spends the same work as [`verify`](Self::verify) against a real hash,
     /// and always fails. Used when the login names no known user.
-    pub fn verify_dummy(&self, candidate: &str) -> bool {
-        let dummy = self.dummy_hash.get_or_init(|| {
-            let mut random = [0u8; 24];
-            let _ = SystemRandom::new().fill(&mut random);
-            let secret: String = random.iter().map(|b| format!("{b:02x}")).collect();
-            self.hash(&secret).unwrap_or_default()
-        });
-        let _ = self.verify(candidate, dummy);
-        false
-    }
-
-    fn with_buffer<R>(&self, work: impl FnOnce(&mut [Block]) -> R) -> R {
-        let mut blocks = {
-            let mut pool = self.buffers.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if let Some(buffer) = pool.free.pop() {
-                    break buffer;
-                }
-                if pool.unborn > 0 {
-                    pool.unborn -= 1;
-                    break vec![Block::new(); self.params.block_count()];
-                }
-                pool = self.returned.wait(pool).unwrap_or_else(|e| e.into_inner());
+    pub fn verify_dummy(&self, candidate: &str) -> Result<bool, HashError> {
+        let dummy = match self.dummy_hash.get() {
+            Some(dummy) => dummy,
+            None => {
+                let mut random = [0u8; 24];
+                SystemRandom::new()
+                    .fill(&mut random)
+                    .map_err(|_| HashError::Random)?;
+                let secret: String = random.iter().map(|b| format!("{b:02x}")).collect();
+                // Kept only once made: a busy pool must not leave an empty
+                // dummy behind, which would make unknown users cost nothing.
+                let made = self.hash(&secret)?;
+                self.dummy_hash.get_or_init(|| made)
             }
         };
-        let result = work(&mut blocks);
-        self.buffers
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .free
-            .push(blocks);
-        self.returned.notify_one();
-        result
+        self.verify(candidate, dummy)?;
+        Ok(false)
+    }
+
+    /// Runs one Argon2 computation on a pool thread and waits for it. The
+    /// outer `Err` is "busy"; the inner one is Argon2's own failure.
+    fn compute(
+        &self,
+        params: Params,
+        algorithm: Algorithm,
+        version: Version,
+        password: &str,
+        salt: &str,
+        output_len: usize,
+    ) -> Result<Result<Vec<u8>, HashError>, HashError> {
+        let password = SecretString::from(password.to_owned());
+        let salt = salt.to_owned();
+        let same_size = params.block_count() == self.params.block_count();
+        let (done, result) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |buffer: &mut Vec<Block>| {
+            let argon2 = Argon2::new(algorithm, version, params.clone());
+            let (pwd, salt) = (password.expose_secret().as_bytes(), salt.as_bytes());
+            let mut out = vec![0u8; output_len];
+            let computed = if same_size {
+                if buffer.len() != params.block_count() {
+                    *buffer = vec![Block::new(); params.block_count()];
+                }
+                argon2.hash_password_into_with_memory(pwd, salt, &mut out, &mut buffer[..])
+            } else {
+                // A hash made under another cost setting (rare: until the
+                // user's next password change); the kept buffer has the wrong size.
+                argon2.hash_password_into(pwd, salt, &mut out)
+            };
+            let _ = done.send(computed.map(|()| out).map_err(|_| HashError::Hash));
+        });
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.warn_busy();
+                return Err(HashError::Busy {
+                    retry_after_secs: self.retry_after_secs(),
+                });
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(HashError::Hash),
+        }
+        Ok(result.recv().unwrap_or(Err(HashError::Hash)))
+    }
+
+    /// Logs the overload at most every 10 s (refusals can come by the thousand).
+    fn warn_busy(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_busy_warning.load(Ordering::Relaxed);
+        if now >= last + 10
+            && self
+                .last_busy_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                threads = self.threads,
+                queue = self.queue_limit,
+                "password hashing at capacity: refusing logins with 503 + Retry-After"
+            );
+        }
+    }
+
+    /// A full queue drains in about `queue / threads` hash times (tens of
+    /// milliseconds each): one second is ample, and the smallest value
+    /// `Retry-After` can say.
+    fn retry_after_secs(&self) -> u32 {
+        let rounds = self.queue_limit.div_ceil(self.threads) as u32 + 1;
+        // ≈ 50 ms per hash at most on slow cores; at least 1 s.
+        (rounds / 20).max(1)
+    }
+}
+
+/// A hashing thread: takes jobs until the hasher is dropped, reusing one buffer.
+fn work(queue: &Mutex<Receiver<Job>>) {
+    let mut buffer: Vec<Block> = Vec::new();
+    loop {
+        // The lock is held only while waiting for the next job.
+        let job = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(poisoned) => poisoned.into_inner().recv(),
+        };
+        match job {
+            Ok(job) => job(&mut buffer),
+            Err(_) => return, // the hasher was dropped
+        }
     }
 }
 
@@ -192,6 +286,7 @@ mod tests {
                 parallelism: 1,
             },
             2,
+            16,
         )
         .unwrap()
     }
@@ -201,9 +296,12 @@ mod tests {
         let h = cheap();
         let phc = h.hash("correct horse battery").unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=1024,t=1,p=1$"), "{phc}");
-        assert!(h.verify("correct horse battery", &phc));
-        assert!(!h.verify("correct horse batterY", &phc));
-        assert!(!h.verify("correct horse battery", "not a phc string"));
+        assert!(h.verify("correct horse battery", &phc).unwrap());
+        assert!(!h.verify("correct horse batterY", &phc).unwrap());
+        assert!(
+            !h.verify("correct horse battery", "not a phc string")
+                .unwrap()
+        );
     }
 
     #[test]
@@ -222,37 +320,80 @@ mod tests {
                 parallelism: 1,
             },
             1,
+            4,
         )
         .unwrap();
-        assert!(h.verify("pw-under-old-cost", &old));
-        assert!(!h.verify("wrong", &old));
+        assert!(h.verify("pw-under-old-cost", &old).unwrap());
+        assert!(!h.verify("wrong", &old).unwrap());
     }
 
     #[test]
     fn default_cost_is_the_owasp_one() {
-        let h = PasswordHasher::new(HashCost::default(), 1).unwrap();
+        let h = PasswordHasher::new(HashCost::default(), 1, 4).unwrap();
         let phc = h.hash("x").unwrap();
         assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
     }
 
     #[test]
     fn dummy_never_matches() {
-        assert!(!cheap().verify_dummy(""));
+        assert!(!cheap().verify_dummy("").unwrap());
     }
 
     #[test]
-    fn concurrent_hashes_share_few_buffers() {
+    fn concurrent_hashes_all_succeed() {
         let h = std::sync::Arc::new(cheap());
         let threads: Vec<_> = (0..6)
             .map(|i| {
                 let h = h.clone();
                 std::thread::spawn(move || {
                     h.verify(&i.to_string(), &h.hash(&i.to_string()).unwrap())
+                        .unwrap()
                 })
             })
             .collect();
         assert!(threads.into_iter().all(|t| t.join().unwrap()));
-        let pool = h.buffers.lock().unwrap();
-        assert!(pool.free.len() <= 2 && pool.unborn + pool.free.len() == 2);
+    }
+
+    #[test]
+    fn a_full_queue_answers_busy_at_once() {
+        // One thread, room for one waiting hash.
+        let h = PasswordHasher::new(
+            HashCost {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+            1,
+            1,
+        )
+        .unwrap();
+        let phc = h.hash("pw").unwrap();
+        // Occupy the thread until released, then fill the one queue place.
+        let (started_tx, started) = mpsc::channel();
+        let (release, released) = mpsc::channel::<()>();
+        h.jobs
+            .try_send(Box::new(move |_| {
+                started_tx.send(()).unwrap();
+                let _ = released.recv();
+            }))
+            .unwrap();
+        started.recv().unwrap();
+        h.jobs.try_send(Box::new(|_| {})).unwrap();
+        match h.verify("pw", &phc) {
+            Err(HashError::Busy { retry_after_secs }) => assert!(retry_after_secs >= 1),
+            other => panic!("expected Busy, got {other:?}"),
+        }
+        assert!(matches!(h.verify_dummy("x"), Err(HashError::Busy { .. })));
+        release.send(()).unwrap();
+        // Wait (blocking send) until the queue has drained through a marker job.
+        let (drained_tx, drained) = mpsc::channel();
+        h.jobs
+            .send(Box::new(move |_| drained_tx.send(()).unwrap()))
+            .unwrap();
+        drained.recv().unwrap();
+        // Drained: works again, and the dummy hash was not poisoned by the refusal.
+        assert!(h.verify("pw", &phc).unwrap());
+        assert!(!h.verify_dummy("x").unwrap());
+        assert!(!h.dummy_hash.get().unwrap().is_empty());
     }
 }

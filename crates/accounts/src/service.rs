@@ -275,13 +275,15 @@ impl Accounts {
             None => None,
         };
         let candidate = password.expose_secret();
+        // A full hashing queue answers Busy before any work or audit: no
+        // credential was checked.
         let verified = match &user {
             Some(user) => match user.password_hash.as_deref() {
-                Some(hash) => self.hasher.verify(candidate, hash),
+                Some(hash) => self.hasher.verify(candidate, hash)?,
                 // Invited users have no password yet; still spend the work.
-                None => self.hasher.verify_dummy(candidate),
+                None => self.hasher.verify_dummy(candidate)?,
             },
-            None => self.hasher.verify_dummy(candidate),
+            None => self.hasher.verify_dummy(candidate)?,
         };
         let context = AuditContext::from(client);
         let user = match user {
@@ -449,7 +451,11 @@ impl Accounts {
             // can fail at once with SQLITE_BUSY_SNAPSHOT under concurrency,
             // while one that starts with a write waits on busy_timeout.
             let claimed = refresh_tokens::claim_by_hash(c, &hash, at.naive_utc())?;
-            let Some(token) = refresh_tokens::find_by_hash(c, &hash)? else {
+            // Token, session and user in one round trip (a missing session or
+            // user means an invalid token, as a missing token does).
+            let Some((token, session, user)) =
+                refresh_tokens::find_with_session_and_user(c, &hash)?
+            else {
                 return Ok(RefreshOutcome::Invalid);
             };
             if session_id.is_some_and(|expected| expected != token.session_id) {
@@ -457,9 +463,6 @@ impl Accounts {
                 // with another session's access token.
                 return Err(AccountsError::InvalidRefreshToken);
             }
-            let Some(session) = sessions::find(c, &token.session_id)? else {
-                return Ok(RefreshOutcome::Invalid);
-            };
             let expired =
                 token.expires_at <= at.naive_utc() || session.expires_at <= at.naive_utc();
             if session.revoked_at.is_some() || expired {
@@ -483,9 +486,6 @@ impl Accounts {
                     return Ok(RefreshOutcome::Reused(revoked));
                 }
             }
-            let Some(user) = users::find_by_id(c, &session.user_id)? else {
-                return Ok(RefreshOutcome::Invalid);
-            };
             if UserStatus::parse(&user.status) != Some(UserStatus::Active) {
                 self.revoke_session_in(c, &session.id, "account_not_active", at)?;
                 return Ok(RefreshOutcome::Invalid);

@@ -292,6 +292,26 @@ pub mod refresh_tokens {
             .optional()?)
     }
 
+    /// The token with this hash, its session and the session's user, in one
+    /// indexed read (unique `token_hash`, then primary keys): the refresh
+    /// path's lookups in a single round trip.
+    pub fn find_with_session_and_user(
+        conn: &mut AnyConnection,
+        hash: &str,
+    ) -> Result<Option<(RefreshTokenRow, SessionRow, UserRow)>> {
+        use schema::{sessions, users};
+        Ok(refresh_tokens::table
+            .inner_join(sessions::table.inner_join(users::table))
+            .filter(refresh_tokens::token_hash.eq(hash))
+            .select((
+                RefreshTokenRow::as_select(),
+                SessionRow::as_select(),
+                UserRow::as_select(),
+            ))
+            .first(conn)
+            .optional()?)
+    }
+
     /// Marks the token with this hash used. Conditional on it being unused,
     /// so of two racing refreshes exactly one wins; false for the loser (and
     /// for unknown tokens).

@@ -325,6 +325,15 @@ impl From<AccountsError> for ApiError {
                 tracing::error!(error = %e, "token signing failed");
                 Self::internal()
             }
+            E::Hash(accounts::password::HashError::Busy { retry_after_secs }) => {
+                let mut e = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "too many password checks are waiting; try again shortly",
+                );
+                e.retry_after = Some(retry_after_secs);
+                e
+            }
             E::Hash(e) => {
                 tracing::error!(error = %e, "password hashing failed");
                 Self::internal()

@@ -241,24 +241,52 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
             )
         })?;
     let now = chrono::Utc::now().timestamp();
+    let principal = match state.token_cache.get(token, now) {
+        Some(principal) => principal,
+        None => {
+            let principal = verify(state, token, now)?;
+            let leeway = state.token_policy.leeway_secs.max(0);
+            let exp = match &principal {
+                Principal::Session(c) => c.exp,
+                Principal::ApiToken(c) => c.exp,
+            };
+            // The bound verification itself applies: valid while now < exp + leeway.
+            state
+                .token_cache
+                .insert(token, principal.clone(), exp.saturating_add(leeway));
+            principal
+        }
+    };
+    // Never cached: a logout or revocation counts from the next request on.
     let revoked = || ApiError::unauthorized("token_revoked", "the token has been revoked");
+    match &principal {
+        Principal::Session(claims) => {
+            if state.revocations.is_revoked(&claims.sid, &claims.jti) {
+                return Err(revoked());
+            }
+        }
+        Principal::ApiToken(claims) => {
+            if state.revocations.is_revoked("", &claims.jti) {
+                return Err(revoked());
+            }
+            state.api_token_usage.record(&claims.jti);
+        }
+    }
+    Ok(principal)
+}
+
+/// Full verification: signature, header and registered claims.
+fn verify(state: &AppState, token: &str, now: i64) -> Result<Principal, ApiError> {
     // The header only chooses which verification runs; each checks `typ` itself.
     if auth_core::unverified_typ(token).as_deref() == Some(API_TOKEN_TYP) {
         let claims = state
             .token_policy
             .verify_api_token(&state.accounts.keys(), token, now)?;
-        if state.revocations.is_revoked("", &claims.jti) {
-            return Err(revoked());
-        }
-        state.api_token_usage.record(&claims.jti);
         return Ok(Principal::ApiToken(claims));
     }
     let claims = state
         .token_policy
         .verify_access(&state.accounts.keys(), token, now)?;
-    if state.revocations.is_revoked(&claims.sid, &claims.jti) {
-        return Err(revoked());
-    }
     Ok(Principal::Session(claims))
 }
 

@@ -1,0 +1,315 @@
+//! The figures of the performance budget, each with its target and whether
+//! it is met; printed as a table and written as JSON and markdown.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+
+use super::load::Generator;
+use super::{Machine, Options, Run};
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Figure {
+    pub name: String,
+    pub value: f64,
+    pub unit: &'static str,
+    /// e.g. `>= 0.8`; `None` for figures reported without a target.
+    pub target: Option<String>,
+    pub met: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct Report {
+    pub unix_time: u64,
+    pub machine: Machine,
+    pub load_generator: Generator,
+    pub seconds_per_run: u64,
+    pub concurrency: usize,
+    pub argon2_median_ms: f64,
+    pub total_seconds: f64,
+    pub figures: Vec<Figure>,
+    pub notes: Vec<String>,
+    pub runs: Vec<Run>,
+}
+
+enum Bound {
+    AtLeast(f64),
+    Below(f64),
+}
+
+impl Report {
+    pub fn new(options: &Options, machine: Machine, load_generator: Generator) -> Report {
+        Report {
+            unix_time: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            machine,
+            load_generator,
+            seconds_per_run: options.seconds,
+            concurrency: options.concurrency,
+            argon2_median_ms: 0.0,
+            total_seconds: 0.0,
+            figures: Vec::new(),
+            notes: Vec::new(),
+            runs: Vec::new(),
+        }
+    }
+
+    pub fn add_run(&mut self, run: Run) {
+        self.runs.push(run);
+    }
+
+    fn run(&self, name: &str) -> Option<&Run> {
+        self.runs.iter().find(|r| r.name == name)
+    }
+
+    fn push(&mut self, name: &str, value: f64, unit: &'static str, bound: Option<Bound>) {
+        let (target, met) = match bound {
+            Some(Bound::AtLeast(t)) => (Some(format!(">= {t}")), Some(value >= t)),
+            Some(Bound::Below(t)) => (Some(format!("< {t}")), Some(value < t)),
+            None => (None, None),
+        };
+        self.figures.push(Figure {
+            name: name.to_owned(),
+            value,
+            unit,
+            target,
+            met,
+            note: None,
+        });
+    }
+
+    fn note_last(&mut self, note: impl Into<String>) {
+        if let Some(f) = self.figures.last_mut() {
+            f.note = Some(note.into());
+        }
+    }
+
+    /// Turns the runs into the budget's figures.
+    pub fn evaluate(&mut self) {
+        let cores = self.machine.cores as f64;
+        let argon2_s = self.argon2_median_ms / 1000.0;
+        if let Some(sqlite) = self.run("sqlite").cloned() {
+            let rate = |m: &Option<super::Measured>| m.as_ref().map_or(0.0, |m| m.req_per_sec);
+            let healthz = rate(&sqlite.healthz);
+            let (warm, cold) = (rate(&sqlite.me_warm), rate(&sqlite.me_cold));
+            self.push("GET /healthz", healthz, "req/s", None);
+            self.push("GET /me, warm (token seen before)", warm, "req/s", None);
+            self.push("GET /me, cold (every token new)", cold, "req/s", None);
+            self.note_last("full Ed25519 verification + cache insert on every request");
+            self.push(
+                "/me warm ÷ /healthz",
+                ratio(warm, healthz),
+                "ratio",
+                Some(Bound::AtLeast(0.8)),
+            );
+            self.push("/me cold ÷ /healthz", ratio(cold, healthz), "ratio", None);
+            self.push(
+                "POST /refresh, SQLite",
+                rate(&sqlite.refresh),
+                "req/s",
+                None,
+            );
+            let login = rate(&sqlite.login);
+            let ceiling = cores / argon2_s;
+            self.push("POST /login", login, "req/s", None);
+            self.note_last(format!(
+                "ceiling cores ÷ Argon2 = {cores} ÷ {:.1} ms = {ceiling:.1}/s",
+                self.argon2_median_ms
+            ));
+            self.push(
+                "/login ÷ (cores ÷ one Argon2 hash)",
+                ratio(login, ceiling),
+                "ratio",
+                Some(Bound::AtLeast(0.9)),
+            );
+            if let (Some(flood), Some(probe)) = (&sqlite.flood_login, &sqlite.flood_me_probe) {
+                let (flood, probe) = (flood.clone(), probe.clone());
+                self.push(
+                    "/me p99 during a login flood",
+                    probe.p99_ms,
+                    "ms",
+                    Some(Bound::Below(5.0)),
+                );
+                self.note_last(format!(
+                    "probe {:.0} req/s, p50 {:.2} ms, max {:.2} ms; flood {:.1} logins/s ok, {} refused (503) or failed",
+                    probe.req_per_sec, probe.p50_ms, probe.max_ms, flood.req_per_sec, flood.errors
+                ));
+            }
+            if let Some(overflow) = &sqlite.overflow_login {
+                let refused = overflow.errors as f64;
+                self.push(
+                    "logins refused when the hashing queue is full",
+                    refused,
+                    "answers",
+                    None,
+                );
+                self.note_last(format!(
+                    "128 connections for 2 s; {:.1} logins/s still served; a refused login answers {}",
+                    overflow.req_per_sec,
+                    sqlite.overflow_answer.as_deref().unwrap_or("?")
+                ));
+            }
+            if let Some(idle) = sqlite.rss_idle_mib {
+                self.push("RSS idle", idle, "MiB", Some(Bound::Below(50.0)));
+            }
+            if let Some(peak) = sqlite.rss_peak_mib {
+                self.push(
+                    "RSS peak under the load above",
+                    peak,
+                    "MiB",
+                    Some(Bound::Below(100.0)),
+                );
+            }
+            self.push(
+                "start-up to ready, SQLite",
+                sqlite.startup_ms,
+                "ms",
+                Some(Bound::Below(200.0)),
+            );
+        }
+        if let Some(pg) = self.run("postgres").cloned() {
+            let refresh = pg.refresh.as_ref().map_or(0.0, |m| m.req_per_sec);
+            self.push(
+                &format!("POST /refresh, PostgreSQL, pool {}", self.concurrency),
+                refresh,
+                "req/s",
+                Some(Bound::AtLeast(10_000.0)),
+            );
+            self.push(
+                "start-up to ready, PostgreSQL",
+                pg.startup_ms,
+                "ms",
+                Some(Bound::Below(200.0)),
+            );
+        }
+        for (empty, seeded) in [("sqlite", "sqlite_seeded"), ("postgres", "postgres_seeded")] {
+            let (Some(e), Some(s)) = (self.run(empty).cloned(), self.run(seeded).cloned()) else {
+                continue;
+            };
+            let label = format!(
+                "{} users, {} revoked sessions, {}",
+                s.seeded_users, s.seeded_revoked_sessions, s.backend
+            );
+            for (what, a, b) in [
+                ("/login", &e.login, &s.login),
+                ("/refresh", &e.refresh, &s.refresh),
+                ("/me warm", &e.me_warm, &s.me_warm),
+            ] {
+                let (Some(a), Some(b)) = (a, b) else { continue };
+                self.push(
+                    &format!("{what} seeded ÷ empty ({label})"),
+                    ratio(b.req_per_sec, a.req_per_sec),
+                    "ratio",
+                    Some(Bound::AtLeast(0.9)),
+                );
+                self.note_last(format!(
+                    "{:.1} vs {:.1} req/s",
+                    b.req_per_sec, a.req_per_sec
+                ));
+            }
+            self.push(
+                &format!("start-up to ready ({label})"),
+                s.startup_ms,
+                "ms",
+                Some(Bound::Below(200.0)),
+            );
+        }
+        if self.load_generator == Generator::Builtin {
+            self.notes.push(
+                "built-in load generator (wrk missing): throughput figures are client-bound"
+                    .to_owned(),
+            );
+        }
+        if self.machine.compilers_at_start + self.machine.compilers_at_end > 0 {
+            self.notes.push(format!(
+                "taken under load: {} rustc processes at the start, {} at the end",
+                self.machine.compilers_at_start, self.machine.compilers_at_end
+            ));
+        }
+    }
+
+    fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "| figure | value | target | met |");
+        let _ = writeln!(out, "|---|---:|---|---|");
+        for f in &self.figures {
+            let value = match f.unit {
+                "ratio" => format!("{:.3}", f.value),
+                "req/s" if f.value < 1000.0 => format!("{:.1} req/s", f.value),
+                "req/s" => format!("{:.0} req/s", f.value),
+                unit => format!("{:.1} {unit}", f.value),
+            };
+            let met = match f.met {
+                Some(true) => "met",
+                Some(false) => "NOT met",
+                None => "",
+            };
+            let name = match &f.note {
+                Some(note) => format!("{} ({note})", f.name),
+                None => f.name.clone(),
+            };
+            let target = f.target.clone().unwrap_or_default();
+            let _ = writeln!(out, "| {name} | {value} | {target} | {met} |");
+        }
+        out
+    }
+
+    pub fn print(&self) {
+        super::banner("results");
+        println!(
+            "{} cores ({}), load generator {:?}, {} s per run, {} connections, Argon2 {:.1} ms, {:.0} s in all",
+            self.machine.cores,
+            self.machine.cpu_model,
+            self.load_generator,
+            self.seconds_per_run,
+            self.concurrency,
+            self.argon2_median_ms,
+            self.total_seconds
+        );
+        println!();
+        print!("{}", self.table());
+        for note in &self.notes {
+            println!("note: {note}");
+        }
+        let missed = self.figures.iter().filter(|f| f.met == Some(false)).count();
+        let targets = self.figures.iter().filter(|f| f.met.is_some()).count();
+        println!(
+            "\n{} of {targets} targets met (reported, never enforced: this is a benchmark, not a test)",
+            targets - missed
+        );
+    }
+
+    pub fn write(&self, json: &Path, markdown: &Path) -> Result<()> {
+        if let Some(dir) = json.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(json, serde_json::to_string_pretty(self)? + "\n")
+            .with_context(|| format!("writing {}", json.display()))?;
+        let mut md = format!(
+            "# cargo xtask bench\n\n{} cores, {}; load generator {:?}; {} s per run; {} connections; Argon2id {:.1} ms per hash.\n\n",
+            self.machine.cores,
+            self.machine.cpu_model,
+            self.load_generator,
+            self.seconds_per_run,
+            self.concurrency,
+            self.argon2_median_ms
+        );
+        md.push_str(&self.table());
+        for note in &self.notes {
+            let _ = writeln!(md, "\nNote: {note}");
+        }
+        std::fs::write(markdown, md).with_context(|| format!("writing {}", markdown.display()))?;
+        println!("wrote {} and {}", json.display(), markdown.display());
+        Ok(())
+    }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { 0.0 }
+}
