@@ -8,6 +8,7 @@
 //! be started or an endpoint answers nothing successfully. Targets are
 //! reported, not enforced.
 
+mod enumeration;
 mod load;
 mod report;
 mod seed;
@@ -148,9 +149,13 @@ pub fn run(options: Options) -> Result<()> {
         }
     }
 
+    banner("enumeration: known vs unknown addresses, medians (limits off)");
+    let gaps = enumeration::run(&bench.binary)?;
+
     report.machine.compilers_at_end = count_compilers();
     report.total_seconds = started.elapsed().as_secs_f64();
     report.evaluate();
+    report.add_enumeration(gaps);
     report.print();
     report.write(&json_path, &md_path)?;
     Ok(())

@@ -90,6 +90,23 @@ impl Report {
         }
     }
 
+    /// One figure per flow: how far apart the median answer times for a
+    /// known and an unknown address are (issue: no enumeration by timing).
+    pub fn add_enumeration(&mut self, gaps: Vec<super::enumeration::Gap>) {
+        for gap in gaps {
+            self.push(
+                &format!("enumeration timing gap: {}", gap.flow),
+                gap.difference_ms(),
+                "ms",
+                Some(Bound::Below(gap.allowance_ms())),
+            );
+            self.note_last(format!(
+                "median known {:.2} ms, unknown {:.2} ms",
+                gap.known_median_ms, gap.unknown_median_ms
+            ));
+        }
+    }
+
     /// Turns the runs into the budget's figures.
     pub fn evaluate(&mut self) {
         let cores = self.machine.cores as f64;
