@@ -93,6 +93,25 @@ pub fn run(options: Options) -> Result<()> {
             if std::env::var_os("CARGO_TARGET_DIR").is_some() {
                 build.env("CARGO_TARGET_DIR", &target);
             }
+            // `cargo run` gave us xtask's CARGO_PKG_* and friends. Build scripts
+            // that read such variables (ring reads CARGO_PKG_NAME) would see
+            // them change between this build and a plain `cargo build`, and
+            // every switch between the two would rebuild ring and all above it.
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy();
+                if [
+                    "CARGO_PKG_",
+                    "CARGO_MANIFEST_",
+                    "CARGO_BIN_",
+                    "CARGO_CRATE_",
+                ]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+                    || name == "CARGO_PRIMARY_PACKAGE"
+                {
+                    build.env_remove(name.as_ref());
+                }
+            }
             run_checked("building auth-server", &mut build)?;
             target.join("release").join("auth-server")
         }
