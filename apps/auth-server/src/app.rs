@@ -166,6 +166,9 @@ pub async fn start(settings: Settings) -> Result<Application> {
         Duration::from_millis(settings.revocation_poll_ms),
     ));
 
+    // Off the start-up path: the phone-number metadata takes ≈ 80 ms to load.
+    tokio::task::spawn_blocking(accounts::PhoneNumber::warm_up);
+
     let api_token_usage = Arc::new(ApiTokenUsage::default());
     tokio::spawn(flush_api_token_usage(
         api_token_usage.clone(),

@@ -39,9 +39,13 @@ impl RevocationCache {
 
     fn apply(&self, row: RevocationRow) {
         let until = row.expires_at.and_utc().timestamp();
-        match row.kind.as_str() {
-            "sid" => self.revoke_session(row.subject, until),
-            "jti" => self.revoke_token(row.subject, until),
+        self.apply_parts(&row.kind, row.subject, until);
+    }
+
+    fn apply_parts(&self, kind: &str, subject: String, until: i64) {
+        match kind {
+            "sid" => self.revoke_session(subject, until),
+            "jti" => self.revoke_token(subject, until),
             other => tracing::warn!(kind = other, "unknown revocation kind ignored"),
         }
     }
@@ -54,9 +58,17 @@ impl RevocationCache {
     /// Cold start: everything still relevant. Returns the cursor to poll from.
     pub fn load(&self, pool: &DbPool) -> Result<i64, storage::StorageError> {
         let mut conn = pool.get()?;
-        let rows = revocations::unexpired(&mut conn, Utc::now().naive_utc())?;
-        let cursor = rows.iter().map(|r| r.id).max().unwrap_or(0);
-        rows.into_iter().for_each(|row| self.apply(row));
+        let rows = revocations::unexpired_compact(&mut conn, Utc::now().naive_utc())?;
+        let cursor = rows.iter().map(|r| r.0).max().unwrap_or(0);
+        {
+            // One allocation per map instead of repeated growth.
+            let sessions = rows.iter().filter(|r| r.1 == "sid").count();
+            write(&self.sessions).reserve(sessions);
+            write(&self.tokens).reserve(rows.len() - sessions);
+        }
+        for (_, kind, subject, until) in rows {
+            self.apply_parts(&kind, subject, until);
+        }
         Ok(cursor)
     }
 }

@@ -167,6 +167,19 @@ impl PhoneNumber {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether `code` (upper case, e.g. `KR`) is a region libphonenumber
+    /// knows. Cheap: unlike [`parse`](Self::parse) it does not load the
+    /// metadata, which takes ≈ 80 ms the first time.
+    pub fn is_known_region(code: &str) -> bool {
+        code.parse::<phonenumber::country::Id>().is_ok()
+    }
+
+    /// Loads libphonenumber's metadata now (≈ 80 ms, once per process), so
+    /// that the first request with a phone number does not pay for it.
+    pub fn warm_up() {
+        let _ = Self::parse("+82 2 880 5114", "KR");
+    }
 }
 
 /// A display name: 1–100 characters, no control characters.

@@ -338,12 +338,28 @@ pub mod revocations {
         Ok(())
     }
 
-    /// Everything that still matters at `now`, for a cold start.
-    pub fn unexpired(conn: &mut AnyConnection, now: NaiveDateTime) -> Result<Vec<RevocationRow>> {
+    /// What a cold start keeps in memory, as cheaply as possible: `(id,
+    /// kind, subject, expiry as unix seconds)` of every unexpired row. The
+    /// expiry is converted by the database, because parsing two text
+    /// timestamps per row on SQLite dominated a start with 100k revocations.
+    pub fn unexpired_compact(
+        conn: &mut AnyConnection,
+        now: NaiveDateTime,
+    ) -> Result<Vec<(i64, String, String, i64)>> {
+        use diesel::dsl::sql;
+        use diesel::sql_types::BigInt;
+        let epoch = match conn {
+            AnyConnection::Sqlite(_) => "CAST(strftime('%s', expires_at) AS INTEGER)",
+            AnyConnection::Postgresql(_) => "CAST(EXTRACT(EPOCH FROM expires_at) AS BIGINT)",
+        };
         Ok(revocations::table
             .filter(revocations::expires_at.gt(now))
-            .order(revocations::id)
-            .select(RevocationRow::as_select())
+            .select((
+                revocations::id,
+                revocations::kind,
+                revocations::subject,
+                sql::<BigInt>(epoch),
+            ))
             .load(conn)?)
     }
 
