@@ -215,11 +215,7 @@ async fn a_downstream_service_accepts_our_tokens_and_honours_revocation_and_rota
 #[tokio::test]
 async fn a_downstream_service_starts_only_when_it_can_fetch_the_keys() {
     // Nothing listens on this port once the listener is dropped.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let settings = downstream_service::Settings {
         auth_server_url: format!("http://127.0.0.1:{port}"),
         issuer: "http://auth.test".into(),

@@ -152,14 +152,6 @@ fn postgres_bin_dir() -> PathBuf {
         .expect("no initdb under /usr/lib/postgresql/*/bin")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn postgres_going_away_answers_503_and_service_resumes_by_itself() {
     let postgres = Arc::new(

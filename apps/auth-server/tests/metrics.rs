@@ -36,12 +36,7 @@ fn value(metrics: &str, series: &str) -> Option<f64> {
 #[tokio::test]
 async fn metrics_count_requests_logins_throttling_and_queued_mail() {
     // SMTP points at a port nobody listens on: mail stays queued.
-    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let closed_port = free_port().to_string();
     let app = spawn_app_with(
         Backend::Sqlite,
         &[

@@ -336,15 +336,6 @@ fn serve_refuses_an_unmigrated_database_when_told_not_to_migrate() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("run `auth-server migrate`"));
 }
 
-/// A free port with nothing listening on it: SMTP "down".
-fn dead_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn with_smtp(mut cmd: Command, port: u16) -> Command {
     cmd.env("AUTH_MAIL_TRANSPORT", "smtp")
         .env("AUTH_SMTP_HOST", "127.0.0.1")
@@ -371,7 +362,7 @@ async fn outbox_survives_smtp_outage_and_a_killed_server(backend: Backend) {
             .status
             .success()
     );
-    let port = dead_port();
+    let port = free_port();
     let http = reqwest::Client::new();
 
     let first = Server::start(with_smtp(command(&db), port));
@@ -410,7 +401,7 @@ async fn outbox_survives_smtp_outage_and_a_killed_server(backend: Backend) {
 async fn dead_mail_is_retried_from_the_cli(backend: Backend) {
     let db = create_db(backend);
     assert!(user_add(&db, "dead@example.com", PASSWORD).status.success());
-    let port = dead_port();
+    let port = free_port();
     let http = reqwest::Client::new();
     let mut cmd = with_smtp(command(&db), port);
     cmd.env("AUTH_MAIL_MAX_ATTEMPTS", "1");

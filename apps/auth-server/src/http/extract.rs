@@ -10,7 +10,7 @@ use actix_web::dev::Payload;
 use actix_web::error::{JsonPayloadError, UrlencodedError};
 use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, web};
-use auth_core::{API_TOKEN_TYP, AccessClaims, ApiTokenClaims};
+use auth_core::{AccessClaims, ApiTokenClaims};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
@@ -277,17 +277,13 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
 
 /// Full verification: signature, header and registered claims.
 fn verify(state: &AppState, token: &str, now: i64) -> Result<Principal, ApiError> {
-    // The header only chooses which verification runs; each checks `typ` itself.
-    if auth_core::unverified_typ(token).as_deref() == Some(API_TOKEN_TYP) {
-        let claims = state
-            .token_policy
-            .verify_api_token(&state.accounts.keys(), token, now)?;
-        return Ok(Principal::ApiToken(claims));
-    }
-    let claims = state
+    let bearer = state
         .token_policy
-        .verify_access(&state.accounts.keys(), token, now)?;
-    Ok(Principal::Session(claims))
+        .verify_bearer(&state.accounts.keys(), token, now)?;
+    Ok(match bearer {
+        auth_core::Bearer::Access(claims) => Principal::Session(claims),
+        auth_core::Bearer::ApiToken(claims) => Principal::ApiToken(claims),
+    })
 }
 
 /// Who acts (if known) and from where, for audit events.

@@ -10,7 +10,7 @@
 use accounts::{AuditContext, AuthenticatedClient};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use auth_core::API_TOKEN_TYP;
+use auth_core::Bearer;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -81,26 +81,23 @@ enum Live {
 
 async fn classify(state: &AppState, token: &str) -> Result<Option<Live>, ApiError> {
     let now = chrono::Utc::now().timestamp();
-    if token.len() > 8 * 1024 {
+    if token.len() > auth_core::MAX_TOKEN_LEN {
         return Ok(None);
     }
-    if auth_core::unverified_typ(token).as_deref() == Some(API_TOKEN_TYP) {
-        let claims = state
-            .token_policy
-            .verify_api_token(&state.accounts.keys(), token, now)
-            .ok();
-        return Ok(claims
-            .filter(|c| !state.revocations.is_revoked("", &c.jti))
-            .map(Live::Api));
-    }
+    // Opaque refresh tokens have no dots; our JWTs do.
     if token.contains('.') {
-        let claims = state
+        let verified = state
             .token_policy
-            .verify_access(&state.accounts.keys(), token, now)
-            .ok();
-        return Ok(claims
-            .filter(|c| !state.revocations.is_revoked(&c.sid, &c.jti))
-            .map(Live::Access));
+            .verify_bearer(&state.accounts.keys(), token, now);
+        return Ok(match verified {
+            Ok(Bearer::ApiToken(c)) if !state.revocations.is_revoked("", &c.jti) => {
+                Some(Live::Api(c))
+            }
+            Ok(Bearer::Access(c)) if !state.revocations.is_revoked(&c.sid, &c.jti) => {
+                Some(Live::Access(c))
+            }
+            _ => None,
+        });
     }
     let accounts = state.accounts.clone();
     let presented = token.to_owned();

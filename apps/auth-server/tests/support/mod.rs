@@ -297,3 +297,13 @@ pub fn token_kid(token: &str) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// A port nothing listens on (bound, read, released): for services that
+/// must be unreachable, or for a listener started later on a known port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
