@@ -43,6 +43,7 @@ pub struct Services {
     /// Delivers queued mail; only `serve` runs it. Mail queued by other
     /// commands waits in the outbox for the next server.
     pub outbox: OutboxWorker,
+    pub pages: crate::web::Pages,
 }
 
 /// Opens the pool, loads (or creates) the keys and builds the account
@@ -97,6 +98,9 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
             .load_or_create_secret("code-hmac")
             .context("cannot load the code key")?,
     );
+    let csrf_secret = key_dir
+        .load_or_create_secret("csrf-hmac")
+        .context("cannot load the CSRF key")?;
     let throttle = Arc::new(accounts::Throttle::new(
         pool.clone(),
         &key_dir
@@ -137,7 +141,15 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
             password_max_age_days: settings.password_max_age_days,
         },
     ));
+    let pages = crate::web::Pages::new(
+        &csrf_secret,
+        settings.tls_cert.is_some() || settings.public_url.starts_with("https://"),
+        &settings.mounts.native,
+        settings.permissions.clone(),
+    )
+    .context("cannot build the web pages")?;
     Ok(Services {
+        pages,
         pool,
         accounts,
         token_policy,
@@ -201,6 +213,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
     let mounts = settings.mounts.clone();
     let tls = settings.tls_cert.is_some() && settings.tls_key.is_some();
     // Built once: the mounts are fixed for the life of the server.
+    let pages = web::Data::new(services.pages);
     let openapi = web::Data::new(
         http::openapi::ApiDocument::new(&mounts).context("cannot build the OpenAPI document")?,
     );
@@ -208,6 +221,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
         App::new()
             .app_data(state.clone())
             .app_data(openapi.clone())
+            .app_data(pages.clone())
             .wrap(security_headers(tls))
             .wrap(actix_web::middleware::from_fn(telemetry::request_span))
             .configure(http::extractor_config)

@@ -15,6 +15,7 @@ pub mod state;
 pub mod telemetry;
 pub mod tls;
 pub mod token_cache;
+pub mod web;
 
 pub use app::{Application, start};
 pub use config::Settings;

@@ -32,6 +32,24 @@ pub struct AppState {
     pub metrics_token: Option<secrecy::SecretString>,
 }
 
+impl AppState {
+    /// Sessions just revoked: refused here at once (other instances read
+    /// the table).
+    pub fn forget_sessions(&self, revoked: Vec<accounts::RevokedSession>) {
+        for r in revoked {
+            self.revocations.revoke_session(r.session_id, r.until);
+        }
+    }
+
+    /// Sessions and API tokens just revoked by an account change.
+    pub fn forget_revoked(&self, revoked: accounts::Revoked) {
+        self.forget_sessions(revoked.sessions);
+        for t in revoked.tokens {
+            self.revocations.revoke_token(t.jti, t.until);
+        }
+    }
+}
+
 /// When each API token was last used, collected in memory and written in
 /// batches: a database write per authenticated request would make token
 /// checks cost a round trip, which they must not.

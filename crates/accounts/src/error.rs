@@ -74,6 +74,8 @@ pub enum AccountsError {
     InvalidClient,
     #[error("API token not found")]
     ApiTokenNotFound,
+    #[error("session not found")]
+    SessionNotFound,
     #[error("mail could not be prepared: {0}")]
     Mail(#[from] mailer::MailError),
     #[error(transparent)]

@@ -18,6 +18,7 @@ pub mod permissions;
 pub mod registrations;
 pub mod secrets;
 pub mod service;
+pub mod sessions;
 pub mod throttle;
 pub mod types;
 
@@ -37,6 +38,7 @@ pub use service::{
     Accounts, AccountsConfig, ClientInfo, IssuedAccess, IssuedTokens, NewAccount, RevokedSession,
     SessionPolicy,
 };
+pub use sessions::{ActivationPreview, SessionView};
 pub use throttle::{Limit, Rate, Throttle, ThrottleRates};
 pub use types::{
     DisplayName, Domain, EmailAddress, LoginId, ParseError, Password, PhoneNumber, UserStatus,

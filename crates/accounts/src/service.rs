@@ -614,7 +614,7 @@ impl Accounts {
             .collect()
     }
 
-    fn revoke_session_in(
+    pub(crate) fn revoke_session_in(
         &self,
         conn: &mut AnyConnection,
         session_id: &str,

@@ -228,6 +228,22 @@ pub mod sessions {
         Ok(())
     }
 
+    /// The user's sessions that are neither revoked nor expired, most
+    /// recently used first.
+    pub fn live_for_user(
+        conn: &mut AnyConnection,
+        user_id: &str,
+        now: NaiveDateTime,
+    ) -> Result<Vec<SessionRow>> {
+        Ok(sessions::table
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(now))
+            .order((sessions::last_used_at.desc(), sessions::id))
+            .select(SessionRow::as_select())
+            .load(conn)?)
+    }
+
     /// Revokes one session; false when it was already revoked (or missing).
     pub fn revoke(
         conn: &mut AnyConnection,
@@ -861,6 +877,21 @@ pub mod activation_tokens {
         }
         Ok(activation_tokens::table
             .filter(activation_tokens::token_hash.eq(hash))
+            .select(activation_tokens::user_id)
+            .first(conn)
+            .optional()?)
+    }
+
+    /// The user of an unused, unexpired token, without spending it.
+    pub fn find_live(
+        conn: &mut AnyConnection,
+        hash: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<String>> {
+        Ok(activation_tokens::table
+            .filter(activation_tokens::token_hash.eq(hash))
+            .filter(activation_tokens::used_at.is_null())
+            .filter(activation_tokens::expires_at.gt(now))
             .select(activation_tokens::user_id)
             .first(conn)
             .optional()?)

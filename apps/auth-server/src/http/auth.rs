@@ -242,9 +242,7 @@ pub async fn logout_all(
     let user_id = claims.sub.clone();
     let context = audit_context(&req, Some(&claims.sub));
     let revoked = run_blocking(move || accounts.logout_all(&user_id, &context)).await??;
-    for r in revoked {
-        state.revocations.revoke_session(r.session_id, r.until);
-    }
+    state.forget_sessions(revoked);
     state.revocations.revoke_session(
         claims.sid.clone(),
         claims.exp + state.token_policy.leeway_secs,

@@ -315,6 +315,7 @@ impl From<AccountsError> for ApiError {
             E::ApiTokenNotFound => {
                 Self::new(StatusCode::NOT_FOUND, "not_found", "no such API token")
             }
+            E::SessionNotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "no such session"),
             E::Mail(e) => {
                 tracing::error!(error = %e, "mail could not be prepared");
                 Self::internal()

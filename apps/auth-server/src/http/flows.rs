@@ -101,22 +101,30 @@ pub async fn signup(
         }));
     }
     fields.finish()?;
-    let email = email.expect("checked");
-    super::limits::mail_request(&state, &req, email.as_str()).await?;
     let request = SignupRequest {
-        email,
+        email: email.expect("checked"),
         password: password.expect("checked"),
         username: username.flatten(),
         name: name.flatten(),
         organization_id: body.organization_id,
         locale: request_locale(&req, body.locale.as_deref()),
     };
-    let accounts = state.accounts.clone();
-    let outcome = run_blocking(move || accounts.signup(request)).await??;
+    let outcome = sign_up(&state, &req, request).await?;
     Ok(HttpResponse::Created().json(SignupResponse {
         user_id: outcome.user_id,
         status: outcome.status.as_str(),
     }))
+}
+
+/// Counts against the mail limits, then signs up (shared with the signup page).
+pub(crate) async fn sign_up(
+    state: &AppState,
+    req: &HttpRequest,
+    request: SignupRequest,
+) -> Result<accounts::SignupOutcome, ApiError> {
+    super::limits::mail_request(state, req, request.email.as_str()).await?;
+    let accounts = state.accounts.clone();
+    Ok(run_blocking(move || accounts.signup(request)).await??)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -190,14 +198,25 @@ pub async fn forgot_password(
     JsonOrForm(body): JsonOrForm<ForgotBody>,
 ) -> Result<HttpResponse, ApiError> {
     let email = email(&body.email)?;
-    super::limits::mail_request(&state, &req, email.as_str()).await?;
     let locale = request_locale(&req, body.locale.as_deref());
-    let accounts = state.accounts.clone();
-    run_blocking(move || accounts.forgot_password(&email, locale)).await??;
+    send_reset_code(&state, &req, email, locale).await?;
     Ok(HttpResponse::Accepted().json(json!({
         "status": "accepted",
         "detail": "if an account uses this address, a reset code has been sent to it"
     })))
+}
+
+/// Counts against the mail limits, then mails a reset code if the address
+/// has an account (shared with the forgot-password page).
+pub(crate) async fn send_reset_code(
+    state: &AppState,
+    req: &HttpRequest,
+    email: EmailAddress,
+    locale: Locale,
+) -> Result<(), ApiError> {
+    super::limits::mail_request(state, req, email.as_str()).await?;
+    let accounts = state.accounts.clone();
+    Ok(run_blocking(move || accounts.forgot_password(&email, locale)).await??)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -230,18 +249,28 @@ pub async fn reset_password(
     JsonOrForm(body): JsonOrForm<ResetBody>,
 ) -> Result<HttpResponse, ApiError> {
     let email = email(&body.email)?;
-    check_code_shape(&body.code)?;
-    super::limits::code_attempt(&state, &req).await?;
     let new_password = password("new_password", body.new_password)
         .map_err(|e| ApiError::validation(e.field, e.reason))?;
+    reset_with_code(&state, &req, email, body.code, new_password).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Counts a code attempt, then resets the password; the user's sessions end
+/// here at once (shared with the reset page).
+pub(crate) async fn reset_with_code(
+    state: &AppState,
+    req: &HttpRequest,
+    email: EmailAddress,
+    code: String,
+    new_password: Password,
+) -> Result<(), ApiError> {
+    check_code_shape(&code)?;
+    super::limits::code_attempt(state, req).await?;
     let accounts = state.accounts.clone();
     let revoked =
-        run_blocking(move || accounts.reset_password(&email, body.code.trim(), &new_password))
-            .await??;
-    for r in revoked {
-        state.revocations.revoke_session(r.session_id, r.until);
-    }
-    Ok(HttpResponse::NoContent().finish())
+        run_blocking(move || accounts.reset_password(&email, code.trim(), &new_password)).await??;
+    state.forget_sessions(revoked);
+    Ok(())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -276,24 +305,41 @@ pub async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let new_password = password("new_password", body.new_password)
         .map_err(|e| ApiError::validation(e.field, e.reason))?;
-    if body.current_password.expose_secret().len() > 1024 {
+    change_own_password(
+        &state,
+        claims.sub,
+        claims.sid,
+        body.current_password,
+        new_password,
+    )
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Changes the password after checking the current one; the user's other
+/// sessions end here at once (shared with the dashboard).
+pub(crate) async fn change_own_password(
+    state: &AppState,
+    user_id: String,
+    session_id: String,
+    current: SecretString,
+    new_password: Password,
+) -> Result<(), ApiError> {
+    if current.expose_secret().len() > 1024 {
         return Err(ApiError::validation("current_password", "is too long"));
     }
     let accounts = state.accounts.clone();
-    let (user_id, session_id) = (claims.sub.clone(), claims.sid.clone());
     let revoked = run_blocking(move || {
         accounts.change_password(
             &user_id,
             &session_id,
-            body.current_password.expose_secret(),
+            current.expose_secret(),
             &new_password,
         )
     })
     .await??;
-    for r in revoked {
-        state.revocations.revoke_session(r.session_id, r.until);
-    }
-    Ok(HttpResponse::NoContent().finish())
+    state.forget_sessions(revoked);
+    Ok(())
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -359,16 +405,29 @@ pub async fn request_organization_code(
     JsonOrForm(body): JsonOrForm<OrganizationEmailBody>,
 ) -> Result<HttpResponse, ApiError> {
     let organization_id = path.into_inner();
+    let email = email(&body.email)?;
+    let locale = request_locale(&req, body.locale.as_deref());
+    send_organization_code(&state, &req, organization_id, email, locale).await?;
+    Ok(HttpResponse::Accepted().json(json!({"status": "code_sent"})))
+}
+
+/// Counts against the mail limits, then mails a code to an address under
+/// the organization's domains (shared with the signup page).
+pub(crate) async fn send_organization_code(
+    state: &AppState,
+    req: &HttpRequest,
+    organization_id: String,
+    email: EmailAddress,
+    locale: Locale,
+) -> Result<(), ApiError> {
     if uuid::Uuid::parse_str(&organization_id).is_err() {
         return Err(accounts::AccountsError::OrganizationNotFound.into());
     }
-    let email = email(&body.email)?;
-    super::limits::mail_request(&state, &req, email.as_str()).await?;
-    let locale = request_locale(&req, body.locale.as_deref());
+    super::limits::mail_request(state, req, email.as_str()).await?;
     let accounts = state.accounts.clone();
     run_blocking(move || accounts.request_organization_code(&organization_id, &email, locale))
         .await??;
-    Ok(HttpResponse::Accepted().json(json!({"status": "code_sent"})))
+    Ok(())
 }
 
 /// Confirm the organization email code; valid for signing up for 24 hours.
@@ -393,11 +452,20 @@ pub async fn confirm_organization_code(
     JsonOrForm(body): JsonOrForm<EmailCodeBody>,
 ) -> Result<HttpResponse, ApiError> {
     let email = email(&body.email)?;
-    check_code_shape(&body.code)?;
-    super::limits::code_attempt(&state, &req).await?;
-    let accounts = state.accounts.clone();
-    let organization_id =
-        run_blocking(move || accounts.confirm_organization_code(&email, body.code.trim()))
-            .await??;
+    let organization_id = confirm_organization_code_for(&state, &req, email, body.code).await?;
     Ok(HttpResponse::Ok().json(json!({"verified": true, "organization_id": organization_id})))
+}
+
+/// Counts a code attempt, then confirms the organization code; returns the
+/// organization (shared with the signup page).
+pub(crate) async fn confirm_organization_code_for(
+    state: &AppState,
+    req: &HttpRequest,
+    email: EmailAddress,
+    code: String,
+) -> Result<String, ApiError> {
+    check_code_shape(&code)?;
+    super::limits::code_attempt(state, req).await?;
+    let accounts = state.accounts.clone();
+    Ok(run_blocking(move || accounts.confirm_organization_code(&email, code.trim())).await??)
 }

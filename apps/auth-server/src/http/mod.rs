@@ -8,6 +8,7 @@ pub mod limits;
 pub mod oauth;
 pub mod onboarding;
 pub mod openapi;
+pub mod sessions;
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
@@ -32,6 +33,9 @@ pub const NATIVE_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/logout"),
     ("POST", "/api/v1/auth/logout/all"),
     ("GET", "/api/v1/auth/me"),
+    ("GET", "/api/v1/auth/sessions"),
+    ("DELETE", "/api/v1/auth/sessions/{id}"),
+    ("POST", "/api/v1/auth/activation/preview"),
     ("POST", "/api/v1/auth/signup"),
     ("POST", "/api/v1/auth/email/verify"),
     ("POST", "/api/v1/auth/password/forgot"),
@@ -61,6 +65,7 @@ pub const NATIVE_ROUTES: &[(&str, &str)] = &[
 
 /// All routes of the native API, mounted under `prefix`.
 pub fn configure(cfg: &mut web::ServiceConfig, prefix: &str) {
+    crate::web::configure(cfg);
     cfg.service(resource("/healthz").route(web::get().to(healthz)))
         .service(resource("/metrics").route(web::get().to(crate::metrics::scrape)))
         .service(resource("/readyz").route(web::get().to(readyz)))
@@ -75,6 +80,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, prefix: &str) {
                 .service(resource("/logout").route(web::post().to(auth::logout)))
                 .service(resource("/logout/all").route(web::post().to(auth::logout_all)))
                 .service(resource("/me").route(web::get().to(auth::me)))
+                .service(resource("/sessions").route(web::get().to(sessions::list_sessions)))
+                .service(resource("/sessions/{id}").route(web::delete().to(sessions::end_session)))
+                .service(
+                    resource("/activation/preview")
+                        .route(web::post().to(sessions::preview_activation)),
+                )
                 .service(resource("/signup").route(web::post().to(flows::signup)))
                 .service(resource("/email/verify").route(web::post().to(flows::verify_email)))
                 .service(resource("/password/forgot").route(web::post().to(flows::forgot_password)))

@@ -109,11 +109,31 @@ pub async fn submit_registration(
     req: HttpRequest,
     JsonOrForm(body): JsonOrForm<RegistrationBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let form = RegistrationForm::parse(
+    let form = parse_registration(
+        &state,
         &body.company_name,
         &body.contact_name,
         &body.contact_email,
         &body.contact_phone,
+    )?;
+    let locale = request_locale(&req, body.locale.as_deref());
+    let view = register_company(&state, &req, form, locale).await?;
+    Ok(HttpResponse::Accepted().json(json!({"registration_id": view.id, "status": view.status})))
+}
+
+/// Every field checked at once; problems name their fields.
+pub(crate) fn parse_registration(
+    state: &AppState,
+    company_name: &str,
+    contact_name: &str,
+    contact_email: &str,
+    contact_phone: &str,
+) -> Result<RegistrationForm, ApiError> {
+    RegistrationForm::parse(
+        company_name,
+        contact_name,
+        contact_email,
+        contact_phone,
         &state.phone_region,
     )
     .map_err(|problems| {
@@ -122,13 +142,21 @@ pub async fn submit_registration(
             .iter()
             .for_each(|p| fields.refuse(p.field, p.reason));
         fields.into_error()
-    })?;
-    super::limits::mail_request(&state, &req, form.contact_email.as_str()).await?;
-    let locale = request_locale(&req, body.locale.as_deref());
-    let context = audit_context(&req, None);
+    })
+}
+
+/// Counts against the mail limits, then files the registration for review
+/// (shared with the registration page).
+pub(crate) async fn register_company(
+    state: &AppState,
+    req: &HttpRequest,
+    form: RegistrationForm,
+    locale: accounts::Locale,
+) -> Result<RegistrationView, ApiError> {
+    super::limits::mail_request(state, req, form.contact_email.as_str()).await?;
+    let context = audit_context(req, None);
     let accounts = state.accounts.clone();
-    let view = run_blocking(move || accounts.submit_registration(form, locale, &context)).await??;
-    Ok(HttpResponse::Accepted().json(json!({"registration_id": view.id, "status": view.status})))
+    Ok(run_blocking(move || accounts.submit_registration(form, locale, &context)).await??)
 }
 
 #[derive(Deserialize)]
@@ -324,19 +352,32 @@ pub async fn activate(
     req: HttpRequest,
     JsonOrForm(body): JsonOrForm<ActivateBody>,
 ) -> Result<HttpResponse, ApiError> {
-    if body.token.expose_secret().len() > 256 {
-        return Err(accounts::AccountsError::InvalidActivationToken.into());
-    }
     let password = accounts::Password::parse(body.password)
         .map_err(|e| ApiError::validation(e.field, e.reason))?;
-    let client = client_info(&req);
-    let context = audit_context(&req, None);
-    let accounts = state.accounts.clone();
-    let tokens = run_blocking(move || {
-        accounts.activate(body.token.expose_secret(), &password, &client, &context)
-    })
-    .await??;
+    let tokens = activate_account(&state, &req, body.token, password).await?;
     Ok(token_response(&tokens))
+}
+
+/// Spends the activation token, sets the password and starts a session
+/// (shared with the activation page).
+pub(crate) async fn activate_account(
+    state: &AppState,
+    req: &HttpRequest,
+    token: SecretString,
+    password: accounts::Password,
+) -> Result<accounts::IssuedTokens, ApiError> {
+    if token.expose_secret().len() > 256 {
+        return Err(accounts::AccountsError::InvalidActivationToken.into());
+    }
+    let client = client_info(req);
+    let context = audit_context(req, None);
+    let accounts = state.accounts.clone();
+    Ok(
+        run_blocking(move || {
+            accounts.activate(token.expose_secret(), &password, &client, &context)
+        })
+        .await??,
+    )
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -501,13 +542,23 @@ pub async fn revoke_token(
     Bearer(claims): Bearer,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path.into_inner();
-    let context = audit_context(&req, Some(&claims.sub));
-    let accounts = state.accounts.clone();
-    let revoked =
-        run_blocking(move || accounts.revoke_api_token(&claims.sub, &id, &context)).await??;
-    state.revocations.revoke_token(revoked.jti, revoked.until);
+    revoke_own_token(&state, &req, claims.sub, path.into_inner()).await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Revokes one of the user's API tokens; refused here at once (shared with
+/// the dashboard).
+pub(crate) async fn revoke_own_token(
+    state: &AppState,
+    req: &HttpRequest,
+    owner: String,
+    id: String,
+) -> Result<(), ApiError> {
+    let context = audit_context(req, Some(&owner));
+    let accounts = state.accounts.clone();
+    let revoked = run_blocking(move || accounts.revoke_api_token(&owner, &id, &context)).await??;
+    state.revocations.revoke_token(revoked.jti, revoked.until);
+    Ok(())
 }
 
 // ---- revocation feed ----
@@ -705,12 +756,7 @@ pub async fn patch_user(
     };
     let accounts = state.accounts.clone();
     let (user, revoked) = run_blocking(move || accounts.update_user(&actor, &id, update)).await??;
-    for s in revoked.sessions {
-        state.revocations.revoke_session(s.session_id, s.until);
-    }
-    for t in revoked.tokens {
-        state.revocations.revoke_token(t.jti, t.until);
-    }
+    state.forget_revoked(revoked);
     Ok(HttpResponse::Ok().json(UserJson::from(user)))
 }
 
@@ -759,12 +805,7 @@ pub async fn audit(
         subject: query.subject.clone(),
         organization_id: query.organization_id.clone(),
     };
-    let pool = state.accounts.pool().clone();
-    let rows = run_blocking(move || -> Result<_, storage::StorageError> {
-        let mut conn = pool.get()?;
-        storage::audit::page(&mut conn, &filter, before, PAGE)
-    })
-    .await??;
+    let rows = audit_rows(&state, filter, before, PAGE).await?;
     let next = (rows.len() as i64 == PAGE)
         .then(|| rows.last().map(|r| r.id.to_string()))
         .flatten();
@@ -780,4 +821,19 @@ pub async fn audit(
         })
         .collect();
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
+}
+
+/// A page of the audit log, newest first (shared with the audit page).
+pub(crate) async fn audit_rows(
+    state: &AppState,
+    filter: storage::audit::AuditFilter,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<storage::models::AuditRow>, ApiError> {
+    let pool = state.accounts.pool().clone();
+    Ok(run_blocking(move || -> Result<_, storage::StorageError> {
+        let mut conn = pool.get()?;
+        storage::audit::page(&mut conn, &filter, before, limit)
+    })
+    .await??)
 }

@@ -17,7 +17,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{auth, flows, oauth, onboarding};
+use super::{auth, flows, oauth, onboarding, sessions};
 use crate::profiles::{Mounts, Profile};
 
 #[derive(OpenApi)]
@@ -41,6 +41,9 @@ use crate::profiles::{Mounts, Profile};
         auth::logout,
         auth::logout_all,
         auth::me,
+        sessions::list_sessions,
+        sessions::end_session,
+        sessions::preview_activation,
         flows::signup,
         flows::verify_email,
         flows::forgot_password,

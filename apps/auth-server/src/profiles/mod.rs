@@ -173,7 +173,12 @@ impl Mounts {
         let mut owners: HashMap<(String, String), String> = HashMap::new();
         let native = crate::http::NATIVE_ROUTES
             .iter()
-            .map(|r| ("native API".to_owned(), &self.native, *r));
+            .map(|r| ("native API".to_owned(), &self.native, *r))
+            .chain(
+                crate::web::PAGE_ROUTES
+                    .iter()
+                    .map(|r| ("web pages".to_owned(), &self.native, *r)),
+            );
         let profiles = self.profiles.iter().flat_map(|(p, prefix)| {
             p.routes()
                 .iter()

@@ -1,0 +1,396 @@
+//! Who is looking at a page: their language, their CSRF cookie and, when
+//! signed in, their account. Every page handler starts from a [`Visitor`]
+//! and answers through it, so every page gets the same headers, cookies and
+//! base context.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use accounts::{IssuedTokens, Locale, UserView};
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::http::header::ACCEPT_LANGUAGE;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use minijinja::{Value, context};
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+
+use super::{Form, PageError, PageResult, Pages, html_response};
+use crate::blocking::run_blocking;
+use crate::http::error::ApiError;
+use crate::state::AppState;
+
+const SESSION_COOKIE: &str = "auth_session";
+const CSRF_COOKIE: &str = "auth_csrf";
+const LANG_COOKIE: &str = "auth_lang";
+
+/// A signed-in browser: the account and the login session behind the cookie.
+pub struct WebUser {
+    pub view: UserView,
+    pub session_id: String,
+}
+
+impl WebUser {
+    pub fn is_admin(&self) -> bool {
+        self.view.roles.iter().any(|r| r == "admin")
+    }
+
+    pub fn is_manager(&self) -> bool {
+        self.is_admin() || self.view.roles.iter().any(|r| r == "org_admin")
+    }
+}
+
+pub struct Visitor {
+    pub pages: web::Data<Pages>,
+    pub state: web::Data<AppState>,
+    pub req: HttpRequest,
+    pub locale: Locale,
+    pub user: Option<WebUser>,
+    csrf_cookie: String,
+    new_csrf_cookie: bool,
+}
+
+/// What went wrong with a form, for the page that shows it again: a general
+/// message (a catalog code) and messages next to fields.
+#[derive(Default)]
+pub struct Feedback {
+    pub error: Option<String>,
+    pub fields: BTreeMap<String, String>,
+}
+
+fn cookie<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
+    req.headers()
+        .get_all(actix_web::http::header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the system random source works");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Which field a refusal is about, when it is about one.
+fn field_of(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "email_taken" | "email_domain_not_allowed" | "email_not_verified" => "email",
+        "registration_pending" => "contact_email",
+        "username_taken" => "username",
+        "weak_password" => "password",
+        "invalid_code" | "too_many_attempts" => "code",
+        "permission_not_held" => "permissions",
+        _ => return None,
+    })
+}
+
+impl FromRequest for Visitor {
+    type Error = PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, PageError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let (Some(pages), Some(state)) = (
+                req.app_data::<web::Data<Pages>>().cloned(),
+                req.app_data::<web::Data<AppState>>().cloned(),
+            ) else {
+                return Err(PageError::plain(StatusCode::INTERNAL_SERVER_ERROR));
+            };
+            let locale = cookie(&req, LANG_COOKIE)
+                .and_then(Locale::parse)
+                .or_else(|| {
+                    req.headers()
+                        .get(ACCEPT_LANGUAGE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(Locale::from_accept_language)
+                })
+                .unwrap_or_default();
+            let (csrf_cookie, new_csrf_cookie) = match cookie(&req, CSRF_COOKIE) {
+                Some(c) if c.len() == 43 && URL_SAFE_NO_PAD.decode(c).is_ok() => {
+                    (c.to_owned(), false)
+                }
+                _ => (random_token(), true),
+            };
+            let session = cookie(&req, SESSION_COOKIE)
+                .filter(|t| !t.is_empty() && t.len() <= 256)
+                .map(str::to_owned);
+            let mut visitor = Visitor {
+                pages,
+                state,
+                req,
+                locale,
+                user: None,
+                csrf_cookie,
+                new_csrf_cookie,
+            };
+            if let Some(token) = session {
+                let accounts = visitor.state.accounts.clone();
+                let found = run_blocking(move || -> Result<_, accounts::AccountsError> {
+                    let Some(live) = accounts.live_refresh_token(&token)? else {
+                        return Ok(None);
+                    };
+                    Ok(accounts.user_view(&live.user_id)?.map(|view| WebUser {
+                        view,
+                        session_id: live.session_id,
+                    }))
+                })
+                .await
+                .and_then(|r| r.map_err(ApiError::from));
+                match found {
+                    Ok(user) => visitor.user = user,
+                    Err(e) => return Err(visitor.failure(e)),
+                }
+            }
+            Ok(visitor)
+        })
+    }
+}
+
+impl Visitor {
+    /// The CSRF token for this browser's forms.
+    fn csrf_token(&self) -> String {
+        let tag = ring::hmac::sign(&self.pages.csrf_key, self.csrf_cookie.as_bytes());
+        URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    /// Refuses a form without this browser's CSRF token (a form posted from
+    /// another site, or from a page older than the cookie).
+    pub fn check_csrf(&self, form: &Form) -> Result<(), PageError> {
+        let sent = form.raw("csrf").as_bytes();
+        let expected = self.csrf_token();
+        let valid = !self.new_csrf_cookie && bool::from(sent.ct_eq(expected.as_bytes()));
+        if valid {
+            Ok(())
+        } else {
+            tracing::info!("form refused: missing or wrong CSRF token");
+            Err(self.message_error(StatusCode::FORBIDDEN, "csrf"))
+        }
+    }
+
+    fn cookie_attributes(&self) -> &'static str {
+        if self.pages.secure_cookies {
+            "; Path=/; HttpOnly; SameSite=Lax; Secure"
+        } else {
+            "; Path=/; HttpOnly; SameSite=Lax"
+        }
+    }
+
+    fn cookies(&self) -> Vec<String> {
+        if self.new_csrf_cookie {
+            vec![format!(
+                "{CSRF_COOKIE}={}{}",
+                self.csrf_cookie,
+                self.cookie_attributes()
+            )]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The context every template gets, with the page's own values.
+    fn context(&self, page: Value) -> Value {
+        let user = self.user.as_ref().map(|u| {
+            context! {
+                email => u.view.email.clone(),
+                name => u.view.name.clone(),
+                is_admin => u.is_admin(),
+                is_manager => u.is_manager(),
+            }
+        });
+        let here = self
+            .req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        context! {
+            m => self.pages.catalog(self.locale),
+            lang => self.locale.as_str(),
+            base => self.pages.base.clone(),
+            csrf => self.csrf_token(),
+            user => user,
+            here => here,
+            ..page
+        }
+    }
+
+    pub fn page(&self, template: &str, page: Value) -> PageResult {
+        self.page_with_status(StatusCode::OK, template, page)
+    }
+
+    pub fn page_with_status(&self, status: StatusCode, template: &str, page: Value) -> PageResult {
+        let body = self.pages.render(template, self.context(page))?;
+        Ok(html_response(status, &body, None, &self.cookies()))
+    }
+
+    /// A form shown again with what went wrong; the status says why (422 for
+    /// invalid input, 409 for a conflict …), so scripts see it too.
+    pub fn form_again(
+        &self,
+        error: &ApiError,
+        template: &str,
+        page: Value,
+        rename: &[(&str, &str)],
+    ) -> PageResult {
+        let feedback = self.feedback(error, rename);
+        let page = context! {
+            error => feedback.error,
+            fields => feedback.fields,
+            ..page
+        };
+        self.page_with_status(error.status, template, page)
+    }
+
+    /// 303 to `path` under the native mount.
+    pub fn redirect(&self, path: &str) -> HttpResponse {
+        let location = self.pages.url(path);
+        html_response(StatusCode::SEE_OTHER, "", Some(&location), &self.cookies())
+    }
+
+    /// Signs the browser in to the new session and goes to `path`.
+    pub fn signed_in(&self, tokens: &IssuedTokens, path: &str) -> HttpResponse {
+        let mut cookies = self.cookies();
+        cookies.push(format!(
+            "{SESSION_COOKIE}={}; Max-Age={}{}",
+            tokens.refresh_token.expose_secret(),
+            tokens.refresh_expires_in.max(0),
+            self.cookie_attributes()
+        ));
+        let location = self.pages.url(path);
+        html_response(StatusCode::SEE_OTHER, "", Some(&location), &cookies)
+    }
+
+    /// Forgets the session cookie and goes to `path`.
+    pub fn signed_out(&self, path: &str) -> HttpResponse {
+        let mut cookies = self.cookies();
+        cookies.push(format!(
+            "{SESSION_COOKIE}=; Max-Age=0{}",
+            self.cookie_attributes()
+        ));
+        let location = self.pages.url(path);
+        html_response(StatusCode::SEE_OTHER, "", Some(&location), &cookies)
+    }
+
+    /// Remembers the chosen language for a year and goes to `path`.
+    pub fn language_chosen(&self, locale: Locale, path: &str) -> HttpResponse {
+        let mut cookies = self.cookies();
+        cookies.push(format!(
+            "{LANG_COOKIE}={}; Max-Age=31536000{}",
+            locale.as_str(),
+            self.cookie_attributes()
+        ));
+        html_response(StatusCode::SEE_OTHER, "", Some(path), &cookies)
+    }
+
+    /// A page with one message from the catalog's `notice` table.
+    pub fn notice(&self, key: &str) -> PageResult {
+        self.page("message.html", context! { notice => key, error => () })
+    }
+
+    fn message_error(&self, status: StatusCode, code: &str) -> PageError {
+        let page = context! { notice => (), error => code };
+        match self.pages.render("message.html", self.context(page)) {
+            Ok(body) => PageError {
+                status,
+                body,
+                location: None,
+                cookies: self.cookies(),
+            },
+            Err(e) => e,
+        }
+    }
+
+    /// A refusal or failure as a page: the localized message for its stable
+    /// code, never internal text.
+    pub fn failure(&self, error: ApiError) -> PageError {
+        self.message_error(error.status, error.code)
+    }
+
+    /// The localized messages for a refusal.
+    pub fn feedback(&self, error: &ApiError, rename: &[(&str, &str)]) -> Feedback {
+        let catalog = self.pages.catalog(self.locale);
+        let lookup = |table: &str, key: &str| -> Option<String> {
+            let value = catalog.get_attr(table).ok()?.get_attr(key).ok()?;
+            value.as_str().map(str::to_owned)
+        };
+        let generic_invalid = lookup("invalid", "generic").unwrap_or_default();
+        let renamed = |field: &str| -> String {
+            rename
+                .iter()
+                .find(|(from, _)| *from == field)
+                .map_or(field, |(_, to)| to)
+                .to_owned()
+        };
+        let mut feedback = Feedback::default();
+        if error.code == "validation_failed" && !error.errors.is_empty() {
+            for field in error.errors.keys() {
+                let message = lookup("invalid", field).unwrap_or_else(|| generic_invalid.clone());
+                feedback.fields.insert(renamed(field), message);
+            }
+        } else if let Some(field) = field_of(error.code) {
+            let message = lookup("errors", error.code).unwrap_or_else(|| generic_invalid.clone());
+            feedback.fields.insert(renamed(field), message);
+        } else {
+            feedback.error = Some(error.code.to_owned());
+        }
+        feedback
+    }
+}
+
+/// A visitor who must be signed in; others are sent to the login page,
+/// which brings them back here afterwards.
+pub struct SignedIn(pub Visitor);
+
+impl SignedIn {
+    pub fn user(&self) -> &WebUser {
+        self.0.user.as_ref().expect("checked at extraction")
+    }
+}
+
+impl FromRequest for SignedIn {
+    type Error = PageError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, PageError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let visitor = Visitor::from_request(req, payload);
+        Box::pin(async move {
+            let visitor = visitor.await?;
+            if visitor.user.is_some() {
+                return Ok(SignedIn(visitor));
+            }
+            let full = visitor
+                .req
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str());
+            let back = full
+                .strip_prefix(visitor.pages.base.as_str())
+                .unwrap_or(full);
+            let next: String = form_urlencoded::byte_serialize(back.as_bytes()).collect();
+            Err(PageError {
+                status: StatusCode::SEE_OTHER,
+                body: String::new(),
+                location: Some(visitor.pages.url(&format!("/login?next={next}"))),
+                cookies: visitor.cookies(),
+            })
+        })
+    }
+}
+
+/// A local path to go back to after login, or the dashboard. Never another
+/// site (`//host`, `/\host`) and never a URL with a scheme.
+pub fn safe_next(next: &str) -> &str {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.starts_with("/\\")
+        && !next.contains(['\r', '\n']);
+    if local { next } else { "/dashboard" }
+}
