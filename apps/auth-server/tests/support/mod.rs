@@ -307,3 +307,4 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+pub mod browser;

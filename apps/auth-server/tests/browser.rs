@@ -1,0 +1,335 @@
+//! The web pages in a real browser (headless Chromium over WebDriver), on
+//! SQLite; the API stories run the same logic on both backends.
+//!
+//! 1. A company registers (form → review → submitted), an operator approves
+//!    it in the admin pages, the contact activates from the mailed link,
+//!    creates an API token with one permission, the token works as a
+//!    bearer, is revoked in the dashboard, and is then refused.
+//! 2. Seed 004: a student signs up with the organization's email domain,
+//!    the mailed code and a username, with JavaScript off.
+//! 3. A forgotten password is reset from the mailed link, on a phone-wide
+//!    window.
+//!
+//! Screenshots of every page land in `target/tmp/screenshots/<test>/`.
+
+mod support;
+
+use accounts::Domain;
+use reqwest::StatusCode;
+use storage::Backend;
+use support::browser::{Browser, Options};
+use support::*;
+
+/// Whether the page's own script ran (it marks `<html>`). WebDriver's
+/// scripts run even when the page's are off, so this asks the page.
+const SCRIPTS_RAN: &str = "return document.documentElement.classList.contains('js')";
+
+/// The path and query of the first link in `text` that contains `marker`
+/// (mails carry the configured public URL; the test server has its own).
+fn link_path(text: &str, marker: &str) -> String {
+    let start = text.find(marker).expect("link in mail");
+    text[start..]
+        .split(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+/// The first operator, made as the README says: `auth-server admin create`
+/// with the password on stdin, against the test server's database.
+fn create_admin_with_the_cli(app: &TestApp, email: &str) {
+    use std::io::Write;
+    let mut cli = std::process::Command::new(env!("CARGO_BIN_EXE_auth-server"))
+        .args(["admin", "create", "--email", email])
+        .env("AUTH_DATABASE_URL", app.db.url_string())
+        .env("AUTH_KEYS_DIR", app.db.dir.join("keys"))
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(cli.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    let output = cli.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+async fn log_in(browser: &Browser, app: &TestApp, login: &str, password: &str) {
+    browser.goto(&app.url("/login")).await;
+    browser.fill("#f-login", login).await;
+    browser.fill("#f-password", password).await;
+    browser.click("#submit").await;
+    browser.wait_for("#profile-email").await;
+}
+
+#[tokio::test]
+async fn company_onboarding_in_the_browser() {
+    let (app, sink) = app_with_smtp(Backend::Sqlite, &[]).await;
+    create_admin_with_the_cli(&app, "ops@operator.test");
+    let visitor = Browser::start("company_onboarding", Options::default()).await;
+
+    // Korean by default; every string from the catalog.
+    visitor.goto(&app.url("/")).await;
+    assert_eq!(visitor.text("h1").await, "인증 센터");
+    assert_eq!(visitor.script(SCRIPTS_RAN).await, serde_json::json!(true));
+    visitor.screenshot("home").await;
+
+    // Registration: the form, an invalid address shown next to its field
+    // with every other value kept, the review step, the confirmation.
+    visitor.goto(&app.url("/register")).await;
+    visitor.fill("#f-company_name", "Acme Korea").await;
+    visitor.fill("#f-contact_name", "홍길동").await;
+    visitor.fill("#f-contact_email", "not-an-address").await;
+    visitor.fill("#f-contact_phone", "010-1234-5678").await;
+    visitor.click("#submit").await;
+    visitor.wait_for(".field.invalid #f-contact_email").await;
+    assert!(!visitor.text("#e-contact_email").await.is_empty());
+    assert_eq!(visitor.value("#f-company_name").await, "Acme Korea");
+    visitor.screenshot("register-invalid").await;
+    visitor.fill("#f-contact_email", "hong@acme.co.kr").await;
+    visitor.click("#submit").await;
+    assert_eq!(
+        visitor.text("#review-contact_email").await,
+        "hong@acme.co.kr"
+    );
+    visitor.screenshot("register-review").await;
+    visitor.click("#confirm").await;
+    visitor.wait_for("#notice").await;
+    assert!(visitor.url().await.ends_with("/register/done"));
+    visitor.screenshot("register-done").await;
+
+    // The operator approves with one permission, in the admin pages.
+    let operator = Browser::start("company_onboarding_operator", Options::default()).await;
+    log_in(&operator, &app, "ops@operator.test", PASSWORD).await;
+    operator.screenshot("operator-dashboard").await;
+    operator.goto(&app.url("/admin")).await;
+    operator.wait_for("#registrations").await;
+    operator.screenshot("registration-queue").await;
+    operator.click("a.registration-link").await;
+    operator
+        .click("input[name=permissions][value='sms:send']")
+        .await;
+    operator.screenshot("registration-detail").await;
+    operator.click("#approve").await;
+    operator.wait_for("#registration-status").await;
+    assert_eq!(operator.text("#registration-status").await, "승인됨");
+    operator.screenshot("registration-approved").await;
+
+    // The activation link from the mail: the account is shown, nothing is
+    // spent until the form is sent; mismatched passwords are refused.
+    let mail = sink
+        .wait_for("hong@acme.co.kr", MAIL_WAIT)
+        .await
+        .expect("activation mail");
+    let link = link_path(&mail.text_body(), "/activate?token=");
+    visitor.goto(&app.url(&link)).await;
+    assert_eq!(visitor.text("#account-email").await, "hong@acme.co.kr");
+    assert_eq!(visitor.text("#account-organization").await, "Acme Korea");
+    visitor.screenshot("activate").await;
+    let new_password = "purple elephant dances quietly";
+    visitor.fill("#f-password", new_password).await;
+    visitor
+        .fill("#f-password_confirm", "something else entirely")
+        .await;
+    visitor.click("#submit").await;
+    visitor.wait_for(".field.invalid #f-password_confirm").await;
+    visitor.screenshot("activate-mismatch").await;
+    visitor.fill("#f-password", new_password).await;
+    visitor.fill("#f-password_confirm", new_password).await;
+    visitor.click("#submit").await;
+    visitor.wait_for("#profile-email").await;
+    assert_eq!(visitor.text("#profile-permissions").await, "sms:send");
+    visitor.screenshot("dashboard").await;
+
+    // An API token with the one permission; shown once, with a copy button
+    // (JavaScript is on here).
+    visitor.fill("#f-name", "ci deploy").await;
+    visitor
+        .click("input[name=permissions][value='sms:send']")
+        .await;
+    visitor.click("#create-token").await;
+    let token = visitor.value("#token-value").await;
+    assert!(token.len() > 20, "token shown: {token:?}");
+    assert!(
+        visitor
+            .script("return !document.querySelector('button.copy').hidden")
+            .await
+            .as_bool()
+            .unwrap(),
+        "the copy button is shown when scripts run"
+    );
+    visitor.screenshot("token-created").await;
+
+    // It works as a bearer token, carrying the permission …
+    let (status, me) = app.get_bearer("/api/v1/auth/me", &token).await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["permissions"], serde_json::json!(["sms:send"]));
+
+    // … until it is revoked in the dashboard.
+    visitor.click("#back").await;
+    visitor.wait_for("#token-list").await;
+    assert_eq!(visitor.text("tr.token .token-name").await, "ci deploy");
+    visitor.screenshot("dashboard-token").await;
+    visitor.click("tr.token button.danger").await;
+    visitor.wait_for("#no-tokens").await;
+    let (status, body) = app.get_bearer("/api/v1/auth/me", &token).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token_revoked"))
+    );
+
+    // English by switch; the operator sees it all in the audit log.
+    visitor.click("#lang-en").await;
+    visitor.wait_for("#lang-ko").await;
+    assert_eq!(visitor.text("h1").await, "Dashboard");
+    visitor.screenshot("dashboard-en").await;
+    operator
+        .goto(&app.url("/admin/audit?event=api_token.revoked"))
+        .await;
+    operator.wait_for("#audit td.event").await;
+    assert_eq!(operator.text("#audit td.event").await, "api_token.revoked");
+    operator.screenshot("audit").await;
+    operator.goto(&app.url("/admin/users?q=acme")).await;
+    operator.click("a.user-link").await;
+    operator.wait_for("#f-disabled").await;
+    operator.screenshot("user").await;
+
+    // Logging out ends the browser's session.
+    visitor.click("#logout").await;
+    visitor.wait_for("#f-login").await;
+    visitor.goto(&app.url("/dashboard")).await;
+    visitor.wait_for("#f-login").await;
+    assert!(visitor.url().await.contains("/login?next="));
+    visitor.close().await;
+    operator.close().await;
+}
+
+#[tokio::test]
+async fn organization_signup_in_the_browser_without_javascript() {
+    let (app, sink) = app_with_smtp(Backend::Sqlite, &[]).await;
+    let accounts = app.accounts.clone();
+    tokio::task::spawn_blocking(move || {
+        let domain = Domain::parse("hanbit.ac.kr").unwrap();
+        accounts
+            .create_organization("한빛대학교", Some("KR"), &[domain], false)
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    let student = Browser::start(
+        "organization_signup",
+        Options {
+            javascript: false,
+            ..Options::default()
+        },
+    )
+    .await;
+
+    student.goto(&app.url("/signup")).await;
+    assert_eq!(
+        student.script(SCRIPTS_RAN).await,
+        serde_json::json!(false),
+        "the page's scripts are off in this browser"
+    );
+    student.screenshot("signup-organization").await;
+    student
+        .click("#f-organization_id option:nth-child(2)")
+        .await;
+    // An address outside the organization's domains is refused at its field.
+    student.fill("#f-email", "kim@gmail.com").await;
+    student.click("#submit").await;
+    student.wait_for(".field.invalid #f-email").await;
+    student.screenshot("signup-wrong-domain").await;
+    student.fill("#f-email", "kim@hanbit.ac.kr").await;
+    student.click("#submit").await;
+    student.wait_for("#f-code").await;
+    student.screenshot("signup-code").await;
+
+    let mail = sink
+        .wait_for("kim@hanbit.ac.kr", MAIL_WAIT)
+        .await
+        .expect("code mail");
+    let code = mailer::test_smtp::six_digit_code(&mail.text_body()).expect("a code");
+    student.fill("#f-code", &code).await;
+    student.click("#submit").await;
+    student.wait_for("#f-username").await;
+    student.screenshot("signup-account").await;
+
+    student.fill("#f-username", "kim_hanbit").await;
+    student.fill("#f-password", "maple leaves in autumn").await;
+    student
+        .fill("#f-password_confirm", "maple leaves in autumn")
+        .await;
+    student.click("#submit").await;
+    student.wait_for("#notice").await;
+    student.screenshot("signup-done").await;
+
+    log_in(&student, &app, "kim_hanbit", "maple leaves in autumn").await;
+    assert_eq!(student.text("#profile-email").await, "kim@hanbit.ac.kr");
+    student.screenshot("dashboard").await;
+    student.close().await;
+}
+
+#[tokio::test]
+async fn password_reset_in_the_browser_on_a_phone() {
+    let (app, sink) = app_with_smtp(Backend::Sqlite, &[]).await;
+    app.create_user("lee@example.com", Some("lee")).await;
+    let browser = Browser::start(
+        "password_reset",
+        Options {
+            languages: "en-US,en",
+            ..Options::default()
+        },
+    )
+    .await;
+    browser.resize(390, 844).await;
+
+    // English from Accept-Language; nothing wider than the phone.
+    browser.goto(&app.url("/login")).await;
+    assert_eq!(browser.text("h1").await, "Log in");
+    let fits = "return document.documentElement.scrollWidth <= window.innerWidth";
+    assert_eq!(browser.script(fits).await, serde_json::json!(true));
+    browser.screenshot("login-phone").await;
+
+    browser.click("a[href$='/forgot-password']").await;
+    browser.fill("#f-email", "lee@example.com").await;
+    browser.screenshot("forgot").await;
+    browser.click("#submit").await;
+    browser.wait_for("#notice").await;
+    browser.screenshot("reset-sent").await;
+
+    let mail = sink
+        .wait_for("lee@example.com", MAIL_WAIT)
+        .await
+        .expect("reset mail");
+    let link = link_path(&mail.text_body(), "/reset-password?");
+    browser.goto(&app.url(&link)).await;
+    assert_eq!(browser.value("#f-email").await, "lee@example.com");
+    assert_eq!(browser.value("#f-code").await.len(), 6);
+    assert_eq!(browser.script(fits).await, serde_json::json!(true));
+    browser
+        .fill("#f-password", "a brand new secret phrase")
+        .await;
+    browser
+        .fill("#f-password_confirm", "a brand new secret phrase")
+        .await;
+    browser.screenshot("reset").await;
+    browser.click("#submit").await;
+    browser.wait_for("#notice").await;
+    browser.screenshot("reset-done").await;
+
+    log_in(
+        &browser,
+        &app,
+        "lee@example.com",
+        "a brand new secret phrase",
+    )
+    .await;
+    assert_eq!(browser.script(fits).await, serde_json::json!(true));
+    browser.screenshot("dashboard-phone").await;
+    browser.close().await;
+}

@@ -1,0 +1,372 @@
+//! The web pages over plain HTTP, on both backends: what a browser test
+//! can't see or shouldn't have to — headers, cookie flags, CSRF refusals,
+//! redirects that must stay on this site, the session cookie dying with its
+//! session — plus the native endpoints the dashboard relies on
+//! (`/api/v1/auth/sessions`, `/api/v1/auth/activation/preview`).
+
+mod support;
+
+use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use storage::Backend;
+use support::*;
+
+backend_tests!(
+    pages_send_a_strict_policy_and_cookie_flags,
+    forms_without_the_csrf_token_change_nothing,
+    login_sends_you_back_only_to_this_site,
+    the_session_cookie_dies_with_its_session,
+    language_follows_header_then_choice,
+    sessions_can_be_listed_and_ended_one_by_one,
+    activation_links_can_be_looked_at_without_spending_them,
+);
+
+/// A browser of our own: keeps cookies by hand (reqwest's jar is a feature
+/// we don't build) and reads the CSRF token from the last page.
+struct Visitor {
+    cookies: Vec<(String, String)>,
+    csrf: String,
+}
+
+impl Visitor {
+    fn new() -> Self {
+        Self {
+            cookies: Vec::new(),
+            csrf: String::new(),
+        }
+    }
+
+    fn header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep(&mut self, response: &reqwest::Response) {
+        for value in response.headers().get_all(SET_COOKIE) {
+            let value = value.to_str().unwrap();
+            let (pair, attributes) = value.split_once(';').unwrap_or((value, ""));
+            let (name, content) = pair.split_once('=').unwrap();
+            self.cookies.retain(|(k, _)| k != name);
+            if !attributes.contains("Max-Age=0") {
+                self.cookies.push((name.to_owned(), content.to_owned()));
+            }
+        }
+    }
+
+    async fn get(&mut self, app: &TestApp, path: &str) -> (StatusCode, String) {
+        let response = app
+            .http
+            .get(app.url(path))
+            .header("cookie", self.header())
+            .send()
+            .await
+            .unwrap();
+        self.keep(&response);
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        if let Some(start) = body.find("name=\"csrf\" value=\"") {
+            let rest = &body[start + 19..];
+            self.csrf = rest[..rest.find('"').unwrap()].to_owned();
+        }
+        (status, body)
+    }
+
+    async fn post(
+        &mut self,
+        app: &TestApp,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let response = app
+            .http
+            .post(app.url(path))
+            .header("cookie", self.header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.keep(&response);
+        response
+    }
+
+    async fn log_in(&mut self, app: &TestApp, login: &str) -> reqwest::Response {
+        self.get(app, "/login").await;
+        let csrf = self.csrf.clone();
+        self.post(
+            app,
+            "/login",
+            &[("csrf", &csrf), ("login", login), ("password", PASSWORD)],
+        )
+        .await
+    }
+}
+
+async fn pages_send_a_strict_policy_and_cookie_flags(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_PUBLIC_URL", "https://auth.example.com")]).await;
+    app.create_user("kim@example.com", None).await;
+    for path in ["/", "/login", "/register", "/signup", "/forgot-password"] {
+        let response = app.http.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let csp = response.headers()[CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap();
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(response.headers()["cache-control"], "no-store", "{path}");
+        let body = response.text().await.unwrap();
+        assert!(
+            !body.contains("<script>") && !body.contains("style=\""),
+            "{path}"
+        );
+    }
+    let mut visitor = Visitor::new();
+    let response = visitor.log_in(&app, "kim@example.com").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let session = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.starts_with("auth_session="))
+        .expect("a session cookie");
+    // https public URL: Secure; always HttpOnly and SameSite=Lax.
+    for flag in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
+        assert!(session.contains(flag), "{session}");
+    }
+    let (status, body) = visitor.get(&app, "/dashboard").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("kim@example.com"));
+}
+
+async fn forms_without_the_csrf_token_change_nothing(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    let mut visitor = Visitor::new();
+    visitor.get(&app, "/login").await;
+    // No token, a wrong token, and another browser's token.
+    let mut other = Visitor::new();
+    other.get(&app, "/login").await;
+    for csrf in ["", "forged", other.csrf.as_str()] {
+        let response = visitor
+            .post(
+                &app,
+                "/login",
+                &[
+                    ("csrf", csrf),
+                    ("login", "kim@example.com"),
+                    ("password", PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "csrf {csrf:?}");
+        assert!(
+            !visitor.header().contains("auth_session"),
+            "no session without a valid token"
+        );
+    }
+    // Signed in, a forged "sign out everywhere" leaves the session alone.
+    let response = visitor.log_in(&app, "kim@example.com").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let response = visitor
+        .post(&app, "/dashboard/sessions/end-all", &[("csrf", "forged")])
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let (status, _) = visitor.get(&app, "/dashboard").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn login_sends_you_back_only_to_this_site(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    // A page that needs a login sends you to it and remembers where you were.
+    let response = app
+        .http
+        .get(app.url("/admin/users?q=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        response.headers()[LOCATION],
+        "/login?next=%2Fadmin%2Fusers%3Fq%3Dx"
+    );
+    for (next, expected) in [
+        ("/dashboard#tokens", "/dashboard#tokens"),
+        ("//evil.example/x", "/dashboard"),
+        ("https://evil.example/", "/dashboard"),
+        ("/\\evil.example", "/dashboard"),
+    ] {
+        let mut visitor = Visitor::new();
+        visitor.get(&app, "/login").await;
+        let csrf = visitor.csrf.clone();
+        let response = visitor
+            .post(
+                &app,
+                "/login",
+                &[
+                    ("csrf", &csrf),
+                    ("login", "kim@example.com"),
+                    ("password", PASSWORD),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{next}");
+        assert_eq!(response.headers()[LOCATION], expected, "{next}");
+    }
+}
+
+async fn the_session_cookie_dies_with_its_session(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    let mut browser = Visitor::new();
+    browser.log_in(&app, "kim@example.com").await;
+    assert_eq!(browser.get(&app, "/dashboard").await.0, StatusCode::OK);
+    // "Sign out everywhere" through the API (another device) ends the
+    // browser's session too.
+    let api = app.login("kim@example.com").await;
+    let access = api["access_token"].as_str().unwrap();
+    let (status, _) = app.post_bearer("/api/v1/auth/logout/all", access).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = browser.get(&app, "/dashboard").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+async fn language_follows_header_then_choice(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let korean = app.http.get(app.url("/login")).send().await.unwrap();
+    assert!(korean.text().await.unwrap().contains("<h1>로그인</h1>"));
+    let english = app
+        .http
+        .get(app.url("/login"))
+        .header("accept-language", "en-US,en;q=0.9,ko;q=0.5")
+        .send()
+        .await
+        .unwrap();
+    assert!(english.text().await.unwrap().contains("<h1>Log in</h1>"));
+    // The switch wins over the header, and only redirects within the site.
+    let mut visitor = Visitor::new();
+    let response = app
+        .http
+        .get(app.url("/lang/ko?next=//evil.example"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()[LOCATION], "/");
+    visitor.keep(&response);
+    let page = app
+        .http
+        .get(app.url("/login"))
+        .header("accept-language", "en")
+        .header("cookie", visitor.header())
+        .send()
+        .await
+        .unwrap();
+    assert!(page.text().await.unwrap().contains("<h1>로그인</h1>"));
+}
+
+async fn sessions_can_be_listed_and_ended_one_by_one(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    app.create_user("lee@example.com", None).await;
+    let phone = app.login("kim@example.com").await;
+    let laptop = app.login("kim@example.com").await;
+    let other = app.login("lee@example.com").await;
+    let laptop_access = laptop["access_token"].as_str().unwrap();
+    let (status, list) = app.get_bearer("/api/v1/auth/sessions", laptop_access).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "only kim's live sessions: {list}");
+    let current: Vec<_> = items.iter().filter(|s| s["current"] == true).collect();
+    assert_eq!(current.len(), 1);
+    assert_eq!(current[0]["id"], laptop["session_id"]);
+
+    // Another user's session is not yours to end (and not revealed).
+    let path = format!(
+        "/api/v1/auth/sessions/{}",
+        other["session_id"].as_str().unwrap()
+    );
+    let (status, body) = app
+        .send_json(Method::DELETE, &path, Some(laptop_access), json!({}))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, _) = app.me(other["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Ending the phone's session: its tokens stop at once, the laptop's don't.
+    let path = format!(
+        "/api/v1/auth/sessions/{}",
+        phone["session_id"].as_str().unwrap()
+    );
+    let (status, _) = app
+        .send_json(Method::DELETE, &path, Some(laptop_access), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, body) = app.me(phone["access_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("token_revoked"))
+    );
+    let (status, _) = app.refresh(phone["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = app.me(laptop_access).await;
+    assert_eq!(status, StatusCode::OK);
+    // Twice is not found.
+    let (status, _) = app
+        .send_json(Method::DELETE, &path, Some(laptop_access), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+async fn activation_links_can_be_looked_at_without_spending_them(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let accounts = app.accounts.clone();
+    let created = tokio::task::spawn_blocking(move || {
+        let email = accounts::EmailAddress::parse("new-ops@example.com").unwrap();
+        accounts.create_admin(&email, None).unwrap()
+    })
+    .await
+    .unwrap();
+    let link = created.activation_link.expect("an invitation link");
+    let token = link.split("token=").nth(1).unwrap();
+    for _ in 0..2 {
+        let (status, body) = app
+            .post_json("/api/v1/auth/activation/preview", json!({"token": token}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["email"], "new-ops@example.com");
+    }
+    // The page shows the same without spending it either.
+    let page = app
+        .http
+        .get(app.url(&format!("/activate?token={token}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(page.text().await.unwrap().contains("new-ops@example.com"));
+    let (status, body) = app
+        .post_json(
+            "/api/v1/auth/activate",
+            json!({"token": token, "password": "a long enough passphrase"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Spent: the preview refuses it now, as do unknown tokens.
+    for token in [token, "unknown", &"x".repeat(300)] {
+        let (status, body) = app
+            .post_json("/api/v1/auth/activation/preview", json!({"token": token}))
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_activation_token"))
+        );
+    }
+}
