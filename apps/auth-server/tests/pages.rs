@@ -20,6 +20,7 @@ backend_tests!(
     language_follows_header_then_choice,
     sessions_can_be_listed_and_ended_one_by_one,
     activation_links_can_be_looked_at_without_spending_them,
+    forms_answer_in_place_and_keep_what_was_typed,
 );
 
 /// A browser of our own: keeps cookies by hand (reqwest's jar is a feature
@@ -369,4 +370,115 @@ async fn activation_links_can_be_looked_at_without_spending_them(backend: Backen
             (StatusCode::BAD_REQUEST, Some("invalid_activation_token"))
         );
     }
+}
+
+async fn forms_answer_in_place_and_keep_what_was_typed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user_id = app.create_user("kim@example.com", None).await;
+    let accounts = app.accounts.clone();
+    tokio::task::spawn_blocking(move || {
+        let operator = accounts::Actor::operator();
+        let update = accounts::UserUpdate {
+            roles: Some(vec!["admin".into()]),
+            permissions: Some(vec!["sms:send".into()]),
+            ..Default::default()
+        };
+        accounts.update_user(&operator, &user_id, update).unwrap();
+    })
+    .await
+    .unwrap();
+    let other_device = app.login("kim@example.com").await;
+    let mut browser = Visitor::new();
+    browser.log_in(&app, "kim@example.com").await;
+    browser.get(&app, "/dashboard").await;
+    let csrf = browser.csrf.clone();
+
+    // A token with a permission the user does not hold: refused next to the
+    // permissions, the name kept.
+    let response = browser
+        .post(
+            &app,
+            "/dashboard/tokens",
+            &[
+                ("csrf", &csrf),
+                ("name", "deploy bot"),
+                ("permissions", "fame:write"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("value=\"deploy bot\""), "name kept");
+    assert!(page.contains("부여할 수 없는 권한"), "error shown");
+
+    // Password change: a wrong current password is about that field …
+    let change = |current: &'static str, confirm: &'static str| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("current_password", current.to_owned()),
+            ("new_password", "violet skies over busan".to_owned()),
+            ("new_password_confirm", confirm.to_owned()),
+        ]
+    };
+    let form = change("not my password", "violet skies over busan");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let response = browser.post(&app, "/dashboard/password", &form).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("현재 비밀번호가 맞지 않습니다")
+    );
+    // … a mismatch is about the confirmation …
+    let form = change(PASSWORD, "violet skies over seoul");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let response = browser.post(&app, "/dashboard/password", &form).await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("새 비밀번호가 서로 다릅니다")
+    );
+    // … and success says so, keeps this browser signed in and ends the
+    // other device's session.
+    let form = change(PASSWORD, "violet skies over busan");
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let response = browser.post(&app, "/dashboard/password", &form).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.text().await.unwrap().contains("id=\"notice\""));
+    let (status, _) = app.me(other_device["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(browser.get(&app, "/dashboard").await.0, StatusCode::OK);
+
+    // An operator's refused approval keeps the note and the ticked boxes.
+    let (_, registration) = app
+        .post_json(
+            "/api/v1/registrations",
+            json!({"company_name": "Acme", "contact_name": "Hong", "contact_email": "hong@acme.example", "contact_phone": "010-1234-5678"}),
+        )
+        .await;
+    let id = registration["registration_id"].as_str().unwrap();
+    let response = browser
+        .post(
+            &app,
+            &format!("/admin/registrations/{id}/approve"),
+            &[
+                ("csrf", &csrf),
+                ("permissions", "sms:send"),
+                ("permissions", "nope:nothing"),
+                ("note", "checked by phone"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("value=\"checked by phone\""), "note kept");
+    assert!(
+        page.contains("value=\"sms:send\" checked"),
+        "ticked box kept"
+    );
 }

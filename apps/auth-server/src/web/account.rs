@@ -58,7 +58,7 @@ async fn dashboard_page(signed_in: &SignedIn, extra: Value) -> Result<Value, Api
         })
         .collect();
     let profile = &user.view;
-    Ok(context! {
+    let defaults = context! {
         profile => context! {
             email => profile.email.clone(),
             username => profile.username.clone(),
@@ -71,12 +71,20 @@ async fn dashboard_page(signed_in: &SignedIn, extra: Value) -> Result<Value, Api
         tokens => tokens,
         notice => (),
         token_name => "",
-        ..extra
-    })
+    };
+    // The page's own values win over the defaults.
+    Ok(context! { ..extra, ..defaults })
 }
 
-pub async fn dashboard(signed_in: SignedIn) -> PageResult {
-    let page = dashboard_page(&signed_in, context! {})
+#[derive(serde::Deserialize)]
+pub struct DashboardQuery {
+    notice: Option<String>,
+}
+
+pub async fn dashboard(signed_in: SignedIn, query: web::Query<DashboardQuery>) -> PageResult {
+    // Only notices a redirect of ours sends; anything else is ignored.
+    let notice = query.notice.as_deref().filter(|n| *n == "password_due");
+    let page = dashboard_page(&signed_in, context! { notice => notice })
         .await
         .map_err(|e| signed_in.0.failure(e))?;
     signed_in.0.page("dashboard.html", page)

@@ -72,6 +72,20 @@ fn failure(signed_in: &SignedIn) -> impl Fn(ApiError) -> PageError + '_ {
     |e| signed_in.0.failure(e)
 }
 
+/// What a refused form shows again: the problems, with what was typed.
+fn refused(signed_in: &SignedIn, error: &ApiError, typed: Value) -> Value {
+    let feedback = signed_in.0.feedback(error, &[]);
+    context! { error => feedback.error, fields => feedback.fields, ..typed }
+}
+
+/// The page under the refusal's status (422, 409 …), so scripts see it too.
+fn with_status(page: PageResult, status: StatusCode) -> PageResult {
+    page.map(|mut response| {
+        *response.status_mut() = status;
+        response
+    })
+}
+
 pub async fn index(signed_in: SignedIn) -> PageResult {
     let target = if signed_in.user().is_admin() {
         "/admin/registrations"
@@ -138,13 +152,14 @@ async fn registration_page(signed_in: &SignedIn, id: String, extra: Value) -> Pa
         .and_then(|r| r.map_err(ApiError::from))
         .and_then(|r| r.ok_or_else(|| accounts::AccountsError::RegistrationNotFound.into()))
         .map_err(failure(signed_in))?;
-    let page = context! {
+    let defaults = context! {
         registration => registration_row(found),
         groups => permission_groups(signed_in, &[]),
         reason => "",
         note => "",
-        ..extra
     };
+    // The page's own values win over the defaults.
+    let page = context! { ..extra, ..defaults };
     signed_in.0.page("admin_registration.html", page)
 }
 
@@ -172,17 +187,12 @@ pub async fn approve(signed_in: SignedIn, path: web::Path<String>, body: web::By
         Ok(_) => Ok(signed_in.0.redirect(&format!("/admin/registrations/{id}"))),
         Err(e) if e.status == StatusCode::NOT_FOUND => Err(signed_in.0.failure(e)),
         Err(e) => {
-            let feedback = signed_in.0.feedback(&e, &[]);
-            let extra = context! {
+            let typed = context! {
                 groups => permission_groups(&signed_in, &permissions),
                 note => note,
-                error => feedback.error,
-                fields => feedback.fields,
             };
-            registration_page(&signed_in, id, extra).await.map(|mut r| {
-                *r.status_mut() = e.status;
-                r
-            })
+            let page = registration_page(&signed_in, id, refused(&signed_in, &e, typed));
+            with_status(page.await, e.status)
         }
     }
 }
@@ -203,16 +213,9 @@ pub async fn reject(signed_in: SignedIn, path: web::Path<String>, body: web::Byt
         Ok(_) => Ok(signed_in.0.redirect(&format!("/admin/registrations/{id}"))),
         Err(e) if e.status == StatusCode::NOT_FOUND => Err(signed_in.0.failure(e)),
         Err(e) => {
-            let feedback = signed_in.0.feedback(&e, &[]);
-            let extra = context! {
-                reason => reason,
-                error => feedback.error,
-                fields => feedback.fields,
-            };
-            registration_page(&signed_in, id, extra).await.map(|mut r| {
-                *r.status_mut() = e.status;
-                r
-            })
+            let typed = context! { reason => reason };
+            let page = registration_page(&signed_in, id, refused(&signed_in, &e, typed));
+            with_status(page.await, e.status)
         }
     }
 }
@@ -280,15 +283,16 @@ async fn user_page(signed_in: &SignedIn, actor: &Actor, id: String, extra: Value
         .iter()
         .map(|r| context! { name => r.as_str(), checked => user.roles.iter().any(|x| x == r.as_str()) })
         .collect();
-    let page = context! {
+    let defaults = context! {
         target => user_row(&user),
         disabled => user.status == "disabled",
         must_change_password => user.must_change_password,
         roles => roles,
         groups => permission_groups(signed_in, &user.permissions),
         notice => (),
-        ..extra
     };
+    // The page's own values win over the defaults.
+    let page = context! { ..extra, ..defaults };
     signed_in.0.page("admin_user.html", page)
 }
 
@@ -324,12 +328,8 @@ pub async fn update_user(
         }
         Err(e) if e.status == StatusCode::NOT_FOUND => Err(signed_in.0.failure(e)),
         Err(e) => {
-            let feedback = signed_in.0.feedback(&e, &[]);
-            let extra = context! { error => feedback.error, fields => feedback.fields };
-            user_page(&signed_in, &actor, id, extra).await.map(|mut r| {
-                *r.status_mut() = e.status;
-                r
-            })
+            let page = user_page(&signed_in, &actor, id, refused(&signed_in, &e, context! {}));
+            with_status(page.await, e.status)
         }
     }
 }

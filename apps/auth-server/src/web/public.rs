@@ -98,6 +98,10 @@ pub async fn login(visitor: Visitor, body: web::Bytes) -> PageResult {
     )
     .await;
     match outcome {
+        // An expired or operator-flagged password: straight to the form.
+        Ok(tokens) if tokens.password_change_due => {
+            Ok(visitor.signed_in(&tokens, "/dashboard?notice=password_due#password"))
+        }
         Ok(tokens) => Ok(visitor.signed_in(&tokens, &next)),
         Err(e) => visitor.form_again(
             &e,
