@@ -220,6 +220,17 @@ pub struct Run {
     pub overflow_answer: Option<String>,
 }
 
+impl Run {
+    fn new(name: &str, backend: &str, seed_seconds: Option<f64>) -> Self {
+        Self {
+            name: name.to_owned(),
+            backend: backend.to_owned(),
+            seed_seconds,
+            ..Run::default()
+        }
+    }
+}
+
 impl Bench {
     fn spec(&self, path: &str, workload: Workload, connections: usize) -> Spec {
         Spec {
@@ -249,25 +260,8 @@ impl Bench {
     fn sqlite_run(&self, name: &str, settings: &[(&str, &str)]) -> Result<Run> {
         banner(&format!("{name}: preparing a fresh SQLite database"));
         let env = Env::create(&self.binary, Backend::Sqlite, settings)?;
-        let mut run = Run {
-            name: name.to_owned(),
-            backend: "sqlite".to_owned(),
-            ..Run::default()
-        };
-        run.startup_ms = env.startup_ms(STARTUP_RUNS)?;
-        println!(
-            "start-up to ready: {:.1} ms (median of {STARTUP_RUNS})",
-            run.startup_ms
-        );
-        let server = env.start(&[])?;
-        std::thread::sleep(Duration::from_millis(300));
-        run.rss_idle_mib = Some(server.memory_mib()?.0);
-        println!("idle RSS: {:.1} MiB", run.rss_idle_mib.unwrap_or_default());
-
-        let api = Api::new(&server.base_url)?;
-        let first = api.login()?;
-        let access = first.access;
-
+        let mut run = Run::new(name, "sqlite", None);
+        let (server, api, access) = self.open(&env, &mut run)?;
         run.healthz = Some(self.measure(
             &server,
             "GET /healthz",
@@ -364,22 +358,8 @@ impl Bench {
 
     /// Start-up, warm /me, refresh and login on a prepared database.
     fn db_run(&self, name: &str, backend: &str, env: &Env, seed: Option<f64>) -> Result<Run> {
-        let mut run = Run {
-            name: name.to_owned(),
-            backend: backend.to_owned(),
-            seed_seconds: seed,
-            ..Run::default()
-        };
-        run.startup_ms = env.startup_ms(STARTUP_RUNS)?;
-        println!(
-            "start-up to ready: {:.1} ms (median of {STARTUP_RUNS})",
-            run.startup_ms
-        );
-        let server = env.start(&[])?;
-        std::thread::sleep(Duration::from_millis(300));
-        run.rss_idle_mib = Some(server.memory_mib()?.0);
-        let api = Api::new(&server.base_url)?;
-        let access = api.login()?.access;
+        let mut run = Run::new(name, backend, seed);
+        let (server, api, access) = self.open(env, &mut run)?;
         run.me_warm = Some(self.measure(
             &server,
             "GET /api/v1/auth/me, one token (warm)",
@@ -397,6 +377,23 @@ impl Bench {
         )?);
         run.rss_peak_mib = Some(server.memory_mib()?.1);
         Ok(run)
+    }
+
+    /// Measures start-up, starts the server, records idle memory and logs
+    /// in once: what every run begins with.
+    fn open(&self, env: &Env, run: &mut Run) -> Result<(Server, Api, String)> {
+        run.startup_ms = env.startup_ms(STARTUP_RUNS)?;
+        println!(
+            "start-up to ready: {:.1} ms (median of {STARTUP_RUNS})",
+            run.startup_ms
+        );
+        let server = env.start(&[])?;
+        std::thread::sleep(Duration::from_millis(300));
+        run.rss_idle_mib = Some(server.memory_mib()?.0);
+        println!("idle RSS: {:.1} MiB", run.rss_idle_mib.unwrap_or_default());
+        let api = Api::new(&server.base_url)?;
+        let access = api.login()?.access;
+        Ok((server, api, access))
     }
 
     fn refresh(&self, server: &Server, api: &Api) -> Result<Measured> {
