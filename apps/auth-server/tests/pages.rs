@@ -21,6 +21,8 @@ backend_tests!(
     sessions_can_be_listed_and_ended_one_by_one,
     activation_links_can_be_looked_at_without_spending_them,
     forms_answer_in_place_and_keep_what_was_typed,
+    a_login_renews_the_csrf_token,
+    organization_admins_edit_only_what_they_may,
 );
 
 /// A browser of our own: keeps cookies by hand (reqwest's jar is a feature
@@ -132,9 +134,11 @@ async fn pages_send_a_strict_policy_and_cookie_flags(backend: Backend) {
         .get_all(SET_COOKIE)
         .iter()
         .map(|v| v.to_str().unwrap().to_owned())
-        .find(|c| c.starts_with("auth_session="))
-        .expect("a session cookie");
-    // https public URL: Secure; always HttpOnly and SameSite=Lax.
+        .find(|c| c.starts_with("__Host-auth_session="))
+        .expect("a __Host- session cookie");
+    // https public URL: Secure (and the __Host- prefix, which browsers
+    // accept only with Secure, Path=/ and no Domain); always HttpOnly and
+    // SameSite=Lax.
     for flag in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
         assert!(session.contains(flag), "{session}");
     }
@@ -200,6 +204,8 @@ async fn login_sends_you_back_only_to_this_site(backend: Backend) {
         ("//evil.example/x", "/dashboard"),
         ("https://evil.example/", "/dashboard"),
         ("/\\evil.example", "/dashboard"),
+        // Browsers drop tabs in URLs: this would be //evil.example.
+        ("/\t/evil.example", "/dashboard"),
     ] {
         let mut visitor = Visitor::new();
         visitor.get(&app, "/login").await;
@@ -479,6 +485,126 @@ async fn forms_answer_in_place_and_keep_what_was_typed(backend: Backend) {
     assert!(page.contains("value=\"checked by phone\""), "note kept");
     assert!(
         page.contains("value=\"sms:send\" checked"),
+        "ticked box kept"
+    );
+}
+
+async fn a_login_renews_the_csrf_token(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    let mut browser = Visitor::new();
+    browser.get(&app, "/login").await;
+    let before_login = browser.csrf.clone();
+    let response = browser.log_in(&app, "kim@example.com").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    // A token from before the login (one an attacker could have planted
+    // with its cookie) no longer passes.
+    let response = browser
+        .post(
+            &app,
+            "/dashboard/sessions/end-all",
+            &[("csrf", &before_login)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // The token of a page shown after the login does.
+    browser.get(&app, "/dashboard").await;
+    assert_ne!(browser.csrf, before_login);
+    let csrf = browser.csrf.clone();
+    let response = browser.post(&app, "/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        browser.get(&app, "/dashboard").await.0,
+        StatusCode::SEE_OTHER
+    );
+}
+
+async fn organization_admins_edit_only_what_they_may(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let accounts = app.accounts.clone();
+    let (member, outsider) = tokio::task::spawn_blocking(move || {
+        let org = accounts
+            .create_organization("Acme", None, &[], false)
+            .unwrap()
+            .id;
+        let create = |email: &str, roles: &[&str], org: Option<String>| {
+            accounts
+                .create_user(accounts::NewAccount {
+                    email: accounts::EmailAddress::parse(email).unwrap(),
+                    username: None,
+                    name: None,
+                    password: Some(accounts::Password::parse(PASSWORD.into()).unwrap()),
+                    status: accounts::UserStatus::Active,
+                    roles: roles.iter().map(|r| r.to_string()).collect(),
+                    organization_id: org,
+                    locale: None,
+                })
+                .unwrap()
+        };
+        create("boss@acme.example", &["org_admin"], Some(org.clone()));
+        let member = create("member@acme.example", &["member"], Some(org));
+        let outsider = create("ops@operator.example", &["admin"], None);
+        // The operator gave the member a permission the org admin lacks.
+        let update = accounts::UserUpdate {
+            permissions: Some(vec!["fame:write".into()]),
+            ..Default::default()
+        };
+        accounts
+            .update_user(&accounts::Actor::operator(), &member, update)
+            .unwrap();
+        (member, outsider)
+    })
+    .await
+    .unwrap();
+    let mut boss = Visitor::new();
+    boss.log_in(&app, "boss@acme.example").await;
+    // Users of no organization (the operator) are not the org admin's.
+    let (status, _) = boss.get(&app, &format!("/admin/users/{outsider}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = boss.get(&app, "/admin/registrations").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Disabling the member leaves the permission alone, so it needs no
+    // authority over it; the page sends back what is ticked.
+    let (status, _) = boss.get(&app, &format!("/admin/users/{member}")).await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = boss.csrf.clone();
+    let path = format!("/admin/users/{member}");
+    let response = boss
+        .post(
+            &app,
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("roles", "member"),
+                ("permissions", "fame:write"),
+                ("disabled", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let accounts = app.accounts.clone();
+    let stored = tokio::task::spawn_blocking(move || accounts.user_view(&member).unwrap().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored.status, "disabled");
+    assert_eq!(stored.permissions, ["fame:write"]);
+    // Granting what the org admin lacks is refused, with the boxes as ticked.
+    let response = boss
+        .post(
+            &app,
+            &path,
+            &[
+                ("csrf", &csrf),
+                ("roles", "member"),
+                ("permissions", "fame:write"),
+                ("permissions", "fame:read"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("value=\"fame:read\" checked"),
         "ticked box kept"
     );
 }

@@ -52,6 +52,13 @@ impl Actor {
     pub fn is_org_admin(&self) -> bool {
         self.roles.iter().any(|r| r == Role::OrgAdmin.as_str())
     }
+
+    /// Whether a user of `organization` is visible to this actor: every
+    /// user for an operator, the own organization's for anyone else (an
+    /// actor without an organization sees none: `None` is not a match).
+    pub fn may_see(&self, organization: Option<&str>) -> bool {
+        self.is_admin() || (self.org.is_some() && self.org.as_deref() == organization)
+    }
 }
 
 /// A user as the admin API shows it.

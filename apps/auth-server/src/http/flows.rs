@@ -249,23 +249,32 @@ pub async fn reset_password(
     JsonOrForm(body): JsonOrForm<ResetBody>,
 ) -> Result<HttpResponse, ApiError> {
     let email = email(&body.email)?;
+    admit_code(&state, &req, &body.code).await?;
     let new_password = password("new_password", body.new_password)
         .map_err(|e| ApiError::validation(e.field, e.reason))?;
-    reset_with_code(&state, &req, email, body.code, new_password).await?;
+    reset_with_code(&state, email, body.code, new_password).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Counts a code attempt, then resets the password; the user's sessions end
-/// here at once (shared with the reset page).
-pub(crate) async fn reset_with_code(
+/// A code of a plausible size, counted as an attempt (429 when this client
+/// has guessed too often): before anything else is checked about it.
+pub(crate) async fn admit_code(
     state: &AppState,
     req: &HttpRequest,
+    code: &str,
+) -> Result<(), ApiError> {
+    check_code_shape(code)?;
+    super::limits::code_attempt(state, req).await
+}
+
+/// Resets the password with an admitted code; the user's sessions end here
+/// at once (shared with the reset page).
+pub(crate) async fn reset_with_code(
+    state: &AppState,
     email: EmailAddress,
     code: String,
     new_password: Password,
 ) -> Result<(), ApiError> {
-    check_code_shape(&code)?;
-    super::limits::code_attempt(state, req).await?;
     let accounts = state.accounts.clone();
     let revoked =
         run_blocking(move || accounts.reset_password(&email, code.trim(), &new_password)).await??;
@@ -404,11 +413,19 @@ pub async fn request_organization_code(
     path: web::Path<String>,
     JsonOrForm(body): JsonOrForm<OrganizationEmailBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let organization_id = path.into_inner();
+    let organization_id = organization_id_shape(path.into_inner())?;
     let email = email(&body.email)?;
     let locale = request_locale(&req, body.locale.as_deref());
     send_organization_code(&state, &req, organization_id, email, locale).await?;
     Ok(HttpResponse::Accepted().json(json!({"status": "code_sent"})))
+}
+
+/// An organization id is a UUID; anything else is no organization.
+fn organization_id_shape(id: String) -> Result<String, ApiError> {
+    match uuid::Uuid::parse_str(&id) {
+        Ok(_) => Ok(id),
+        Err(_) => Err(accounts::AccountsError::OrganizationNotFound.into()),
+    }
 }
 
 /// Counts against the mail limits, then mails a code to an address under
@@ -420,9 +437,7 @@ pub(crate) async fn send_organization_code(
     email: EmailAddress,
     locale: Locale,
 ) -> Result<(), ApiError> {
-    if uuid::Uuid::parse_str(&organization_id).is_err() {
-        return Err(accounts::AccountsError::OrganizationNotFound.into());
-    }
+    let organization_id = organization_id_shape(organization_id)?;
     super::limits::mail_request(state, req, email.as_str()).await?;
     let accounts = state.accounts.clone();
     run_blocking(move || accounts.request_organization_code(&organization_id, &email, locale))

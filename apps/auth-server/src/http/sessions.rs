@@ -171,9 +171,7 @@ pub(crate) async fn activation_preview(
     state: &AppState,
     token: SecretString,
 ) -> Result<ActivationPreview, ApiError> {
-    if token.expose_secret().len() > 256 {
-        return Err(accounts::AccountsError::InvalidActivationToken.into());
-    }
+    super::onboarding::activation_token_shape(&token)?;
     let accounts = state.accounts.clone();
     run_blocking(move || accounts.activation_preview(token.expose_secret()))
         .await??

@@ -71,6 +71,8 @@ async fn dashboard_page(signed_in: &SignedIn, extra: Value) -> Result<Value, Api
         tokens => tokens,
         notice => (),
         token_name => "",
+        token_permissions => Vec::<String>::new(),
+        token_days => "30",
     };
     // The page's own values win over the defaults.
     Ok(context! { ..extra, ..defaults })
@@ -140,7 +142,14 @@ pub async fn create_token(signed_in: SignedIn, body: web::Bytes) -> PageResult {
                 expires_at => time(created.view.expires_at),
             },
         ),
-        Err(e) => dashboard_again(&signed_in, &e, context! { token_name => name }).await,
+        Err(e) => {
+            let typed = context! {
+                token_name => name,
+                token_permissions => form.all("permissions"),
+                token_days => form.text("expires_in_days"),
+            };
+            dashboard_again(&signed_in, &e, typed).await
+        }
     }
 }
 
@@ -229,16 +238,19 @@ pub async fn change_password(signed_in: SignedIn, body: web::Bytes) -> PageResul
 
 /// Ends this browser's session.
 pub async fn logout(visitor: Visitor, body: web::Bytes) -> PageResult {
+    // Without a live session there is nothing to end (and nothing a forged
+    // form could do): just forget the cookie.
+    let Some(user) = &visitor.user else {
+        return Ok(visitor.signed_out("/login"));
+    };
     posted(&visitor, &body)?;
-    if let Some(user) = &visitor.user {
-        let accounts = visitor.state.accounts.clone();
-        let (user_id, session_id) = (user.view.id.clone(), user.session_id.clone());
-        let context = audit_context(&visitor.req, Some(&user_id));
-        let revoked = run_blocking(move || accounts.logout(&user_id, &session_id, &context))
-            .await
-            .and_then(|r| r.map_err(ApiError::from))
-            .map_err(|e| visitor.failure(e))?;
-        visitor.state.forget_sessions(revoked.into_iter().collect());
-    }
+    let accounts = visitor.state.accounts.clone();
+    let (user_id, session_id) = (user.view.id.clone(), user.session_id.clone());
+    let context = audit_context(&visitor.req, Some(&user_id));
+    let revoked = run_blocking(move || accounts.logout(&user_id, &session_id, &context))
+        .await
+        .and_then(|r| r.map_err(ApiError::from))
+        .map_err(|e| visitor.failure(e))?;
+    visitor.state.forget_sessions(revoked.into_iter().collect());
     Ok(visitor.signed_out("/login"))
 }

@@ -268,26 +268,39 @@ pub async fn users(signed_in: SignedIn, query: web::Query<UserQuery>) -> PageRes
     )
 }
 
-async fn user_page(signed_in: &SignedIn, actor: &Actor, id: String, extra: Value) -> PageResult {
+/// The user, if this actor may see them (another organization's user does
+/// not exist for an organization admin).
+async fn visible_user(
+    signed_in: &SignedIn,
+    actor: &Actor,
+    id: String,
+) -> Result<UserView, PageError> {
     let accounts = signed_in.0.state.accounts.clone();
-    let user = run_blocking(move || accounts.user_view(&id))
+    run_blocking(move || accounts.user_view(&id))
         .await
         .and_then(|r| r.map_err(ApiError::from))
         .and_then(|u| {
-            // Another organization's user does not exist for an org admin.
-            u.filter(|u| actor.is_admin() || actor.org == u.organization_id)
+            u.filter(|u| actor.may_see(u.organization_id.as_deref()))
                 .ok_or_else(|| accounts::AccountsError::UserNotFound.into())
         })
-        .map_err(failure(signed_in))?;
-    let roles: Vec<_> = Role::ALL
+        .map_err(failure(signed_in))
+}
+
+fn role_boxes(checked: &[String]) -> Vec<Value> {
+    Role::ALL
         .iter()
-        .map(|r| context! { name => r.as_str(), checked => user.roles.iter().any(|x| x == r.as_str()) })
-        .collect();
+        .map(
+            |r| context! { name => r.as_str(), checked => checked.iter().any(|x| x == r.as_str()) },
+        )
+        .collect()
+}
+
+fn user_page(signed_in: &SignedIn, user: &UserView, extra: Value) -> PageResult {
     let defaults = context! {
-        target => user_row(&user),
+        target => user_row(user),
         disabled => user.status == "disabled",
         must_change_password => user.must_change_password,
-        roles => roles,
+        roles => role_boxes(&user.roles),
         groups => permission_groups(signed_in, &user.permissions),
         notice => (),
     };
@@ -298,10 +311,23 @@ async fn user_page(signed_in: &SignedIn, actor: &Actor, id: String, extra: Value
 
 pub async fn user(signed_in: SignedIn, path: web::Path<String>) -> PageResult {
     let actor = actor(&signed_in, false)?;
-    user_page(&signed_in, &actor, path.into_inner(), context! {}).await
+    let user = visible_user(&signed_in, &actor, path.into_inner()).await?;
+    user_page(&signed_in, &user, context! {})
 }
 
-/// Roles, permissions and status from the form: the whole set, as shown.
+/// `Some(wanted)` only when it differs from `current`: the form always sends
+/// the whole set, and an unchanged set must not need authority over it (an
+/// organization admin may disable a member who holds a permission the
+/// admin doesn't).
+fn changed(mut wanted: Vec<String>, current: &[String]) -> Option<Vec<String>> {
+    let mut current = current.to_vec();
+    wanted.sort();
+    wanted.dedup();
+    current.sort();
+    (wanted != current).then_some(wanted)
+}
+
+/// Roles, permissions and status from the form; only what changed is sent.
 pub async fn update_user(
     signed_in: SignedIn,
     path: web::Path<String>,
@@ -309,27 +335,39 @@ pub async fn update_user(
 ) -> PageResult {
     let actor = actor(&signed_in, false)?;
     let form = posted(&signed_in.0, &body)?;
-    let id = path.into_inner();
+    let current = visible_user(&signed_in, &actor, path.into_inner()).await?;
+    let (roles, permissions) = (form.all("roles"), form.all("permissions"));
+    let (disabled, must_change) = (
+        form.checked("disabled"),
+        form.checked("must_change_password"),
+    );
     let update = UserUpdate {
-        roles: Some(form.all("roles")),
-        permissions: Some(form.all("permissions")),
-        disabled: Some(form.checked("disabled")),
-        must_change_password: Some(form.checked("must_change_password")),
+        roles: changed(roles.clone(), &current.roles),
+        permissions: changed(permissions.clone(), &current.permissions),
+        disabled: (disabled != (current.status == "disabled")).then_some(disabled),
+        must_change_password: (must_change != current.must_change_password).then_some(must_change),
     };
     let accounts = signed_in.0.state.accounts.clone();
-    let (acting, target) = (actor.clone(), id.clone());
+    let (acting, target) = (actor.clone(), current.id.clone());
     let updated = run_blocking(move || accounts.update_user(&acting, &target, update))
         .await
         .and_then(|r| r.map_err(ApiError::from));
     match updated {
-        Ok((_, revoked)) => {
+        Ok((user, revoked)) => {
             signed_in.0.state.forget_revoked(revoked);
-            user_page(&signed_in, &actor, id, context! { notice => "saved" }).await
+            user_page(&signed_in, &user, context! { notice => "saved" })
         }
         Err(e) if e.status == StatusCode::NOT_FOUND => Err(signed_in.0.failure(e)),
         Err(e) => {
-            let page = user_page(&signed_in, &actor, id, refused(&signed_in, &e, context! {}));
-            with_status(page.await, e.status)
+            // What was ticked stays ticked.
+            let typed = context! {
+                roles => role_boxes(&roles),
+                groups => permission_groups(&signed_in, &permissions),
+                disabled => disabled,
+                must_change_password => must_change,
+            };
+            let page = user_page(&signed_in, &current, refused(&signed_in, &e, typed));
+            with_status(page, e.status)
         }
     }
 }

@@ -281,6 +281,15 @@ impl Pages {
             })
     }
 
+    /// The cookie's name: `__Host-`-prefixed when cookies are Secure.
+    fn cookie_name(&self, name: &str) -> String {
+        if self.secure_cookies {
+            format!("__Host-{name}")
+        } else {
+            name.to_owned()
+        }
+    }
+
     /// `path` under the native mount.
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)

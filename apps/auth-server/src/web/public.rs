@@ -304,20 +304,15 @@ pub async fn reset_form(visitor: Visitor, query: web::Query<ResetQuery>) -> Page
 pub async fn reset(visitor: Visitor, body: web::Bytes) -> PageResult {
     let form = posted(&visitor, &body)?;
     let (email, code) = (form.text("email"), form.text("code"));
-    let reset = match (EmailAddress::parse(&email), new_password(&form, "password")) {
-        (Ok(address), Ok(password)) => {
-            flows::reset_with_code(
-                &visitor.state,
-                &visitor.req,
-                address,
-                code.clone(),
-                password,
-            )
-            .await
-        }
-        (Err(e), _) => Err(ApiError::validation("email", e.reason)),
-        (_, Err(e)) => Err(e),
-    };
+    // In the API's order: the address, the code (counted), the password.
+    let reset = async {
+        let address =
+            EmailAddress::parse(&email).map_err(|e| ApiError::validation("email", e.reason))?;
+        flows::admit_code(&visitor.state, &visitor.req, &code).await?;
+        let password = new_password(&form, "password")?;
+        flows::reset_with_code(&visitor.state, address, code.clone(), password).await
+    }
+    .await;
     match reset {
         Ok(()) => visitor.notice("password_reset"),
         Err(e) => visitor.form_again(

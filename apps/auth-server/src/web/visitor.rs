@@ -23,6 +23,8 @@ use crate::blocking::run_blocking;
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
+// Over TLS the names carry the `__Host-` prefix, which browsers accept only
+// with Secure, Path=/ and no Domain: a sibling subdomain can't plant them.
 const SESSION_COOKIE: &str = "auth_session";
 const CSRF_COOKIE: &str = "auth_csrf";
 const LANG_COOKIE: &str = "auth_lang";
@@ -104,7 +106,8 @@ impl FromRequest for Visitor {
             ) else {
                 return Err(PageError::plain(StatusCode::INTERNAL_SERVER_ERROR));
             };
-            let locale = cookie(&req, LANG_COOKIE)
+            let name = |base: &str| pages.cookie_name(base);
+            let locale = cookie(&req, &name(LANG_COOKIE))
                 .and_then(Locale::parse)
                 .or_else(|| {
                     req.headers()
@@ -113,13 +116,13 @@ impl FromRequest for Visitor {
                         .map(Locale::from_accept_language)
                 })
                 .unwrap_or_default();
-            let (csrf_cookie, new_csrf_cookie) = match cookie(&req, CSRF_COOKIE) {
+            let (csrf_cookie, new_csrf_cookie) = match cookie(&req, &name(CSRF_COOKIE)) {
                 Some(c) if c.len() == 43 && URL_SAFE_NO_PAD.decode(c).is_ok() => {
                     (c.to_owned(), false)
                 }
                 _ => (random_token(), true),
             };
-            let session = cookie(&req, SESSION_COOKIE)
+            let session = cookie(&req, &name(SESSION_COOKIE))
                 .filter(|t| !t.is_empty() && t.len() <= 256)
                 .map(str::to_owned);
             let mut visitor = Visitor {
@@ -155,10 +158,16 @@ impl FromRequest for Visitor {
 }
 
 impl Visitor {
-    /// The CSRF token for this browser's forms.
+    /// The CSRF token for this browser's forms: bound to its CSRF cookie
+    /// and to its login session (none before login; the cookie is renewed
+    /// at login), so a planted cookie pair can't outlive a login.
     fn csrf_token(&self) -> String {
-        let tag = ring::hmac::sign(&self.pages.csrf_key, self.csrf_cookie.as_bytes());
-        URL_SAFE_NO_PAD.encode(tag.as_ref())
+        let session = self.user.as_ref().map_or("", |u| u.session_id.as_str());
+        let mut context = ring::hmac::Context::with_key(&self.pages.csrf_key);
+        context.update(self.csrf_cookie.as_bytes());
+        context.update(b"|");
+        context.update(session.as_bytes());
+        URL_SAFE_NO_PAD.encode(context.sign().as_ref())
     }
 
     /// Refuses a form without this browser's CSRF token (a form posted from
@@ -183,15 +192,47 @@ impl Visitor {
         }
     }
 
+    fn set_cookie(&self, name: &str, value: &str, max_age: Option<i64>) -> String {
+        let max_age = max_age.map_or(String::new(), |s| format!("; Max-Age={s}"));
+        format!(
+            "{}={value}{max_age}{}",
+            self.pages.cookie_name(name),
+            self.cookie_attributes()
+        )
+    }
+
     fn cookies(&self) -> Vec<String> {
         if self.new_csrf_cookie {
-            vec![format!(
-                "{CSRF_COOKIE}={}{}",
-                self.csrf_cookie,
-                self.cookie_attributes()
-            )]
+            vec![self.set_cookie(CSRF_COOKIE, &self.csrf_cookie, None)]
         } else {
             Vec::new()
+        }
+    }
+
+    /// The GET page this request belongs to, under the native mount: the
+    /// request itself for a GET, else the nearest page above the form's
+    /// action (`/dashboard/tokens` → `/dashboard`), so "come back here"
+    /// and the language switch never land on a POST-only URL.
+    fn page_path(&self) -> String {
+        let uri = self.req.uri();
+        let base = self.pages.base.as_str();
+        if self.req.method() == actix_web::http::Method::GET {
+            let full = uri.path_and_query().map_or("/", |p| p.as_str());
+            return full.strip_prefix(base).unwrap_or(full).to_owned();
+        }
+        let mut path = uri
+            .path()
+            .strip_prefix(base)
+            .unwrap_or(uri.path())
+            .to_owned();
+        loop {
+            if is_get_page(&path) {
+                return path;
+            }
+            match path.rfind('/') {
+                Some(0) | None => return "/".to_owned(),
+                Some(i) => path.truncate(i),
+            }
         }
     }
 
@@ -205,12 +246,7 @@ impl Visitor {
                 is_manager => u.is_manager(),
             }
         });
-        let here = self
-            .req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
+        let here = self.pages.url(&self.page_path());
         context! {
             m => self.pages.catalog(self.locale),
             lang => self.locale.as_str(),
@@ -258,12 +294,16 @@ impl Visitor {
     /// Signs the browser in to the new session and goes to `path`.
     pub fn signed_in(&self, tokens: &IssuedTokens, path: &str) -> HttpResponse {
         let mut cookies = self.cookies();
-        cookies.push(format!(
-            "{SESSION_COOKIE}={}; Max-Age={}{}",
+        cookies.push(self.set_cookie(
+            SESSION_COOKIE,
             tokens.refresh_token.expose_secret(),
-            tokens.refresh_expires_in.max(0),
-            self.cookie_attributes()
+            Some(tokens.refresh_expires_in.max(0)),
         ));
+        // A new CSRF cookie with the new session: nothing set before login
+        // carries over.
+        let csrf = self.pages.cookie_name(CSRF_COOKIE);
+        cookies.retain(|c| !c.starts_with(&format!("{csrf}=")));
+        cookies.push(self.set_cookie(CSRF_COOKIE, &random_token(), None));
         let location = self.pages.url(path);
         html_response(StatusCode::SEE_OTHER, "", Some(&location), &cookies)
     }
@@ -271,10 +311,7 @@ impl Visitor {
     /// Forgets the session cookie and goes to `path`.
     pub fn signed_out(&self, path: &str) -> HttpResponse {
         let mut cookies = self.cookies();
-        cookies.push(format!(
-            "{SESSION_COOKIE}=; Max-Age=0{}",
-            self.cookie_attributes()
-        ));
+        cookies.push(self.set_cookie(SESSION_COOKIE, "", Some(0)));
         let location = self.pages.url(path);
         html_response(StatusCode::SEE_OTHER, "", Some(&location), &cookies)
     }
@@ -282,11 +319,7 @@ impl Visitor {
     /// Remembers the chosen language for a year and goes to `path`.
     pub fn language_chosen(&self, locale: Locale, path: &str) -> HttpResponse {
         let mut cookies = self.cookies();
-        cookies.push(format!(
-            "{LANG_COOKIE}={}; Max-Age=31536000{}",
-            locale.as_str(),
-            self.cookie_attributes()
-        ));
+        cookies.push(self.set_cookie(LANG_COOKIE, locale.as_str(), Some(31_536_000)));
         html_response(StatusCode::SEE_OTHER, "", Some(path), &cookies)
     }
 
@@ -366,14 +399,7 @@ impl FromRequest for SignedIn {
             if visitor.user.is_some() {
                 return Ok(SignedIn(visitor));
             }
-            let full = visitor
-                .req
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str());
-            let back = full
-                .strip_prefix(visitor.pages.base.as_str())
-                .unwrap_or(full);
+            let back = visitor.page_path();
             let next: String = form_urlencoded::byte_serialize(back.as_bytes()).collect();
             Err(PageError {
                 status: StatusCode::SEE_OTHER,
@@ -386,11 +412,62 @@ impl FromRequest for SignedIn {
 }
 
 /// A local path to go back to after login, or the dashboard. Never another
-/// site (`//host`, `/\host`) and never a URL with a scheme.
+/// site: not `//host` or `/\host`, and no control characters or spaces at
+/// all (browsers drop tabs and newlines, so `/<tab>/host` becomes `//host`).
 pub fn safe_next(next: &str) -> &str {
     let local = next.starts_with('/')
-        && !next.starts_with("//")
-        && !next.starts_with("/\\")
-        && !next.contains(['\r', '\n']);
+        && !next[1..].starts_with(['/', '\\'])
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace());
     if local { next } else { "/dashboard" }
+}
+
+/// Whether `path` (no query) is one of the pages served by GET.
+fn is_get_page(path: &str) -> bool {
+    super::PAGE_ROUTES.iter().any(|(method, pattern)| {
+        *method == "GET"
+            && !pattern.starts_with("/static")
+            && pattern.split('/').count() == path.split('/').count()
+            && pattern
+                .split('/')
+                .zip(path.split('/'))
+                .all(|(p, s)| p == s || (p.starts_with('{') && !s.is_empty()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        for ok in [
+            "/dashboard",
+            "/admin/users?q=a%20b",
+            "/dashboard#tokens",
+            "/",
+        ] {
+            assert_eq!(safe_next(ok), ok);
+        }
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "https://evil.example",
+            "evil.example",
+            "",
+        ] {
+            assert_eq!(safe_next(bad), "/dashboard", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn get_pages_are_found_by_pattern() {
+        assert!(is_get_page("/dashboard"));
+        assert!(is_get_page("/admin/registrations/abc"));
+        assert!(!is_get_page("/dashboard/tokens"));
+        assert!(!is_get_page("/admin/registrations/abc/approve"));
+        assert!(!is_get_page("/static/app.css"));
+    }
 }
