@@ -335,10 +335,7 @@ impl Accounts {
             ip: client.ip.clone(),
         };
         let mut conn = self.conn()?;
-        let (roles, perms) = (
-            users::roles(&mut conn, &user.id)?,
-            users::permissions(&mut conn, &user.id)?,
-        );
+        let (roles, perms) = users::roles_and_permissions(&mut conn, &user.id)?;
         let refresh = conn.transaction(|c| {
             sessions::insert(c, &session)?;
             self.new_refresh_token(c, &session, None, at)
@@ -492,8 +489,7 @@ impl Accounts {
             }
             sessions::touch(c, &session.id, at.naive_utc())?;
             let refresh = self.new_refresh_token(c, &session, Some(&token.id), at)?;
-            let roles = users::roles(c, &user.id)?;
-            let perms = users::permissions(c, &user.id)?;
+            let (roles, perms) = users::roles_and_permissions(c, &user.id)?;
             Ok(RefreshOutcome::Rotated(Box::new(
                 self.issue(&user, &session, roles, perms, refresh, at)?,
             )))
@@ -527,8 +523,7 @@ impl Accounts {
                 return Ok(Err(AccountsError::InvalidRefreshToken));
             };
             sessions::touch(c, &session.id, at.naive_utc())?;
-            let roles = users::roles(c, &user.id)?;
-            let perms = users::permissions(c, &user.id)?;
+            let (roles, perms) = users::roles_and_permissions(c, &user.id)?;
             let claims = self.claims_for(&user, &session.id, roles, perms, at);
             let access_token = self.keys().sign(ACCESS_TOKEN_TYP, &claims)?;
             // The old token dies with the renewal (if it is not dead already).

@@ -7,9 +7,20 @@ use diesel::prelude::*;
 use crate::connection::AnyConnection;
 use crate::error::StorageError;
 use crate::models::*;
-use crate::schema;
+use crate::{prepared, schema};
 
 type Result<T> = std::result::Result<T, StorageError>;
+
+/// Runs `$body` with `$c` bound to the backend's own connection, for the
+/// statements in [`prepared`], which are written per backend.
+macro_rules! per_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            AnyConnection::Postgresql($c) => $body,
+            AnyConnection::Sqlite($c) => $body,
+        }
+    };
+}
 
 pub mod users {
     use super::*;
@@ -81,6 +92,21 @@ pub mod users {
             .select(user_permissions::permission)
             .order(user_permissions::permission)
             .load(conn)?)
+    }
+
+    /// [`roles`] and [`permissions`] in one query instead of two (the
+    /// login and refresh paths need both).
+    pub fn roles_and_permissions(
+        conn: &mut AnyConnection,
+        id: &str,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let query = prepared::RolesAndPermissions { user_id: id };
+        let rows: Vec<(i32, String)> = per_backend!(conn, c => query.load(c))?;
+        // Roles (kind 0) come first, each kind sorted by name.
+        let split = rows.partition_point(|(kind, _)| *kind == 0);
+        let mut roles: Vec<String> = rows.into_iter().map(|(_, name)| name).collect();
+        let permissions = roles.split_off(split);
+        Ok((roles, permissions))
     }
 
     pub fn add_role(conn: &mut AnyConnection, id: &str, role: &str) -> Result<()> {
