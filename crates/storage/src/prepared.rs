@@ -8,11 +8,14 @@
 //! definition serves both backends unless noted. The callers in
 //! [`crate::repo`] say what each one replaces.
 
+use chrono::NaiveDateTime;
 use diesel::backend::Backend;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{Integer, Text};
+use diesel::sql_types::{Integer, Nullable, Text, Timestamp};
 use diesel::{QueryResult, RunQueryDsl};
+
+use crate::models::RefreshTokenRow;
 
 /// `QueryId` (static: the cache key is the type) and `RunQueryDsl`.
 macro_rules! statement {
@@ -23,6 +26,87 @@ macro_rules! statement {
         }
         impl<Conn> RunQueryDsl<Conn> for $name<'_> {}
     };
+}
+
+/// `refresh_tokens::claim_by_hash`: marks the token used if it is unused.
+pub(crate) struct ClaimToken<'a> {
+    pub hash: &'a str,
+    pub now: NaiveDateTime,
+}
+statement!(ClaimToken);
+
+impl<DB: Backend> QueryFragment<DB> for ClaimToken<'_>
+where
+    str: ToSql<Text, DB>,
+    NaiveDateTime: ToSql<Timestamp, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("UPDATE refresh_tokens SET used_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(" WHERE token_hash = ");
+        out.push_bind_param::<Text, _>(self.hash)?;
+        out.push_sql(" AND used_at IS NULL");
+        Ok(())
+    }
+}
+
+/// `sessions::touch`.
+pub(crate) struct TouchSession<'a> {
+    pub id: &'a str,
+    pub now: NaiveDateTime,
+}
+statement!(TouchSession);
+
+impl<DB: Backend> QueryFragment<DB> for TouchSession<'_>
+where
+    str: ToSql<Text, DB>,
+    NaiveDateTime: ToSql<Timestamp, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("UPDATE sessions SET last_used_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<Text, _>(self.id)?;
+        Ok(())
+    }
+}
+
+/// `refresh_tokens::insert`: every column bound (a `None` is bound as
+/// `NULL`, which is also what the columns' default would give).
+pub(crate) struct InsertRefreshToken<'a> {
+    pub row: &'a RefreshTokenRow,
+}
+statement!(InsertRefreshToken);
+
+impl<DB: Backend> QueryFragment<DB> for InsertRefreshToken<'_>
+where
+    str: ToSql<Text, DB>,
+    NaiveDateTime: ToSql<Timestamp, DB>,
+    Option<String>: ToSql<Nullable<Text>, DB>,
+    Option<NaiveDateTime>: ToSql<Nullable<Timestamp>, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let row = self.row;
+        out.push_sql(
+            "INSERT INTO refresh_tokens \
+             (id, session_id, token_hash, parent_id, created_at, expires_at, used_at) VALUES (",
+        );
+        out.push_bind_param::<Text, _>(row.id.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(row.session_id.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(row.token_hash.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&row.parent_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&row.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&row.expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamp>, _>(&row.used_at)?;
+        out.push_sql(")");
+        Ok(())
+    }
 }
 
 /// `users::roles_and_permissions`: `(0, role)` and `(1, permission)` rows,

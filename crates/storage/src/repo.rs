@@ -247,10 +247,10 @@ pub mod sessions {
             .optional()?)
     }
 
+    /// `last_used_at = now` (a prepared statement: see [`prepared`]).
     pub fn touch(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> Result<()> {
-        diesel::update(sessions::table.find(id))
-            .set(sessions::last_used_at.eq(now))
-            .execute(conn)?;
+        let statement = prepared::TouchSession { id, now };
+        per_backend!(conn, c => statement.execute(c))?;
         Ok(())
     }
 
@@ -319,10 +319,10 @@ pub mod refresh_tokens {
     use super::*;
     use schema::refresh_tokens;
 
+    /// Inserts the row (a prepared statement: see [`prepared`]).
     pub fn insert(conn: &mut AnyConnection, token: &RefreshTokenRow) -> Result<()> {
-        diesel::insert_into(refresh_tokens::table)
-            .values(token)
-            .execute(conn)?;
+        let statement = prepared::InsertRefreshToken { row: token };
+        per_backend!(conn, c => statement.execute(c))?;
         Ok(())
     }
 
@@ -358,13 +358,8 @@ pub mod refresh_tokens {
     /// so of two racing refreshes exactly one wins; false for the loser (and
     /// for unknown tokens).
     pub fn claim_by_hash(conn: &mut AnyConnection, hash: &str, now: NaiveDateTime) -> Result<bool> {
-        let changed = diesel::update(
-            refresh_tokens::table
-                .filter(refresh_tokens::token_hash.eq(hash))
-                .filter(refresh_tokens::used_at.is_null()),
-        )
-        .set(refresh_tokens::used_at.eq(now))
-        .execute(conn)?;
+        let statement = prepared::ClaimToken { hash, now };
+        let changed = per_backend!(conn, c => statement.execute(c))?;
         Ok(changed == 1)
     }
 }

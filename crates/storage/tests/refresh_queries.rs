@@ -2,9 +2,10 @@
 //! answer exactly what the diesel queries they replace answered, on both
 //! backends.
 
+use chrono::TimeDelta;
 use chrono::{NaiveDateTime, SubsecRound, Utc};
-use storage::models::NewUser;
-use storage::repo::users;
+use storage::models::{NewUser, RefreshTokenRow, SessionRow};
+use storage::repo::{refresh_tokens, sessions, users};
 use storage::test_support::TestDatabase;
 use storage::{AnyConnection, Backend, DbPool, PoolOptions};
 
@@ -87,6 +88,91 @@ fn roles_and_permissions_match_the_two_queries(backend: Backend) {
     assert_eq!((roles.len(), perms.len()), (4, 5));
 }
 
+fn add_session(conn: &mut AnyConnection, id: &str, user_id: &str) -> SessionRow {
+    let at = now() - TimeDelta::minutes(5);
+    let session = SessionRow {
+        id: id.to_owned(),
+        user_id: user_id.to_owned(),
+        created_at: at,
+        last_used_at: at,
+        expires_at: at + TimeDelta::days(1),
+        revoked_at: None,
+        revoke_reason: None,
+        user_agent: None,
+        ip: None,
+    };
+    sessions::insert(conn, &session).unwrap();
+    session
+}
+
+fn token(id: &str, session_id: &str, parent_id: Option<&str>) -> RefreshTokenRow {
+    let at = now();
+    RefreshTokenRow {
+        id: id.to_owned(),
+        session_id: session_id.to_owned(),
+        token_hash: format!("hash-{id}"),
+        parent_id: parent_id.map(str::to_owned),
+        created_at: at,
+        expires_at: at + TimeDelta::hours(4),
+        used_at: None,
+    }
+}
+
+fn refresh_token_insert_claim_and_touch(backend: Backend) {
+    let fixture = migrated(backend);
+    let conn = &mut fixture.pool.get().unwrap();
+    add_user(conn, "u", "active");
+    let one = add_session(conn, "s1", "u");
+    let two = add_session(conn, "s2", "u");
+
+    // Inserted rows read back whole, with and without a parent.
+    let first = token("t1", "s1", None);
+    let second = token("t2", "s1", Some("t1"));
+    refresh_tokens::insert(conn, &first).unwrap();
+    refresh_tokens::insert(conn, &second).unwrap();
+    for row in [&first, &second] {
+        assert_eq!(
+            refresh_tokens::find_by_hash(conn, &row.token_hash)
+                .unwrap()
+                .as_ref(),
+            Some(row)
+        );
+    }
+    // A duplicate hash is refused as before.
+    let mut duplicate = token("t3", "s1", None);
+    duplicate.token_hash = first.token_hash.clone();
+    assert!(matches!(
+        refresh_tokens::insert(conn, &duplicate),
+        Err(storage::StorageError::UniqueViolation)
+    ));
+
+    // Claiming: once, and never an unknown hash.
+    let at = now();
+    assert!(refresh_tokens::claim_by_hash(conn, "hash-t1", at).unwrap());
+    assert!(!refresh_tokens::claim_by_hash(conn, "hash-t1", at + TimeDelta::seconds(1)).unwrap());
+    assert!(!refresh_tokens::claim_by_hash(conn, "hash-nope", at).unwrap());
+    let claimed = refresh_tokens::find_by_hash(conn, "hash-t1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.used_at, Some(at));
+    let untouched = refresh_tokens::find_by_hash(conn, "hash-t2")
+        .unwrap()
+        .unwrap();
+    assert_eq!(untouched.used_at, None);
+
+    // Touching moves one session's last use, nothing else.
+    sessions::touch(conn, "s1", at).unwrap();
+    let after = sessions::find(conn, "s1").unwrap().unwrap();
+    assert_eq!(
+        after,
+        SessionRow {
+            last_used_at: at,
+            ..one
+        }
+    );
+    assert_eq!(sessions::find(conn, "s2").unwrap().unwrap(), two);
+}
+
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -98,4 +184,7 @@ macro_rules! backend_tests {
     };
 }
 
-backend_tests!(roles_and_permissions_match_the_two_queries);
+backend_tests!(
+    roles_and_permissions_match_the_two_queries,
+    refresh_token_insert_claim_and_touch,
+);
