@@ -446,8 +446,16 @@ impl Accounts {
         let outcome = conn.transaction(|c| -> Result<RefreshOutcome> {
             // Write first: on SQLite a transaction that reads and then writes
             // can fail at once with SQLITE_BUSY_SNAPSHOT under concurrency,
-            // while one that starts with a write waits on busy_timeout.
-            let claimed = refresh_tokens::claim_by_hash(c, &hash, at.naive_utc())?;
+            // while one that starts with a write waits on busy_timeout. On
+            // PostgreSQL the claim also touches the session when the rotation
+            // below is bound to succeed; otherwise that happens further down.
+            let claim = refresh_tokens::claim_and_touch_session(
+                c,
+                &hash,
+                at.naive_utc(),
+                UserStatus::Active.as_str(),
+            )?;
+            let claimed = claim.claimed;
             // Token, session and user in one round trip (a missing session or
             // user means an invalid token, as a missing token does).
             let Some((token, session, user)) =
@@ -487,7 +495,9 @@ impl Accounts {
                 self.revoke_session_in(c, &session.id, "account_not_active", at)?;
                 return Ok(RefreshOutcome::Invalid);
             }
-            sessions::touch(c, &session.id, at.naive_utc())?;
+            if !claim.session_touched {
+                sessions::touch(c, &session.id, at.naive_utc())?;
+            }
             let refresh = self.new_refresh_token(c, &session, Some(&token.id), at)?;
             let (roles, perms) = users::roles_and_permissions(c, &user.id)?;
             Ok(RefreshOutcome::Rotated(Box::new(

@@ -354,6 +354,52 @@ pub mod refresh_tokens {
             .optional()?)
     }
 
+    /// What [`claim_and_touch_session`] did.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Claim {
+        /// This call marked the token used ([`claim_by_hash`] answered true).
+        pub claimed: bool,
+        /// The token's session got `last_used_at = now` in the same statement.
+        pub session_touched: bool,
+    }
+
+    /// [`claim_by_hash`], and on PostgreSQL, in the same statement, the
+    /// token's session is touched (`last_used_at = now`) when its rotation
+    /// is bound to succeed: the token was claimed now and has not expired,
+    /// its session is neither revoked nor expired, and its user's status is
+    /// `active_status`. Any success the statement can't see (a duplicate
+    /// request within the reuse grace, or SQLite, which has no
+    /// data-modifying `WITH`) leaves `session_touched` false, and the caller
+    /// touches the session itself ([`sessions::touch`]). One statement
+    /// fewer per rotation on PostgreSQL; the conditions are those under
+    /// which the rotation succeeds, so a refused refresh does not count as
+    /// a use of its session, as before.
+    pub fn claim_and_touch_session(
+        conn: &mut AnyConnection,
+        hash: &str,
+        now: NaiveDateTime,
+        active_status: &str,
+    ) -> Result<Claim> {
+        match conn {
+            AnyConnection::Postgresql(pg) => {
+                let (claimed, session_touched) = prepared::ClaimTokenTouchSession {
+                    hash,
+                    now,
+                    active_status,
+                }
+                .get_result::<(bool, bool)>(pg)?;
+                Ok(Claim {
+                    claimed,
+                    session_touched,
+                })
+            }
+            AnyConnection::Sqlite(_) => Ok(Claim {
+                claimed: claim_by_hash(conn, hash, now)?,
+                session_touched: false,
+            }),
+        }
+    }
+
     /// Marks the token with this hash used. Conditional on it being unused,
     /// so of two racing refreshes exactly one wins; false for the loser (and
     /// for unknown tokens).
