@@ -58,10 +58,9 @@ pub async fn request_span(
         Ok(mut r) => {
             if let Some(metrics) = metrics {
                 // The route pattern, not the path: ids must not become labels.
-                let route = r.request().match_pattern();
                 metrics.record_request(
-                    route.as_deref().unwrap_or("unmatched"),
-                    method.as_str(),
+                    r.request().match_pattern(),
+                    &method,
                     r.status().as_u16(),
                     elapsed.as_secs_f64(),
                 );

@@ -19,6 +19,7 @@ backend_tests!(
     a_refresh_storm_never_leaves_two_live_chains,
     logout_all_revokes_every_session,
     refresh_rereads_the_user,
+    refresh_touches_the_session_only_when_it_succeeds,
 );
 
 async fn health_readiness_and_jwks(backend: Backend) {
@@ -390,4 +391,86 @@ async fn refresh_rereads_the_user(backend: Backend) {
         (status, body["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token"))
     );
+}
+
+/// The session's `last_used_at` moves with every successful refresh,
+/// including a duplicate within the grace window, and never with a refused
+/// one: revoked session, disabled account, reuse after the grace window.
+async fn refresh_touches_the_session_only_when_it_succeeds(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_REFRESH_REUSE_GRACE", "2")]).await;
+    app.create_user("kang@example.com", None).await;
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(20));
+
+    let first = app.login("kang@example.com").await;
+    let at_login = last_used(&app, &first).await;
+    pause().await;
+    let second = refresh_ok(&app, &first).await;
+    assert_eq!(second["session_id"], first["session_id"]);
+    let rotated = last_used(&app, &first).await;
+    assert!(rotated > at_login, "{rotated} after {at_login}");
+    // The same token again within the grace window: a sibling, and a use.
+    pause().await;
+    let sibling = refresh_ok(&app, &first).await;
+    let duplicate = last_used(&app, &first).await;
+    assert!(duplicate > rotated, "{duplicate} after {rotated}");
+    // After the grace window: theft, the session dies, and that is no use.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    refused(&app, &first).await;
+    assert_eq!(last_used(&app, &first).await, duplicate);
+    refused(&app, &sibling).await;
+    assert_eq!(last_used(&app, &first).await, duplicate);
+
+    // A logged-out session's unused token: refused, not a use.
+    let other = app.login("kang@example.com").await;
+    let at_login = last_used(&app, &other).await;
+    let access = other["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.post_bearer("/api/v1/auth/logout", access).await.0,
+        StatusCode::NO_CONTENT
+    );
+    pause().await;
+    refused(&app, &other).await;
+    assert_eq!(last_used(&app, &other).await, at_login);
+
+    // A disabled account's session: refused, not a use.
+    let third = app.login("kang@example.com").await;
+    let at_login = last_used(&app, &third).await;
+    let pool = app.accounts.pool().clone();
+    tokio::task::spawn_blocking(move || {
+        use diesel::prelude::*;
+        diesel::update(storage::schema::users::table)
+            .set(storage::schema::users::status.eq("disabled"))
+            .execute(&mut pool.get().unwrap())
+            .unwrap();
+    })
+    .await
+    .unwrap();
+    pause().await;
+    refused(&app, &third).await;
+    assert_eq!(last_used(&app, &third).await, at_login);
+}
+
+/// `last_used_at` of the session of a login or refresh answer.
+async fn last_used(app: &TestApp, tokens: &Value) -> chrono::NaiveDateTime {
+    let pool = app.accounts.pool().clone();
+    let id = tokens["session_id"].as_str().unwrap().to_owned();
+    tokio::task::spawn_blocking(move || {
+        storage::repo::sessions::find(&mut pool.get().unwrap(), &id)
+            .unwrap()
+            .unwrap()
+            .last_used_at
+    })
+    .await
+    .unwrap()
+}
+
+async fn refresh_ok(app: &TestApp, tokens: &Value) -> Value {
+    let (status, body) = app.refresh(tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn refused(app: &TestApp, tokens: &Value) {
+    let (status, body) = app.refresh(tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }

@@ -171,6 +171,13 @@ async fn postgres_going_away_answers_503_and_service_resumes_by_itself() {
     app.create_user("ada@example.test", Some("ada")).await;
     let session = app.login("ada").await;
     let access = session["access_token"].as_str().unwrap().to_owned();
+    // Several connections open and idle in the pool when PostgreSQL goes away.
+    assert!(
+        readiness_burst(&app)
+            .await
+            .iter()
+            .all(|s| *s == StatusCode::OK)
+    );
 
     let pg = postgres.clone();
     tokio::task::spawn_blocking(move || pg.stop())
@@ -237,7 +244,24 @@ async fn postgres_going_away_answers_503_and_service_resumes_by_itself() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The connections opened before the restart are never handed out again:
+    // once one failed, the others are tested before use and replaced.
+    let statuses = readiness_burst(&app).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::OK),
+        "{statuses:?}"
+    );
     app.login("ada").await;
+}
+
+/// Eight concurrent readiness checks (each one a database round trip).
+async fn readiness_burst(app: &TestApp) -> Vec<StatusCode> {
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (http, url) = (app.http.clone(), app.url("/readyz"));
+        burst.spawn(async move { http.get(url).send().await.unwrap().status() });
+    }
+    burst.join_all().await
 }
 
 /// Status and problem+json body of an answer that is meant to be a 5xx

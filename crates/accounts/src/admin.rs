@@ -102,9 +102,10 @@ pub struct Revoked {
 
 impl Accounts {
     fn view(&self, c: &mut AnyConnection, row: UserRow) -> Result<UserView> {
+        let (roles, permissions) = users::roles_and_permissions(c, &row.id)?;
         Ok(UserView {
-            roles: users::roles(c, &row.id)?,
-            permissions: users::permissions(c, &row.id)?,
+            roles,
+            permissions,
             id: row.id,
             email: row.email,
             username: row.username,

@@ -335,10 +335,7 @@ impl Accounts {
             ip: client.ip.clone(),
         };
         let mut conn = self.conn()?;
-        let (roles, perms) = (
-            users::roles(&mut conn, &user.id)?,
-            users::permissions(&mut conn, &user.id)?,
-        );
+        let (roles, perms) = users::roles_and_permissions(&mut conn, &user.id)?;
         let refresh = conn.transaction(|c| {
             sessions::insert(c, &session)?;
             self.new_refresh_token(c, &session, None, at)
@@ -449,8 +446,16 @@ impl Accounts {
         let outcome = conn.transaction(|c| -> Result<RefreshOutcome> {
             // Write first: on SQLite a transaction that reads and then writes
             // can fail at once with SQLITE_BUSY_SNAPSHOT under concurrency,
-            // while one that starts with a write waits on busy_timeout.
-            let claimed = refresh_tokens::claim_by_hash(c, &hash, at.naive_utc())?;
+            // while one that starts with a write waits on busy_timeout. On
+            // PostgreSQL the claim also touches the session when the rotation
+            // below is bound to succeed; otherwise that happens further down.
+            let claim = refresh_tokens::claim_and_touch_session(
+                c,
+                &hash,
+                at.naive_utc(),
+                UserStatus::Active.as_str(),
+            )?;
+            let claimed = claim.claimed;
             // Token, session and user in one round trip (a missing session or
             // user means an invalid token, as a missing token does).
             let Some((token, session, user)) =
@@ -490,10 +495,11 @@ impl Accounts {
                 self.revoke_session_in(c, &session.id, "account_not_active", at)?;
                 return Ok(RefreshOutcome::Invalid);
             }
-            sessions::touch(c, &session.id, at.naive_utc())?;
+            if !claim.session_touched {
+                sessions::touch(c, &session.id, at.naive_utc())?;
+            }
             let refresh = self.new_refresh_token(c, &session, Some(&token.id), at)?;
-            let roles = users::roles(c, &user.id)?;
-            let perms = users::permissions(c, &user.id)?;
+            let (roles, perms) = users::roles_and_permissions(c, &user.id)?;
             Ok(RefreshOutcome::Rotated(Box::new(
                 self.issue(&user, &session, roles, perms, refresh, at)?,
             )))
@@ -527,8 +533,7 @@ impl Accounts {
                 return Ok(Err(AccountsError::InvalidRefreshToken));
             };
             sessions::touch(c, &session.id, at.naive_utc())?;
-            let roles = users::roles(c, &user.id)?;
-            let perms = users::permissions(c, &user.id)?;
+            let (roles, perms) = users::roles_and_permissions(c, &user.id)?;
             let claims = self.claims_for(&user, &session.id, roles, perms, at);
             let access_token = self.keys().sign(ACCESS_TOKEN_TYP, &claims)?;
             // The old token dies with the renewal (if it is not dead already).

@@ -1,11 +1,13 @@
 //! One connection type over both backends, and the pool that hands them out.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
+use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::prelude::*;
-use diesel::r2d2::{ManageConnection, Pool};
+use diesel::r2d2::{ManageConnection, Pool, R2D2Connection};
 use diesel::{PgConnection, SqliteConnection};
 
 use crate::error::StorageError;
@@ -70,9 +72,65 @@ pub enum Backend {
 /// than using diesel's `MultiConnection::establish`, which replaces libpq's
 /// real message ("connection refused", "database does not exist") with a
 /// generic one.
+///
+/// Checking out a connection costs no round trip (r2d2's default would send
+/// `SELECT 1` first, one extra statement per request). Instead every
+/// connection watches its own queries ([`Health`]): one that lost its server
+/// is dropped when it goes back to the pool, and once any connection lost
+/// its server, the connections opened before that are tested with
+/// `SELECT 1` at their next checkout, so after a database restart the pool
+/// does not hand out its stale connections one failing request at a time.
 #[derive(Debug)]
 pub struct ConnectionManager {
     url: DatabaseUrl,
+    /// Connection losses seen so far, by any connection of this pool.
+    losses: Arc<AtomicU64>,
+}
+
+/// Per-connection instrumentation: notices when a query fails because the
+/// server is gone. Any default instrumentation diesel was given
+/// (`set_default_instrumentation`) still sees every event.
+struct Health {
+    /// `losses` when the connection was opened or last tested.
+    checked_at: u64,
+    /// A query failed because the connection to the server is gone.
+    lost: bool,
+    losses: Arc<AtomicU64>,
+    inner: Option<Box<dyn Instrumentation>>,
+}
+
+impl Instrumentation for Health {
+    fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        if let InstrumentationEvent::FinishQuery {
+            error: Some(error), ..
+        } = &event
+            && is_connection_loss(error)
+            && !self.lost
+        {
+            self.lost = true;
+            self.losses.fetch_add(1, Ordering::SeqCst);
+        }
+        if let Some(inner) = &mut self.inner {
+            inner.on_connection_event(event);
+        }
+    }
+}
+
+/// Errors after which the connection is useless: the server closed it, or
+/// libpq could not send (or get an answer to) a command on it.
+fn is_connection_loss(error: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    matches!(
+        error,
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _
+        )
+    )
+}
+
+fn health(conn: &mut AnyConnection) -> Option<&mut Health> {
+    conn.instrumentation().downcast_mut::<Health>()
 }
 
 /// Why a connection could not be opened (libpq's or SQLite's own words).
@@ -103,21 +161,56 @@ fn establish(url: &DatabaseUrl) -> Result<AnyConnection, ConnectError> {
     }
 }
 
+impl ConnectionManager {
+    fn new(url: DatabaseUrl) -> Self {
+        Self {
+            url,
+            losses: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
 impl ManageConnection for ConnectionManager {
     type Connection = AnyConnection;
     type Error = ConnectError;
 
     fn connect(&self) -> Result<AnyConnection, ConnectError> {
-        establish(&self.url)
+        // Read before connecting: a loss seen while this connection is being
+        // opened may predate it, and then it gets tested once.
+        let checked_at = self.losses.load(Ordering::SeqCst);
+        let mut conn = establish(&self.url)?;
+        let inner = diesel::connection::get_default_instrumentation();
+        conn.set_instrumentation(Health {
+            checked_at,
+            lost: false,
+            losses: self.losses.clone(),
+            inner,
+        });
+        Ok(conn)
     }
 
+    /// Called at checkout. Free unless a connection lost its server since
+    /// this one was last known good: then one `SELECT 1`.
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectError> {
+        let losses = self.losses.load(Ordering::SeqCst);
+        match health(conn) {
+            Some(h) if h.lost => return Err(ConnectError("connection lost".to_owned())),
+            Some(h) if h.checked_at == losses => return Ok(()),
+            _ => {}
+        }
         conn.batch_execute("SELECT 1")
-            .map_err(|e| ConnectError(e.to_string()))
+            .map_err(|e| ConnectError(e.to_string()))?;
+        if let Some(h) = health(conn) {
+            h.checked_at = losses;
+        }
+        Ok(())
     }
 
-    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
-        false
+    /// Called when a connection goes back to the pool: it is dropped if it
+    /// lost its server, or if diesel considers it broken (a transaction left
+    /// open or a failed rollback).
+    fn has_broken(&self, conn: &mut AnyConnection) -> bool {
+        health(conn).is_some_and(|h| h.lost) || R2D2Connection::is_broken(conn)
     }
 }
 
@@ -152,8 +245,10 @@ pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> Result<DbPool, Stora
     Pool::builder()
         .max_size(options.max_size)
         .min_idle(Some(1))
+        // Cheap: see `ConnectionManager::is_valid`.
+        .test_on_check_out(true)
         .connection_timeout(options.connection_timeout)
-        .build(ConnectionManager { url: url.clone() })
+        .build(ConnectionManager::new(url.clone()))
         .map_err(|e| StorageError::Connect(e.to_string()))
 }
 

@@ -29,11 +29,13 @@ impl From<diesel::result::Error> for StorageError {
             Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
                 StorageError::UniqueViolation
             }
-            // The server went away mid-query: the database is unavailable,
-            // not the query wrong (callers answer 503, not 500).
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, info) => {
-                StorageError::Connect(info.message().to_owned())
-            }
+            // The server went away mid-query, or before the query could be
+            // sent on a pooled connection: the database is unavailable, not
+            // the query wrong (callers answer 503, not 500).
+            Error::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => StorageError::Connect(info.message().to_owned()),
             other => StorageError::Query(other),
         }
     }

@@ -15,6 +15,7 @@ pub mod connection;
 pub mod error;
 pub mod migrations;
 pub mod models;
+mod prepared;
 pub mod repo;
 pub mod schema;
 #[cfg(feature = "test-support")]

@@ -7,9 +7,20 @@ use diesel::prelude::*;
 use crate::connection::AnyConnection;
 use crate::error::StorageError;
 use crate::models::*;
-use crate::schema;
+use crate::{prepared, schema};
 
 type Result<T> = std::result::Result<T, StorageError>;
+
+/// Runs `$body` with `$c` bound to the backend's own connection, for the
+/// statements in [`prepared`], which are written per backend.
+macro_rules! per_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match $conn {
+            AnyConnection::Postgresql($c) => $body,
+            AnyConnection::Sqlite($c) => $body,
+        }
+    };
+}
 
 pub mod users {
     use super::*;
@@ -81,6 +92,21 @@ pub mod users {
             .select(user_permissions::permission)
             .order(user_permissions::permission)
             .load(conn)?)
+    }
+
+    /// [`roles`] and [`permissions`] in one query instead of two (the
+    /// login and refresh paths need both).
+    pub fn roles_and_permissions(
+        conn: &mut AnyConnection,
+        id: &str,
+    ) -> Result<(Vec<String>, Vec<String>)> {
+        let query = prepared::RolesAndPermissions { user_id: id };
+        let rows: Vec<(i32, String)> = per_backend!(conn, c => query.load(c))?;
+        // Roles (kind 0) come first, each kind sorted by name.
+        let split = rows.partition_point(|(kind, _)| *kind == 0);
+        let mut roles: Vec<String> = rows.into_iter().map(|(_, name)| name).collect();
+        let permissions = roles.split_off(split);
+        Ok((roles, permissions))
     }
 
     pub fn add_role(conn: &mut AnyConnection, id: &str, role: &str) -> Result<()> {
@@ -221,10 +247,10 @@ pub mod sessions {
             .optional()?)
     }
 
+    /// `last_used_at = now` (a prepared statement: see [`prepared`]).
     pub fn touch(conn: &mut AnyConnection, id: &str, now: NaiveDateTime) -> Result<()> {
-        diesel::update(sessions::table.find(id))
-            .set(sessions::last_used_at.eq(now))
-            .execute(conn)?;
+        let statement = prepared::TouchSession { id, now };
+        per_backend!(conn, c => statement.execute(c))?;
         Ok(())
     }
 
@@ -293,10 +319,10 @@ pub mod refresh_tokens {
     use super::*;
     use schema::refresh_tokens;
 
+    /// Inserts the row (a prepared statement: see [`prepared`]).
     pub fn insert(conn: &mut AnyConnection, token: &RefreshTokenRow) -> Result<()> {
-        diesel::insert_into(refresh_tokens::table)
-            .values(token)
-            .execute(conn)?;
+        let statement = prepared::InsertRefreshToken { row: token };
+        per_backend!(conn, c => statement.execute(c))?;
         Ok(())
     }
 
@@ -328,17 +354,58 @@ pub mod refresh_tokens {
             .optional()?)
     }
 
+    /// What [`claim_and_touch_session`] did.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Claim {
+        /// This call marked the token used ([`claim_by_hash`] answered true).
+        pub claimed: bool,
+        /// The token's session got `last_used_at = now` in the same statement.
+        pub session_touched: bool,
+    }
+
+    /// [`claim_by_hash`], and on PostgreSQL, in the same statement, the
+    /// token's session is touched (`last_used_at = now`) when its rotation
+    /// is bound to succeed: the token was claimed now and has not expired,
+    /// its session is neither revoked nor expired, and its user's status is
+    /// `active_status`. Any success the statement can't see (a duplicate
+    /// request within the reuse grace, or SQLite, which has no
+    /// data-modifying `WITH`) leaves `session_touched` false, and the caller
+    /// touches the session itself ([`sessions::touch`]). One statement
+    /// fewer per rotation on PostgreSQL; the conditions are those under
+    /// which the rotation succeeds, so a refused refresh does not count as
+    /// a use of its session, as before.
+    pub fn claim_and_touch_session(
+        conn: &mut AnyConnection,
+        hash: &str,
+        now: NaiveDateTime,
+        active_status: &str,
+    ) -> Result<Claim> {
+        match conn {
+            AnyConnection::Postgresql(pg) => {
+                let (claimed, session_touched) = prepared::ClaimTokenTouchSession {
+                    hash,
+                    now,
+                    active_status,
+                }
+                .get_result::<(bool, bool)>(pg)?;
+                Ok(Claim {
+                    claimed,
+                    session_touched,
+                })
+            }
+            AnyConnection::Sqlite(_) => Ok(Claim {
+                claimed: claim_by_hash(conn, hash, now)?,
+                session_touched: false,
+            }),
+        }
+    }
+
     /// Marks the token with this hash used. Conditional on it being unused,
     /// so of two racing refreshes exactly one wins; false for the loser (and
     /// for unknown tokens).
     pub fn claim_by_hash(conn: &mut AnyConnection, hash: &str, now: NaiveDateTime) -> Result<bool> {
-        let changed = diesel::update(
-            refresh_tokens::table
-                .filter(refresh_tokens::token_hash.eq(hash))
-                .filter(refresh_tokens::used_at.is_null()),
-        )
-        .set(refresh_tokens::used_at.eq(now))
-        .execute(conn)?;
+        let statement = prepared::ClaimToken { hash, now };
+        let changed = per_backend!(conn, c => statement.execute(c))?;
         Ok(changed == 1)
     }
 }

@@ -1,0 +1,185 @@
+//! Statements of the refresh path written out by hand, for what diesel's
+//! query builder does not give: fewer round trips, and statements that are
+//! prepared once per connection.
+//!
+//! Each type has fixed SQL and a static query id, so diesel prepares it once
+//! per connection and afterwards only binds and executes it. Placeholders
+//! come from the backend's own query builder (`$n` or `?`), so one
+//! definition serves both backends unless noted. The callers in
+//! [`crate::repo`] say what each one replaces.
+
+use chrono::NaiveDateTime;
+use diesel::backend::Backend;
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{Bool, Integer, Nullable, Text, Timestamp};
+use diesel::{QueryResult, RunQueryDsl};
+
+use crate::models::RefreshTokenRow;
+
+/// `QueryId` (static: the cache key is the type) and `RunQueryDsl`.
+macro_rules! statement {
+    ($name:ident) => {
+        impl QueryId for $name<'_> {
+            type QueryId = $name<'static>;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+        impl<Conn> RunQueryDsl<Conn> for $name<'_> {}
+    };
+}
+
+/// `refresh_tokens::claim_by_hash`: marks the token used if it is unused.
+pub(crate) struct ClaimToken<'a> {
+    pub hash: &'a str,
+    pub now: NaiveDateTime,
+}
+statement!(ClaimToken);
+
+impl<DB: Backend> QueryFragment<DB> for ClaimToken<'_>
+where
+    str: ToSql<Text, DB>,
+    NaiveDateTime: ToSql<Timestamp, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("UPDATE refresh_tokens SET used_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(" WHERE token_hash = ");
+        out.push_bind_param::<Text, _>(self.hash)?;
+        out.push_sql(" AND used_at IS NULL");
+        Ok(())
+    }
+}
+
+/// PostgreSQL only (a data-modifying `WITH`; SQLite has none):
+/// [`ClaimToken`], and in the same statement the session's
+/// `last_used_at = now` if the rotation is going to succeed as far as the
+/// rows tell: the token was claimed now and has not expired, its session
+/// is neither revoked nor expired, and its user's status is
+/// `active_status`. Answers (claimed, session touched).
+pub(crate) struct ClaimTokenTouchSession<'a> {
+    pub hash: &'a str,
+    pub now: NaiveDateTime,
+    pub active_status: &'a str,
+}
+statement!(ClaimTokenTouchSession);
+
+impl Query for ClaimTokenTouchSession<'_> {
+    type SqlType = (Bool, Bool);
+}
+
+impl QueryFragment<Pg> for ClaimTokenTouchSession<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH claimed AS (UPDATE refresh_tokens SET used_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(" WHERE token_hash = ");
+        out.push_bind_param::<Text, _>(self.hash)?;
+        // Scalar subqueries rather than joins, so the plan is index
+        // lookups whatever the statistics say: the session by primary key
+        // (at most one claimed row: `token_hash` is unique), then its user.
+        out.push_sql(
+            " AND used_at IS NULL RETURNING session_id, expires_at), \
+             touched AS (UPDATE sessions SET last_used_at = ",
+        );
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(
+            " WHERE sessions.id = \
+             (SELECT claimed.session_id FROM claimed WHERE claimed.expires_at > ",
+        );
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(") AND sessions.revoked_at IS NULL AND sessions.expires_at > ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(" AND (SELECT status FROM users WHERE users.id = sessions.user_id) = ");
+        out.push_bind_param::<Text, _>(self.active_status)?;
+        out.push_sql(
+            " RETURNING sessions.id) \
+             SELECT EXISTS (SELECT 1 FROM claimed), EXISTS (SELECT 1 FROM touched)",
+        );
+        Ok(())
+    }
+}
+
+/// `sessions::touch`.
+pub(crate) struct TouchSession<'a> {
+    pub id: &'a str,
+    pub now: NaiveDateTime,
+}
+statement!(TouchSession);
+
+impl<DB: Backend> QueryFragment<DB> for TouchSession<'_>
+where
+    str: ToSql<Text, DB>,
+    NaiveDateTime: ToSql<Timestamp, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("UPDATE sessions SET last_used_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<Text, _>(self.id)?;
+        Ok(())
+    }
+}
+
+/// `refresh_tokens::insert`: every column bound (a `None` is bound as
+/// `NULL`, which is also what the columns' default would give).
+pub(crate) struct InsertRefreshToken<'a> {
+    pub row: &'a RefreshTokenRow,
+}
+statement!(InsertRefreshToken);
+
+impl<DB: Backend> QueryFragment<DB> for InsertRefreshToken<'_>
+where
+    str: ToSql<Text, DB>,
+    NaiveDateTime: ToSql<Timestamp, DB>,
+    Option<String>: ToSql<Nullable<Text>, DB>,
+    Option<NaiveDateTime>: ToSql<Nullable<Timestamp>, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        let row = self.row;
+        out.push_sql(
+            "INSERT INTO refresh_tokens \
+             (id, session_id, token_hash, parent_id, created_at, expires_at, used_at) VALUES (",
+        );
+        out.push_bind_param::<Text, _>(row.id.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(row.session_id.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(row.token_hash.as_str())?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&row.parent_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&row.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamp, _>(&row.expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamp>, _>(&row.used_at)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+/// `users::roles_and_permissions`: `(0, role)` and `(1, permission)` rows,
+/// ordered by kind, then by name as the database sorts them (the order
+/// `users::roles` and `users::permissions` return).
+pub(crate) struct RolesAndPermissions<'a> {
+    pub user_id: &'a str,
+}
+statement!(RolesAndPermissions);
+
+impl Query for RolesAndPermissions<'_> {
+    type SqlType = (Integer, Text);
+}
+
+impl<DB: Backend> QueryFragment<DB> for RolesAndPermissions<'_>
+where
+    str: ToSql<Text, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql("SELECT 0, role FROM user_roles WHERE user_id = ");
+        out.push_bind_param::<Text, _>(self.user_id)?;
+        out.push_sql(" UNION ALL SELECT 1, permission FROM user_permissions WHERE user_id = ");
+        out.push_bind_param::<Text, _>(self.user_id)?;
+        out.push_sql(" ORDER BY 1, 2");
+        Ok(())
+    }
+}

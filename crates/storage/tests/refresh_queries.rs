@@ -1,0 +1,318 @@
+//! The hand-written statements of the refresh path (`storage::prepared`)
+//! answer exactly what the diesel queries they replace answered, on both
+//! backends.
+
+use chrono::TimeDelta;
+use chrono::{NaiveDateTime, SubsecRound, Utc};
+use diesel::prelude::*;
+use storage::models::{NewUser, RefreshTokenRow, SessionRow};
+use storage::repo::{refresh_tokens, sessions, users};
+use storage::test_support::TestDatabase;
+use storage::{AnyConnection, Backend, DbPool, PoolOptions};
+
+/// Fields drop in order: the pool lets go of its connections before the
+/// database is dropped.
+struct Fixture {
+    pool: DbPool,
+    _db: TestDatabase,
+}
+
+fn migrated(backend: Backend) -> Fixture {
+    let db = TestDatabase::create(backend);
+    let pool = storage::connect(
+        &db.url,
+        &PoolOptions {
+            max_size: 2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    storage::migrations::run_pending(&mut pool.get().unwrap()).unwrap();
+    Fixture { pool, _db: db }
+}
+
+fn now() -> NaiveDateTime {
+    Utc::now().trunc_subsecs(6).naive_utc()
+}
+
+fn add_user(conn: &mut AnyConnection, id: &str, status: &str) {
+    let at = now();
+    users::insert(
+        conn,
+        &NewUser {
+            id,
+            email: &format!("{id}@example.test"),
+            username: None,
+            name: None,
+            password_hash: None,
+            status,
+            organization_id: None,
+            permission_version: 1,
+            created_at: at,
+            updated_at: at,
+            locale: None,
+            must_change_password: false,
+            password_changed_at: None,
+        },
+    )
+    .unwrap();
+}
+
+fn roles_and_permissions_match_the_two_queries(backend: Backend) {
+    let fixture = migrated(backend);
+    let conn = &mut fixture.pool.get().unwrap();
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    add_user(conn, "both", "active");
+    add_user(conn, "roles-only", "active");
+    add_user(conn, "perms-only", "active");
+    add_user(conn, "none", "active");
+    // Inserted out of order, with names that sort differently as bytes and
+    // case-insensitively, and a role and a permission with the same name.
+    let roles = names(&["operator", "Admin", "auditor", "admin"]);
+    let perms = names(&["users:write", "audit", "Users:read", "admin", "users:read"]);
+    users::replace_roles(conn, "both", &roles, now()).unwrap();
+    users::replace_permissions(conn, "both", &perms, now()).unwrap();
+    users::replace_roles(conn, "roles-only", &roles[..2], now()).unwrap();
+    users::replace_permissions(conn, "perms-only", &perms[..3], now()).unwrap();
+    for id in ["both", "roles-only", "perms-only", "none", "unknown"] {
+        let expected = (
+            users::roles(conn, id).unwrap(),
+            users::permissions(conn, id).unwrap(),
+        );
+        assert_eq!(
+            users::roles_and_permissions(conn, id).unwrap(),
+            expected,
+            "{id}"
+        );
+    }
+    let (roles, perms) = users::roles_and_permissions(conn, "both").unwrap();
+    assert_eq!((roles.len(), perms.len()), (4, 5));
+}
+
+fn add_session(conn: &mut AnyConnection, id: &str, user_id: &str) -> SessionRow {
+    let at = now() - TimeDelta::minutes(5);
+    let session = SessionRow {
+        id: id.to_owned(),
+        user_id: user_id.to_owned(),
+        created_at: at,
+        last_used_at: at,
+        expires_at: at + TimeDelta::days(1),
+        revoked_at: None,
+        revoke_reason: None,
+        user_agent: None,
+        ip: None,
+    };
+    sessions::insert(conn, &session).unwrap();
+    session
+}
+
+fn token(id: &str, session_id: &str, parent_id: Option<&str>) -> RefreshTokenRow {
+    let at = now();
+    RefreshTokenRow {
+        id: id.to_owned(),
+        session_id: session_id.to_owned(),
+        token_hash: format!("hash-{id}"),
+        parent_id: parent_id.map(str::to_owned),
+        created_at: at,
+        expires_at: at + TimeDelta::hours(4),
+        used_at: None,
+    }
+}
+
+fn refresh_token_insert_claim_and_touch(backend: Backend) {
+    let fixture = migrated(backend);
+    let conn = &mut fixture.pool.get().unwrap();
+    add_user(conn, "u", "active");
+    let one = add_session(conn, "s1", "u");
+    let two = add_session(conn, "s2", "u");
+
+    // Inserted rows read back whole, with and without a parent.
+    let first = token("t1", "s1", None);
+    let second = token("t2", "s1", Some("t1"));
+    refresh_tokens::insert(conn, &first).unwrap();
+    refresh_tokens::insert(conn, &second).unwrap();
+    for row in [&first, &second] {
+        assert_eq!(
+            refresh_tokens::find_by_hash(conn, &row.token_hash)
+                .unwrap()
+                .as_ref(),
+            Some(row)
+        );
+    }
+    // A duplicate hash is refused as before.
+    let mut duplicate = token("t3", "s1", None);
+    duplicate.token_hash = first.token_hash.clone();
+    assert!(matches!(
+        refresh_tokens::insert(conn, &duplicate),
+        Err(storage::StorageError::UniqueViolation)
+    ));
+
+    // Claiming: once, and never an unknown hash.
+    let at = now();
+    assert!(refresh_tokens::claim_by_hash(conn, "hash-t1", at).unwrap());
+    assert!(!refresh_tokens::claim_by_hash(conn, "hash-t1", at + TimeDelta::seconds(1)).unwrap());
+    assert!(!refresh_tokens::claim_by_hash(conn, "hash-nope", at).unwrap());
+    let claimed = refresh_tokens::find_by_hash(conn, "hash-t1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.used_at, Some(at));
+    let untouched = refresh_tokens::find_by_hash(conn, "hash-t2")
+        .unwrap()
+        .unwrap();
+    assert_eq!(untouched.used_at, None);
+
+    // Touching moves one session's last use, nothing else.
+    sessions::touch(conn, "s1", at).unwrap();
+    let after = sessions::find(conn, "s1").unwrap().unwrap();
+    assert_eq!(
+        after,
+        SessionRow {
+            last_used_at: at,
+            ..one
+        }
+    );
+    assert_eq!(sessions::find(conn, "s2").unwrap().unwrap(), two);
+}
+
+/// `claim_and_touch_session` claims like `claim_by_hash`, and touches the
+/// session (PostgreSQL) only when the rotation is bound to succeed.
+fn claim_touches_only_sessions_about_to_be_rotated(backend: Backend) {
+    use storage::repo::refresh_tokens::Claim;
+    let fixture = migrated(backend);
+    let conn = &mut fixture.pool.get().unwrap();
+    let pg = backend == Backend::Postgres;
+    let at = now();
+    add_user(conn, "active", "active");
+    add_user(conn, "disabled", "disabled");
+    let mut cases = Vec::new();
+    // (token, what the claim should say)
+    let mut case = |conn: &mut AnyConnection,
+                    name: &str,
+                    user: &str,
+                    edit_session: &dyn Fn(&mut SessionRow),
+                    edit_token: &dyn Fn(&mut RefreshTokenRow),
+                    bound_to_succeed: bool| {
+        let mut session = add_session(conn, &format!("s-{name}"), user);
+        edit_session(&mut session);
+        diesel::update(storage::schema::sessions::table.find(&session.id))
+            .set((
+                storage::schema::sessions::expires_at.eq(session.expires_at),
+                storage::schema::sessions::revoked_at.eq(session.revoked_at),
+            ))
+            .execute(conn)
+            .unwrap();
+        let mut row = token(name, &session.id, None);
+        edit_token(&mut row);
+        refresh_tokens::insert(conn, &row).unwrap();
+        cases.push((row.token_hash.clone(), session, bound_to_succeed));
+    };
+    let keep_session = |_: &mut SessionRow| {};
+    let keep_token = |_: &mut RefreshTokenRow| {};
+    case(conn, "ok", "active", &keep_session, &keep_token, true);
+    case(
+        conn,
+        "disabled-user",
+        "disabled",
+        &keep_session,
+        &keep_token,
+        false,
+    );
+    case(
+        conn,
+        "revoked-session",
+        "active",
+        &|s| s.revoked_at = Some(at - TimeDelta::seconds(1)),
+        &keep_token,
+        false,
+    );
+    case(
+        conn,
+        "expired-session",
+        "active",
+        &|s| s.expires_at = at,
+        &keep_token,
+        false,
+    );
+    case(
+        conn,
+        "expired-token",
+        "active",
+        &keep_session,
+        &|t| t.expires_at = at,
+        false,
+    );
+    case(
+        conn,
+        "spent-token",
+        "active",
+        &keep_session,
+        &|t| t.used_at = Some(at - TimeDelta::seconds(1)),
+        false,
+    );
+    for (hash, before, bound_to_succeed) in cases {
+        let claim = refresh_tokens::claim_and_touch_session(conn, &hash, at, "active").unwrap();
+        let spent = hash == "hash-spent-token";
+        assert_eq!(
+            claim,
+            Claim {
+                claimed: !spent,
+                session_touched: pg && bound_to_succeed,
+            },
+            "{hash}"
+        );
+        let after = sessions::find(conn, &before.id).unwrap().unwrap();
+        let expected_last_use = if claim.session_touched {
+            at
+        } else {
+            before.last_used_at
+        };
+        assert_eq!(
+            after,
+            SessionRow {
+                last_used_at: expected_last_use,
+                ..before
+            },
+            "{hash}"
+        );
+        // Claimed once only: the second try claims and touches nothing.
+        let again = refresh_tokens::claim_and_touch_session(
+            conn,
+            &hash,
+            at + TimeDelta::seconds(1),
+            "active",
+        )
+        .unwrap();
+        assert_eq!(
+            again,
+            Claim {
+                claimed: false,
+                session_touched: false
+            }
+        );
+        assert_eq!(sessions::find(conn, &after.id).unwrap().unwrap(), after);
+    }
+    assert_eq!(
+        refresh_tokens::claim_and_touch_session(conn, "hash-unknown", at, "active").unwrap(),
+        Claim {
+            claimed: false,
+            session_touched: false
+        }
+    );
+}
+
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test] fn $name() { super::$name(storage::Backend::Sqlite) })*
+        }
+        mod postgres {
+            $(#[test] fn $name() { super::$name(storage::Backend::Postgres) })*
+        }
+    };
+}
+
+backend_tests!(
+    roles_and_permissions_match_the_two_queries,
+    refresh_token_insert_claim_and_touch,
+    claim_touches_only_sessions_about_to_be_rotated,
+);
