@@ -16,7 +16,7 @@ pub struct AppState {
     pub revocations: Arc<RevocationCache>,
     /// Bearer tokens that passed verification (revocation is checked apart,
     /// on every request).
-    pub token_cache: TokenCache<Principal>,
+    pub token_cache: TokenCache<Arc<Principal>>,
     pub api_token_usage: Arc<ApiTokenUsage>,
     /// Region for phone numbers without a country code.
     pub phone_region: String,

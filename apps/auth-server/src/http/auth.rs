@@ -281,7 +281,7 @@ pub(crate) struct Me<'a> {
     )
 )]
 pub async fn me(Authenticated(principal): Authenticated) -> HttpResponse {
-    let claims = match principal {
+    let claims = match &*principal {
         Principal::Session(claims) => claims,
         Principal::ApiToken(token) => {
             return no_store(&mut HttpResponse::Ok()).json(serde_json::json!({

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use accounts::{Actor, AuditContext, ClientInfo, Role};
 use actix_web::dev::Payload;
@@ -143,7 +144,9 @@ impl Principal {
 }
 
 /// Any valid token: a session's access token or a personal API token.
-pub struct Authenticated(pub Principal);
+/// Shared with the verified-token cache: a hit costs a reference count, not
+/// a copy of every claim.
+pub struct Authenticated(pub Arc<Principal>);
 
 impl FromRequest for Authenticated {
     type Error = ApiError;
@@ -163,7 +166,8 @@ impl FromRequest for Bearer {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(authenticate(req).and_then(|principal| match principal {
+        let principal = authenticate(req).map(Arc::unwrap_or_clone);
+        std::future::ready(principal.and_then(|principal| match principal {
             Principal::Session(claims) => Ok(Bearer(claims)),
             Principal::ApiToken(_) => Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -220,7 +224,7 @@ impl FromRequest for ManagerActor {
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
+fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError> {
     let state = req
         .app_data::<web::Data<AppState>>()
         .ok_or_else(ApiError::internal)?;
@@ -244,9 +248,9 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     let principal = match state.token_cache.get(token, now) {
         Some(principal) => principal,
         None => {
-            let principal = verify(state, token, now)?;
+            let principal = Arc::new(verify(state, token, now)?);
             let leeway = state.token_policy.leeway_secs.max(0);
-            let exp = match &principal {
+            let exp = match &*principal {
                 Principal::Session(c) => c.exp,
                 Principal::ApiToken(c) => c.exp,
             };
@@ -259,7 +263,7 @@ fn authenticate(req: &HttpRequest) -> Result<Principal, ApiError> {
     };
     // Never cached: a logout or revocation counts from the next request on.
     let revoked = || ApiError::unauthorized("token_revoked", "the token has been revoked");
-    match &principal {
+    match &*principal {
         Principal::Session(claims) => {
             if state.revocations.is_revoked(&claims.sid, &claims.jti) {
                 return Err(revoked());
