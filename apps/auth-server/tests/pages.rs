@@ -417,45 +417,35 @@ async fn forms_answer_in_place_and_keep_what_was_typed(backend: Backend) {
     assert!(page.contains("value=\"deploy bot\""), "name kept");
     assert!(page.contains("부여할 수 없는 권한"), "error shown");
 
-    // Password change: a wrong current password is about that field …
-    let change = |current: &'static str, confirm: &'static str| {
-        vec![
-            ("csrf", csrf.clone()),
-            ("current_password", current.to_owned()),
-            ("new_password", "violet skies over busan".to_owned()),
-            ("new_password_confirm", confirm.to_owned()),
-        ]
-    };
-    let form = change("not my password", "violet skies over busan");
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let response = browser.post(&app, "/dashboard/password", &form).await;
-    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("현재 비밀번호가 맞지 않습니다")
-    );
-    // … a mismatch is about the confirmation …
-    let form = change(PASSWORD, "violet skies over seoul");
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let response = browser.post(&app, "/dashboard/password", &form).await;
-    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("새 비밀번호가 서로 다릅니다")
-    );
-    // … and success says so, keeps this browser signed in and ends the
-    // other device's session.
-    let form = change(PASSWORD, "violet skies over busan");
-    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let response = browser.post(&app, "/dashboard/password", &form).await;
-    assert_eq!(response.status(), StatusCode::OK);
-    assert!(response.text().await.unwrap().contains("id=\"notice\""));
+    // Password change: a wrong current password is about that field, a
+    // mismatch about the confirmation; success says so, keeps this browser
+    // signed in and ends the other device's session.
+    let new = "violet skies over busan";
+    for (current, confirm, status, shown) in [
+        (
+            "not my password",
+            new,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "현재 비밀번호가 맞지 않습니다",
+        ),
+        (
+            PASSWORD,
+            "violet skies over seoul",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "새 비밀번호가 서로 다릅니다",
+        ),
+        (PASSWORD, new, StatusCode::OK, "id=\"notice\""),
+    ] {
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("current_password", current),
+            ("new_password", new),
+            ("new_password_confirm", confirm),
+        ];
+        let response = browser.post(&app, "/dashboard/password", &form).await;
+        assert_eq!(response.status(), status, "{current} / {confirm}");
+        assert!(response.text().await.unwrap().contains(shown), "{shown}");
+    }
     let (status, _) = app.me(other_device["access_token"].as_str().unwrap()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(browser.get(&app, "/dashboard").await.0, StatusCode::OK);

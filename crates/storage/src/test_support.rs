@@ -87,3 +87,28 @@ impl Drop for TestDatabase {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A fresh database with every migration applied and a pool on it. Fields
+/// drop in order: the pool lets go of its connections before the database
+/// is dropped.
+pub struct MigratedDatabase {
+    pub pool: crate::DbPool,
+    pub db: TestDatabase,
+}
+
+impl MigratedDatabase {
+    pub fn create(backend: Backend, pool_size: u32) -> Self {
+        let db = TestDatabase::create(backend);
+        let pool = crate::connect(
+            &db.url,
+            &crate::PoolOptions {
+                max_size: pool_size,
+                ..Default::default()
+            },
+        )
+        .expect("pool on the test database");
+        crate::migrations::run_pending(&mut pool.get().expect("a connection"))
+            .expect("migrations apply");
+        Self { pool, db }
+    }
+}

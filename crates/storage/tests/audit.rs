@@ -9,31 +9,14 @@ use ring::digest::{SHA256, digest};
 use storage::audit::{self, AuditEntry, AuditFilter, ChainCheck, GENESIS};
 use storage::models::AuditRow;
 use storage::schema::audit_log;
-use storage::test_support::TestDatabase;
-use storage::{AnyConnection, Backend, DbPool, PoolOptions, StorageError};
+use storage::test_support::MigratedDatabase;
+use storage::{AnyConnection, Backend, StorageError};
 
 const HASH_MISMATCH: &str = "hash does not match its contents";
 const LINK_MISMATCH: &str = "prev_hash does not match the previous row";
 
-/// Fields drop in order: the pool lets go of its connections before the
-/// database is dropped.
-struct Fixture {
-    pool: DbPool,
-    _db: TestDatabase,
-}
-
-fn migrated(backend: Backend) -> Fixture {
-    let db = TestDatabase::create(backend);
-    let pool = storage::connect(
-        &db.url,
-        &PoolOptions {
-            max_size: 4,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    storage::migrations::run_pending(&mut pool.get().unwrap()).unwrap();
-    Fixture { pool, _db: db }
+fn migrated(backend: Backend) -> MigratedDatabase {
+    MigratedDatabase::create(backend, 4)
 }
 
 fn now() -> NaiveDateTime {

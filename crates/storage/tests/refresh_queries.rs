@@ -7,28 +7,11 @@ use chrono::{NaiveDateTime, SubsecRound, Utc};
 use diesel::prelude::*;
 use storage::models::{NewUser, RefreshTokenRow, SessionRow};
 use storage::repo::{refresh_tokens, sessions, users};
-use storage::test_support::TestDatabase;
-use storage::{AnyConnection, Backend, DbPool, PoolOptions};
+use storage::test_support::MigratedDatabase;
+use storage::{AnyConnection, Backend};
 
-/// Fields drop in order: the pool lets go of its connections before the
-/// database is dropped.
-struct Fixture {
-    pool: DbPool,
-    _db: TestDatabase,
-}
-
-fn migrated(backend: Backend) -> Fixture {
-    let db = TestDatabase::create(backend);
-    let pool = storage::connect(
-        &db.url,
-        &PoolOptions {
-            max_size: 2,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    storage::migrations::run_pending(&mut pool.get().unwrap()).unwrap();
-    Fixture { pool, _db: db }
+fn migrated(backend: Backend) -> MigratedDatabase {
+    MigratedDatabase::create(backend, 2)
 }
 
 fn now() -> NaiveDateTime {
