@@ -54,6 +54,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         &PoolOptions {
             max_size: settings.db_pool_size,
             connection_timeout: Duration::from_millis(settings.db_pool_timeout_ms),
+            ..PoolOptions::default()
         },
     )
     .context("cannot open the database")?;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
 use diesel::prelude::*;
@@ -85,6 +85,11 @@ pub struct ConnectionManager {
     url: DatabaseUrl,
     /// Connection losses seen so far, by any connection of this pool.
     losses: Arc<AtomicU64>,
+    /// A connection idle this long is tested before it is handed out: the
+    /// server, a proxy or a firewall may have closed it meanwhile without
+    /// any query of ours failing (`idle_session_timeout`, PgBouncer's
+    /// `server_idle_timeout`, NAT timeouts).
+    idle_check_after: Duration,
 }
 
 /// Per-connection instrumentation: notices when a query fails because the
@@ -93,22 +98,30 @@ pub struct ConnectionManager {
 struct Health {
     /// `losses` when the connection was opened or last tested.
     checked_at: u64,
+    /// When its last query finished (or it was opened).
+    last_used: Instant,
     /// A query failed because the connection to the server is gone.
     lost: bool,
+    /// The checkout test is running: its failure is this connection's own
+    /// and must not make the whole pool re-test.
+    probing: bool,
     losses: Arc<AtomicU64>,
     inner: Option<Box<dyn Instrumentation>>,
 }
 
 impl Instrumentation for Health {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
-        if let InstrumentationEvent::FinishQuery {
-            error: Some(error), ..
-        } = &event
-            && is_connection_loss(error)
-            && !self.lost
-        {
-            self.lost = true;
-            self.losses.fetch_add(1, Ordering::SeqCst);
+        if let InstrumentationEvent::FinishQuery { error, .. } = &event {
+            self.last_used = Instant::now();
+            if let Some(error) = error
+                && is_connection_loss(error)
+                && !self.lost
+            {
+                self.lost = true;
+                if !self.probing {
+                    self.losses.fetch_add(1, Ordering::SeqCst);
+                }
+            }
         }
         if let Some(inner) = &mut self.inner {
             inner.on_connection_event(event);
@@ -162,10 +175,11 @@ fn establish(url: &DatabaseUrl) -> Result<AnyConnection, ConnectError> {
 }
 
 impl ConnectionManager {
-    fn new(url: DatabaseUrl) -> Self {
+    fn new(url: DatabaseUrl, idle_check_after: Duration) -> Self {
         Self {
             url,
             losses: Arc::new(AtomicU64::new(0)),
+            idle_check_after,
         }
     }
 }
@@ -182,28 +196,34 @@ impl ManageConnection for ConnectionManager {
         let inner = diesel::connection::get_default_instrumentation();
         conn.set_instrumentation(Health {
             checked_at,
+            last_used: Instant::now(),
             lost: false,
+            probing: false,
             losses: self.losses.clone(),
             inner,
         });
         Ok(conn)
     }
 
-    /// Called at checkout. Free unless a connection lost its server since
-    /// this one was last known good: then one `SELECT 1`.
+    /// Called at checkout. Free for a connection in use lately, unless a
+    /// connection lost its server since this one was last known good; then,
+    /// or after `idle_check_after` unused, one `SELECT 1`.
     fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), ConnectError> {
         let losses = self.losses.load(Ordering::SeqCst);
         match health(conn) {
             Some(h) if h.lost => return Err(ConnectError("connection lost".to_owned())),
-            Some(h) if h.checked_at == losses => return Ok(()),
-            _ => {}
+            Some(h) if h.checked_at == losses && h.last_used.elapsed() < self.idle_check_after => {
+                return Ok(());
+            }
+            Some(h) => h.probing = true,
+            None => {}
         }
-        conn.batch_execute("SELECT 1")
-            .map_err(|e| ConnectError(e.to_string()))?;
+        let tested = conn.batch_execute("SELECT 1");
         if let Some(h) = health(conn) {
+            h.probing = false;
             h.checked_at = losses;
         }
-        Ok(())
+        tested.map_err(|e| ConnectError(e.to_string()))
     }
 
     /// Called when a connection goes back to the pool: it is dropped if it
@@ -219,6 +239,8 @@ impl ManageConnection for ConnectionManager {
 pub struct PoolOptions {
     pub max_size: u32,
     pub connection_timeout: Duration,
+    /// Connections unused this long are tested (`SELECT 1`) at checkout.
+    pub idle_check_after: Duration,
 }
 
 impl Default for PoolOptions {
@@ -226,6 +248,7 @@ impl Default for PoolOptions {
         Self {
             max_size: 8,
             connection_timeout: Duration::from_secs(5),
+            idle_check_after: Duration::from_secs(30),
         }
     }
 }
@@ -248,7 +271,10 @@ pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> Result<DbPool, Stora
         // Cheap: see `ConnectionManager::is_valid`.
         .test_on_check_out(true)
         .connection_timeout(options.connection_timeout)
-        .build(ConnectionManager::new(url.clone()))
+        .build(ConnectionManager::new(
+            url.clone(),
+            options.idle_check_after,
+        ))
         .map_err(|e| StorageError::Connect(e.to_string()))
 }
 

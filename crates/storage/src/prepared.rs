@@ -57,6 +57,12 @@ where
 /// rows tell: the token was claimed now and has not expired, its session
 /// is neither revoked nor expired, and its user's status is
 /// `active_status`. Answers (claimed, session touched).
+///
+/// The caller's read that decides the rotation runs after this statement,
+/// in a snapshot of its own: a user disabled in between is refused (and
+/// the session revoked) after the session was touched here, so its
+/// `last_used_at` records that refused attempt. Harmless: the session is
+/// dead from then on.
 pub(crate) struct ClaimTokenTouchSession<'a> {
     pub hash: &'a str,
     pub now: NaiveDateTime,

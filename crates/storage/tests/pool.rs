@@ -21,24 +21,10 @@ fn backend_pid(conn: &mut AnyConnection) -> Result<i32, StorageError> {
         .pid)
 }
 
-#[test]
-fn connections_killed_under_the_pool_fail_once_then_are_replaced() {
-    let db = TestDatabase::create(Backend::Postgres);
-    let pool = storage::connect(
-        &db.url,
-        &PoolOptions {
-            max_size: 4,
-            connection_timeout: Duration::from_secs(10),
-        },
-    )
-    .unwrap();
-    // Four connections, all open and idle in the pool.
-    let mut held: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
-    let pids: Vec<i32> = held.iter_mut().map(|c| backend_pid(c).unwrap()).collect();
-    drop(held);
-
+/// Kills these PostgreSQL backends and waits until they are gone.
+fn terminate(pids: &[i32]) {
     let mut admin = PgConnection::establish(&postgres_admin_url()).unwrap();
-    for pid in &pids {
+    for pid in pids {
         diesel::sql_query(format!("SELECT pg_terminate_backend({pid})"))
             .execute(&mut admin)
             .unwrap();
@@ -58,6 +44,26 @@ fn connections_killed_under_the_pool_fail_once_then_are_replaced() {
         assert!(Instant::now() < deadline, "backends still alive");
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn connections_killed_under_the_pool_fail_once_then_are_replaced() {
+    let db = TestDatabase::create(Backend::Postgres);
+    let pool = storage::connect(
+        &db.url,
+        &PoolOptions {
+            max_size: 4,
+            connection_timeout: Duration::from_secs(10),
+            ..PoolOptions::default()
+        },
+    )
+    .unwrap();
+    // Four connections, all open and idle in the pool.
+    let mut held: Vec<_> = (0..4).map(|_| pool.get().unwrap()).collect();
+    let pids: Vec<i32> = held.iter_mut().map(|c| backend_pid(c).unwrap()).collect();
+    drop(held);
+
+    terminate(&pids);
 
     // Nothing tells the pool before a query fails: the first use of a dead
     // connection fails, as "the database is unavailable", and the
@@ -72,5 +78,32 @@ fn connections_killed_under_the_pool_fail_once_then_are_replaced() {
         assert!(!pids.contains(&pid));
     }
     drop(held);
+    drop(pool);
+}
+
+/// A connection closed while idle (an idle timeout on the server or a
+/// proxy) fails no query of ours, so no loss is ever seen; it is tested
+/// because it sat unused, and replaced instead of failing a request.
+#[test]
+fn connections_closed_while_idle_are_tested_before_use() {
+    let db = TestDatabase::create(Backend::Postgres);
+    let pool = storage::connect(
+        &db.url,
+        &PoolOptions {
+            max_size: 2,
+            idle_check_after: Duration::from_millis(200),
+            ..PoolOptions::default()
+        },
+    )
+    .unwrap();
+    let mut held: Vec<_> = (0..2).map(|_| pool.get().unwrap()).collect();
+    let pids: Vec<i32> = held.iter_mut().map(|c| backend_pid(c).unwrap()).collect();
+    drop(held);
+    terminate(&pids);
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..2 {
+        let pid = backend_pid(&mut pool.get().unwrap()).expect("a live connection");
+        assert!(!pids.contains(&pid));
+    }
     drop(pool);
 }
