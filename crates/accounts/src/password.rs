@@ -12,8 +12,13 @@
 //!   wait, [`HashError::Busy`] comes back at once (the server answers 503 with
 //!   `Retry-After`) instead of queueing without bound;
 //! - callers block until their hash is done (they run on a blocking pool).
+//!
+//! Admission is counted, not left to the channel: a hash gives its place
+//! back before its caller is answered, so a login that follows an answered
+//! one never finds the place still taken (with a rendezvous channel the
+//! thread would still be on its way back to `recv`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -61,6 +66,8 @@ pub struct PasswordHasher {
     jobs: SyncSender<Job>,
     threads: usize,
     queue_limit: usize,
+    /// Hashes running or waiting; at most `threads + queue_limit`.
+    admitted: Arc<AtomicUsize>,
     /// Unix second of the last "at capacity" warning.
     last_busy_warning: AtomicU64,
     /// A real hash of a random password, verified against when the user does
@@ -86,7 +93,8 @@ impl PasswordHasher {
         )
         .map_err(|_| HashError::Params)?;
         let threads = max_concurrent.max(1);
-        let (jobs, queue) = mpsc::sync_channel::<Job>(queue_limit);
+        // Room for everything admitted, so sending never blocks.
+        let (jobs, queue) = mpsc::sync_channel::<Job>(threads + queue_limit);
         let queue = Arc::new(Mutex::new(queue));
         for n in 0..threads {
             let queue = Arc::clone(&queue);
@@ -100,6 +108,7 @@ impl PasswordHasher {
             jobs,
             threads,
             queue_limit,
+            admitted: Arc::new(AtomicUsize::new(0)),
             last_busy_warning: AtomicU64::new(0),
             dummy_hash: OnceLock::new(),
         })
@@ -196,6 +205,14 @@ impl PasswordHasher {
         let password = SecretString::from(password.to_owned());
         let salt = salt.to_owned();
         let same_size = params.block_count() == self.params.block_count();
+        if self.admitted.fetch_add(1, Ordering::SeqCst) >= self.threads + self.queue_limit {
+            self.admitted.fetch_sub(1, Ordering::SeqCst);
+            self.warn_busy();
+            return Err(HashError::Busy {
+                retry_after_secs: self.retry_after_secs(),
+            });
+        }
+        let admitted = Arc::clone(&self.admitted);
         let (done, result) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |buffer: &mut Vec<Block>| {
             let argon2 = Argon2::new(algorithm, version, params.clone());
@@ -211,17 +228,20 @@ impl PasswordHasher {
                 // user's next password change); the kept buffer has the wrong size.
                 argon2.hash_password_into(pwd, salt, &mut out)
             };
+            // The place is free before the caller hears back.
+            admitted.fetch_sub(1, Ordering::SeqCst);
             let _ = done.send(computed.map(|()| out).map_err(|_| HashError::Hash));
         });
-        match self.jobs.try_send(job) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.warn_busy();
-                return Err(HashError::Busy {
+        if let Err(e) = self.jobs.try_send(job) {
+            // Not run, so not given back by the job. Full can't happen (the
+            // channel holds everything admitted); Disconnected: threads gone.
+            self.admitted.fetch_sub(1, Ordering::SeqCst);
+            return Err(match e {
+                TrySendError::Full(_) => HashError::Busy {
                     retry_after_secs: self.retry_after_secs(),
-                });
-            }
-            Err(TrySendError::Disconnected(_)) => return Err(HashError::Hash),
+                },
+                TrySendError::Disconnected(_) => HashError::Hash,
+            });
         }
         Ok(result.recv().unwrap_or(Err(HashError::Hash)))
     }
@@ -368,17 +388,26 @@ mod tests {
         )
         .unwrap();
         let phc = h.hash("pw").unwrap();
-        // Occupy the thread until released, then fill the one queue place.
+        // Occupy the thread until released, then fill the one queue place:
+        // two jobs holding both places, as admitted hashes would.
+        h.admitted.fetch_add(2, Ordering::SeqCst);
         let (started_tx, started) = mpsc::channel();
         let (release, released) = mpsc::channel::<()>();
+        let admitted = Arc::clone(&h.admitted);
         h.jobs
             .try_send(Box::new(move |_| {
                 started_tx.send(()).unwrap();
                 let _ = released.recv();
+                admitted.fetch_sub(1, Ordering::SeqCst);
             }))
             .unwrap();
         started.recv().unwrap();
-        h.jobs.try_send(Box::new(|_| {})).unwrap();
+        let admitted = Arc::clone(&h.admitted);
+        h.jobs
+            .try_send(Box::new(move |_| {
+                admitted.fetch_sub(1, Ordering::SeqCst);
+            }))
+            .unwrap();
         match h.verify("pw", &phc) {
             Err(HashError::Busy { retry_after_secs }) => assert!(retry_after_secs >= 1),
             other => panic!("expected Busy, got {other:?}"),
@@ -395,5 +424,27 @@ mod tests {
         assert!(h.verify("pw", &phc).unwrap());
         assert!(!h.verify_dummy("x").unwrap());
         assert!(!h.dummy_hash.get().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_hash_after_an_answered_one_is_never_refused() {
+        // One thread and no queue: the tightest setting. Each hash is asked
+        // for only after the previous one was answered, so none may be
+        // refused; with the place given back after answering, the thread
+        // was often still on its way back and the next one got Busy.
+        let h = PasswordHasher::new(
+            HashCost {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            1,
+            0,
+        )
+        .unwrap();
+        let phc = h.hash("pw").unwrap();
+        for i in 0..300 {
+            assert!(h.verify("pw", &phc).unwrap(), "hash {i} refused or wrong");
+        }
     }
 }
