@@ -23,6 +23,7 @@ backend_tests!(
     forms_answer_in_place_and_keep_what_was_typed,
     a_login_renews_the_csrf_token,
     organization_admins_edit_only_what_they_may,
+    a_browser_session_slides_while_used,
 );
 
 /// A browser of our own: keeps cookies by hand (reqwest's jar is a feature
@@ -597,4 +598,90 @@ async fn organization_admins_edit_only_what_they_may(backend: Backend) {
         page.contains("value=\"fame:read\" checked"),
         "ticked box kept"
     );
+}
+
+async fn a_browser_session_slides_while_used(backend: Backend) {
+    use diesel::prelude::*;
+    use storage::schema::refresh_tokens;
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    let mut browser = Visitor::new();
+    browser.log_in(&app, "kim@example.com").await;
+    let session_cookie = |browser: &Visitor| {
+        browser
+            .cookies
+            .iter()
+            .find(|(k, _)| k == "auth_session")
+            .map(|(_, v)| v.clone())
+            .expect("a session cookie")
+    };
+    let token = session_cookie(&browser);
+    let set_cookies = |response: &reqwest::Response| -> Vec<String> {
+        response
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .filter(|c| c.starts_with("auth_session="))
+            .collect()
+    };
+    // A fresh session: nothing to renew.
+    let fresh = app
+        .http
+        .get(app.url("/dashboard"))
+        .header("cookie", browser.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), StatusCode::OK);
+    assert!(set_cookies(&fresh).is_empty());
+
+    // Past half its idle life (here: a minute left of 4 h) …
+    let hash = accounts::secrets::token_hash(&token);
+    let pool = app.accounts.pool().clone();
+    let soon = chrono::Utc::now().naive_utc() + chrono::TimeDelta::seconds(60);
+    let deadline = {
+        let (pool, hash) = (pool.clone(), hash.clone());
+        move || -> chrono::NaiveDateTime {
+            refresh_tokens::table
+                .filter(refresh_tokens::token_hash.eq(&hash))
+                .select(refresh_tokens::expires_at)
+                .first(&mut pool.get().unwrap())
+                .unwrap()
+        }
+    };
+    {
+        let (pool, hash) = (pool.clone(), hash.clone());
+        tokio::task::spawn_blocking(move || {
+            diesel::update(refresh_tokens::table.filter(refresh_tokens::token_hash.eq(&hash)))
+                .set(refresh_tokens::expires_at.eq(soon))
+                .execute(&mut pool.get().unwrap())
+                .unwrap();
+        })
+        .await
+        .unwrap();
+    }
+    // … a page view gives the same token a new idle deadline and sends the
+    // cookie again with it; no rotation, so other tabs keep working.
+    let used = app
+        .http
+        .get(app.url("/dashboard"))
+        .header("cookie", browser.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(used.status(), StatusCode::OK);
+    let renewed = set_cookies(&used);
+    assert_eq!(renewed.len(), 1, "{renewed:?}");
+    assert!(renewed[0].starts_with(&format!("auth_session={token};")));
+    let max_age: i64 = renewed[0]
+        .split("Max-Age=")
+        .nth(1)
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(max_age > 14_000, "{max_age}");
+    let now_deadline = tokio::task::spawn_blocking(deadline).await.unwrap();
+    assert!(now_deadline > soon + chrono::TimeDelta::seconds(13_000));
 }

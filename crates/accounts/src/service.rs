@@ -135,7 +135,7 @@ pub struct Accounts {
     /// Replaced whole when the signing keys rotate ([`Accounts::replace_keys`]).
     keys: RwLock<KeySet>,
     pub(crate) tokens: TokenPolicy,
-    sessions: SessionPolicy,
+    pub(crate) sessions: SessionPolicy,
     pub(crate) code_key: CodeKey,
     pub(crate) public_url: String,
     pub(crate) reveal_email_taken: bool,

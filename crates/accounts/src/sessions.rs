@@ -1,9 +1,9 @@
 //! A user's view of their own login sessions ("where am I signed in"), and
 //! what an activation link stands for before it is spent.
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, TimeDelta};
 use diesel::Connection;
-use storage::repo::{activation_tokens, organizations, sessions, users};
+use storage::repo::{activation_tokens, organizations, refresh_tokens, sessions, users};
 
 use crate::audit::{AuditContext, AuditEvent, events};
 use crate::error::AccountsError;
@@ -98,5 +98,40 @@ impl Accounts {
             name: user.name,
             organization,
         }))
+    }
+
+    /// Keeps a browser session going while it is used: a live refresh
+    /// token past half its idle life gets a new idle deadline (never past
+    /// its session's end) instead of being rotated, so pages loading at the
+    /// same moment with the same cookie all stay signed in. Returns the
+    /// token's remaining seconds when it was extended. The token stays what
+    /// it was: single use, and spent by a refresh like any other.
+    pub fn keep_alive(&self, token: &str) -> Result<Option<i64>> {
+        let at = now().naive_utc();
+        let mut conn = self.conn()?;
+        let Some(row) = refresh_tokens::find_by_hash(&mut conn, &token_hash(token))? else {
+            return Ok(None);
+        };
+        let Some(session) = sessions::find(&mut conn, &row.session_id)? else {
+            return Ok(None);
+        };
+        let half_life = TimeDelta::seconds(self.sessions.refresh_idle_ttl_secs / 2);
+        let live = row.used_at.is_none()
+            && row.expires_at > at
+            && session.revoked_at.is_none()
+            && session.expires_at > at;
+        if !live || row.expires_at - at > half_life {
+            return Ok(None);
+        }
+        let until =
+            (at + TimeDelta::seconds(self.sessions.refresh_idle_ttl_secs)).min(session.expires_at);
+        let extended = conn.transaction(|c| -> Result<bool> {
+            let extended = refresh_tokens::extend(c, &row.id, until)?;
+            if extended {
+                sessions::touch(c, &session.id, at)?;
+            }
+            Ok(extended)
+        })?;
+        Ok(extended.then(|| (until - at).num_seconds()))
     }
 }

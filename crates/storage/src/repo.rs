@@ -326,6 +326,19 @@ pub mod refresh_tokens {
         Ok(())
     }
 
+    /// Moves an unused token's expiry to `until`; false when it was spent
+    /// (or is gone) meanwhile.
+    pub fn extend(conn: &mut AnyConnection, id: &str, until: NaiveDateTime) -> Result<bool> {
+        let changed = diesel::update(
+            refresh_tokens::table
+                .find(id)
+                .filter(refresh_tokens::used_at.is_null()),
+        )
+        .set(refresh_tokens::expires_at.eq(until))
+        .execute(conn)?;
+        Ok(changed == 1)
+    }
+
     pub fn find_by_hash(conn: &mut AnyConnection, hash: &str) -> Result<Option<RefreshTokenRow>> {
         Ok(refresh_tokens::table
             .filter(refresh_tokens::token_hash.eq(hash))

@@ -53,6 +53,10 @@ pub struct Visitor {
     pub user: Option<WebUser>,
     csrf_cookie: String,
     new_csrf_cookie: bool,
+    /// The session cookie's token got a later deadline on this request (it
+    /// was past half its idle life): the cookie is sent again with the new
+    /// Max-Age.
+    renewed: Option<(String, i64)>,
 }
 
 /// What went wrong with a form, for the page that shows it again: a general
@@ -133,6 +137,7 @@ impl FromRequest for Visitor {
                 user: None,
                 csrf_cookie,
                 new_csrf_cookie,
+                renewed: None,
             };
             if let Some(token) = session {
                 let accounts = visitor.state.accounts.clone();
@@ -140,15 +145,22 @@ impl FromRequest for Visitor {
                     let Some(live) = accounts.live_refresh_token(&token)? else {
                         return Ok(None);
                     };
-                    Ok(accounts.user_view(&live.user_id)?.map(|view| WebUser {
+                    // The session slides with use (see `Accounts::keep_alive`).
+                    let renewed = accounts.keep_alive(&token)?.map(|secs| (token, secs));
+                    let user = accounts.user_view(&live.user_id)?.map(|view| WebUser {
                         view,
                         session_id: live.session_id,
-                    }))
+                    });
+                    Ok(user.map(|user| (user, renewed)))
                 })
                 .await
                 .and_then(|r| r.map_err(ApiError::from));
                 match found {
-                    Ok(user) => visitor.user = user,
+                    Ok(Some((user, renewed))) => {
+                        visitor.user = Some(user);
+                        visitor.renewed = renewed;
+                    }
+                    Ok(None) => {}
                     Err(e) => return Err(visitor.failure(e)),
                 }
             }
@@ -202,11 +214,14 @@ impl Visitor {
     }
 
     fn cookies(&self) -> Vec<String> {
+        let mut cookies = Vec::new();
         if self.new_csrf_cookie {
-            vec![self.set_cookie(CSRF_COOKIE, &self.csrf_cookie, None)]
-        } else {
-            Vec::new()
+            cookies.push(self.set_cookie(CSRF_COOKIE, &self.csrf_cookie, None));
         }
+        if let Some((token, expires_in)) = &self.renewed {
+            cookies.push(self.set_cookie(SESSION_COOKIE, token, Some((*expires_in).max(0))));
+        }
+        cookies
     }
 
     /// The GET page this request belongs to, under the native mount: the
