@@ -6,6 +6,7 @@ use diesel::Connection;
 use storage::repo::{activation_tokens, organizations, refresh_tokens, sessions, users};
 
 use crate::audit::{AuditContext, AuditEvent, events};
+use crate::clients::LiveRefreshToken;
 use crate::error::AccountsError;
 use crate::secrets::token_hash;
 use crate::service::{Accounts, RevokedSession, now};
@@ -106,27 +107,23 @@ impl Accounts {
     /// same moment with the same cookie all stay signed in. Returns the
     /// token's remaining seconds when it was extended. The token stays what
     /// it was: single use, and spent by a refresh like any other.
-    pub fn keep_alive(&self, token: &str) -> Result<Option<i64>> {
+    ///
+    /// `live` is what [`Accounts::live_refresh_token`] just found for
+    /// `token`: a token with more than half its idle life left costs no
+    /// database work here.
+    pub fn keep_alive(&self, token: &str, live: &LiveRefreshToken) -> Result<Option<i64>> {
         let at = now().naive_utc();
-        let mut conn = self.conn()?;
-        let Some(row) = refresh_tokens::find_by_hash(&mut conn, &token_hash(token))? else {
-            return Ok(None);
-        };
-        let Some(session) = sessions::find(&mut conn, &row.session_id)? else {
-            return Ok(None);
-        };
-        let half_life = TimeDelta::seconds(self.sessions.refresh_idle_ttl_secs / 2);
-        let live = row.used_at.is_none()
-            && row.expires_at > at
-            && session.revoked_at.is_none()
-            && session.expires_at > at;
-        if !live || row.expires_at - at > half_life {
+        let idle = TimeDelta::seconds(self.sessions.refresh_idle_ttl_secs);
+        if live.expires_at - at.and_utc().timestamp() > idle.num_seconds() / 2 {
             return Ok(None);
         }
-        let until =
-            (at + TimeDelta::seconds(self.sessions.refresh_idle_ttl_secs)).min(session.expires_at);
+        let mut conn = self.conn()?;
+        let Some(session) = sessions::find(&mut conn, &live.session_id)? else {
+            return Ok(None);
+        };
+        let until = (at + idle).min(session.expires_at);
         let extended = conn.transaction(|c| -> Result<bool> {
-            let extended = refresh_tokens::extend(c, &row.id, until)?;
+            let extended = refresh_tokens::extend(c, &token_hash(token), until)?;
             if extended {
                 sessions::touch(c, &session.id, at)?;
             }

@@ -326,12 +326,12 @@ pub mod refresh_tokens {
         Ok(())
     }
 
-    /// Moves an unused token's expiry to `until`; false when it was spent
-    /// (or is gone) meanwhile.
-    pub fn extend(conn: &mut AnyConnection, id: &str, until: NaiveDateTime) -> Result<bool> {
+    /// Moves the expiry of the unused token with this hash to `until`;
+    /// false when it was spent (or is gone) meanwhile.
+    pub fn extend(conn: &mut AnyConnection, hash: &str, until: NaiveDateTime) -> Result<bool> {
         let changed = diesel::update(
             refresh_tokens::table
-                .find(id)
+                .filter(refresh_tokens::token_hash.eq(hash))
                 .filter(refresh_tokens::used_at.is_null()),
         )
         .set(refresh_tokens::expires_at.eq(until))

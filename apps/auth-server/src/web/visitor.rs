@@ -146,7 +146,9 @@ impl FromRequest for Visitor {
                         return Ok(None);
                     };
                     // The session slides with use (see `Accounts::keep_alive`).
-                    let renewed = accounts.keep_alive(&token)?.map(|secs| (token, secs));
+                    let renewed = accounts
+                        .keep_alive(&token, &live)?
+                        .map(|secs| (token, secs));
                     let user = accounts.user_view(&live.user_id)?.map(|view| WebUser {
                         view,
                         session_id: live.session_id,
