@@ -298,11 +298,7 @@ impl Bench {
             ),
         )?);
         run.refresh = Some(self.refresh(&server, &api)?);
-        run.login = Some(self.measure(
-            &server,
-            "POST /api/v1/auth/login",
-            &self.spec("/api/v1/auth/login", login_workload(), LOGIN_CONNECTIONS),
-        )?);
+        run.login = Some(self.login(&server)?);
         let (flood, probe) = self.flood(&server, &access)?;
         run.flood_login = Some(flood);
         run.flood_me_probe = Some(probe);
@@ -378,11 +374,7 @@ impl Bench {
             ),
         )?);
         run.refresh = Some(self.refresh(&server, &api)?);
-        run.login = Some(self.measure(
-            &server,
-            "POST /api/v1/auth/login",
-            &self.spec("/api/v1/auth/login", login_workload(), LOGIN_CONNECTIONS),
-        )?);
+        run.login = Some(self.login(&server)?);
         run.rss_peak_mib = Some(server.memory_mib()?.1);
         Ok(run)
     }
@@ -402,6 +394,14 @@ impl Bench {
         let api = Api::new(&server.base_url)?;
         let access = api.login()?.access;
         Ok((server, api, access))
+    }
+
+    fn login(&self, server: &Server) -> Result<Measured> {
+        self.measure(
+            server,
+            "POST /api/v1/auth/login",
+            &self.spec("/api/v1/auth/login", login_workload(), LOGIN_CONNECTIONS),
+        )
     }
 
     fn refresh(&self, server: &Server, api: &Api) -> Result<Measured> {

@@ -17,7 +17,7 @@ use super::openapi::bodies;
 use crate::blocking::run_blocking;
 use crate::state::AppState;
 
-fn time(t: NaiveDateTime) -> String {
+pub(crate) fn time(t: NaiveDateTime) -> String {
     t.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
@@ -35,11 +35,12 @@ fn offset(cursor: Option<&str>) -> Result<i64, ApiError> {
     }
 }
 
-fn next_cursor(offset: i64, returned: usize, limit: i64) -> Option<String> {
+pub(crate) fn next_cursor(offset: i64, returned: usize, limit: i64) -> Option<String> {
     (returned as i64 == limit).then(|| (offset + limit).to_string())
 }
 
-const PAGE: i64 = 50;
+/// Items per page of every admin list (API and pages).
+pub(crate) const PAGE: i64 = 50;
 
 // ---- registrations ----
 
@@ -812,10 +813,7 @@ pub async fn audit(
         subject: query.subject.clone(),
         organization_id: query.organization_id.clone(),
     };
-    let rows = audit_rows(&state, filter, before, PAGE).await?;
-    let next = (rows.len() as i64 == PAGE)
-        .then(|| rows.last().map(|r| r.id.to_string()))
-        .flatten();
+    let (rows, next) = audit_page(&state, filter, before).await?;
     let items: Vec<_> = rows
         .into_iter()
         .map(|r| {
@@ -830,17 +828,21 @@ pub async fn audit(
     Ok(HttpResponse::Ok().json(json!({"items": items, "next_cursor": next})))
 }
 
-/// A page of the audit log, newest first (shared with the audit page).
-pub(crate) async fn audit_rows(
+/// A page of the audit log, newest first, and the cursor of the next one
+/// (shared with the audit page).
+pub(crate) async fn audit_page(
     state: &AppState,
     filter: storage::audit::AuditFilter,
     before: Option<i64>,
-    limit: i64,
-) -> Result<Vec<storage::models::AuditRow>, ApiError> {
+) -> Result<(Vec<storage::models::AuditRow>, Option<String>), ApiError> {
     let pool = state.accounts.pool().clone();
-    Ok(run_blocking(move || -> Result<_, storage::StorageError> {
+    let rows = run_blocking(move || -> Result<_, storage::StorageError> {
         let mut conn = pool.get()?;
-        storage::audit::page(&mut conn, &filter, before, limit)
+        storage::audit::page(&mut conn, &filter, before, PAGE)
     })
-    .await??)
+    .await??;
+    let next = (rows.len() as i64 == PAGE)
+        .then(|| rows.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok((rows, next))
 }

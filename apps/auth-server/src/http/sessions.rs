@@ -3,19 +3,15 @@
 
 use accounts::{ActivationPreview, SessionView};
 use actix_web::{HttpRequest, HttpResponse, web};
-use chrono::{NaiveDateTime, SecondsFormat};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::auth::no_store;
 use super::error::{ApiError, Problem};
 use super::extract::{Bearer, JsonOrForm, audit_context};
+use super::onboarding::time;
 use crate::blocking::run_blocking;
 use crate::state::AppState;
-
-fn time(t: NaiveDateTime) -> String {
-    t.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true)
-}
 
 /// A live login session.
 #[derive(Serialize, utoipa::ToSchema)]

@@ -14,9 +14,7 @@ use super::{PageError, PageResult, SignedIn};
 use crate::blocking::run_blocking;
 use crate::http::error::ApiError;
 use crate::http::extract::audit_context;
-use crate::http::onboarding;
-
-const PAGE: i64 = 50;
+use crate::http::onboarding::{self, PAGE, next_cursor};
 
 /// The signed-in user as an actor, if their role allows `admin_only` (or
 /// any management when false).
@@ -137,7 +135,7 @@ pub async fn registrations(
         .await
         .and_then(|r| r.map_err(ApiError::from))
         .map_err(failure(&signed_in))?;
-    let next = (items.len() as i64 == PAGE).then(|| (start + PAGE).to_string());
+    let next = next_cursor(start, items.len(), PAGE);
     let items: Vec<_> = items.into_iter().map(registration_row).collect();
     signed_in.0.page(
         "admin_registrations.html",
@@ -260,7 +258,7 @@ pub async fn users(signed_in: SignedIn, query: web::Query<UserQuery>) -> PageRes
     .await
     .and_then(|r| r.map_err(ApiError::from))
     .map_err(failure(&signed_in))?;
-    let next = (users.len() as i64 == PAGE).then(|| (start + PAGE).to_string());
+    let next = next_cursor(start, users.len(), PAGE);
     let items: Vec<_> = users.iter().map(user_row).collect();
     signed_in.0.page(
         "admin_users.html",
@@ -402,12 +400,9 @@ pub async fn audit(signed_in: SignedIn, query: web::Query<AuditQuery>) -> PageRe
         actor => filter.actor.clone().unwrap_or_default(),
         subject => filter.subject.clone().unwrap_or_default(),
     };
-    let rows = onboarding::audit_rows(&signed_in.0.state, filter, before, PAGE)
+    let (rows, next) = onboarding::audit_page(&signed_in.0.state, filter, before)
         .await
         .map_err(failure(&signed_in))?;
-    let next = (rows.len() as i64 == PAGE)
-        .then(|| rows.last().map(|r| r.id.to_string()))
-        .flatten();
     let items: Vec<_> = rows
         .into_iter()
         .map(|r| {
