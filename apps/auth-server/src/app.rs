@@ -16,7 +16,8 @@ use storage::{DbPool, PoolOptions};
 
 use crate::config::Settings;
 use crate::keys::KeyDir;
-use crate::revocation::{RevocationCache, poll_forever};
+use crate::metrics::Metrics;
+use crate::revocation::poll_forever;
 use crate::state::{ApiTokenUsage, AppState};
 use crate::token_cache::TokenCache;
 use crate::{http, telemetry};
@@ -39,7 +40,7 @@ pub struct Services {
     pub pool: DbPool,
     pub accounts: Arc<Accounts>,
     pub token_policy: TokenPolicy,
-    pub throttle: Arc<accounts::Throttle>,
+    pub metrics: Arc<Metrics>,
     /// Delivers queued mail; only `serve` runs it. Mail queued by other
     /// commands waits in the outbox for the next server.
     pub outbox: OutboxWorker,
@@ -102,13 +103,17 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
     let csrf_secret = key_dir
         .load_or_create_secret("csrf-hmac")
         .context("cannot load the CSRF key")?;
-    let throttle = Arc::new(accounts::Throttle::new(
-        pool.clone(),
+    let throttle_key = key_dir
+        .load_or_create_secret("throttle-hmac")
+        .context("cannot load the throttle key")?;
+    let sealing_key = accounts::SealingKey::from_bytes(
         &key_dir
-            .load_or_create_secret("throttle-hmac")
-            .context("cannot load the throttle key")?,
-        settings.throttle,
-    ));
+            .load_or_create_secret("token-seal")
+            .context("cannot load the token sealing key")?,
+    )
+    .context("the token sealing key must be 32 bytes")?;
+    let metrics = Arc::new(Metrics::default());
+    let throttle_metrics = metrics.clone();
     let mailer = Mailer::new(&settings.mail.from, settings.mail.transport.clone())
         .context("invalid mail settings")?;
     let outbox = OutboxWorker::new(
@@ -133,6 +138,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
                 reuse_grace_secs: settings.refresh_reuse_grace_secs,
             },
             code_key,
+            sealing_key,
             public_url: settings.public_url.clone(),
             reveal_email_taken: settings.reveal_email_taken,
             on_mail_queued: Arc::new(move || wake_outbox.notify_one()),
@@ -140,6 +146,9 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
             api_token_max_days: settings.api_token_max_days,
             operator_emails: settings.operator_emails.clone(),
             password_max_age_days: settings.password_max_age_days,
+            throttle_key,
+            throttle_rates: settings.throttle,
+            on_throttled: Arc::new(move |kind| throttle_metrics.record_throttled(kind)),
         },
     ));
     let pages = crate::web::Pages::new(
@@ -154,7 +163,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         pool,
         accounts,
         token_policy,
-        throttle,
+        metrics,
         outbox,
     })
 }
@@ -167,14 +176,12 @@ pub async fn start(settings: Settings) -> Result<Application> {
     let services =
         tokio::task::spawn_blocking(move || services(&setup, setup.migrate_on_start)).await??;
     tokio::spawn(services.outbox.run());
-    let revocations = Arc::new(RevocationCache::default());
     let cursor = {
-        let (cache, pool) = (revocations.clone(), services.pool.clone());
-        tokio::task::spawn_blocking(move || cache.load(&pool)).await??
+        let accounts = services.accounts.clone();
+        tokio::task::spawn_blocking(move || accounts.load_revocations()).await??
     };
     tokio::spawn(poll_forever(
-        revocations.clone(),
-        services.pool.clone(),
+        services.accounts.clone(),
         cursor,
         Duration::from_millis(settings.revocation_poll_ms),
     ));
@@ -190,18 +197,16 @@ pub async fn start(settings: Settings) -> Result<Application> {
     let state = web::Data::new(AppState {
         accounts: services.accounts,
         token_policy: services.token_policy,
-        revocations,
         token_cache: TokenCache::new(settings.token_cache_size),
         api_token_usage,
         phone_region: settings.phone_region.clone(),
         compat_time_zone: settings.compat_time_zone,
         cors_allowed_origins: settings.cors_allowed_origins.clone(),
-        throttle: services.throttle.clone(),
         trusted_proxies: settings.trusted_proxies.clone(),
-        metrics: Arc::new(crate::metrics::Metrics::default()),
+        metrics: services.metrics,
         metrics_token: settings.metrics_token.clone(),
     });
-    tokio::spawn(forget_idle_throttles(services.throttle));
+    tokio::spawn(forget_idle_throttles(state.accounts.clone()));
     tokio::spawn(reload_keys_forever(
         state.accounts.clone(),
         KeyDir::from_settings(&settings),
@@ -267,12 +272,12 @@ async fn flush_api_token_usage(usage: Arc<ApiTokenUsage>, accounts: Arc<Accounts
 
 /// Deletes rate-limit rows with no recent events every 10 minutes, so the
 /// table holds only what is being limited now.
-async fn forget_idle_throttles(throttle: Arc<accounts::Throttle>) {
+async fn forget_idle_throttles(accounts: Arc<Accounts>) {
     let mut interval = tokio::time::interval(Duration::from_secs(600));
     loop {
         interval.tick().await;
-        let throttle = throttle.clone();
-        match crate::blocking::run_blocking(move || throttle.forget_idle()).await {
+        let accounts = accounts.clone();
+        match crate::blocking::run_blocking(move || accounts.throttle().forget_idle()).await {
             Ok(Ok(deleted)) => tracing::debug!(deleted, "idle rate-limit rows deleted"),
             _ => tracing::warn!("could not delete idle rate-limit rows; will try again"),
         }

@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use auth_core::{KeyDocument, KeySet, SigningAlgorithm, SigningKey};
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 
 /// The key set from the keys on disk: retired keys only while tokens they
 /// signed may live (`verify_window_secs`), the newest unretired key signing.
@@ -31,75 +30,15 @@ pub struct KeyDir {
 }
 
 /// The key that encrypts key files at rest (`AUTH_KEY_ENCRYPTION_KEY`: 32
-/// bytes, base64). Never printed.
-#[derive(Clone)]
-pub struct SealingKey([u8; 32]);
+/// bytes, base64), the file name authenticated with each.
+pub use accounts::secrets::SealingKey;
 
-impl std::fmt::Debug for SealingKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SealingKey([redacted])")
-    }
-}
-
-impl SealingKey {
-    /// 32 bytes in standard or URL-safe base64, padded or not.
-    pub fn parse(text: &str) -> Option<SealingKey> {
-        use base64::Engine;
-        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-        let text = text.trim();
-        let bytes = STANDARD
-            .decode(text)
-            .or_else(|_| URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')))
-            .ok()?;
-        Some(SealingKey(bytes.try_into().ok()?))
-    }
-
-    fn aead(&self) -> LessSafeKey {
-        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &self.0).expect("32-byte AES-256 key"))
-    }
-
-    /// `nonce ‖ ciphertext ‖ tag`, base64url. `label` (the file name) is
-    /// authenticated, so a sealed file can't be passed off as another.
-    fn seal(&self, label: &str, plain: &[u8]) -> Result<String> {
-        use base64::Engine;
-        let mut nonce = [0u8; NONCE_LEN];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-            .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
-        let mut sealed = plain.to_vec();
-        self.aead()
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(label.as_bytes()),
-                &mut sealed,
-            )
-            .map_err(|_| anyhow::anyhow!("sealing {label} failed"))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&sealed);
-        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(out))
-    }
-
-    fn open(&self, label: &str, sealed: &str) -> Result<Vec<u8>> {
-        use base64::Engine;
-        let wrong = || {
-            anyhow::anyhow!(
-                "{label} cannot be decrypted: AUTH_KEY_ENCRYPTION_KEY is not the key it was sealed with"
-            )
-        };
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(sealed.trim())
-            .map_err(|_| wrong())?;
-        if bytes.len() < NONCE_LEN {
-            return Err(wrong());
-        }
-        let (nonce, sealed) = bytes.split_at(NONCE_LEN);
-        let mut buffer = sealed.to_vec();
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| wrong())?;
-        let plain = self
-            .aead()
-            .open_in_place(nonce, Aad::from(label.as_bytes()), &mut buffer)
-            .map_err(|_| wrong())?;
-        Ok(plain.to_vec())
-    }
+fn open(key: &SealingKey, label: &str, sealed: &str) -> Result<Vec<u8>> {
+    key.open(label, sealed).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{label} cannot be decrypted: AUTH_KEY_ENCRYPTION_KEY is not the key it was sealed with"
+        )
+    })
 }
 
 /// Marks a sealed file's contents.
@@ -265,7 +204,7 @@ impl KeyDir {
             .ok()
             .and_then(|text| text.strip_prefix(SEALED_PREFIX));
         match (sealed, &self.sealing) {
-            (Some(sealed), Some(key)) => key.open(name, sealed),
+            (Some(sealed), Some(key)) => open(key, name, sealed),
             (Some(_), None) => bail!(
                 "{} is encrypted; set AUTH_KEY_ENCRYPTION_KEY to the key it was sealed with",
                 path.display()
@@ -285,7 +224,7 @@ impl KeyDir {
         let sealed;
         let contents = match &self.sealing {
             Some(key) => {
-                sealed = format!("{SEALED_PREFIX}{}", key.seal(name, contents)?);
+                sealed = format!("{SEALED_PREFIX}{}", key.seal(name, contents));
                 sealed.as_bytes()
             }
             None => contents,

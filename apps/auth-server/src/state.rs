@@ -6,14 +6,12 @@ use auth_core::TokenPolicy;
 use chrono::NaiveDateTime;
 
 use crate::http::extract::Principal;
-use crate::revocation::RevocationCache;
 use crate::token_cache::TokenCache;
 
 /// Shared by every worker.
 pub struct AppState {
     pub accounts: Arc<Accounts>,
     pub token_policy: TokenPolicy,
-    pub revocations: Arc<RevocationCache>,
     /// Bearer tokens that passed verification (revocation is checked apart,
     /// on every request).
     pub token_cache: TokenCache<Arc<Principal>>,
@@ -23,31 +21,11 @@ pub struct AppState {
     /// Offset for the naive local times some seed contracts use.
     pub compat_time_zone: chrono::FixedOffset,
     pub cors_allowed_origins: Vec<String>,
-    /// Rate limits shared by every instance through the database.
-    pub throttle: Arc<accounts::Throttle>,
     /// Peers whose forwarding headers name the client (see `http::extract::client_ip`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When set, `/metrics` needs `Authorization: Bearer <token>`.
     pub metrics_token: Option<secrecy::SecretString>,
-}
-
-impl AppState {
-    /// Sessions just revoked: refused here at once (other instances read
-    /// the table).
-    pub fn forget_sessions(&self, revoked: Vec<accounts::RevokedSession>) {
-        for r in revoked {
-            self.revocations.revoke_session(r.session_id, r.until);
-        }
-    }
-
-    /// Sessions and API tokens just revoked by an account change.
-    pub fn forget_revoked(&self, revoked: accounts::Revoked) {
-        self.forget_sessions(revoked.sessions);
-        for t in revoked.tokens {
-            self.revocations.revoke_token(t.jti, t.until);
-        }
-    }
 }
 
 /// When each API token was last used, collected in memory and written in

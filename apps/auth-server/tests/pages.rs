@@ -24,6 +24,7 @@ backend_tests!(
     a_login_renews_the_csrf_token,
     organization_admins_edit_only_what_they_may,
     a_browser_session_slides_while_used,
+    a_session_cookie_used_elsewhere_ends_the_session,
 );
 
 /// A browser of our own: keeps cookies by hand (reqwest's jar is a feature
@@ -684,4 +685,49 @@ async fn a_browser_session_slides_while_used(backend: Backend) {
     assert!(max_age > 14_000, "{max_age}");
     let now_deadline = tokio::task::spawn_blocking(deadline).await.unwrap();
     assert!(now_deadline > soon + chrono::TimeDelta::seconds(13_000));
+}
+
+/// The cookie's refresh token, rotated by someone else (a stolen copy used
+/// at the refresh endpoint), ends the session at the victim's next page
+/// view, as a reuse at the refresh endpoint does: 401, the cookie cleared,
+/// and the thief's tokens dead.
+async fn a_session_cookie_used_elsewhere_ends_the_session(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    let mut victim = Visitor::new();
+    victim.log_in(&app, "kim@example.com").await;
+    let stolen = victim
+        .cookies
+        .iter()
+        .find(|(k, _)| k == "auth_session")
+        .map(|(_, v)| v.clone())
+        .expect("a session cookie");
+    let (status, thief) = app.refresh(&stolen).await;
+    assert_eq!(status, StatusCode::OK, "{thief}");
+
+    let response = app
+        .http
+        .get(app.url("/dashboard"))
+        .header("cookie", victim.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let cleared = response.headers().get_all(SET_COOKIE).iter().any(|v| {
+        v.to_str().unwrap().starts_with("auth_session=;")
+            && v.to_str().unwrap().contains("Max-Age=0")
+    });
+    assert!(cleared, "the session cookie is cleared");
+    victim.keep(&response);
+
+    let (status, body) = app.refresh(thief["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, _) = app.me(thief["access_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = victim.get(&app, "/dashboard").await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "signed out: sent to the login page"
+    );
 }

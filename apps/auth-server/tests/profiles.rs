@@ -67,6 +67,7 @@ fn expired_copy(app: &TestApp, token: &str) -> String {
 }
 
 backend_tests!(
+    company_portal_tokens_renew_once_even_when_expired,
     company_portal_login_and_renewal,
     token_validity_check_and_refresh,
     envelope_login_redirect_and_refresh
@@ -486,5 +487,33 @@ async fn malformed_input_stays_in_each_profiles_envelope() {
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
         let value: Value = response.json().await.unwrap();
         assert!(shape(&value), "{path}: {value}");
+    }
+}
+
+/// Each company-portal token renews once, whether or not it has expired
+/// (an expired one used to renew forever).
+async fn company_portal_tokens_renew_once_even_when_expired(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("user@example.com", None).await;
+    let base = "/compat/company-portal";
+    let (status, body) = curl_d(
+        &app,
+        &format!("{base}/api/v1/auth/login"),
+        json!({"email": "user@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let live = body["token"].as_str().unwrap().to_owned();
+    let expired = expired_copy(&app, &live);
+    let path = format!("{base}/refresh_token");
+    for token in [live, expired] {
+        let renew = || curl_d(&app, &path, json!({"token": token}));
+        let (status, body) = renew().await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        for _ in 0..2 {
+            let (status, body) = renew().await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+            assert_eq!(body["error"], "token_revoked", "{body}");
+        }
     }
 }

@@ -253,7 +253,7 @@ impl Accounts {
             let row = users::find_by_id(c, id)?.ok_or(AccountsError::UserNotFound)?;
             Ok(Ok((self.view(c, row)?, revoked)))
         })?;
-        Ok((view, revoked))
+        Ok((view, self.published(revoked)))
     }
 
     /// Revokes the user's live API tokens; with `keep_within`, only those

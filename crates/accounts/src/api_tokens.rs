@@ -89,6 +89,11 @@ impl Accounts {
             let Some(owner) = users::find_by_id(c, owner_id)? else {
                 return Ok(Err(AccountsError::UserNotFound));
             };
+            // An account that exists only for a registered client's users
+            // acts through that client, never with tokens of its own.
+            if storage::repo::clients::is_client_user(c, owner_id)? {
+                return Ok(Err(AccountsError::Forbidden));
+            }
             // Authority comes from the database, not from the caller's token,
             // which may predate a permission removal.
             let held = users::permissions(c, owner_id)?;
@@ -155,7 +160,7 @@ impl Accounts {
         token_id: &str,
         context: &AuditContext,
     ) -> Result<RevokedToken> {
-        self.transact(|c, at| {
+        let revoked = self.transact(|c, at| {
             let Some(row) = api_tokens::revoke(c, owner_id, token_id, at.naive_utc())? else {
                 return Ok(Err(AccountsError::ApiTokenNotFound));
             };
@@ -165,7 +170,8 @@ impl Accounts {
                 .detail("token_id", token_id)
                 .record(c, context)?;
             Ok(Ok(revoked))
-        })
+        })?;
+        Ok(self.published(revoked))
     }
 
     /// Records when tokens were last used (batched by the caller).

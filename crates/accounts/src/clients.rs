@@ -10,9 +10,10 @@ use storage::models::{ClientRow, ExternalIdentityRow};
 use storage::repo::{clients, users};
 use subtle::ConstantTimeEq;
 
+use crate::client_tokens::ClientTokens;
 use crate::error::AccountsError;
 use crate::secrets::{new_opaque_token, token_hash};
-use crate::service::{Accounts, ClientInfo, IssuedTokens, NewAccount, now};
+use crate::service::{Accounts, ClientInfo, NewAccount, now};
 use crate::types::{DisplayName, EmailAddress, UserStatus};
 
 type Result<T> = std::result::Result<T, AccountsError>;
@@ -149,14 +150,15 @@ impl Accounts {
         }
     }
 
-    /// A session for the user the client vouches for, creating the shadow
-    /// account on first sight. Returns the tokens and the identity.
+    /// A session for the user the client vouches for (a session of
+    /// [`Channel::Client`](crate::Channel)), creating the shadow account on
+    /// first sight; its token pair.
     pub fn client_vouched_login(
         &self,
         client: &AuthenticatedClient,
         vouched: &VouchedUser,
         info: &ClientInfo,
-    ) -> Result<(IssuedTokens, ExternalIdentityRow)> {
+    ) -> Result<ClientTokens> {
         if !well_formed_external_id(&vouched.external_id) {
             return Err(crate::types::ParseError {
                 field: "userId",
@@ -222,6 +224,12 @@ impl Accounts {
         if UserStatus::parse(&user.status) != Some(UserStatus::Active) {
             return Err(AccountsError::AccountNotActive);
         }
-        Ok((self.start_session(&user, info)?, identity))
+        let tokens = self.start_session(&user, info, Some(&client.id))?;
+        let identity = VouchedUser {
+            external_id: identity.external_id,
+            login_id: identity.login_id,
+            role: identity.role,
+        };
+        self.client_tokens(&tokens, &identity)
     }
 }

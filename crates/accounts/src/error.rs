@@ -16,6 +16,10 @@ pub enum AccountsError {
     AccountNotActive,
     #[error("invalid refresh token")]
     InvalidRefreshToken,
+    /// The token was spent (renewed once already) or revoked, or its
+    /// session was.
+    #[error("token revoked")]
+    TokenRevoked,
     /// A rotated-out refresh token came back after the grace window; the whole
     /// session has been revoked.
     #[error("refresh token reused; session revoked")]
@@ -86,6 +90,12 @@ pub enum AccountsError {
     Token(#[from] TokenError),
     #[error(transparent)]
     Hash(#[from] HashError),
+}
+
+impl From<crate::types::WeakPassword> for AccountsError {
+    fn from(weak: crate::types::WeakPassword) -> Self {
+        AccountsError::WeakPassword(weak.0)
+    }
 }
 
 /// Transactions report commit/rollback failures as diesel errors.

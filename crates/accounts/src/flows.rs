@@ -10,7 +10,7 @@ use storage::repo::{self, organizations, users};
 use crate::audit::{AuditContext, AuditEvent, events};
 use crate::codes::{self, CodeCheck, Purpose};
 use crate::error::AccountsError;
-use crate::service::{Accounts, NewAccount, RevokedSession, now};
+use crate::service::{Accounts, ClientInfo, NewAccount, RevokedSession, now};
 use crate::types::{DisplayName, EmailAddress, Password, UserStatus, Username};
 
 type Result<T> = std::result::Result<T, AccountsError>;
@@ -92,13 +92,14 @@ impl Accounts {
     /// a "someone tried to sign up" mail), unless the deployment opted into
     /// `reveal_email_taken`. Both paths hash the password, so they take the
     /// same time.
-    pub fn signup(&self, request: SignupRequest) -> Result<SignupOutcome> {
-        let mut inputs = vec![request.email.as_str()];
-        inputs.extend(request.username.as_ref().map(Username::as_str));
-        request
-            .password
-            .check_strength(&inputs)
-            .map_err(|weak| AccountsError::WeakPassword(weak.0))?;
+    ///
+    /// Counts against the mail limits first (it mails either way).
+    pub fn signup(&self, request: SignupRequest, origin: &ClientInfo) -> Result<SignupOutcome> {
+        self.admit_mail(request.email.as_str(), origin.ip.as_deref())?;
+        request.password.check_for_account(
+            request.email.as_str(),
+            request.username.as_ref().map(Username::as_str),
+        )?;
         let hash = self.hasher.hash(request.password.expose())?;
         let status = if request.organization_id.is_some() {
             UserStatus::Active
@@ -223,7 +224,13 @@ impl Accounts {
     }
 
     /// Activates a pending account with the code mailed at signup.
-    pub fn verify_email(&self, email: &EmailAddress, code: &str) -> Result<()> {
+    pub fn verify_email(
+        &self,
+        email: &EmailAddress,
+        code: &str,
+        origin: &ClientInfo,
+    ) -> Result<()> {
+        self.admit_code_attempt(origin.ip.as_deref())?;
         self.transact(|c, at| {
             let user = users::find_by_email(c, email.as_str())?;
             let Some(user) = user
@@ -256,7 +263,13 @@ impl Accounts {
     /// otherwise does equivalent work; the caller answers 202 either way.
     /// Within the resend cooldown nothing is sent (silently: a 429 here
     /// would reveal that the account exists).
-    pub fn forgot_password(&self, email: &EmailAddress, locale: Locale) -> Result<()> {
+    pub fn forgot_password(
+        &self,
+        email: &EmailAddress,
+        locale: Locale,
+        origin: &ClientInfo,
+    ) -> Result<()> {
+        self.admit_mail(email.as_str(), origin.ip.as_deref())?;
         self.transact(|c, at| {
             let user = users::find_by_email(c, email.as_str())?
                 .filter(|u| UserStatus::parse(&u.status) == Some(UserStatus::Active));
@@ -298,18 +311,20 @@ impl Accounts {
     }
 
     /// Sets a new password with a mailed reset code; every session of the
-    /// user is revoked. A weak password is refused before the code is spent.
+    /// user is revoked. A weak password (by the one rule, with the account's
+    /// email and username) is refused after the code was checked, without
+    /// spending it — so the answer says nothing about the account to anyone
+    /// without the code.
     pub fn reset_password(
         &self,
         email: &EmailAddress,
         code: &str,
         new_password: &Password,
+        origin: &ClientInfo,
     ) -> Result<Vec<RevokedSession>> {
-        new_password
-            .check_strength(&[email.as_str()])
-            .map_err(|weak| AccountsError::WeakPassword(weak.0))?;
+        self.admit_code_attempt(origin.ip.as_deref())?;
         let hash = self.hasher.hash(new_password.expose())?;
-        self.transact(|c, at| {
+        let revoked = self.transact(|c, at| {
             let Some(user) = users::find_by_email(c, email.as_str())? else {
                 codes::equivalent_work(c, &self.code_key, Purpose::PasswordReset, email.as_str())?;
                 return Ok(Err(AccountsError::InvalidCode));
@@ -324,6 +339,8 @@ impl Accounts {
             )? {
                 CodeCheck::Refused(e) => Ok(Err(e)),
                 CodeCheck::Verified(_) => {
+                    // Failing (not `Ok(Err)`) rolls back: the code stays unspent.
+                    new_password.check_for_account(&user.email, user.username.as_deref())?;
                     users::set_password_hash(c, &user.id, &hash, at.naive_utc())?;
                     let revoked =
                         self.revoke_sessions_in(c, &user.id, None, "password_reset", at)?;
@@ -334,7 +351,8 @@ impl Accounts {
                     Ok(Ok(revoked))
                 }
             }
-        })
+        })?;
+        Ok(self.published(revoked))
     }
 
     /// Changes the password of a logged-in user after checking the current
@@ -356,13 +374,9 @@ impl Accounts {
         if !current_ok {
             return Err(AccountsError::InvalidCredentials);
         }
-        let mut inputs = vec![user.email.as_str()];
-        inputs.extend(user.username.as_deref());
-        new_password
-            .check_strength(&inputs)
-            .map_err(|weak| AccountsError::WeakPassword(weak.0))?;
+        new_password.check_for_account(&user.email, user.username.as_deref())?;
         let hash = self.hasher.hash(new_password.expose())?;
-        self.transact(|c, at| {
+        let revoked = self.transact(|c, at| {
             users::set_password_hash(c, user_id, &hash, at.naive_utc())?;
             let revoked =
                 self.revoke_sessions_in(c, user_id, Some(session_id), "password_change", at)?;
@@ -375,7 +389,8 @@ impl Accounts {
                 .detail("sessions_revoked", revoked.len())
                 .record(c, &context)?;
             Ok(Ok(revoked))
-        })
+        })?;
+        Ok(self.published(revoked))
     }
 }
 

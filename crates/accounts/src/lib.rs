@@ -8,14 +8,17 @@
 pub mod admin;
 pub mod api_tokens;
 pub mod audit;
+pub mod client_tokens;
 pub mod clients;
 pub mod codes;
 pub mod error;
 pub mod flows;
+pub mod introspection;
 pub mod organizations;
 pub mod password;
 pub mod permissions;
 pub mod registrations;
+pub mod revocations;
 pub mod secrets;
 pub mod service;
 pub mod sessions;
@@ -25,20 +28,23 @@ pub mod types;
 pub use admin::{Actor, Revoked, RevokedToken, UserUpdate, UserView};
 pub use api_tokens::{ApiTokenView, CreatedApiToken};
 pub use audit::AuditContext;
+pub use client_tokens::{ClientTokenState, ClientTokens};
 pub use clients::{AuthenticatedClient, CreatedClient, LiveRefreshToken, VouchedUser};
 pub use codes::CodeKey;
 pub use error::AccountsError;
 pub use flows::{SignupOutcome, SignupRequest};
+pub use introspection::TokenInfo;
 pub use mailer::Locale;
 pub use organizations::Organization;
 pub use password::{HashCost, PasswordHasher};
 pub use permissions::{PermissionCatalog, Role};
 pub use registrations::{RegistrationForm, RegistrationView};
+pub use secrets::SealingKey;
 pub use service::{
-    Accounts, AccountsConfig, ClientInfo, IssuedAccess, IssuedTokens, NewAccount, RevokedSession,
-    SessionPolicy,
+    Accounts, AccountsConfig, Channel, ClientInfo, IssuedAccess, IssuedTokens, NewAccount,
+    RevokedSession, SessionPolicy,
 };
-pub use sessions::{ActivationPreview, SessionView};
+pub use sessions::{ActivationPreview, BrowserSession, SessionView};
 pub use throttle::{Limit, Rate, Throttle, ThrottleRates};
 pub use types::{
     DisplayName, Domain, EmailAddress, LoginId, ParseError, Password, PhoneNumber, UserStatus,

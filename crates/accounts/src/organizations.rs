@@ -7,7 +7,7 @@ use storage::repo::organizations;
 
 use crate::codes::{self, CodeCheck, Purpose};
 use crate::error::AccountsError;
-use crate::service::Accounts;
+use crate::service::{Accounts, ClientInfo};
 use crate::types::{Domain, EmailAddress};
 
 type Result<T> = std::result::Result<T, AccountsError>;
@@ -144,7 +144,9 @@ impl Accounts {
         organization_id: &str,
         email: &EmailAddress,
         locale: Locale,
+        origin: &ClientInfo,
     ) -> Result<()> {
+        self.admit_mail(email.as_str(), origin.ip.as_deref())?;
         self.transact(|c, at| {
             let Some(org) = organizations::find(c, organization_id)?.filter(|o| o.active) else {
                 return Ok(Err(AccountsError::OrganizationNotFound));
@@ -182,7 +184,13 @@ impl Accounts {
 
     /// Confirms the code; records the address as verified for the
     /// organization it was requested for, whose id is returned.
-    pub fn confirm_organization_code(&self, email: &EmailAddress, code: &str) -> Result<String> {
+    pub fn confirm_organization_code(
+        &self,
+        email: &EmailAddress,
+        code: &str,
+        origin: &ClientInfo,
+    ) -> Result<String> {
+        self.admit_code_attempt(origin.ip.as_deref())?;
         self.transact(|c, at| {
             match codes::check(
                 c,

@@ -130,6 +130,7 @@ impl Accounts {
         locale: Locale,
         context: &AuditContext,
     ) -> Result<RegistrationView> {
+        self.admit_mail(form.contact_email.as_str(), context.ip.as_deref())?;
         let view = self.transact(|c, at| {
             if registrations::pending_for_email(c, form.contact_email.as_str())?.is_some() {
                 return Ok(Err(AccountsError::RegistrationPending));
@@ -365,12 +366,8 @@ impl Accounts {
             let Some(user) = users::find_by_id(c, &user_id)? else {
                 return Ok(Err(AccountsError::InvalidActivationToken));
             };
-            let mut inputs = vec![user.email.as_str()];
-            inputs.extend(user.username.as_deref());
-            if let Err(weak) = password.check_strength(&inputs) {
-                // Refuse without spending the link: roll back by failing.
-                return Err(AccountsError::WeakPassword(weak.0));
-            }
+            // Refuse without spending the link: roll back by failing.
+            password.check_for_account(&user.email, user.username.as_deref())?;
             if UserStatus::parse(&user.status) == Some(UserStatus::Disabled) {
                 return Ok(Err(AccountsError::AccountNotActive));
             }
@@ -384,12 +381,18 @@ impl Accounts {
                 users::find_by_id(c, &user.id)?.ok_or(AccountsError::UserNotFound)?
             ))
         })?;
-        self.start_session(&user, client)
+        self.start_session(&user, client, None)
     }
 
     /// Mails a new activation link to an invited account; does nothing
     /// (silently) for any other address, so it reveals nothing.
-    pub fn resend_activation(&self, email: &EmailAddress, locale: Locale) -> Result<()> {
+    pub fn resend_activation(
+        &self,
+        email: &EmailAddress,
+        locale: Locale,
+        origin: &ClientInfo,
+    ) -> Result<()> {
+        self.admit_mail(email.as_str(), origin.ip.as_deref())?;
         self.transact(|c, at| {
             let Some(user) = users::find_by_email(c, email.as_str())? else {
                 return Ok(Ok(()));
@@ -434,9 +437,7 @@ impl Accounts {
         password: Option<&Password>,
     ) -> Result<AdminCreated> {
         if let Some(password) = password {
-            password
-                .check_strength(&[email.as_str()])
-                .map_err(|w| AccountsError::WeakPassword(w.0))?;
+            password.check_for_account(email.as_str(), None)?;
         }
         let hash = password.map(|p| self.hasher.hash(p.expose())).transpose()?;
         let context = AuditContext {

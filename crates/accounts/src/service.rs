@@ -3,7 +3,9 @@
 
 use std::sync::{Arc, RwLock};
 
-use auth_core::{ACCESS_TOKEN_TYP, AccessClaims, KeySet, Subject, TokenPolicy};
+use auth_core::{
+    ACCESS_TOKEN_TYP, AccessClaims, KeySet, RevocationKind, RevocationSet, Subject, TokenPolicy,
+};
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use diesel::prelude::*;
 use mailer::Locale;
@@ -13,13 +15,13 @@ use storage::repo::{refresh_tokens, revocations, sessions, users};
 use storage::{AnyConnection, DbPool, StorageError};
 use uuid::Uuid;
 
-use crate::admin::RevokedToken;
 use crate::audit::{AuditContext, AuditEvent, events};
 use crate::codes::CodeKey;
 use crate::error::AccountsError;
 use crate::password::PasswordHasher;
 use crate::permissions::PermissionCatalog;
-use crate::secrets::{new_opaque_token, token_hash};
+use crate::secrets::{SealingKey, new_opaque_token, token_hash};
+use crate::throttle::{Limit, Throttle, ThrottleRates};
 use crate::types::{DisplayName, EmailAddress, LoginId, Password, UserStatus, Username};
 
 type Result<T> = std::result::Result<T, AccountsError>;
@@ -47,11 +49,34 @@ impl Default for SessionPolicy {
     }
 }
 
+/// Whose sessions a refresh token may rotate in: the native API's and the
+/// pages' own, or those started for a registered client's users (whose
+/// tokens only that client's profile hands out). A token is never accepted
+/// on the other channel, so nothing a client's user holds works natively.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    Native,
+    Client,
+}
+
+impl Channel {
+    pub(crate) fn admits(self, session: &SessionRow) -> bool {
+        session.client_id.is_some() == (self == Channel::Client)
+    }
+}
+
 /// Who is calling, recorded on the session.
 #[derive(Clone, Debug, Default)]
 pub struct ClientInfo {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+}
+
+impl ClientInfo {
+    /// The IP for per-IP rate limits; requests without one share a bucket.
+    pub fn ip_or_unknown(&self) -> &str {
+        self.ip.as_deref().unwrap_or("unknown")
+    }
 }
 
 impl From<&ClientInfo> for AuditContext {
@@ -111,6 +136,9 @@ pub struct AccountsConfig {
     pub sessions: SessionPolicy,
     /// Key for the HMAC tags of email codes (32 random bytes, kept secret).
     pub code_key: CodeKey,
+    /// Seals values handed out that only we may read (the refresh
+    /// credential inside a client's refresh token).
+    pub sealing_key: SealingKey,
     /// Base URL of the web pages linked from mails (no trailing slash).
     pub public_url: String,
     /// Answer 409 `email_taken` to a signup with a registered address,
@@ -127,6 +155,13 @@ pub struct AccountsConfig {
     pub operator_emails: Vec<EmailAddress>,
     /// Passwords older than this must be changed (reported at login).
     pub password_max_age_days: Option<i64>,
+    /// Key for the rate limits' row keys (32 random bytes, kept secret; the
+    /// same on every instance sharing the database).
+    pub throttle_key: Vec<u8>,
+    pub throttle_rates: ThrottleRates,
+    /// Called with the kind (`login`, `mail`, `code`) whenever a rate limit
+    /// refuses a request, for metrics.
+    pub on_throttled: Arc<dyn Fn(&'static str) + Send + Sync>,
 }
 
 pub struct Accounts {
@@ -134,9 +169,12 @@ pub struct Accounts {
     pub(crate) hasher: Arc<PasswordHasher>,
     /// Replaced whole when the signing keys rotate ([`Accounts::replace_keys`]).
     keys: RwLock<KeySet>,
+    /// Revoked sessions and tokens known here (see [`crate::revocations`]).
+    pub(crate) revoked: RevocationSet,
     pub(crate) tokens: TokenPolicy,
     pub(crate) sessions: SessionPolicy,
     pub(crate) code_key: CodeKey,
+    pub(crate) sealing_key: SealingKey,
     pub(crate) public_url: String,
     pub(crate) reveal_email_taken: bool,
     pub(crate) on_mail_queued: Arc<dyn Fn() + Send + Sync>,
@@ -144,6 +182,8 @@ pub struct Accounts {
     pub(crate) api_token_max_days: i64,
     pub(crate) operator_emails: Vec<EmailAddress>,
     password_max_age_days: Option<i64>,
+    pub(crate) throttle: Throttle,
+    pub(crate) on_throttled: Arc<dyn Fn(&'static str) + Send + Sync>,
 }
 
 /// Current time, truncated to microseconds: PostgreSQL keeps no more, and
@@ -160,12 +200,13 @@ impl Accounts {
         config: AccountsConfig,
     ) -> Self {
         Self {
-            pool,
             hasher,
             keys: RwLock::new(keys),
+            revoked: RevocationSet::default(),
             tokens: config.tokens,
             sessions: config.sessions,
             code_key: config.code_key,
+            sealing_key: config.sealing_key,
             public_url: config.public_url,
             reveal_email_taken: config.reveal_email_taken,
             on_mail_queued: config.on_mail_queued,
@@ -173,6 +214,9 @@ impl Accounts {
             api_token_max_days: config.api_token_max_days,
             operator_emails: config.operator_emails,
             password_max_age_days: config.password_max_age_days,
+            throttle: Throttle::new(pool.clone(), &config.throttle_key, config.throttle_rates),
+            on_throttled: config.on_throttled,
+            pool,
         }
     }
 
@@ -195,8 +239,15 @@ impl Accounts {
         Ok(self.pool.get().map_err(StorageError::from)?)
     }
 
-    /// Creates a user; hashes the password (if any) first.
+    /// Creates a user; checks (by the one strength rule) and hashes the
+    /// password, if any, first.
     pub fn create_user(&self, account: NewAccount) -> Result<String> {
+        if let Some(password) = &account.password {
+            password.check_for_account(
+                account.email.as_str(),
+                account.username.as_ref().map(Username::as_str),
+            )?;
+        }
         let hash = account
             .password
             .as_ref()
@@ -258,13 +309,22 @@ impl Accounts {
 
     /// Email-or-username + password → a new session. Unknown users cost the
     /// same Argon2 work as wrong passwords and get the same error.
+    ///
+    /// Failed logins are limited per account and per client IP
+    /// ([`Limit::LoginFailuresPerAccount`], [`Limit::LoginFailuresPerIp`]);
+    /// once a limit is exhausted the answer is [`AccountsError::Throttled`]
+    /// before any password is checked. The account's counter is the
+    /// resolved user's, whatever spelling of its email or its username was
+    /// typed; a login that matches no account counts under its normalised
+    /// form (so the limit says nothing about which accounts exist).
     pub fn login(
         &self,
         login: &str,
         password: &SecretString,
         client: &ClientInfo,
     ) -> Result<IssuedTokens> {
-        let user = match LoginId::parse(login) {
+        let id = LoginId::parse(login);
+        let user = match &id {
             Some(id) => {
                 let mut conn = self.conn()?;
                 match id {
@@ -274,6 +334,17 @@ impl Accounts {
             }
             None => None,
         };
+        let account = match (&user, &id) {
+            (Some(user), _) => format!("user {}", user.id),
+            (None, Some(LoginId::Email(email))) => format!("email {email}"),
+            (None, Some(LoginId::Username(name))) => format!("username {name}"),
+            (None, None) => format!("unparsed {}", login.trim().to_lowercase()),
+        };
+        let limits = [
+            (Limit::LoginFailuresPerAccount, account.as_str()),
+            (Limit::LoginFailuresPerIp, client.ip_or_unknown()),
+        ];
+        self.limited("login", self.throttle.check(&limits))?;
         let candidate = password.expose_secret();
         // A full hashing queue answers Busy before any work or audit: no
         // credential was checked.
@@ -298,6 +369,11 @@ impl Accounts {
                     None => failed,
                 };
                 self.audit(failed, &context)?;
+                // The client's request failed for its own reason already: a
+                // failure to count it is logged, not answered.
+                if let Err(e) = self.throttle.charge(&limits) {
+                    tracing::warn!(error = %e, "could not record a failed login");
+                }
                 return Err(AccountsError::InvalidCredentials);
             }
         };
@@ -308,7 +384,7 @@ impl Accounts {
             self.audit(refused, &context)?;
             return Err(AccountsError::AccountNotActive);
         }
-        let tokens = self.start_session(&user, client)?;
+        let tokens = self.start_session(&user, client, None)?;
         let succeeded = AuditEvent::new(events::LOGIN_SUCCEEDED)
             .subject(&user.id)
             .organization(user.organization_id.clone())
@@ -317,10 +393,13 @@ impl Accounts {
         Ok(tokens)
     }
 
+    /// A new session for `user`; `client_id` names the registered client it
+    /// is started for ([`Channel::Client`]), `None` for a native one.
     pub(crate) fn start_session(
         &self,
         user: &UserRow,
         client: &ClientInfo,
+        client_id: Option<&str>,
     ) -> Result<IssuedTokens> {
         let at = now();
         let session = SessionRow {
@@ -333,6 +412,7 @@ impl Accounts {
             revoke_reason: None,
             user_agent: client.user_agent.clone(),
             ip: client.ip.clone(),
+            client_id: client_id.map(str::to_owned),
         };
         let mut conn = self.conn()?;
         let (roles, perms) = users::roles_and_permissions(&mut conn, &user.id)?;
@@ -440,6 +520,18 @@ impl Accounts {
         session_id: Option<&str>,
         client: &ClientInfo,
     ) -> Result<IssuedTokens> {
+        self.rotate(presented, session_id, Channel::Native, client)
+    }
+
+    /// The rotation behind every refresh: the token must belong to a session
+    /// of `channel` (and to `session_id` when given), or nothing is spent.
+    pub(crate) fn rotate(
+        &self,
+        presented: &SecretString,
+        session_id: Option<&str>,
+        channel: Channel,
+        client: &ClientInfo,
+    ) -> Result<IssuedTokens> {
         let hash = token_hash(presented.expose_secret());
         let at = now();
         let mut conn = self.conn()?;
@@ -463,9 +555,11 @@ impl Accounts {
             else {
                 return Ok(RefreshOutcome::Invalid);
             };
-            if session_id.is_some_and(|expected| expected != token.session_id) {
+            if session_id.is_some_and(|expected| expected != token.session_id)
+                || !channel.admits(&session)
+            {
                 // Roll back: the claim above must not spend a token presented
-                // with another session's access token.
+                // with another session's access token, or on the wrong channel.
                 return Err(AccountsError::InvalidRefreshToken);
             }
             let expired =
@@ -492,8 +586,8 @@ impl Accounts {
                 }
             }
             if UserStatus::parse(&user.status) != Some(UserStatus::Active) {
-                self.revoke_session_in(c, &session.id, "account_not_active", at)?;
-                return Ok(RefreshOutcome::Invalid);
+                let revoked = self.revoke_session_in(c, &session.id, "account_not_active", at)?;
+                return Ok(RefreshOutcome::Ended(revoked));
             }
             if !claim.session_touched {
                 sessions::touch(c, &session.id, at.naive_utc())?;
@@ -507,51 +601,70 @@ impl Accounts {
         match outcome {
             RefreshOutcome::Rotated(tokens) => Ok(*tokens),
             RefreshOutcome::Invalid => Err(AccountsError::InvalidRefreshToken),
-            RefreshOutcome::Reused(revoked) => Err(AccountsError::RefreshTokenReused(revoked)),
+            RefreshOutcome::Ended(revoked) => {
+                self.published(revoked);
+                Err(AccountsError::InvalidRefreshToken)
+            }
+            RefreshOutcome::Reused(revoked) => {
+                Err(AccountsError::RefreshTokenReused(self.published(revoked)))
+            }
         }
     }
 
     /// A new access token for the session of `old` (which may have expired),
     /// if that session is still alive: not revoked, within its absolute
-    /// lifetime, its user active. The old token is revoked by `jti`. For
-    /// seed contracts that renew access tokens without a refresh token.
-    pub fn renew_access(&self, old: &AccessClaims) -> Result<(IssuedAccess, Option<RevokedToken>)> {
+    /// lifetime, its user active. For seed contracts that renew access
+    /// tokens without a refresh token.
+    ///
+    /// `old` is spent by the renewal, whether or not it has expired: its
+    /// `jti` is revoked until its session's absolute end (the longest it
+    /// could be presented again), so each token renews at most once — a
+    /// second renewal, here or on another instance, is
+    /// [`AccountsError::TokenRevoked`], as is a token whose session was
+    /// revoked. The session row is locked first, so two renewals of one
+    /// token racing on PostgreSQL see each other.
+    pub fn renew_access(&self, old: &AccessClaims) -> Result<IssuedAccess> {
+        if self.revoked.is_revoked(&old.sid, &old.jti) {
+            return Err(AccountsError::TokenRevoked);
+        }
         let at = now();
         let mut conn = self.conn()?;
-        conn.transaction(|c| -> Result<Result<_>> {
+        let (access, spent) = conn.transaction(|c| -> Result<_> {
             storage::repo::write_lock(c)?;
-            let session = sessions::find(c, &old.sid)?.filter(|s| s.user_id == old.sub);
-            let Some(session) =
-                session.filter(|s| s.revoked_at.is_none() && s.expires_at > at.naive_utc())
+            // Locks the session row (PostgreSQL) before anything is read.
+            sessions::touch(c, &old.sid, at.naive_utc())?;
+            let Some(session) = sessions::find(c, &old.sid)?.filter(|s| s.user_id == old.sub)
             else {
-                return Ok(Err(AccountsError::InvalidRefreshToken));
+                return Err(AccountsError::InvalidRefreshToken);
             };
+            if session.revoked_at.is_some()
+                || revocations::exists(c, RevocationKind::Token.as_str(), &old.jti)?
+            {
+                return Err(AccountsError::TokenRevoked);
+            }
+            if session.expires_at <= at.naive_utc() {
+                return Err(AccountsError::InvalidRefreshToken);
+            }
             let user = users::find_by_id(c, &session.user_id)?;
             let Some(user) =
                 user.filter(|u| UserStatus::parse(&u.status) == Some(UserStatus::Active))
             else {
-                return Ok(Err(AccountsError::InvalidRefreshToken));
+                return Err(AccountsError::InvalidRefreshToken);
             };
-            sessions::touch(c, &session.id, at.naive_utc())?;
             let (roles, perms) = users::roles_and_permissions(c, &user.id)?;
             let claims = self.claims_for(&user, &session.id, roles, perms, at);
             let access_token = self.keys().sign(ACCESS_TOKEN_TYP, &claims)?;
-            // The old token dies with the renewal (if it is not dead already).
-            let still_valid = old.exp + self.tokens.leeway_secs > at.timestamp();
-            let revoked = match DateTime::from_timestamp(old.exp, 0) {
-                Some(exp) if still_valid => {
-                    Some(self.record_token_revocation(c, &old.jti, exp.naive_utc(), at)?)
-                }
-                _ => None,
-            };
-            Ok(Ok((
+            let spent = self.record_token_revocation(c, &old.jti, session.expires_at, at)?;
+            Ok((
                 IssuedAccess {
                     access_token,
                     claims,
                 },
-                revoked,
-            )))
-        })?
+                spent,
+            ))
+        })?;
+        self.published(spent);
+        Ok(access)
     }
 
     /// Revokes one session (logout). Returns it when it was live.
@@ -563,15 +676,22 @@ impl Accounts {
     ) -> Result<Option<RevokedSession>> {
         let at = now();
         let mut conn = self.conn()?;
-        conn.transaction(|c| {
+        let revoked = conn.transaction(|c| {
             storage::repo::write_lock(c)?;
             let revoked = self.revoke_session_in(c, session_id, "logout", at)?;
             AuditEvent::new(events::LOGOUT)
                 .subject(user_id)
                 .detail("session_id", session_id)
                 .record(c, context)?;
-            Ok(revoked)
-        })
+            Ok::<_, AccountsError>(revoked)
+        })?;
+        // Revoked before (perhaps on another instance, not yet polled here):
+        // its tokens are refused here at once all the same.
+        self.published(revoked.clone().unwrap_or_else(|| RevokedSession {
+            session_id: session_id.to_owned(),
+            until: self.revocation_end(at).timestamp(),
+        }));
+        Ok(revoked)
     }
 
     /// Revokes every live session of the user.
@@ -601,7 +721,9 @@ impl Accounts {
     pub fn revoke_all_sessions(&self, user_id: &str, reason: &str) -> Result<Vec<RevokedSession>> {
         let at = now();
         let mut conn = self.conn()?;
-        conn.transaction(|c| self.revoke_sessions_in(c, user_id, None, reason, at))
+        let revoked =
+            conn.transaction(|c| self.revoke_sessions_in(c, user_id, None, reason, at))?;
+        Ok(self.published(revoked))
     }
 
     /// Revokes the user's live sessions, except `keep`, inside a transaction.
@@ -633,6 +755,12 @@ impl Accounts {
             .map(Some)
     }
 
+    /// Until when a session revoked at `at` matters: its last access token
+    /// expires within one TTL, plus the leeway.
+    fn revocation_end(&self, at: DateTime<Utc>) -> DateTime<Utc> {
+        at + TimeDelta::seconds(self.tokens.access_ttl_secs + self.tokens.leeway_secs)
+    }
+
     /// Writes the revocation other instances poll for. It must outlive every
     /// access token of the session: at most one TTL plus the leeway.
     fn record_revocation(
@@ -641,7 +769,7 @@ impl Accounts {
         session_id: String,
         at: DateTime<Utc>,
     ) -> Result<RevokedSession> {
-        let until = at + TimeDelta::seconds(self.tokens.access_ttl_secs + self.tokens.leeway_secs);
+        let until = self.revocation_end(at);
         revocations::insert(
             conn,
             &NewRevocation {
@@ -678,5 +806,7 @@ impl Accounts {
 enum RefreshOutcome {
     Rotated(Box<IssuedTokens>),
     Invalid,
+    /// The user may no longer log in: the session was ended.
+    Ended(Option<RevokedSession>),
     Reused(Option<RevokedSession>),
 }

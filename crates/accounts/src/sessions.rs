@@ -5,11 +5,12 @@ use chrono::{NaiveDateTime, TimeDelta};
 use diesel::Connection;
 use storage::repo::{activation_tokens, organizations, refresh_tokens, sessions, users};
 
+use crate::admin::UserView;
 use crate::audit::{AuditContext, AuditEvent, events};
-use crate::clients::LiveRefreshToken;
 use crate::error::AccountsError;
 use crate::secrets::token_hash;
-use crate::service::{Accounts, RevokedSession, now};
+use crate::service::{Accounts, Channel, ClientInfo, RevokedSession, now};
+use crate::types::UserStatus;
 
 type Result<T> = std::result::Result<T, AccountsError>;
 
@@ -22,6 +23,15 @@ pub struct SessionView {
     pub expires_at: NaiveDateTime,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+}
+
+/// A browser signed in by its session cookie.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrowserSession {
+    pub user: UserView,
+    pub session_id: String,
+    /// The cookie's token got a later deadline, this many seconds ahead.
+    pub extended_for: Option<i64>,
 }
 
 /// Whose account an unspent activation link opens.
@@ -61,7 +71,7 @@ impl Accounts {
     ) -> Result<RevokedSession> {
         let at = now();
         let mut conn = self.conn()?;
-        conn.transaction(|c| {
+        let revoked = conn.transaction(|c| {
             storage::repo::write_lock(c)?;
             let owned = sessions::find(c, session_id)?.is_some_and(|s| s.user_id == user_id);
             if !owned {
@@ -74,8 +84,9 @@ impl Accounts {
                 .subject(user_id)
                 .detail("session_id", session_id)
                 .record(c, context)?;
-            Ok(revoked)
-        })
+            Ok::<_, AccountsError>(revoked)
+        })?;
+        Ok(self.published(revoked))
     }
 
     /// The account an activation token would activate; `None` when the
@@ -101,34 +112,81 @@ impl Accounts {
         }))
     }
 
-    /// Keeps a browser session going while it is used: a live refresh
-    /// token past half its idle life gets a new idle deadline (never past
-    /// its session's end) instead of being rotated, so pages loading at the
-    /// same moment with the same cookie all stay signed in. Returns the
-    /// token's remaining seconds when it was extended. The token stays what
-    /// it was: single use, and spent by a refresh like any other.
+    /// The signed-in user behind a browser's session cookie, which holds its
+    /// login session's refresh token; reading it does not spend it. `None`
+    /// when the token is unknown, expired, of an ended session, of a client's
+    /// session ([`Channel::Client`](crate::Channel)), or its user may not log in.
     ///
-    /// `live` is what [`Accounts::live_refresh_token`] just found for
-    /// `token`: a token with more than half its idle life left costs no
-    /// database work here.
-    pub fn keep_alive(&self, token: &str, live: &LiveRefreshToken) -> Result<Option<i64>> {
-        let at = now().naive_utc();
-        let idle = TimeDelta::seconds(self.sessions.refresh_idle_ttl_secs);
-        if live.expires_at - at.and_utc().timestamp() > idle.num_seconds() / 2 {
-            return Ok(None);
-        }
+    /// Pages never rotate this token, so a spent one means a copy was used
+    /// at the refresh endpoint: it was stolen. As at refresh, the session is
+    /// revoked and the answer is [`AccountsError::RefreshTokenReused`] — the
+    /// grace window for a client's duplicate refresh does not apply, since
+    /// no page ever sends one.
+    ///
+    /// The session slides with use: a token past half its idle life gets a
+    /// new idle deadline (never past its session's end) instead of being
+    /// rotated, so pages loading at the same moment with the same cookie all
+    /// stay signed in; `extended_for` then says for how many seconds.
+    pub fn browser_session(
+        &self,
+        token: &str,
+        origin: &ClientInfo,
+    ) -> Result<Option<BrowserSession>> {
+        let at = now();
+        let hash = token_hash(token);
         let mut conn = self.conn()?;
-        let Some(session) = sessions::find(&mut conn, &live.session_id)? else {
+        let Some((row, session, user)) =
+            refresh_tokens::find_with_session_and_user(&mut conn, &hash)?
+        else {
             return Ok(None);
         };
-        let until = (at + idle).min(session.expires_at);
-        let extended = conn.transaction(|c| -> Result<bool> {
-            let extended = refresh_tokens::extend(c, &token_hash(token), until)?;
-            if extended {
-                sessions::touch(c, &session.id, at)?;
+        if !Channel::Native.admits(&session) {
+            return Ok(None);
+        }
+        let live_session = session.revoked_at.is_none() && session.expires_at > at.naive_utc();
+        if row.used_at.is_some() {
+            if !live_session {
+                return Ok(None);
             }
-            Ok(extended)
-        })?;
-        Ok(extended.then(|| (until - at).num_seconds()))
+            let revoked = conn.transaction(|c| {
+                storage::repo::write_lock(c)?;
+                let revoked = self.revoke_session_in(c, &session.id, "refresh_token_reused", at)?;
+                AuditEvent::new(events::REFRESH_REUSED)
+                    .subject(&session.user_id)
+                    .detail("session_id", &session.id)
+                    .detail("via", "browser_session")
+                    .record(c, &AuditContext::from(origin))?;
+                Ok::<_, AccountsError>(revoked)
+            })?;
+            return Err(AccountsError::RefreshTokenReused(self.published(revoked)));
+        }
+        let active = UserStatus::parse(&user.status) == Some(UserStatus::Active);
+        if !live_session || !active || row.expires_at <= at.naive_utc() {
+            return Ok(None);
+        }
+        let idle = TimeDelta::seconds(self.sessions.refresh_idle_ttl_secs);
+        let left = row.expires_at - at.naive_utc();
+        let extended_for = if left > idle / 2 {
+            None
+        } else {
+            let until = (at.naive_utc() + idle).min(session.expires_at);
+            let extended = conn.transaction(|c| -> Result<bool> {
+                let extended = refresh_tokens::extend(c, &hash, until)?;
+                if extended {
+                    sessions::touch(c, &session.id, at.naive_utc())?;
+                }
+                Ok(extended)
+            })?;
+            extended.then(|| (until - at.naive_utc()).num_seconds())
+        };
+        drop(conn);
+        let Some(user) = self.user_view(&user.id)? else {
+            return Ok(None);
+        };
+        Ok(Some(BrowserSession {
+            user,
+            session_id: session.id,
+            extended_for,
+        }))
     }
 }

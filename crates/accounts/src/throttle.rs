@@ -22,6 +22,7 @@ use storage::repo::{throttles, write_lock};
 use storage::{DbPool, StorageError};
 
 use crate::error::AccountsError;
+use crate::service::Accounts;
 
 /// `limit` events per `period`; `limit == 0` switches the limit off.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,6 +273,44 @@ impl Throttle {
         let message = format!("{}\n{}", limit.name(), subject.trim().to_lowercase());
         let tag = hmac::sign(&self.key, message.as_bytes());
         tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl Accounts {
+    /// The shared rate limiter (for its periodic clean-up, and callers that
+    /// limit work of their own).
+    pub fn throttle(&self) -> &Throttle {
+        &self.throttle
+    }
+
+    /// A request that sends mail to `address` from `ip`: one event per
+    /// address and per IP, or [`AccountsError::Throttled`] (and nothing is
+    /// sent). Every operation that mails calls it first.
+    pub(crate) fn admit_mail(&self, address: &str, ip: Option<&str>) -> Result<(), AccountsError> {
+        let events = [
+            (Limit::MailPerIp, ip.unwrap_or("unknown")),
+            (Limit::MailPerAddress, address),
+        ];
+        self.limited("mail", self.throttle.take(&events))
+    }
+
+    /// A guess at a code (email verification, organization, password
+    /// reset) from `ip`.
+    pub(crate) fn admit_code_attempt(&self, ip: Option<&str>) -> Result<(), AccountsError> {
+        let events = [(Limit::CodeAttemptsPerIp, ip.unwrap_or("unknown"))];
+        self.limited("code", self.throttle.take(&events))
+    }
+
+    /// Tells the observer about a refusal of `kind`, and passes it on.
+    pub(crate) fn limited(
+        &self,
+        kind: &'static str,
+        outcome: Result<(), AccountsError>,
+    ) -> Result<(), AccountsError> {
+        if let Err(AccountsError::Throttled { .. }) = &outcome {
+            (self.on_throttled)(kind);
+        }
+        outcome
     }
 }
 

@@ -16,7 +16,14 @@ fn refuse(field: &'static str, reason: &'static str) -> ParseError {
     ParseError { field, reason }
 }
 
-/// An email address checked by an RFC 5322 parser, lowercased whole.
+/// An email address we can deliver to, lowercased whole.
+///
+/// The local part is an RFC 5321 dot-atom of ASCII characters (no quoted
+/// strings, comments or UTF-8 local parts: an address like
+/// `"x@evil.com"@acme.example` is refused here, not at delivery); the domain
+/// is IDNA-normalised ([`Domain`]). The result must also pass the mailer's own
+/// recipient check ([`mailer::check_recipient`]), so every address accepted
+/// at the edge is one the mail transport takes.
 ///
 /// Domains are case-insensitive by standard; local parts strictly are not,
 /// but no mail provider in use treats `Kim@` and `kim@` as different people,
@@ -35,20 +42,18 @@ impl EmailAddress {
         if input.len() > Self::MAX_LEN {
             return Err(refuse("email", "is longer than 254 characters"));
         }
-        let parsed = email_address::EmailAddress::parse_with_options(
-            input,
-            email_address::Options::default()
-                .without_display_text()
-                .without_domain_literal(),
-        )
-        .map_err(|_| refuse("email", "is not a valid email address"))?;
-        let domain = Domain::parse(parsed.domain())
+        let invalid = || refuse("email", "is not a valid email address");
+        let (local, domain) = input.rsplit_once('@').ok_or_else(invalid)?;
+        if !is_dot_atom(local) {
+            return Err(invalid());
+        }
+        let domain = Domain::parse(domain)
             .map_err(|_| refuse("email", "needs a valid, fully qualified domain"))?;
-        Ok(Self(format!(
-            "{}@{}",
-            parsed.local_part().to_lowercase(),
-            domain.as_str()
-        )))
+        let address = format!("{}@{}", local.to_ascii_lowercase(), domain.as_str());
+        if address.len() > Self::MAX_LEN || mailer::check_recipient(&address).is_err() {
+            return Err(invalid());
+        }
+        Ok(Self(address))
     }
 
     pub fn as_str(&self) -> &str {
@@ -58,6 +63,16 @@ impl EmailAddress {
     pub fn domain(&self) -> Domain {
         Domain(self.0.rsplit_once('@').map_or("", |(_, d)| d).to_owned())
     }
+}
+
+/// RFC 5321 `Dot-string`: atoms of `atext` joined by single dots, at most
+/// 64 octets.
+fn is_dot_atom(local: &str) -> bool {
+    let atext = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b);
+    (1..=64).contains(&local.len())
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.bytes().all(atext))
 }
 
 impl fmt::Display for EmailAddress {
@@ -233,11 +248,25 @@ impl Password {
 pub struct WeakPassword(pub String);
 
 impl Password {
+    /// The one strength rule for a new password of the account with this
+    /// email address and username: every operation that sets a password
+    /// (signup, activation, reset, change, operator bootstrap) calls it, with
+    /// both identifiers.
+    pub fn check_for_account(
+        &self,
+        email: &str,
+        username: Option<&str>,
+    ) -> Result<(), WeakPassword> {
+        let mut inputs = vec![email];
+        inputs.extend(username);
+        self.check_strength(&inputs)
+    }
+
     /// NIST 800-63B: refuse passwords that are common, guessable, or built
     /// from the account's own identifiers. zxcvbn's dictionaries (common
     /// passwords, names, keyboard patterns, l33t substitutions) decide;
     /// score 0–1 ("too guessable"/"very guessable") is refused.
-    pub fn check_strength(&self, user_inputs: &[&str]) -> Result<(), WeakPassword> {
+    fn check_strength(&self, user_inputs: &[&str]) -> Result<(), WeakPassword> {
         let candidate = self.expose();
         let lowered = candidate.to_lowercase();
         if user_inputs
@@ -341,6 +370,14 @@ mod tests {
             "a b@c.com",
             "<a@b.com>",
             "x@[1.2.3.4]",
+            "\"x@evil.com\"@acme.example",
+            "\"quoted\"@acme.example",
+            "a(comment)@acme.example",
+            ".a@acme.example",
+            "a.@acme.example",
+            "a..b@acme.example",
+            "김@acme.example",
+            "Kim <kim@acme.example>",
         ] {
             assert!(EmailAddress::parse(bad).is_err(), "{bad:?} accepted");
         }

@@ -231,7 +231,7 @@ impl TokenPolicy {
     }
 
     /// The registered-claim checks every token kind shares.
-    fn check_registered(
+    pub(crate) fn check_registered(
         &self,
         iss: &str,
         aud: &str,

@@ -38,6 +38,7 @@
 
 mod algorithm;
 mod claims;
+mod client_token;
 mod der;
 mod error;
 mod jwks;
@@ -45,6 +46,7 @@ mod key;
 mod keyset;
 #[cfg(feature = "remote")]
 pub mod remote;
+mod revocation;
 mod verify;
 
 pub use algorithm::SigningAlgorithm;
@@ -52,10 +54,12 @@ pub use claims::{
     ACCESS_TOKEN_TYP, API_TOKEN_TYP, AccessClaims, ApiTokenClaims, ApiTokenSubject, Bearer,
     Subject, TokenPolicy,
 };
+pub use client_token::{CLIENT_TOKEN_TYP, ClientTokenClaims, ClientTokenKind};
 pub use error::{KeyError, TokenError};
 pub use jwks::PublicKeySet;
 pub use key::{KeyDocument, SigningKey};
 pub use keyset::KeySet;
+pub use revocation::{Revocation, RevocationKind, RevocationSet};
 pub use verify::VerificationKeys;
 
 /// Longer than any token the auth server issues; longer `Authorization`

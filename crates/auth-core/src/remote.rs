@@ -29,7 +29,6 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -39,6 +38,7 @@ use serde::Deserialize;
 use crate::claims::{Bearer, TokenPolicy};
 use crate::error::TokenError;
 use crate::jwks::PublicKeySet;
+use crate::revocation::{Revocation, RevocationKind, RevocationSet};
 
 /// Where the auth server is and how often to ask it.
 #[derive(Clone, Debug)]
@@ -105,23 +105,20 @@ struct Shared {
     jwks_url: String,
     revocations_url: String,
     keys: RwLock<PublicKeySet>,
-    revoked: RwLock<Revoked>,
+    revoked: RevocationSet,
+    cursors: RwLock<Cursors>,
     /// Serialises unknown-`kid` refetches and remembers when the last began.
     last_refetch: tokio::sync::Mutex<Option<Instant>>,
     /// JWK Set requests made after the first, successful or not.
     jwks_fetches: AtomicU64,
 }
 
-/// Revoked sessions and tokens, each with the time after which no token it
-/// covers is valid anyway (then it is forgotten).
+/// Where the last poll ended, and where the one before it ended. Each poll
+/// starts from the older one: on PostgreSQL a revocation can become visible
+/// after a newer one was already read, and re-reading one interval catches
+/// it (applying an entry twice is harmless).
 #[derive(Default)]
-struct Revoked {
-    sessions: HashMap<String, i64>,
-    tokens: HashMap<String, i64>,
-    /// Where the last poll ended, and where the one before it ended. Each
-    /// poll starts from the older one: on PostgreSQL a revocation can become
-    /// visible after a newer one was already read, and re-reading one
-    /// interval catches it (applying an entry twice is harmless).
+struct Cursors {
     cursor: String,
     previous_cursor: String,
 }
@@ -165,7 +162,8 @@ impl RemoteVerifier {
                 jwks_url,
                 revocations_url: format!("{base}/api/v1/revocations"),
                 keys: RwLock::new(keys),
-                revoked: RwLock::default(),
+                revoked: RevocationSet::default(),
+                cursors: RwLock::default(),
                 last_refetch: tokio::sync::Mutex::new(None),
                 jwks_fetches: AtomicU64::new(0),
                 config,
@@ -201,11 +199,9 @@ impl RemoteVerifier {
 
     /// Whether the token or its session is known to be revoked.
     pub fn is_revoked(&self, bearer: &Bearer) -> bool {
-        let revoked = read(&self.shared.revoked);
-        revoked.tokens.contains_key(bearer.token_id())
-            || bearer
-                .session_id()
-                .is_some_and(|sid| revoked.sessions.contains_key(sid))
+        self.shared
+            .revoked
+            .is_revoked(bearer.session_id().unwrap_or(""), bearer.token_id())
     }
 
     /// Fetches the JWK Set now and replaces the keys. On failure the
@@ -228,7 +224,7 @@ impl RemoteVerifier {
     /// interval before it), then forgets entries whose tokens have expired.
     pub async fn poll_revocations(&self) -> Result<(), RemoteError> {
         let url = &self.shared.revocations_url;
-        let mut cursor = read(&self.shared.revoked).previous_cursor.clone();
+        let mut cursor = read(&self.shared.cursors).previous_cursor.clone();
         for _ in 0..MAX_REVOCATION_PAGES {
             let page: RevocationPage = get_json(
                 self.shared
@@ -239,27 +235,29 @@ impl RemoteVerifier {
                 "revocation page",
             )
             .await?;
-            let mut revoked = write(&self.shared.revoked);
-            for item in &page.items {
-                let entries = match item.kind.as_str() {
-                    "sid" => &mut revoked.sessions,
-                    "jti" => &mut revoked.tokens,
-                    _ => continue, // a kind a newer server added: not ours to judge
-                };
-                entries.insert(item.id.clone(), item.exp);
-            }
+            // A kind a newer server added is not ours to judge: skipped.
+            self.shared
+                .revoked
+                .extend(page.items.iter().filter_map(|item| {
+                    Some(Revocation {
+                        kind: RevocationKind::parse(&item.kind)?,
+                        id: item.id.clone(),
+                        until: item.exp,
+                    })
+                }));
             cursor = page.next_cursor;
             if page.items.is_empty() {
                 break;
             }
         }
-        let mut revoked = write(&self.shared.revoked);
-        revoked.previous_cursor = std::mem::replace(&mut revoked.cursor, cursor);
+        {
+            let mut cursors = write(&self.shared.cursors);
+            cursors.previous_cursor = std::mem::replace(&mut cursors.cursor, cursor);
+        }
         // The policy's leeway keeps tokens alive a little past `exp`: so must
         // their revocations.
         let horizon = unix_now() - self.shared.config.policy.leeway_secs.max(0);
-        revoked.sessions.retain(|_, exp| *exp > horizon);
-        revoked.tokens.retain(|_, exp| *exp > horizon);
+        self.shared.revoked.forget_expired(horizon);
         Ok(())
     }
 

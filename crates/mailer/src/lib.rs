@@ -41,4 +41,4 @@ pub use error::MailError;
 pub use locale::Locale;
 pub use outbox::{OutboxConfig, OutboxWorker};
 pub use templates::{RenderedMail, Template, outbox_row, render};
-pub use transport::{Mailer, SmtpSecurity, TransportConfig};
+pub use transport::{Mailer, SmtpSecurity, TransportConfig, check_recipient};

@@ -333,7 +333,7 @@ pub fn outbox_row(
     locale: Locale,
 ) -> Result<OutboxRow, MailError> {
     let recipient = recipient.trim();
-    crate::transport::parse_mailbox(recipient)?;
+    crate::transport::check_recipient(recipient)?;
     let mail = render(template, locale)?;
     let now = crate::outbox::now();
     Ok(OutboxRow {

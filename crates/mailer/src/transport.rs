@@ -127,6 +127,18 @@ impl fmt::Debug for Mailer {
     }
 }
 
+/// Whether a bare address (no display name) is one this mailer can send to:
+/// the last word on every recipient. `accounts::EmailAddress::parse` ends
+/// with it, so no address is accepted at the edge and refused at delivery.
+pub fn check_recipient(address: &str) -> Result<(), MailError> {
+    if address.contains(['<', '>', '"', ' ']) {
+        return Err(MailError::Address(format!(
+            "{address:?}: not a bare address"
+        )));
+    }
+    parse_mailbox(address).map(|_| ())
+}
+
 /// `Name <address>` or a bare address.
 pub(crate) fn parse_mailbox(s: &str) -> Result<Mailbox, MailError> {
     s.trim()

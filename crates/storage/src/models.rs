@@ -58,6 +58,9 @@ pub struct SessionRow {
     pub revoke_reason: Option<String>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// The registered client the session was started for; `None` for a
+    /// native session.
+    pub client_id: Option<String>,
 }
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]

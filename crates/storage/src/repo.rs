@@ -434,6 +434,17 @@ pub mod revocations {
         Ok(())
     }
 
+    /// Whether `subject` has a revocation of `kind` (expired or not).
+    pub fn exists(conn: &mut AnyConnection, kind: &str, subject: &str) -> Result<bool> {
+        use diesel::dsl::exists;
+        Ok(diesel::select(exists(
+            revocations::table
+                .filter(revocations::subject.eq(subject))
+                .filter(revocations::kind.eq(kind)),
+        ))
+        .get_result(conn)?)
+    }
+
     /// What a cold start keeps in memory, as cheaply as possible: `(id,
     /// kind, subject, expiry as unix seconds)` of every unexpired row. The
     /// expiry is converted by the database, because parsing two text
@@ -1041,6 +1052,14 @@ pub mod api_tokens {
             .optional()?)
     }
 
+    pub fn find(conn: &mut AnyConnection, id: &str) -> Result<Option<ApiTokenRow>> {
+        Ok(api_tokens::table
+            .find(id)
+            .select(ApiTokenRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
     pub fn touch(conn: &mut AnyConnection, id: &str, at: NaiveDateTime) -> Result<()> {
         diesel::update(api_tokens::table.find(id))
             .set(api_tokens::last_used_at.eq(at))
@@ -1105,6 +1124,15 @@ pub mod clients {
         .set(clients::revoked_at.eq(now))
         .execute(conn)?;
         Ok(changed == 1)
+    }
+
+    /// Whether the user exists only for a client (a vouched identity).
+    pub fn is_client_user(conn: &mut AnyConnection, user_id: &str) -> Result<bool> {
+        use diesel::dsl::exists;
+        Ok(diesel::select(exists(
+            external_identities::table.filter(external_identities::user_id.eq(user_id)),
+        ))
+        .get_result(conn)?)
     }
 
     /// Keeps the client's latest login id and role for the user.

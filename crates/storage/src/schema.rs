@@ -55,6 +55,7 @@ diesel::table! {
         revoke_reason -> Nullable<Text>,
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
+        client_id -> Nullable<Text>,
     }
 }
 

@@ -84,6 +84,7 @@ fn add_session(conn: &mut AnyConnection, id: &str, user_id: &str) -> SessionRow 
         revoke_reason: None,
         user_agent: None,
         ip: None,
+        client_id: None,
     };
     sessions::insert(conn, &session).unwrap();
     session

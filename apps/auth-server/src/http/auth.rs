@@ -116,18 +116,15 @@ pub async fn password_login(
 ) -> Result<IssuedTokens, ApiError> {
     limit_field(&login, "login", 320)?;
     limit_field(password.expose_secret(), "password", 1024)?;
-    let attempt = super::limits::LoginAttempt::admit(state, req, &login).await?;
     let client = client_info(req);
     let accounts = state.accounts.clone();
     let outcome = run_blocking(move || accounts.login(&login, &password, &client)).await?;
     state.metrics.record_login(match &outcome {
         Ok(_) => "success",
         Err(accounts::AccountsError::InvalidCredentials) => "invalid_credentials",
+        Err(accounts::AccountsError::Throttled { .. }) => "throttled",
         Err(_) => "not_active",
     });
-    if matches!(outcome, Err(accounts::AccountsError::InvalidCredentials)) {
-        attempt.failed(state).await;
-    }
     match outcome {
         Ok(tokens) => {
             tracing::info!(user_id = %tokens.claims.sub, session_id = %tokens.claims.sid, "login");
@@ -165,7 +162,7 @@ pub async fn refresh(
 
 /// Refresh-token rotation, shared by the native API and the profiles. With
 /// `session_id`, the token must belong to that session (else nothing is
-/// spent). A reuse revokes the session here at once, not only at the next poll.
+/// spent).
 pub async fn rotate_refresh_token(
     state: &AppState,
     req: &HttpRequest,
@@ -185,7 +182,6 @@ pub async fn rotate_refresh_token(
             state.metrics.record_refresh_reuse();
             if let Some(r) = revoked {
                 tracing::warn!(session_id = %r.session_id, "refresh token reused; session revoked");
-                state.revocations.revoke_session(r.session_id, r.until);
             }
             Err(accounts::AccountsError::RefreshTokenReused(None).into())
         }
@@ -213,10 +209,7 @@ pub async fn logout(
     let accounts = state.accounts.clone();
     let (user_id, sid) = (claims.sub.clone(), claims.sid.clone());
     let context = audit_context(&req, Some(&claims.sub));
-    let revoked = run_blocking(move || accounts.logout(&user_id, &sid, &context)).await??;
-    // Known here at once; other instances learn it from the table.
-    let until = revoked.map_or(claims.exp + state.token_policy.leeway_secs, |r| r.until);
-    state.revocations.revoke_session(claims.sid.clone(), until);
+    run_blocking(move || accounts.logout(&user_id, &sid, &context)).await??;
     tracing::info!(user_id = %claims.sub, session_id = %claims.sid, "logout");
     Ok(HttpResponse::NoContent().finish())
 }
@@ -241,12 +234,7 @@ pub async fn logout_all(
     let accounts = state.accounts.clone();
     let user_id = claims.sub.clone();
     let context = audit_context(&req, Some(&claims.sub));
-    let revoked = run_blocking(move || accounts.logout_all(&user_id, &context)).await??;
-    state.forget_sessions(revoked);
-    state.revocations.revoke_session(
-        claims.sid.clone(),
-        claims.exp + state.token_policy.leeway_secs,
-    );
+    run_blocking(move || accounts.logout_all(&user_id, &context)).await??;
     tracing::info!(user_id = %claims.sub, "logout from all sessions");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -174,6 +174,7 @@ impl From<AccountsError> for ApiError {
                 "invalid_refresh_token",
                 "the refresh token is invalid, expired or revoked",
             ),
+            E::TokenRevoked => Self::unauthorized("token_revoked", "the token has been revoked"),
             E::RefreshTokenReused(_) => Self::unauthorized(
                 "refresh_token_reused",
                 "this refresh token was already used; the session has been revoked, log in again",

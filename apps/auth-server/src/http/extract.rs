@@ -265,12 +265,16 @@ fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError> {
     let revoked = || ApiError::unauthorized("token_revoked", "the token has been revoked");
     match &*principal {
         Principal::Session(claims) => {
-            if state.revocations.is_revoked(&claims.sid, &claims.jti) {
+            if state
+                .accounts
+                .revocations()
+                .is_revoked(&claims.sid, &claims.jti)
+            {
                 return Err(revoked());
             }
         }
         Principal::ApiToken(claims) => {
-            if state.revocations.is_revoked("", &claims.jti) {
+            if state.accounts.revocations().is_revoked("", &claims.jti) {
                 return Err(revoked());
             }
             state.api_token_usage.record(&claims.jti);

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::{ApiError, FieldErrors, Problem};
-use super::extract::{Bearer, JsonOrForm};
+use super::extract::{Bearer, JsonOrForm, client_info};
 use super::openapi::bodies;
 use crate::blocking::run_blocking;
 use crate::state::AppState;
@@ -116,15 +116,16 @@ pub async fn signup(
     }))
 }
 
-/// Counts against the mail limits, then signs up (shared with the signup page).
+/// Signs up (shared with the signup page and the campus profile; the mail
+/// limits are the operation's own).
 pub(crate) async fn sign_up(
     state: &AppState,
     req: &HttpRequest,
     request: SignupRequest,
 ) -> Result<accounts::SignupOutcome, ApiError> {
-    super::limits::mail_request(state, req, request.email.as_str()).await?;
+    let origin = client_info(req);
     let accounts = state.accounts.clone();
-    Ok(run_blocking(move || accounts.signup(request)).await??)
+    Ok(run_blocking(move || accounts.signup(request, &origin)).await??)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -133,7 +134,7 @@ pub struct EmailCodeBody {
     code: String,
 }
 
-fn check_code_shape(code: &str) -> Result<(), ApiError> {
+pub(crate) fn check_code_shape(code: &str) -> Result<(), ApiError> {
     if code.len() > 32 {
         return Err(ApiError::validation("code", "is too long"));
     }
@@ -163,9 +164,9 @@ pub async fn verify_email(
 ) -> Result<HttpResponse, ApiError> {
     let email = email(&body.email)?;
     check_code_shape(&body.code)?;
-    super::limits::code_attempt(&state, &req).await?;
+    let origin = client_info(&req);
     let accounts = state.accounts.clone();
-    run_blocking(move || accounts.verify_email(&email, body.code.trim())).await??;
+    run_blocking(move || accounts.verify_email(&email, body.code.trim(), &origin)).await??;
     Ok(HttpResponse::Ok().json(json!({"verified": true})))
 }
 
@@ -206,17 +207,17 @@ pub async fn forgot_password(
     })))
 }
 
-/// Counts against the mail limits, then mails a reset code if the address
-/// has an account (shared with the forgot-password page).
+/// Mails a reset code if the address has an account (shared with the
+/// forgot-password page and the campus profile).
 pub(crate) async fn send_reset_code(
     state: &AppState,
     req: &HttpRequest,
     email: EmailAddress,
     locale: Locale,
 ) -> Result<(), ApiError> {
-    super::limits::mail_request(state, req, email.as_str()).await?;
+    let origin = client_info(req);
     let accounts = state.accounts.clone();
-    Ok(run_blocking(move || accounts.forgot_password(&email, locale)).await??)
+    Ok(run_blocking(move || accounts.forgot_password(&email, locale, &origin)).await??)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -249,36 +250,27 @@ pub async fn reset_password(
     JsonOrForm(body): JsonOrForm<ResetBody>,
 ) -> Result<HttpResponse, ApiError> {
     let email = email(&body.email)?;
-    admit_code(&state, &req, &body.code).await?;
+    check_code_shape(&body.code)?;
     let new_password = password("new_password", body.new_password)
         .map_err(|e| ApiError::validation(e.field, e.reason))?;
-    reset_with_code(&state, email, body.code, new_password).await?;
+    reset_with_code(&state, &req, email, body.code, new_password).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// A code of a plausible size, counted as an attempt (429 when this client
-/// has guessed too often): before anything else is checked about it.
-pub(crate) async fn admit_code(
-    state: &AppState,
-    req: &HttpRequest,
-    code: &str,
-) -> Result<(), ApiError> {
-    check_code_shape(code)?;
-    super::limits::code_attempt(state, req).await
-}
-
-/// Resets the password with an admitted code; the user's sessions end here
-/// at once (shared with the reset page).
+/// Resets the password with a mailed code (shared with the reset page; the
+/// code-attempt limit and the strength rule are the operation's own).
 pub(crate) async fn reset_with_code(
     state: &AppState,
+    req: &HttpRequest,
     email: EmailAddress,
     code: String,
     new_password: Password,
 ) -> Result<(), ApiError> {
+    check_code_shape(&code)?;
+    let origin = client_info(req);
     let accounts = state.accounts.clone();
-    let revoked =
-        run_blocking(move || accounts.reset_password(&email, code.trim(), &new_password)).await??;
-    state.forget_sessions(revoked);
+    run_blocking(move || accounts.reset_password(&email, code.trim(), &new_password, &origin))
+        .await??;
     Ok(())
 }
 
@@ -338,7 +330,7 @@ pub(crate) async fn change_own_password(
         return Err(ApiError::validation("current_password", "is too long"));
     }
     let accounts = state.accounts.clone();
-    let revoked = run_blocking(move || {
+    run_blocking(move || {
         accounts.change_password(
             &user_id,
             &session_id,
@@ -347,7 +339,6 @@ pub(crate) async fn change_own_password(
         )
     })
     .await??;
-    state.forget_sessions(revoked);
     Ok(())
 }
 
@@ -428,8 +419,8 @@ fn organization_id_shape(id: String) -> Result<String, ApiError> {
     }
 }
 
-/// Counts against the mail limits, then mails a code to an address under
-/// the organization's domains (shared with the signup page).
+/// Mails a code to an address under the organization's domains (shared
+/// with the signup page).
 pub(crate) async fn send_organization_code(
     state: &AppState,
     req: &HttpRequest,
@@ -438,10 +429,12 @@ pub(crate) async fn send_organization_code(
     locale: Locale,
 ) -> Result<(), ApiError> {
     let organization_id = organization_id_shape(organization_id)?;
-    super::limits::mail_request(state, req, email.as_str()).await?;
+    let origin = client_info(req);
     let accounts = state.accounts.clone();
-    run_blocking(move || accounts.request_organization_code(&organization_id, &email, locale))
-        .await??;
+    run_blocking(move || {
+        accounts.request_organization_code(&organization_id, &email, locale, &origin)
+    })
+    .await??;
     Ok(())
 }
 
@@ -471,8 +464,8 @@ pub async fn confirm_organization_code(
     Ok(HttpResponse::Ok().json(json!({"verified": true, "organization_id": organization_id})))
 }
 
-/// Counts a code attempt, then confirms the organization code; returns the
-/// organization (shared with the signup page).
+/// Confirms the organization code; returns the organization (shared with
+/// the signup page and the campus profile).
 pub(crate) async fn confirm_organization_code_for(
     state: &AppState,
     req: &HttpRequest,
@@ -480,7 +473,10 @@ pub(crate) async fn confirm_organization_code_for(
     code: String,
 ) -> Result<String, ApiError> {
     check_code_shape(&code)?;
-    super::limits::code_attempt(state, req).await?;
+    let origin = client_info(req);
     let accounts = state.accounts.clone();
-    Ok(run_blocking(move || accounts.confirm_organization_code(&email, code.trim())).await??)
+    Ok(
+        run_blocking(move || accounts.confirm_organization_code(&email, code.trim(), &origin))
+            .await??,
+    )
 }

@@ -4,7 +4,6 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod flows;
-pub mod limits;
 pub mod oauth;
 pub mod onboarding;
 pub mod openapi;

@@ -6,11 +6,12 @@
 //! any token, valid or not (RFC 7009 §2.2), so it can't be used to probe.
 //! Registered clients are the operator's own services: revoking an access or
 //! refresh token ends its session, revoking an API token revokes that token.
+//! Every kind of token we issue is known to `Accounts::introspect` (client
+//! tokens of the buzzbook profile included); this module only speaks HTTP.
 
-use accounts::{AuditContext, AuthenticatedClient};
+use accounts::{AuthenticatedClient, TokenInfo};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use auth_core::Bearer;
 use base64::Engine;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -23,7 +24,7 @@ use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenForm {
-    /// An access, refresh or API token.
+    /// Any token we issue: access, refresh, API or client token.
     token: String,
     /// Only a hint (RFC 7662 §2.1); every kind is tried.
     #[allow(dead_code)]
@@ -72,39 +73,6 @@ async fn authenticate(
     }
 }
 
-/// What a presented token is, if it is live.
-enum Live {
-    Access(auth_core::AccessClaims),
-    Api(auth_core::ApiTokenClaims),
-    Refresh(accounts::LiveRefreshToken),
-}
-
-async fn classify(state: &AppState, token: &str) -> Result<Option<Live>, ApiError> {
-    let now = chrono::Utc::now().timestamp();
-    if token.len() > auth_core::MAX_TOKEN_LEN {
-        return Ok(None);
-    }
-    // Opaque refresh tokens have no dots; our JWTs do.
-    if token.contains('.') {
-        let verified = state
-            .token_policy
-            .verify_bearer(&state.accounts.keys(), token, now);
-        return Ok(match verified {
-            Ok(Bearer::ApiToken(c)) if !state.revocations.is_revoked("", &c.jti) => {
-                Some(Live::Api(c))
-            }
-            Ok(Bearer::Access(c)) if !state.revocations.is_revoked(&c.sid, &c.jti) => {
-                Some(Live::Access(c))
-            }
-            _ => None,
-        });
-    }
-    let accounts = state.accounts.clone();
-    let presented = token.to_owned();
-    let live = run_blocking(move || accounts.live_refresh_token(&presented)).await??;
-    Ok(live.map(Live::Refresh))
-}
-
 /// RFC 7662 token introspection for registered clients.
 ///
 /// Anything unknown, expired, revoked or malformed is `{"active": false}`.
@@ -128,21 +96,11 @@ pub async fn introspect(
         Ok(client) => client,
         Err(response) => return response,
     };
-    let answer: Value = match classify(&state, form.token.trim()).await {
-        Ok(Some(Live::Access(c))) => json!({
-            "active": true, "token_type": "access_token", "scope": c.perms.join(" "), "sub": c.sub,
-            "username": c.preferred_username, "exp": c.exp, "iat": c.iat, "nbf": c.nbf, "iss": c.iss, "aud": c.aud,
-            "jti": c.jti, "sid": c.sid, "org": c.org, "roles": c.roles,
-        }),
-        Ok(Some(Live::Api(c))) => json!({
-            "active": true, "token_type": "api_token", "scope": c.perms.join(" "), "sub": c.sub,
-            "exp": c.exp, "iat": c.iat, "nbf": c.nbf, "iss": c.iss, "aud": c.aud, "jti": c.jti, "org": c.org,
-        }),
-        Ok(Some(Live::Refresh(l))) => json!({
-            "active": true, "token_type": "refresh_token", "sub": l.user_id, "sid": l.session_id,
-            "iat": l.issued_at, "exp": l.expires_at,
-        }),
-        Ok(None) => json!({"active": false}),
+    let accounts = state.accounts.clone();
+    let token = form.token.clone();
+    let answer: Value = match run_blocking(move || accounts.introspect(&token)).await {
+        Ok(Ok(info)) => introspection(info),
+        Ok(Err(e)) => return actix_web::ResponseError::error_response(&ApiError::from(e)),
         Err(e) => return actix_web::ResponseError::error_response(&e),
     };
     tracing::debug!(client_id = %client.id, active = %answer["active"], "introspection");
@@ -175,24 +133,9 @@ pub async fn revoke(
     };
     let context = super::extract::audit_context(&req, Some(&format!("client:{}", client.id)));
     let accounts = state.accounts.clone();
-    let outcome = match classify(&state, form.token.trim()).await {
-        Ok(Some(Live::Api(c))) => {
-            let revoked =
-                run_blocking(move || accounts.revoke_api_token(&c.sub, &c.jti, &context)).await;
-            if let Ok(Ok(r)) = &revoked {
-                state.revocations.revoke_token(r.jti.clone(), r.until);
-            }
-            revoked.map(|r| r.map(|_| ()))
-        }
-        Ok(Some(Live::Access(c))) => end_session(&state, accounts, c.sub, c.sid, context).await,
-        Ok(Some(Live::Refresh(l))) => {
-            end_session(&state, accounts, l.user_id, l.session_id, context).await
-        }
-        Ok(None) => Ok(Ok(())),
-        Err(e) => Err(e),
-    };
-    match outcome {
-        Ok(Ok(())) | Ok(Err(accounts::AccountsError::ApiTokenNotFound)) => HttpResponse::Ok()
+    let token = form.token.clone();
+    match run_blocking(move || accounts.revoke_token(&token, &context)).await {
+        Ok(Ok(_)) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .finish(),
         Ok(Err(e)) => actix_web::ResponseError::error_response(&ApiError::from(e)),
@@ -200,18 +143,32 @@ pub async fn revoke(
     }
 }
 
-async fn end_session(
-    state: &AppState,
-    accounts: std::sync::Arc<accounts::Accounts>,
-    user_id: String,
-    session_id: String,
-    context: AuditContext,
-) -> Result<Result<(), accounts::AccountsError>, ApiError> {
-    let sid = session_id.clone();
-    let revoked = run_blocking(move || accounts.logout(&user_id, &sid, &context)).await?;
-    Ok(revoked.map(|r| {
-        if let Some(r) = r {
-            state.revocations.revoke_session(r.session_id, r.until);
-        }
-    }))
+/// The RFC 7662 answer for what a token stands for.
+fn introspection(info: Option<TokenInfo>) -> Value {
+    match info {
+        Some(TokenInfo::Access(c)) => json!({
+            "active": true, "token_type": "access_token", "scope": c.perms.join(" "), "sub": c.sub,
+            "username": c.preferred_username, "exp": c.exp, "iat": c.iat, "nbf": c.nbf, "iss": c.iss, "aud": c.aud,
+            "jti": c.jti, "sid": c.sid, "org": c.org, "roles": c.roles,
+        }),
+        Some(TokenInfo::Api(c)) => json!({
+            "active": true, "token_type": "api_token", "scope": c.perms.join(" "), "sub": c.sub,
+            "exp": c.exp, "iat": c.iat, "nbf": c.nbf, "iss": c.iss, "aud": c.aud, "jti": c.jti, "org": c.org,
+        }),
+        Some(TokenInfo::Refresh(l)) => json!({
+            "active": true, "token_type": "refresh_token", "sub": l.user_id, "sid": l.session_id,
+            "iat": l.issued_at, "exp": l.expires_at,
+        }),
+        Some(TokenInfo::ClientAccess(c)) => json!({
+            "active": true, "token_type": "client_access_token", "sub": c.user_id, "sid": c.sid,
+            "username": c.login_id, "exp": c.exp, "iat": c.iat, "nbf": c.nbf, "iss": c.iss, "aud": c.aud,
+            "jti": c.jti,
+        }),
+        Some(TokenInfo::ClientRefresh { claims: c, live }) => json!({
+            "active": true, "token_type": "client_refresh_token", "sub": c.user_id, "sid": c.sid,
+            "username": c.login_id, "exp": live.expires_at, "iat": c.iat, "iss": c.iss, "aud": c.aud,
+            "jti": c.jti,
+        }),
+        None => json!({"active": false}),
+    }
 }

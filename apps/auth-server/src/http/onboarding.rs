@@ -146,15 +146,14 @@ pub(crate) fn parse_registration(
     })
 }
 
-/// Counts against the mail limits, then files the registration for review
-/// (shared with the registration page).
+/// Files the registration for review (shared with the registration page;
+/// the mail limits are the operation's own).
 pub(crate) async fn register_company(
     state: &AppState,
     req: &HttpRequest,
     form: RegistrationForm,
     locale: accounts::Locale,
 ) -> Result<RegistrationView, ApiError> {
-    super::limits::mail_request(state, req, form.contact_email.as_str()).await?;
     let context = audit_context(req, None);
     let accounts = state.accounts.clone();
     Ok(run_blocking(move || accounts.submit_registration(form, locale, &context)).await??)
@@ -416,10 +415,10 @@ pub async fn resend_activation(
 ) -> Result<HttpResponse, ApiError> {
     let email = accounts::EmailAddress::parse(&body.email)
         .map_err(|e| ApiError::validation(e.field, e.reason))?;
-    super::limits::mail_request(&state, &req, email.as_str()).await?;
     let locale = request_locale(&req, body.locale.as_deref());
+    let origin = client_info(&req);
     let accounts = state.accounts.clone();
-    run_blocking(move || accounts.resend_activation(&email, locale)).await??;
+    run_blocking(move || accounts.resend_activation(&email, locale, &origin)).await??;
     Ok(HttpResponse::Accepted().json(json!({
         "status": "accepted",
         "detail": "if an invited account uses this address, a new activation link has been sent to it"
@@ -554,8 +553,7 @@ pub async fn revoke_token(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Revokes one of the user's API tokens; refused here at once (shared with
-/// the dashboard).
+/// Revokes one of the user's API tokens (shared with the dashboard).
 pub(crate) async fn revoke_own_token(
     state: &AppState,
     req: &HttpRequest,
@@ -564,8 +562,7 @@ pub(crate) async fn revoke_own_token(
 ) -> Result<(), ApiError> {
     let context = audit_context(req, Some(&owner));
     let accounts = state.accounts.clone();
-    let revoked = run_blocking(move || accounts.revoke_api_token(&owner, &id, &context)).await??;
-    state.revocations.revoke_token(revoked.jti, revoked.until);
+    run_blocking(move || accounts.revoke_api_token(&owner, &id, &context)).await??;
     Ok(())
 }
 
@@ -763,8 +760,7 @@ pub async fn patch_user(
         must_change_password: body.must_change_password,
     };
     let accounts = state.accounts.clone();
-    let (user, revoked) = run_blocking(move || accounts.update_user(&actor, &id, update)).await??;
-    state.forget_revoked(revoked);
+    let (user, _) = run_blocking(move || accounts.update_user(&actor, &id, update)).await??;
     Ok(HttpResponse::Ok().json(UserJson::from(user)))
 }
 

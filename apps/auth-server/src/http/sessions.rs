@@ -96,8 +96,7 @@ pub async fn end_session(
     Ok(HttpResponse::NoContent().finish())
 }
 
-/// Ends a session of `user_id` and tells this instance's revocation set at
-/// once (other instances read the table). Shared with the dashboard page.
+/// Ends a session of `user_id`. Shared with the dashboard page.
 pub(crate) async fn end_own_session(
     state: &AppState,
     req: &HttpRequest,
@@ -107,11 +106,7 @@ pub(crate) async fn end_own_session(
     let accounts = state.accounts.clone();
     let context = audit_context(req, Some(user_id));
     let owner = user_id.to_owned();
-    let revoked =
-        run_blocking(move || accounts.end_session(&owner, &session_id, &context)).await??;
-    state
-        .revocations
-        .revoke_session(revoked.session_id, revoked.until);
+    run_blocking(move || accounts.end_session(&owner, &session_id, &context)).await??;
     Ok(())
 }
 

@@ -1,28 +1,26 @@
 //! Profile `buzzbook` (seed 003). Another backend has already authenticated
 //! the user and asks us, as a registered client (HTTP Basic), for tokens:
 //! `POST /api/auth/token {loginId, role, userId}` answers with the tokens in
-//! the `Authorization` and `Refresh-Token` response headers. Both are JWTs
-//! with the seed's claims (`user_id`, `iat`, `exp`, `sub` = `access_token` /
-//! `refresh_token`) plus ours (`iss`, `aud`, `jti`, `sid`, and the client's
-//! `loginId`/`role`/`userId` so `/info` needs no database read). The refresh
-//! JWT is a signed envelope around the native opaque refresh token: rotation,
-//! reuse detection and revocation are the native ones. Decisions:
-//! `docs/profiles/buzzbook.md`.
+//! the `Authorization` and `Refresh-Token` response headers: the client
+//! tokens of `accounts::client_tokens` (JWTs with the seed's claims plus
+//! ours, the refresh credential sealed inside the refresh token). Checking,
+//! rotating and revoking them are `Accounts` operations; this module speaks
+//! the seed's HTTP. Decisions: `docs/profiles/buzzbook.md`.
 
-use accounts::{AuthenticatedClient, VouchedUser};
+use accounts::{AuthenticatedClient, ClientTokenState, ClientTokens, VouchedUser};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+use auth_core::{ClientTokenClaims, ClientTokenKind};
 use base64::Engine;
-use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Body, parse_body};
 use crate::blocking::run_blocking;
-use crate::http::auth::rotate_refresh_token;
 use crate::http::error::ApiError;
+use crate::http::extract::client_info;
 use crate::state::AppState;
 
 pub const ROUTES: &[(&str, &str)] = &[
@@ -46,86 +44,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         );
 }
 
-/// `typ` of this profile's tokens: the plain JWT of the seed, so they can
-/// never pass as native access tokens (`at+jwt`) or API tokens.
-const TYP: &str = "JWT";
-const ACCESS: &str = "access_token";
-const REFRESH: &str = "refresh_token";
-
-#[derive(Serialize, Deserialize, Clone, Debug)]
-struct BuzzClaims {
-    /// Our user id (UUID v4), stable per client `userId`.
-    user_id: String,
-    iat: i64,
-    exp: i64,
-    /// `access_token` or `refresh_token`.
-    sub: String,
-    iss: String,
-    aud: String,
-    jti: String,
-    sid: String,
-    #[serde(rename = "userId")]
-    external_id: String,
-    #[serde(rename = "loginId")]
-    login_id: String,
-    role: String,
-    /// Refresh JWTs only: the native refresh token inside.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    rt: Option<String>,
-}
-
-struct Issued {
-    access: String,
-    refresh: String,
-    access_claims: BuzzClaims,
-}
-
-fn issue(
-    state: &AppState,
-    tokens: &accounts::IssuedTokens,
-    external_id: &str,
-    login_id: &str,
-    role: &str,
-) -> Result<Issued, ApiError> {
-    let native = &tokens.claims;
-    let access_claims = BuzzClaims {
-        user_id: native.sub.clone(),
-        iat: native.iat,
-        exp: native.exp,
-        sub: ACCESS.to_owned(),
-        iss: native.iss.clone(),
-        aud: native.aud.clone(),
-        jti: native.jti.clone(),
-        sid: native.sid.clone(),
-        external_id: external_id.to_owned(),
-        login_id: login_id.to_owned(),
-        role: role.to_owned(),
-        rt: None,
-    };
-    let refresh_claims = BuzzClaims {
-        sub: REFRESH.to_owned(),
-        exp: native.iat + tokens.refresh_expires_in,
-        jti: uuid::Uuid::new_v4().to_string(),
-        rt: Some(tokens.refresh_token.expose_secret().to_owned()),
-        ..access_claims.clone()
-    };
-    let sign = |claims: &BuzzClaims| {
-        state
-            .accounts
-            .keys()
-            .sign(TYP, claims)
-            .map_err(ApiError::from)
-    };
-    Ok(Issued {
-        access: sign(&access_claims)?,
-        refresh: sign(&refresh_claims)?,
-        access_claims,
-    })
-}
-
 fn with_tokens<'a>(
     builder: &'a mut HttpResponseBuilder,
-    issued: &Issued,
+    issued: &ClientTokens,
 ) -> &'a mut HttpResponseBuilder {
     builder
         .insert_header((header::AUTHORIZATION, issued.access.as_str()))
@@ -252,7 +173,7 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
         }
     };
     let accounts = state.accounts.clone();
-    let info = crate::http::extract::client_info(&req);
+    let info = client_info(&req);
     let vouched = VouchedUser {
         external_id: external_id.clone(),
         login_id: body.login_id.clone(),
@@ -263,8 +184,8 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
         accounts.client_vouched_login(&client, &vouched, &info)
     })
     .await;
-    let (tokens, identity) = match outcome {
-        Ok(Ok(done)) => done,
+    let issued = match outcome {
+        Ok(Ok(issued)) => issued,
         Ok(Err(accounts::AccountsError::InvalidClient)) => {
             let mut response = HttpResponse::Unauthorized();
             response.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"auth-server\""));
@@ -275,20 +196,9 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
         Ok(Err(e)) => return failure(&req, &state, &ApiError::from(e)),
         Err(e) => return failure(&req, &state, &e),
     };
-    match issue(
-        &state,
-        &tokens,
-        &identity.external_id,
-        &identity.login_id,
-        &identity.role,
-    ) {
-        Ok(issued) => {
-            let mut response = HttpResponse::Ok();
-            cors(&req, &state, &mut response);
-            with_tokens(&mut response, &issued).finish()
-        }
-        Err(e) => failure(&req, &state, &e),
-    }
+    let mut response = HttpResponse::Ok();
+    cors(&req, &state, &mut response);
+    with_tokens(&mut response, &issued).finish()
 }
 
 /// A bearer value with or without the `Bearer ` prefix (the seed hands out
@@ -303,33 +213,14 @@ fn header_token(req: &HttpRequest, name: &str) -> Option<String> {
     (!token.is_empty()).then(|| token.to_owned())
 }
 
-enum Checked {
-    Valid(BuzzClaims),
-    Expired(BuzzClaims),
-}
-
-fn check(state: &AppState, token: &str, kind: &str) -> Result<Checked, ApiError> {
-    let invalid = || ApiError::unauthorized("invalid_token", "the token is invalid");
-    let claims: BuzzClaims = state
-        .accounts
-        .keys()
-        .verify(token, TYP)
-        .map_err(|_| invalid())?;
-    let policy = &state.token_policy;
-    if claims.sub != kind || claims.iss != policy.issuer || claims.aud != policy.audience {
-        return Err(invalid());
-    }
-    if state.revocations.is_revoked(&claims.sid, &claims.jti) {
-        return Err(ApiError::unauthorized(
-            "token_revoked",
-            "the token has been revoked",
-        ));
-    }
-    let now = chrono::Utc::now().timestamp();
-    if now >= claims.exp.saturating_add(policy.leeway_secs.max(0)) {
-        return Ok(Checked::Expired(claims));
-    }
-    Ok(Checked::Valid(claims))
+/// A client token of `kind`, valid or expired (the account operation checks
+/// signature, times and revocation).
+fn check(
+    state: &AppState,
+    token: &str,
+    kind: ClientTokenKind,
+) -> Result<ClientTokenState, ApiError> {
+    Ok(state.accounts.check_client_token(token, kind)?)
 }
 
 /// End the session of both tokens.
@@ -355,12 +246,12 @@ async fn logout(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
             &ApiError::bad_request("both Authorization and Refresh-Token headers are required"),
         );
     };
-    let access = match check(&state, &access, ACCESS) {
-        Ok(Checked::Valid(c) | Checked::Expired(c)) => c,
+    let access = match check(&state, &access, ClientTokenKind::Access) {
+        Ok(state) => state.claims().clone(),
         Err(e) => return failure(&req, &state, &e),
     };
-    let refresh = match check(&state, &refresh, REFRESH) {
-        Ok(Checked::Valid(c)) if c.sid == access.sid => c,
+    let refresh = match check(&state, &refresh, ClientTokenKind::Refresh) {
+        Ok(ClientTokenState::Valid(c)) if c.sid == access.sid => c,
         Ok(_) => {
             return failure(
                 &req,
@@ -377,9 +268,7 @@ async fn logout(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     };
     let (user_id, sid) = (refresh.user_id.clone(), refresh.sid.clone());
     match run_blocking(move || accounts.logout(&user_id, &sid, &context)).await {
-        Ok(Ok(revoked)) => {
-            let until = revoked.map_or(access.exp + state.token_policy.leeway_secs, |r| r.until);
-            state.revocations.revoke_session(refresh.sid, until);
+        Ok(Ok(_)) => {
             let mut response = HttpResponse::Ok();
             cors(&req, &state, &mut response);
             response.finish()
@@ -389,7 +278,7 @@ async fn logout(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     }
 }
 
-fn info_body(claims: &BuzzClaims) -> Value {
+fn info_body(claims: &ClientTokenClaims) -> Value {
     let user_id = claims
         .external_id
         .parse::<i64>()
@@ -412,16 +301,17 @@ fn info_body(claims: &BuzzClaims) -> Value {
     )
 )]
 async fn info(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let access = header_token(&req, "authorization").map(|t| check(&state, &t, ACCESS));
+    let access =
+        header_token(&req, "authorization").map(|t| check(&state, &t, ClientTokenKind::Access));
     let expired = match access {
-        Some(Ok(Checked::Valid(claims))) => {
+        Some(Ok(ClientTokenState::Valid(claims))) => {
             let mut response = HttpResponse::Ok();
             cors(&req, &state, &mut response);
             return response
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .json(info_body(&claims));
         }
-        Some(Ok(Checked::Expired(claims))) => Some(claims),
+        Some(Ok(ClientTokenState::Expired(claims))) => Some(claims),
         Some(Err(e)) => return failure(&req, &state, &e),
         None => None,
     };
@@ -433,8 +323,8 @@ async fn info(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
             &ApiError::unauthorized("invalid_token", "log in again"),
         );
     };
-    let refresh = match check(&state, &refresh, REFRESH) {
-        Ok(Checked::Valid(c)) if expired.as_ref().is_none_or(|a| a.sid == c.sid) => c,
+    let refresh = match check(&state, &refresh, ClientTokenKind::Refresh) {
+        Ok(ClientTokenState::Valid(c)) if expired.as_ref().is_none_or(|a| a.sid == c.sid) => c,
         Ok(_) => {
             return failure(
                 &req,
@@ -444,25 +334,21 @@ async fn info(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         }
         Err(e) => return failure(&req, &state, &e),
     };
-    let native = SecretString::from(refresh.rt.clone().unwrap_or_default());
-    let tokens = match rotate_refresh_token(&state, &req, native, Some(refresh.sid.clone())).await {
-        Ok(tokens) => tokens,
+    let accounts = state.accounts.clone();
+    let origin = client_info(&req);
+    let issued = match run_blocking(move || accounts.client_refresh(&refresh, &origin)).await {
+        Ok(Ok(issued)) => issued,
+        Ok(Err(accounts::AccountsError::RefreshTokenReused(_))) => {
+            state.metrics.record_refresh_reuse();
+            let reused = accounts::AccountsError::RefreshTokenReused(None);
+            return failure(&req, &state, &ApiError::from(reused));
+        }
+        Ok(Err(e)) => return failure(&req, &state, &ApiError::from(e)),
         Err(e) => return failure(&req, &state, &e),
     };
-    match issue(
-        &state,
-        &tokens,
-        &refresh.external_id,
-        &refresh.login_id,
-        &refresh.role,
-    ) {
-        Ok(issued) => {
-            let mut response = HttpResponse::Ok();
-            cors(&req, &state, &mut response);
-            with_tokens(&mut response, &issued).json(info_body(&issued.access_claims))
-        }
-        Err(e) => failure(&req, &state, &e),
-    }
+    let mut response = HttpResponse::Ok();
+    cors(&req, &state, &mut response);
+    with_tokens(&mut response, &issued).json(info_body(&issued.access_claims))
 }
 
 /// Paths the seed doesn't have, in the seed's error body.

@@ -20,8 +20,8 @@ use serde_json::{Map, Value, json};
 use crate::blocking::run_blocking;
 use crate::http::auth::{no_store, password_login, rotate_refresh_token};
 use crate::http::error::{ApiError, FieldErrors};
+use crate::http::flows;
 use crate::http::flows::request_locale;
-use crate::http::limits;
 use crate::state::AppState;
 
 pub const ROUTES: &[(&str, &str)] = &[
@@ -384,10 +384,15 @@ struct SignupBody {
 )]
 async fn signup(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
     let locale = locale(&req);
-    respond(locale, signup_with(&state, locale, body).await)
+    respond(locale, signup_with(&state, &req, locale, body).await)
 }
 
-async fn signup_with(state: &AppState, locale: Locale, body: Body) -> Result<Value, ApiError> {
+async fn signup_with(
+    state: &AppState,
+    req: &HttpRequest,
+    locale: Locale,
+    body: Body,
+) -> Result<Value, ApiError> {
     let body: SignupBody = parse(body)?;
     let mut fields = FieldErrors::new();
     let username = fields
@@ -414,8 +419,7 @@ async fn signup_with(state: &AppState, locale: Locale, body: Body) -> Result<Val
         organization_id: Some(organization_id(&organization)?),
         locale,
     };
-    let accounts = state.accounts.clone();
-    blocking(move || accounts.signup(request)).await?;
+    flows::sign_up(state, req, request).await?;
     Ok(json!({}))
 }
 
@@ -529,9 +533,7 @@ async fn send_organization_code(
         unreachable!("checked by finish")
     };
     let organization = organization_id(&organization)?;
-    limits::mail_request(state, req, email.as_str()).await?;
-    let accounts = state.accounts.clone();
-    blocking(move || accounts.request_organization_code(&organization, &email, locale)).await?;
+    flows::send_organization_code(state, req, organization, email, locale).await?;
     Ok(json!({}))
 }
 
@@ -579,9 +581,7 @@ async fn confirm_organization_code(
     let (Some(email), Some(code)) = (email, code) else {
         unreachable!("checked by finish")
     };
-    limits::code_attempt(state, req).await?;
-    let accounts = state.accounts.clone();
-    blocking(move || accounts.confirm_organization_code(&email, code.trim())).await?;
+    flows::confirm_organization_code_for(state, req, email, code).await?;
     Ok(json!({}))
 }
 
@@ -624,9 +624,7 @@ async fn forgot_password(
         .and_then(|e| fields.take_as("email", EmailAddress::parse(&e)));
     fields.finish()?;
     let email = email.expect("checked by finish");
-    limits::mail_request(state, req, email.as_str()).await?;
-    let accounts = state.accounts.clone();
-    blocking(move || accounts.forgot_password(&email, locale)).await?;
+    flows::send_reset_code(state, req, email, locale).await?;
     Ok(json!({}))
 }
 

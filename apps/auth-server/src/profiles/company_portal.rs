@@ -2,7 +2,8 @@
 //! `POST /refresh_token {token}` → `{new_token, expires}`, where `expires`
 //! is ISO 8601 with milliseconds and `Z`. The seed lets users renew an
 //! expired token: we accept one whose signature is ours and whose session
-//! is still alive, and the renewal revokes it. Decisions:
+//! is still alive, and the renewal spends it (`Accounts::renew_access`: each
+//! token renews once, expired or not). Decisions:
 //! `docs/profiles/company-portal.md`.
 
 use actix_web::web;
@@ -100,15 +101,8 @@ async fn refresh_token(state: web::Data<AppState>, body: Body) -> HttpResponse {
         Ok(claims) => claims,
         Err(e) => return simple_error(&ApiError::from(e)),
     };
-    // A token renewed (or logged out) once can't be renewed again.
-    if state.revocations.is_revoked(&old.sid, &old.jti) {
-        return simple_error(&ApiError::unauthorized(
-            "token_revoked",
-            "the token has been revoked",
-        ));
-    }
     let accounts = state.accounts.clone();
-    let renewed = match run_blocking(move || accounts.renew_access(&old)).await {
+    let access = match run_blocking(move || accounts.renew_access(&old)).await {
         Ok(Ok(renewed)) => renewed,
         Ok(Err(accounts::AccountsError::InvalidRefreshToken)) => {
             return simple_error(&ApiError::unauthorized(
@@ -119,10 +113,6 @@ async fn refresh_token(state: web::Data<AppState>, body: Body) -> HttpResponse {
         Ok(Err(e)) => return simple_error(&ApiError::from(e)),
         Err(e) => return simple_error(&e),
     };
-    let (access, revoked) = renewed;
-    if let Some(revoked) = revoked {
-        state.revocations.revoke_token(revoked.jti, revoked.until);
-    }
     no_store(&mut HttpResponse::Ok()).json(json!({
         "new_token": access.access_token,
         "expires": expires(access.claims.exp),

@@ -165,7 +165,7 @@ async fn refresh(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Ht
             Ok(claims) => claims,
             Err(e) => return failure(&ApiError::from(e), true),
         };
-    if state.revocations.is_revoked(&claims.sid, "") {
+    if state.accounts.revocations().is_revoked(&claims.sid, "") {
         return failure(
             &ApiError::unauthorized("token_revoked", "the session has been revoked"),
             true,

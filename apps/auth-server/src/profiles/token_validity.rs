@@ -97,7 +97,11 @@ async fn check_token_validity(state: web::Data<AppState>, body: Body) -> HttpRes
             Ok(claims) => claims,
             Err(e) => return simple_error(&ApiError::from(e)),
         };
-    if state.revocations.is_revoked(&claims.sid, &claims.jti) {
+    if state
+        .accounts
+        .revocations()
+        .is_revoked(&claims.sid, &claims.jti)
+    {
         return simple_error(&ApiError::unauthorized(
             "token_revoked",
             "the token has been revoked",

@@ -195,11 +195,10 @@ pub async fn end_all_sessions(signed_in: SignedIn, body: web::Bytes) -> PageResu
     let user_id = signed_in.user().view.id.clone();
     let accounts = visitor.state.accounts.clone();
     let context = audit_context(&visitor.req, Some(&user_id));
-    let revoked = run_blocking(move || accounts.logout_all(&user_id, &context))
+    run_blocking(move || accounts.logout_all(&user_id, &context))
         .await
         .and_then(|r| r.map_err(ApiError::from))
         .map_err(|e| visitor.failure(e))?;
-    visitor.state.forget_sessions(revoked);
     Ok(visitor.signed_out("/login"))
 }
 
@@ -247,10 +246,9 @@ pub async fn logout(visitor: Visitor, body: web::Bytes) -> PageResult {
     let accounts = visitor.state.accounts.clone();
     let (user_id, session_id) = (user.view.id.clone(), user.session_id.clone());
     let context = audit_context(&visitor.req, Some(&user_id));
-    let revoked = run_blocking(move || accounts.logout(&user_id, &session_id, &context))
+    run_blocking(move || accounts.logout(&user_id, &session_id, &context))
         .await
         .and_then(|r| r.map_err(ApiError::from))
         .map_err(|e| visitor.failure(e))?;
-    visitor.state.forget_sessions(revoked.into_iter().collect());
     Ok(visitor.signed_out("/login"))
 }

@@ -351,10 +351,7 @@ pub async fn update_user(
         .await
         .and_then(|r| r.map_err(ApiError::from));
     match updated {
-        Ok((user, revoked)) => {
-            signed_in.0.state.forget_revoked(revoked);
-            user_page(&signed_in, &user, context! { notice => "saved" })
-        }
+        Ok((user, _)) => user_page(&signed_in, &user, context! { notice => "saved" }),
         Err(e) if e.status == StatusCode::NOT_FOUND => Err(signed_in.0.failure(e)),
         Err(e) => {
             // What was ticked stays ticked.

@@ -304,13 +304,20 @@ pub async fn reset_form(visitor: Visitor, query: web::Query<ResetQuery>) -> Page
 pub async fn reset(visitor: Visitor, body: web::Bytes) -> PageResult {
     let form = posted(&visitor, &body)?;
     let (email, code) = (form.text("email"), form.text("code"));
-    // In the API's order: the address, the code (counted), the password.
+    // In the API's order: the address, the code, the password.
     let reset = async {
         let address =
             EmailAddress::parse(&email).map_err(|e| ApiError::validation("email", e.reason))?;
-        flows::admit_code(&visitor.state, &visitor.req, &code).await?;
+        flows::check_code_shape(&code)?;
         let password = new_password(&form, "password")?;
-        flows::reset_with_code(&visitor.state, address, code.clone(), password).await
+        flows::reset_with_code(
+            &visitor.state,
+            &visitor.req,
+            address,
+            code.clone(),
+            password,
+        )
+        .await
     }
     .await;
     match reset {

@@ -21,6 +21,7 @@ use subtle::ConstantTimeEq;
 use super::{Form, PageError, PageResult, Pages, html_response};
 use crate::blocking::run_blocking;
 use crate::http::error::ApiError;
+use crate::http::extract::client_info;
 use crate::state::AppState;
 
 // Over TLS the names carry the `__Host-` prefix, which browsers accept only
@@ -57,6 +58,9 @@ pub struct Visitor {
     /// was past half its idle life): the cookie is sent again with the new
     /// Max-Age.
     renewed: Option<(String, i64)>,
+    /// The session behind the cookie was ended on this request: the cookie
+    /// is cleared with the answer.
+    session_ended: bool,
 }
 
 /// What went wrong with a form, for the page that shows it again: a general
@@ -138,31 +142,32 @@ impl FromRequest for Visitor {
                 csrf_cookie,
                 new_csrf_cookie,
                 renewed: None,
+                session_ended: false,
             };
             if let Some(token) = session {
                 let accounts = visitor.state.accounts.clone();
-                let found = run_blocking(move || -> Result<_, accounts::AccountsError> {
-                    let Some(live) = accounts.live_refresh_token(&token)? else {
-                        return Ok(None);
-                    };
-                    // The session slides with use (see `Accounts::keep_alive`).
-                    let renewed = accounts
-                        .keep_alive(&token, &live)?
-                        .map(|secs| (token, secs));
-                    let user = accounts.user_view(&live.user_id)?.map(|view| WebUser {
-                        view,
-                        session_id: live.session_id,
-                    });
-                    Ok(user.map(|user| (user, renewed)))
-                })
-                .await
-                .and_then(|r| r.map_err(ApiError::from));
+                let origin = client_info(&visitor.req);
+                let cookie_token = token.clone();
+                // The rules (reuse, channel, sliding expiry) are the
+                // operation's: `Accounts::browser_session`.
+                let found = run_blocking(move || accounts.browser_session(&token, &origin)).await;
                 match found {
-                    Ok(Some((user, renewed))) => {
-                        visitor.user = Some(user);
-                        visitor.renewed = renewed;
+                    Ok(Ok(Some(session))) => {
+                        visitor.renewed = session.extended_for.map(|secs| (cookie_token, secs));
+                        visitor.user = Some(WebUser {
+                            view: session.user,
+                            session_id: session.session_id,
+                        });
                     }
-                    Ok(None) => {}
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e @ accounts::AccountsError::RefreshTokenReused(_))) => {
+                        // The cookie's token was used elsewhere: the session
+                        // is over, here as at the refresh endpoint.
+                        visitor.state.metrics.record_refresh_reuse();
+                        visitor.session_ended = true;
+                        return Err(visitor.failure(ApiError::from(e)));
+                    }
+                    Ok(Err(e)) => return Err(visitor.failure(ApiError::from(e))),
                     Err(e) => return Err(visitor.failure(e)),
                 }
             }
@@ -222,6 +227,9 @@ impl Visitor {
         }
         if let Some((token, expires_in)) = &self.renewed {
             cookies.push(self.set_cookie(SESSION_COOKIE, token, Some((*expires_in).max(0))));
+        }
+        if self.session_ended {
+            cookies.push(self.set_cookie(SESSION_COOKIE, "", Some(0)));
         }
         cookies
     }

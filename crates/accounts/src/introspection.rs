@@ -1,0 +1,140 @@
+//! What any token we issue stands for (RFC 7662 introspection), and ending
+//! it (RFC 7009 revocation): access tokens, API tokens, opaque refresh
+//! tokens and both client tokens, one place for all, so no kind can be
+//! forgotten by a front-end.
+//!
+//! Introspection is authoritative: besides the signature and times it reads
+//! the database (session alive, user active, token not revoked), so a token
+//! revoked on another instance a moment ago is already inactive here.
+
+use auth_core::{
+    ACCESS_TOKEN_TYP, API_TOKEN_TYP, AccessClaims, ApiTokenClaims, CLIENT_TOKEN_TYP,
+    ClientTokenClaims, ClientTokenKind, MAX_TOKEN_LEN, RevocationKind,
+};
+use storage::AnyConnection;
+use storage::repo::{api_tokens, revocations, sessions, users};
+
+use crate::audit::AuditContext;
+use crate::clients::LiveRefreshToken;
+use crate::error::AccountsError;
+use crate::service::{Accounts, now};
+use crate::types::UserStatus;
+
+type Result<T> = std::result::Result<T, AccountsError>;
+
+/// A live token, by kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TokenInfo {
+    Access(AccessClaims),
+    Api(ApiTokenClaims),
+    Refresh(LiveRefreshToken),
+    ClientAccess(ClientTokenClaims),
+    ClientRefresh {
+        claims: ClientTokenClaims,
+        live: LiveRefreshToken,
+    },
+}
+
+impl Accounts {
+    /// What `token` stands for if it would be accepted now; `None` for
+    /// anything unknown, expired, revoked, spent or malformed.
+    pub fn introspect(&self, token: &str) -> Result<Option<TokenInfo>> {
+        let token = token.trim();
+        if token.is_empty() || token.len() > MAX_TOKEN_LEN {
+            return Ok(None);
+        }
+        // Opaque refresh tokens have no dots; our JWTs do.
+        if !token.contains('.') {
+            return Ok(self.live_refresh_token(token)?.map(TokenInfo::Refresh));
+        }
+        let now = now().timestamp();
+        let keys = self.keys();
+        let mut conn = self.conn()?;
+        let info = match auth_core::unverified_typ(token).as_deref() {
+            Some(API_TOKEN_TYP) => match self.tokens.verify_api_token(&keys, token, now) {
+                Ok(claims) => {
+                    let live = api_tokens::find(&mut conn, &claims.jti)?
+                        .is_some_and(|row| row.revoked_at.is_none() && row.user_id == claims.sub)
+                        && user_active(&mut conn, &claims.sub)?;
+                    live.then_some(TokenInfo::Api(claims))
+                }
+                Err(_) => None,
+            },
+            Some(ACCESS_TOKEN_TYP) => match self.tokens.verify_access(&keys, token, now) {
+                Ok(claims)
+                    if self.session_live(&mut conn, &claims.sid, &claims.sub, &claims.jti)? =>
+                {
+                    Some(TokenInfo::Access(claims))
+                }
+                _ => None,
+            },
+            Some(CLIENT_TOKEN_TYP) => {
+                let verify = |kind| self.tokens.verify_client_token(&keys, token, kind, now);
+                if let Ok(claims) = verify(ClientTokenKind::Access) {
+                    self.session_live(&mut conn, &claims.sid, &claims.user_id, &claims.jti)?
+                        .then_some(TokenInfo::ClientAccess(claims))
+                } else if let Ok(claims) = verify(ClientTokenKind::Refresh) {
+                    drop(conn);
+                    let live = match self.unseal_client_refresh(&claims) {
+                        Some(native) => self
+                            .live_refresh_token(&native)?
+                            .filter(|live| live.session_id == claims.sid),
+                        None => None,
+                    };
+                    live.map(|live| TokenInfo::ClientRefresh { claims, live })
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        Ok(info)
+    }
+
+    /// Ends what `token` stands for (RFC 7009): a session token of any kind
+    /// ends its session, an API token is revoked. Returns whether anything
+    /// live was found.
+    pub fn revoke_token(&self, token: &str, context: &AuditContext) -> Result<bool> {
+        let session = match self.introspect(token)? {
+            None => return Ok(false),
+            Some(TokenInfo::Api(claims)) => {
+                return match self.revoke_api_token(&claims.sub, &claims.jti, context) {
+                    Ok(_) | Err(AccountsError::ApiTokenNotFound) => Ok(true),
+                    Err(e) => Err(e),
+                };
+            }
+            Some(TokenInfo::Access(c)) => (c.sub, c.sid),
+            Some(TokenInfo::ClientAccess(c)) => (c.user_id, c.sid),
+            Some(TokenInfo::Refresh(live) | TokenInfo::ClientRefresh { live, .. }) => {
+                (live.user_id, live.session_id)
+            }
+        };
+        self.logout(&session.0, &session.1, context)?;
+        Ok(true)
+    }
+
+    /// The session is alive (not revoked, not past its end, its user's and
+    /// active), and the token id `jti` in it is not revoked.
+    fn session_live(
+        &self,
+        conn: &mut AnyConnection,
+        session_id: &str,
+        user_id: &str,
+        jti: &str,
+    ) -> Result<bool> {
+        if self.revoked.is_revoked(session_id, jti) {
+            return Ok(false);
+        }
+        let at = now().naive_utc();
+        let session_ok = sessions::find(conn, session_id)?
+            .is_some_and(|s| s.user_id == user_id && s.revoked_at.is_none() && s.expires_at > at);
+        Ok(session_ok
+            && !revocations::exists(conn, RevocationKind::Token.as_str(), jti)?
+            && user_active(conn, user_id)?)
+    }
+}
+
+fn user_active(conn: &mut AnyConnection, user_id: &str) -> Result<bool> {
+    Ok(users::find_by_id(conn, user_id)?
+        .is_some_and(|u| UserStatus::parse(&u.status) == Some(UserStatus::Active)))
+}

@@ -1,0 +1,545 @@
+//! The security rules at the crate boundary, on SQLite and PostgreSQL: what
+//! every front-end (native API, profiles, pages, OAuth) inherits by calling
+//! these operations. Each test names the defect it guards against.
+
+mod support;
+
+use std::time::Duration;
+
+use accounts::{
+    AccountsError, AuditContext, ClientTokenState, EmailAddress, Locale, Password, Rate,
+    SignupRequest, ThrottleRates, TokenInfo, Username, VouchedUser,
+};
+use auth_core::{CLIENT_TOKEN_TYP, ClientTokenClaims, ClientTokenKind};
+use secrecy::ExposeSecret;
+use storage::Backend;
+use support::{PASSWORD, World, off, origin, secret};
+
+backend_tests!(
+    renewal_spends_a_token_once_even_when_expired,
+    failed_logins_count_per_account_whatever_the_spelling,
+    every_token_we_issue_is_introspectable_and_revocable,
+    client_sessions_never_rotate_natively_and_their_users_get_no_api_tokens,
+    password_reset_applies_the_one_strength_rule,
+    a_spent_browser_session_token_ends_the_session,
+    every_mail_sending_operation_counts_against_the_mail_limits,
+    accepted_addresses_are_deliverable,
+);
+
+fn rate(limit: u32) -> Rate {
+    Rate {
+        limit,
+        period: Duration::from_secs(3600),
+    }
+}
+
+/// Defect 1: an expired company-portal token renewed forever.
+fn renewal_spends_a_token_once_even_when_expired(backend: Backend) {
+    let world = World::new(backend);
+    world.user("kim@example.com", None);
+    let accounts = &world.accounts;
+    let tokens = accounts
+        .login("kim@example.com", &secret(PASSWORD), &origin("10.0.0.1"))
+        .unwrap();
+
+    // A live token renews once; the second renewal is refused.
+    let renewed = accounts.renew_access(&tokens.claims).unwrap();
+    assert_eq!(renewed.claims.sid, tokens.claims.sid);
+    assert!(matches!(
+        accounts.renew_access(&tokens.claims),
+        Err(AccountsError::TokenRevoked)
+    ));
+
+    // An expired one (the front-end has checked its signature) likewise,
+    // and another instance on the same database agrees at once.
+    let mut expired = renewed.claims.clone();
+    expired.exp -= 7200;
+    expired.iat -= 7200;
+    let from_expired = accounts.renew_access(&expired).unwrap();
+    assert!(matches!(
+        accounts.renew_access(&expired),
+        Err(AccountsError::TokenRevoked)
+    ));
+    assert!(matches!(
+        world.second_instance().renew_access(&expired),
+        Err(AccountsError::TokenRevoked)
+    ));
+
+    // After logout nothing of the session renews.
+    let fresh = accounts.renew_access(&from_expired.claims).unwrap();
+    accounts
+        .logout(
+            &tokens.claims.sub,
+            &tokens.claims.sid,
+            &AuditContext::default(),
+        )
+        .unwrap();
+    assert!(matches!(
+        accounts.renew_access(&fresh.claims),
+        Err(AccountsError::TokenRevoked)
+    ));
+}
+
+/// Defect 2: the per-account login limit was keyed on the string as typed.
+fn failed_logins_count_per_account_whatever_the_spelling(backend: Backend) {
+    let world = World::with_rates(
+        backend,
+        ThrottleRates {
+            login_failures_per_account: rate(3),
+            ..off()
+        },
+    );
+    world.user("kim@example.com", Some("kimminjun"));
+    let accounts = &world.accounts;
+    let wrong = secret("not the password at all");
+    // Three spellings of one account, each from another IP.
+    for (i, spelling) in [
+        "kim@example.com",
+        "KIM@exam\u{AD}ple.com",
+        "kim@ｅｘａｍｐｌｅ.com",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let refused = accounts.login(spelling, &wrong, &origin(&format!("10.0.1.{i}")));
+        assert!(
+            matches!(refused, Err(AccountsError::InvalidCredentials)),
+            "{spelling}: {refused:?}"
+        );
+    }
+    // The right password, by username from a fresh IP: the account's budget is spent.
+    for login in ["kimminjun", "Kim@Example.com"] {
+        let refused = accounts.login(login, &secret(PASSWORD), &origin("10.0.2.1"));
+        assert!(
+            matches!(refused, Err(AccountsError::Throttled { .. })),
+            "{login}: {refused:?}"
+        );
+    }
+    // Unknown logins share one counter per normalised name too.
+    for spelling in [
+        "nobody@example.com",
+        "NOBODY@example.com",
+        "nobody@EXAMPLE.com",
+    ] {
+        let _ = accounts.login(spelling, &wrong, &origin("10.0.3.1"));
+    }
+    assert!(matches!(
+        accounts.login("nobody@example.com", &wrong, &origin("10.0.3.2")),
+        Err(AccountsError::Throttled { .. })
+    ));
+    // Another account is not affected.
+    world.user("lee@example.com", None);
+    accounts
+        .login("lee@example.com", &secret(PASSWORD), &origin("10.0.2.1"))
+        .unwrap();
+}
+
+/// Defect 3: revocation skipped one token kind (the buzzbook profile's).
+fn every_token_we_issue_is_introspectable_and_revocable(backend: Backend) {
+    let world = World::new(backend);
+    let user = world.user("kim@example.com", None);
+    let accounts = &world.accounts;
+    let context = AuditContext::default();
+    let login = || {
+        accounts
+            .login("kim@example.com", &secret(PASSWORD), &origin("10.0.0.1"))
+            .unwrap()
+    };
+
+    // Native access and refresh tokens.
+    let tokens = login();
+    assert!(matches!(
+        accounts.introspect(&tokens.access_token).unwrap(),
+        Some(TokenInfo::Access(_))
+    ));
+    let refresh = tokens.refresh_token.expose_secret().to_owned();
+    assert!(matches!(
+        accounts.introspect(&refresh).unwrap(),
+        Some(TokenInfo::Refresh(_))
+    ));
+    assert!(accounts.revoke_token(&refresh, &context).unwrap());
+    assert_eq!(accounts.introspect(&tokens.access_token).unwrap(), None);
+    assert_eq!(accounts.introspect(&refresh).unwrap(), None);
+
+    // API tokens.
+    let api = accounts
+        .create_api_token(&user, "ci", &[], Some(30), &context)
+        .unwrap();
+    let api_token = api.token.expose_secret().to_owned();
+    assert!(matches!(
+        accounts.introspect(&api_token).unwrap(),
+        Some(TokenInfo::Api(_))
+    ));
+    assert!(accounts.revoke_token(&api_token, &context).unwrap());
+    assert_eq!(accounts.introspect(&api_token).unwrap(), None);
+
+    // A client's pair: both introspect, either revokes the session, and
+    // another instance agrees at once.
+    let client = accounts.create_client("buzzbook backend").unwrap();
+    let client = accounts
+        .authenticate_client(&client.client_id, client.client_secret.expose_secret())
+        .unwrap();
+    let vouched = VouchedUser {
+        external_id: "42".into(),
+        login_id: "reader01".into(),
+        role: "USER".into(),
+    };
+    for revoke_with_refresh in [true, false] {
+        let pair = accounts
+            .client_vouched_login(&client, &vouched, &origin("10.0.0.2"))
+            .unwrap();
+        assert!(matches!(
+            accounts.introspect(&pair.access).unwrap(),
+            Some(TokenInfo::ClientAccess(_))
+        ));
+        assert!(matches!(
+            accounts.introspect(&pair.refresh).unwrap(),
+            Some(TokenInfo::ClientRefresh { .. })
+        ));
+        let revoke = if revoke_with_refresh {
+            &pair.refresh
+        } else {
+            &pair.access
+        };
+        assert!(accounts.revoke_token(revoke, &context).unwrap());
+        for token in [&pair.access, &pair.refresh] {
+            assert_eq!(accounts.introspect(token).unwrap(), None);
+            assert_eq!(world.second_instance().introspect(token).unwrap(), None);
+        }
+        assert_eq!(
+            accounts.check_client_token(&pair.access, ClientTokenKind::Access),
+            Err(auth_core::TokenError::Revoked)
+        );
+    }
+    // Garbage of every shape is simply inactive.
+    for junk in ["", "abc", "a.b.c", &"x".repeat(20_000)] {
+        assert_eq!(accounts.introspect(junk).unwrap(), None);
+        assert!(!accounts.revoke_token(junk, &context).unwrap());
+    }
+}
+
+/// Defect 4: the client refresh token carried the native refresh token in
+/// clear, and the account behind it could get native tokens and API tokens.
+fn client_sessions_never_rotate_natively_and_their_users_get_no_api_tokens(backend: Backend) {
+    let world = World::new(backend);
+    let accounts = &world.accounts;
+    let client = accounts.create_client("buzzbook backend").unwrap();
+    let client = accounts
+        .authenticate_client(&client.client_id, client.client_secret.expose_secret())
+        .unwrap();
+    let vouched = VouchedUser {
+        external_id: "7".into(),
+        login_id: "reader07".into(),
+        role: "USER".into(),
+    };
+    let pair = accounts
+        .client_vouched_login(&client, &vouched, &origin("10.0.0.3"))
+        .unwrap();
+    let claims: ClientTokenClaims = accounts
+        .keys()
+        .verify(&pair.refresh, CLIENT_TOKEN_TYP)
+        .unwrap();
+    let sealed = claims
+        .rt
+        .clone()
+        .expect("a refresh token carries its credential");
+    // What the holder can read is useless natively.
+    assert!(matches!(
+        accounts.refresh(&secret(&sealed), &origin("10.0.0.3")),
+        Err(AccountsError::InvalidRefreshToken)
+    ));
+    // Even the plain credential (unsealed with the server's key) is refused
+    // natively, and refusing it spends nothing.
+    let key = accounts::SealingKey::from_bytes(&support::SEALING_KEY).unwrap();
+    let plain = key
+        .open(
+            &format!("client refresh token for session {}", claims.sid),
+            &sealed,
+        )
+        .map(|p| String::from_utf8(p).unwrap())
+        .expect("sealed under the server's key");
+    assert!(!pair.refresh.contains(&plain));
+    assert!(matches!(
+        accounts.refresh(&secret(&plain), &origin("10.0.0.3")),
+        Err(AccountsError::InvalidRefreshToken)
+    ));
+    let renewed = accounts
+        .client_refresh(&claims, &origin("10.0.0.3"))
+        .unwrap();
+    assert!(matches!(
+        accounts.check_client_token(&renewed.access, ClientTokenKind::Access),
+        Ok(ClientTokenState::Valid(_))
+    ));
+    // A native refresh token never rotates as a client's.
+    let user = world.user("kim@example.com", None);
+    let native = accounts
+        .login("kim@example.com", &secret(PASSWORD), &origin("10.0.0.4"))
+        .unwrap();
+    let mut forged = claims.clone();
+    forged.sid = native.claims.sid.clone();
+    forged.rt = Some(key.seal(
+        &format!("client refresh token for session {}", native.claims.sid),
+        native.refresh_token.expose_secret().as_bytes(),
+    ));
+    assert!(matches!(
+        accounts.client_refresh(&forged, &origin("10.0.0.4")),
+        Err(AccountsError::InvalidRefreshToken)
+    ));
+    accounts
+        .refresh(&native.refresh_token, &origin("10.0.0.4"))
+        .expect("the refused attempt spent nothing");
+    // The client's user can't hold API tokens.
+    assert!(matches!(
+        accounts.create_api_token(
+            &renewed.access_claims.user_id,
+            "escape",
+            &[],
+            Some(365),
+            &AuditContext::default()
+        ),
+        Err(AccountsError::Forbidden)
+    ));
+    accounts
+        .create_api_token(&user, "mine", &[], Some(30), &AuditContext::default())
+        .unwrap();
+}
+
+/// Defect 5: password reset accepted the username as the new password.
+fn password_reset_applies_the_one_strength_rule(backend: Backend) {
+    let world = World::new(backend);
+    world.user("kim@example.com", Some("kimminjun2026"));
+    let accounts = &world.accounts;
+    let email = EmailAddress::parse("kim@example.com").unwrap();
+    accounts
+        .forgot_password(&email, Locale::En, &origin("10.0.0.5"))
+        .unwrap();
+    let code = world.code_mailed_to("kim@example.com");
+    for weak in ["kimminjun2026", "KimMinjun2026", "kim@example.com"] {
+        let refused = accounts.reset_password(
+            &email,
+            &code,
+            &Password::parse(weak.into()).unwrap(),
+            &origin("10.0.0.5"),
+        );
+        assert!(
+            matches!(refused, Err(AccountsError::WeakPassword(_))),
+            "{weak}: {refused:?}"
+        );
+    }
+    // The refusals spent nothing: the code still resets.
+    accounts
+        .reset_password(
+            &email,
+            &code,
+            &Password::parse("a brand new private phrase".into()).unwrap(),
+            &origin("10.0.0.5"),
+        )
+        .unwrap();
+    // Change and signup apply the same rule.
+    let tokens = accounts
+        .login(
+            "kimminjun2026",
+            &secret("a brand new private phrase"),
+            &origin("10.0.0.5"),
+        )
+        .unwrap();
+    assert!(matches!(
+        accounts.change_password(
+            &tokens.claims.sub,
+            &tokens.claims.sid,
+            "a brand new private phrase",
+            &Password::parse("kimminjun2026".into()).unwrap()
+        ),
+        Err(AccountsError::WeakPassword(_))
+    ));
+    let signup = accounts.signup(
+        SignupRequest {
+            email: EmailAddress::parse("lee@example.com").unwrap(),
+            password: Password::parse("leejihoon2026".into()).unwrap(),
+            username: Some(Username::parse("leejihoon2026").unwrap()),
+            name: None,
+            organization_id: None,
+            locale: Locale::En,
+        },
+        &origin("10.0.0.5"),
+    );
+    assert!(matches!(signup, Err(AccountsError::WeakPassword(_))));
+}
+
+/// Defect 6: a browser session whose refresh token was rotated elsewhere
+/// (stolen and used) was silently signed out, and the thief's session lived.
+fn a_spent_browser_session_token_ends_the_session(backend: Backend) {
+    let world = World::new(backend);
+    world.user("kim@example.com", None);
+    let accounts = &world.accounts;
+    let browser = accounts
+        .login("kim@example.com", &secret(PASSWORD), &origin("10.0.0.6"))
+        .unwrap();
+    let cookie = browser.refresh_token.expose_secret().to_owned();
+    let seen = accounts
+        .browser_session(&cookie, &origin("10.0.0.6"))
+        .unwrap()
+        .expect("signed in");
+    assert_eq!(seen.session_id, browser.claims.sid);
+    // The thief refreshes with a copy of the cookie's token.
+    let thief = accounts
+        .refresh(&browser.refresh_token, &origin("10.6.6.6"))
+        .unwrap();
+    // The victim's next page view ends the session, as a reuse at refresh does.
+    assert!(matches!(
+        accounts.browser_session(&cookie, &origin("10.0.0.6")),
+        Err(AccountsError::RefreshTokenReused(Some(_)))
+    ));
+    assert!(accounts.revocations().is_revoked(&browser.claims.sid, ""));
+    assert!(matches!(
+        accounts.refresh(&thief.refresh_token, &origin("10.6.6.6")),
+        Err(AccountsError::InvalidRefreshToken)
+    ));
+    assert_eq!(accounts.introspect(&thief.access_token).unwrap(), None);
+    // Afterwards the cookie simply signs nobody in.
+    assert_eq!(
+        accounts
+            .browser_session(&cookie, &origin("10.0.0.6"))
+            .unwrap(),
+        None
+    );
+}
+
+/// Defect 7: one front-end (campus signup) skipped the mail limits. They
+/// are now each mailing operation's own.
+fn every_mail_sending_operation_counts_against_the_mail_limits(backend: Backend) {
+    let world = World::with_rates(
+        backend,
+        ThrottleRates {
+            mail_per_address: rate(1),
+            ..off()
+        },
+    );
+    let accounts = &world.accounts;
+    let org = accounts
+        .create_organization(
+            "Seoul National University",
+            None,
+            &[accounts::Domain::parse("snu.ac.kr").unwrap()],
+            false,
+        )
+        .unwrap();
+    let address = |s: &str| EmailAddress::parse(s).unwrap();
+    let signup = |email: &str| {
+        accounts.signup(
+            SignupRequest {
+                email: address(email),
+                password: Password::parse(PASSWORD.into()).unwrap(),
+                username: None,
+                name: None,
+                organization_id: None,
+                locale: Locale::En,
+            },
+            &origin("10.0.0.7"),
+        )
+    };
+    let registration = |email: &str| {
+        accounts.submit_registration(
+            accounts::RegistrationForm::parse("ACME", "Kim", email, "010-1234-5678", "KR").unwrap(),
+            Locale::En,
+            &AuditContext::default(),
+        )
+    };
+    type Op<'a> = Box<dyn Fn(&str) -> Result<(), AccountsError> + 'a>;
+    let operations: Vec<(&str, Op)> = vec![
+        ("signup", Box::new(|e| signup(e).map(|_| ()))),
+        (
+            "forgot_password",
+            Box::new(|e| accounts.forgot_password(&address(e), Locale::En, &origin("10.0.0.7"))),
+        ),
+        (
+            "request_organization_code",
+            Box::new(|e| {
+                accounts.request_organization_code(
+                    &org.id,
+                    &address(e),
+                    Locale::En,
+                    &origin("10.0.0.7"),
+                )
+            }),
+        ),
+        (
+            "submit_registration",
+            Box::new(|e| registration(e).map(|_| ())),
+        ),
+        (
+            "resend_activation",
+            Box::new(|e| accounts.resend_activation(&address(e), Locale::En, &origin("10.0.0.7"))),
+        ),
+    ];
+    for (i, (name, operation)) in operations.iter().enumerate() {
+        let email = format!("user{i}@snu.ac.kr");
+        operation(&email).unwrap_or_else(|e| panic!("{name}: first request refused: {e:?}"));
+        let again = operation(&email);
+        assert!(
+            matches!(again, Err(AccountsError::Throttled { .. })),
+            "{name}: second request within the limit's period: {again:?}"
+        );
+    }
+    // Per IP too.
+    let world = World::with_rates(
+        backend,
+        ThrottleRates {
+            mail_per_ip: rate(2),
+            ..off()
+        },
+    );
+    let accounts = &world.accounts;
+    for i in 0..2 {
+        accounts
+            .forgot_password(
+                &address(&format!("a{i}@example.com")),
+                Locale::En,
+                &origin("10.9.9.9"),
+            )
+            .unwrap();
+    }
+    assert!(matches!(
+        accounts.forgot_password(&address("b@example.com"), Locale::En, &origin("10.9.9.9")),
+        Err(AccountsError::Throttled { .. })
+    ));
+}
+
+/// Defect 8: an address the mailer refuses (a quoted local part) was
+/// accepted at the edge and failed with a 500 when mailed.
+fn accepted_addresses_are_deliverable(backend: Backend) {
+    let world = World::new(backend);
+    let accounts = &world.accounts;
+    let org = accounts
+        .create_organization(
+            "ACME",
+            None,
+            &[accounts::Domain::parse("acme.example").unwrap()],
+            false,
+        )
+        .unwrap();
+    let inputs = [
+        "\"x@evil.com\"@acme.example",
+        "\"x\"@acme.example",
+        "x(comment)@acme.example",
+        "x\\@y@acme.example",
+        "김@acme.example",
+        "x..y@acme.example",
+        "Kim <kim@acme.example>",
+        "kim@acme.example",
+        "kim+tag@acme.example",
+        "o'brien@acme.example",
+        "k.i.m@ACME.example",
+    ];
+    for input in inputs {
+        let Ok(address) = EmailAddress::parse(input) else {
+            continue;
+        };
+        mailer::check_recipient(address.as_str())
+            .unwrap_or_else(|e| panic!("{input:?} accepted but not deliverable: {e}"));
+        accounts
+            .request_organization_code(&org.id, &address, Locale::En, &origin("10.0.0.8"))
+            .unwrap_or_else(|e| panic!("{input:?}: {e:?}"));
+    }
+    assert!(EmailAddress::parse("\"x@evil.com\"@acme.example").is_err());
+}

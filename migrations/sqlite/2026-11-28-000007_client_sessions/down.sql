@@ -1,0 +1,2 @@
+DROP INDEX revocations_subject;
+ALTER TABLE sessions DROP COLUMN client_id;
