@@ -20,6 +20,7 @@ backend_tests!(
     password_reset_refuses_the_username_on_api_and_page,
     every_signup_counts_against_the_mail_limits,
     quoted_local_parts_are_refused_before_any_mail,
+    tokens_not_valid_yet_are_refused_on_every_front_end,
 );
 
 /// Status and body of any answer (profiles don't speak problem+json).
@@ -436,5 +437,96 @@ async fn quoted_local_parts_are_refused_before_any_mail(backend: Backend) {
     ] {
         let (status, answer) = app.post_json(path, body).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {answer}");
+    }
+}
+
+/// Re-signs a token's claims with the server's keys after `change`.
+fn resigned(app: &TestApp, token: &str, typ: &str, change: impl FnOnce(&mut Value)) -> String {
+    let part = token.split('.').nth(1).unwrap();
+    let mut claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(part)
+            .unwrap(),
+    )
+    .unwrap();
+    change(&mut claims);
+    let keys = auth_server::keys::KeyDir::new(&app.settings.keys_dir)
+        .load_or_create(
+            auth_core::SigningAlgorithm::EdDSA,
+            chrono::Utc::now().timestamp(),
+            4000,
+        )
+        .unwrap();
+    keys.sign(typ, &claims).unwrap()
+}
+
+/// `nbf` in the future (beyond the leeway): refused by the one verifier,
+/// whichever front-end asks, even where an expired token is accepted.
+async fn tokens_not_valid_yet_are_refused_on_every_front_end(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    let tokens = app.login("kim@example.com").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let later = chrono::Utc::now().timestamp() + 3600;
+    let future = resigned(&app, access, auth_core::ACCESS_TOKEN_TYP, |c| {
+        c["nbf"] = json!(later);
+        c["jti"] = json!(uuid::Uuid::new_v4().to_string());
+    });
+    let (status, body) = app.me(&future).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "invalid_token");
+    let (status, body) = post(
+        &app,
+        "/compat/token-validity/api/v1/auth/checkTokenValidity",
+        json!({"token": future}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = post(
+        &app,
+        "/compat/company-portal/refresh_token",
+        json!({"token": future}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let (status, body) = raw(app
+        .http
+        .post(app.url("/compat/envelope/api/v1/auth/refresh"))
+        .bearer_auth(&future)
+        .json(&json!({"refresh_token": tokens["refresh_token"]}))
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    // Nothing was spent by the refusal.
+    let (status, _) = app.refresh(tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The client tokens of the buzzbook profile, and introspection.
+    let (client_access, _, basic) = client_pair(&app, 9).await;
+    let future_client = resigned(&app, &client_access, auth_core::CLIENT_TOKEN_TYP, |c| {
+        c["nbf"] = json!(later);
+    });
+    let (status, body) = raw(app
+        .http
+        .get(app.url("/compat/buzzbook/api/auth/info"))
+        .header("authorization", &future_client)
+        .send()
+        .await
+        .unwrap())
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    for token in [&future, &future_client] {
+        let (_, body) = raw(app
+            .http
+            .post(app.url("/oauth/introspect"))
+            .header("authorization", format!("Basic {basic}"))
+            .form(&[("token", token.as_str())])
+            .send()
+            .await
+            .unwrap())
+        .await;
+        assert_eq!(body["active"], false, "{body}");
     }
 }

@@ -294,7 +294,7 @@ impl Accounts {
         token_expires_at: NaiveDateTime,
         at: DateTime<Utc>,
     ) -> Result<RevokedToken> {
-        let until = token_expires_at + TimeDelta::seconds(self.tokens.leeway_secs);
+        let until = token_expires_at + TimeDelta::seconds(self.verifier.policy().leeway_secs);
         revocations::insert(
             c,
             &NewRevocation {

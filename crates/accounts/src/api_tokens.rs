@@ -106,7 +106,7 @@ impl Accounts {
                 return Ok(Err(AccountsError::PermissionNotHeld(missing)));
             }
             let lifetime = TimeDelta::days(days);
-            let claims = self.tokens.api_token_claims(
+            let claims = self.verifier.policy().api_token_claims(
                 ApiTokenSubject {
                     user_id: owner.id.clone(),
                     token_id: id.clone(),

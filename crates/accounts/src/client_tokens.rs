@@ -8,7 +8,7 @@
 //! by the native API, since a client session's tokens rotate only here.
 //! Rotation, reuse detection and revocation are the native ones.
 
-use auth_core::{CLIENT_TOKEN_TYP, ClientTokenClaims, ClientTokenKind, TokenError};
+use auth_core::{CLIENT_TOKEN_TYP, ClientTokenClaims, ClientTokenKind, Freshness, TokenError};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::clients::VouchedUser;
@@ -27,19 +27,7 @@ pub struct ClientTokens {
 
 /// A verified client token: still valid, or expired but otherwise sound
 /// (it still names its session, for a renewal).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClientTokenState {
-    Valid(ClientTokenClaims),
-    Expired(ClientTokenClaims),
-}
-
-impl ClientTokenState {
-    pub fn claims(&self) -> &ClientTokenClaims {
-        match self {
-            Self::Valid(c) | Self::Expired(c) => c,
-        }
-    }
-}
+pub type ClientTokenState = Freshness<ClientTokenClaims>;
 
 fn seal_label(session_id: &str) -> String {
     format!("client refresh token for session {session_id}")
@@ -95,20 +83,8 @@ impl Accounts {
         token: &str,
         kind: ClientTokenKind,
     ) -> std::result::Result<ClientTokenState, TokenError> {
-        let now = chrono::Utc::now().timestamp();
-        let keys = self.keys();
-        let claims = self
-            .tokens
-            .verify_client_token_allowing_expiry(&keys, token, kind, now)?;
-        if self.revoked.is_revoked(&claims.sid, &claims.jti) {
-            return Err(TokenError::Revoked);
-        }
-        let expired = now >= claims.exp.saturating_add(self.tokens.leeway_secs.max(0));
-        Ok(if expired {
-            ClientTokenState::Expired(claims)
-        } else {
-            ClientTokenState::Valid(claims)
-        })
+        self.verifier
+            .client_token(token, kind, chrono::Utc::now().timestamp())
     }
 
     /// Rotates a client session's refresh token (from a refresh token that

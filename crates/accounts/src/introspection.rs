@@ -8,8 +8,8 @@
 //! revoked on another instance a moment ago is already inactive here.
 
 use auth_core::{
-    ACCESS_TOKEN_TYP, API_TOKEN_TYP, AccessClaims, ApiTokenClaims, CLIENT_TOKEN_TYP,
-    ClientTokenClaims, ClientTokenKind, MAX_TOKEN_LEN, RevocationKind,
+    ACCESS_TOKEN_TYP, API_TOKEN_TYP, AccessClaims, ApiTokenClaims, Bearer, CLIENT_TOKEN_TYP,
+    ClientTokenClaims, ClientTokenKind, Freshness, MAX_TOKEN_LEN, RevocationKind,
 };
 use storage::AnyConnection;
 use storage::repo::{api_tokens, revocations, sessions, users};
@@ -48,19 +48,19 @@ impl Accounts {
             return Ok(self.live_refresh_token(token)?.map(TokenInfo::Refresh));
         }
         let now = now().timestamp();
-        let keys = self.keys();
+        let verifier = &self.verifier;
         let mut conn = self.conn()?;
         let info = match auth_core::unverified_typ(token).as_deref() {
-            Some(API_TOKEN_TYP) => match self.tokens.verify_api_token(&keys, token, now) {
-                Ok(claims) => {
+            Some(API_TOKEN_TYP) => match verifier.bearer(token, now) {
+                Ok(Bearer::ApiToken(claims)) => {
                     let live = api_tokens::find(&mut conn, &claims.jti)?
                         .is_some_and(|row| row.revoked_at.is_none() && row.user_id == claims.sub)
                         && user_active(&mut conn, &claims.sub)?;
                     live.then_some(TokenInfo::Api(claims))
                 }
-                Err(_) => None,
+                _ => None,
             },
-            Some(ACCESS_TOKEN_TYP) => match self.tokens.verify_access(&keys, token, now) {
+            Some(ACCESS_TOKEN_TYP) => match verifier.access(token, now) {
                 Ok(claims)
                     if self.session_live(&mut conn, &claims.sid, &claims.sub, &claims.jti)? =>
                 {
@@ -69,11 +69,14 @@ impl Accounts {
                 _ => None,
             },
             Some(CLIENT_TOKEN_TYP) => {
-                let verify = |kind| self.tokens.verify_client_token(&keys, token, kind, now);
-                if let Ok(claims) = verify(ClientTokenKind::Access) {
+                let verify = |kind| match verifier.client_token(token, kind, now) {
+                    Ok(Freshness::Valid(claims)) => Some(claims),
+                    _ => None,
+                };
+                if let Some(claims) = verify(ClientTokenKind::Access) {
                     self.session_live(&mut conn, &claims.sid, &claims.user_id, &claims.jti)?
                         .then_some(TokenInfo::ClientAccess(claims))
-                } else if let Ok(claims) = verify(ClientTokenKind::Refresh) {
+                } else if let Some(claims) = verify(ClientTokenKind::Refresh) {
                     drop(conn);
                     let live = match self.unseal_client_refresh(&claims) {
                         Some(native) => self
@@ -122,7 +125,7 @@ impl Accounts {
         user_id: &str,
         jti: &str,
     ) -> Result<bool> {
-        if self.revoked.is_revoked(session_id, jti) {
+        if self.verifier.revocations().is_revoked(session_id, jti) {
             return Ok(false);
         }
         let at = now().naive_utc();

@@ -73,7 +73,7 @@ impl Accounts {
     /// The sessions and tokens this instance knows to be revoked: its own
     /// revocations at once, other instances' after the next poll.
     pub fn revocations(&self) -> &RevocationSet {
-        &self.revoked
+        self.verifier.revocations()
     }
 
     /// Adds what `value` revoked to the in-memory set. Call it after the
@@ -82,7 +82,7 @@ impl Accounts {
     pub(crate) fn published<T: Revokes>(&self, value: T) -> T {
         let mut entries = Vec::new();
         value.each(&mut entries);
-        self.revoked.extend(entries);
+        self.verifier.revocations().extend(entries);
         value
     }
 
@@ -93,8 +93,11 @@ impl Accounts {
         let rows = revocations::unexpired_compact(&mut conn, Utc::now().naive_utc())?;
         let cursor = rows.iter().map(|r| r.0).max().unwrap_or(0);
         let sessions = rows.iter().filter(|r| r.1 == "sid").count();
-        self.revoked.reserve(sessions, rows.len() - sessions);
-        self.revoked
+        self.verifier
+            .revocations()
+            .reserve(sessions, rows.len() - sessions);
+        self.verifier
+            .revocations()
             .extend(rows.into_iter().filter_map(|(_, kind, id, until)| {
                 Some(Revocation {
                     kind: RevocationKind::parse(&kind)?,
@@ -122,14 +125,18 @@ impl Accounts {
             .max()
             .unwrap_or(cursor)
             .max(cursor);
-        self.revoked.extend(rows.into_iter().filter_map(|row| {
-            Some(Revocation {
-                kind: RevocationKind::parse(&row.kind)?,
-                until: row.expires_at.and_utc().timestamp(),
-                id: row.subject,
-            })
-        }));
-        self.revoked.forget_expired(Utc::now().timestamp());
+        self.verifier
+            .revocations()
+            .extend(rows.into_iter().filter_map(|row| {
+                Some(Revocation {
+                    kind: RevocationKind::parse(&row.kind)?,
+                    until: row.expires_at.and_utc().timestamp(),
+                    id: row.subject,
+                })
+            }));
+        self.verifier
+            .revocations()
+            .forget_expired(Utc::now().timestamp());
         Ok(next)
     }
 }

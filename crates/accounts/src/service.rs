@@ -1,10 +1,10 @@
 //! The account operations. Every method blocks (database, Argon2): call them
 //! from a blocking thread pool.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use auth_core::{
-    ACCESS_TOKEN_TYP, AccessClaims, KeySet, RevocationKind, RevocationSet, Subject, TokenPolicy,
+    ACCESS_TOKEN_TYP, AccessClaims, KeySet, RevocationKind, Subject, TokenPolicy, Verifier,
 };
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use diesel::prelude::*;
@@ -167,11 +167,10 @@ pub struct AccountsConfig {
 pub struct Accounts {
     pub(crate) pool: DbPool,
     pub(crate) hasher: Arc<PasswordHasher>,
-    /// Replaced whole when the signing keys rotate ([`Accounts::replace_keys`]).
-    keys: RwLock<KeySet>,
-    /// Revoked sessions and tokens known here (see [`crate::revocations`]).
-    pub(crate) revoked: RevocationSet,
-    pub(crate) tokens: TokenPolicy,
+    /// Keys (replaced whole on rotation, [`Accounts::replace_keys`]), the
+    /// token policy, and the revoked sessions and tokens known here (see
+    /// [`crate::revocations`]): every token check goes through it.
+    pub(crate) verifier: Verifier<KeySet>,
     pub(crate) sessions: SessionPolicy,
     pub(crate) code_key: CodeKey,
     pub(crate) sealing_key: SealingKey,
@@ -201,9 +200,7 @@ impl Accounts {
     ) -> Self {
         Self {
             hasher,
-            keys: RwLock::new(keys),
-            revoked: RevocationSet::default(),
-            tokens: config.tokens,
+            verifier: Verifier::new(config.tokens, keys),
             sessions: config.sessions,
             code_key: config.code_key,
             sealing_key: config.sealing_key,
@@ -226,13 +223,19 @@ impl Accounts {
 
     /// The keys that sign and verify now (cheap: an `Arc` clone).
     pub fn keys(&self) -> KeySet {
-        self.keys.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.verifier.keys()
     }
 
     /// Swaps in a new key set (after `keys rotate`): new tokens are signed
     /// with its active key at once; tokens of keys it still holds verify.
     pub fn replace_keys(&self, keys: KeySet) {
-        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        self.verifier.replace_keys(keys);
+    }
+
+    /// The one check for tokens we issued (keys, policy, revocations): every
+    /// front-end verifies through it.
+    pub fn verifier(&self) -> &Verifier<KeySet> {
+        &self.verifier
     }
 
     pub(crate) fn conn(&self) -> Result<storage::DbConn> {
@@ -483,7 +486,7 @@ impl Accounts {
         perms: Vec<String>,
         at: DateTime<Utc>,
     ) -> AccessClaims {
-        self.tokens.access_claims(
+        self.verifier.policy().access_claims(
             Subject {
                 user_id: user.id.clone(),
                 session_id: session_id.to_owned(),
@@ -624,7 +627,7 @@ impl Accounts {
     /// revoked. The session row is locked first, so two renewals of one
     /// token racing on PostgreSQL see each other.
     pub fn renew_access(&self, old: &AccessClaims) -> Result<IssuedAccess> {
-        if self.revoked.is_revoked(&old.sid, &old.jti) {
+        if self.verifier.revocations().is_revoked(&old.sid, &old.jti) {
             return Err(AccountsError::TokenRevoked);
         }
         let at = now();
@@ -758,7 +761,9 @@ impl Accounts {
     /// Until when a session revoked at `at` matters: its last access token
     /// expires within one TTL, plus the leeway.
     fn revocation_end(&self, at: DateTime<Utc>) -> DateTime<Utc> {
-        at + TimeDelta::seconds(self.tokens.access_ttl_secs + self.tokens.leeway_secs)
+        at + TimeDelta::seconds(
+            self.verifier.policy().access_ttl_secs + self.verifier.policy().leeway_secs,
+        )
     }
 
     /// Writes the revocation other instances poll for. It must outlive every

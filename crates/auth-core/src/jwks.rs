@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 
 use crate::algorithm::SigningAlgorithm;
 use crate::error::{KeyError, TokenError};
-use crate::verify::{VerificationKeys, Verifier, verify_with};
+use crate::verify::{PreparedKey, VerificationKeys, verify_with};
 
 /// RSA keys below this modulus size are refused (NIST SP 800-131A).
 const MIN_RSA_MODULUS_BYTES: usize = 2048 / 8;
@@ -32,7 +32,7 @@ pub struct PublicKeySet {
 }
 
 struct PublicKeys {
-    entries: Vec<(String, Verifier)>,
+    entries: Vec<(String, PreparedKey)>,
     ignored: usize,
 }
 
@@ -74,7 +74,7 @@ impl PublicKeySet {
     pub fn from_jwks(document: &[u8]) -> Result<PublicKeySet, KeyError> {
         let document: JwkSetDocument = serde_json::from_slice(document)
             .map_err(|_| KeyError::InvalidKey("not a JWK Set document".into()))?;
-        let mut entries: Vec<(String, Verifier)> = Vec::with_capacity(document.keys.len());
+        let mut entries: Vec<(String, PreparedKey)> = Vec::with_capacity(document.keys.len());
         let mut ignored = 0;
         for value in document.keys {
             let Some((kid, verifier)) = serde_json::from_value::<Jwk>(value)
@@ -142,7 +142,7 @@ impl VerificationKeys for PublicKeySet {
 
 /// The key id and a prepared verifier, or `None` when the JWK is not one we
 /// can safely verify with.
-fn usable_key(jwk: &Jwk) -> Option<(String, Verifier)> {
+fn usable_key(jwk: &Jwk) -> Option<(String, PreparedKey)> {
     let kid = jwk.kid.clone().filter(|kid| !kid.is_empty())?;
     if jwk.public_key_use.as_deref().is_some_and(|u| u != "sig") {
         return None;
@@ -179,7 +179,7 @@ fn usable_key(jwk: &Jwk) -> Option<(String, Verifier)> {
         // `oct` (a published shared secret) and everything unknown.
         _ => return None,
     };
-    Some((kid, Verifier::new(algorithm, decoding_key)))
+    Some((kid, PreparedKey::new(algorithm, decoding_key)))
 }
 
 fn decode_exact(b64: &str, len: usize) -> Option<Vec<u8>> {

@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::algorithm::SigningAlgorithm;
 use crate::error::{KeyError, TokenError};
 use crate::key::SigningKey;
-use crate::verify::{VerificationKeys, Verifier, verify_with};
+use crate::verify::{PreparedKey, VerificationKeys, verify_with};
 
 /// The keys a server signs and verifies with: exactly one active key signs,
 /// every key (active or retired) verifies tokens that name it by `kid`.
@@ -31,7 +31,7 @@ struct Keys {
 
 struct KeyEntry {
     key: SigningKey,
-    verifier: Verifier,
+    verifier: PreparedKey,
 }
 
 impl fmt::Debug for KeySet {
@@ -57,7 +57,7 @@ impl KeySet {
                 return Err(KeyError::DuplicateKid(key.kid().to_owned()));
             }
             let entry = KeyEntry {
-                verifier: Verifier::new(key.algorithm(), key.decoding_key()?),
+                verifier: PreparedKey::new(key.algorithm(), key.decoding_key()?),
                 key,
             };
             entry.self_test()?;

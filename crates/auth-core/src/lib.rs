@@ -47,6 +47,7 @@ mod keyset;
 #[cfg(feature = "remote")]
 pub mod remote;
 mod revocation;
+mod verifier;
 mod verify;
 
 pub use algorithm::SigningAlgorithm;
@@ -60,6 +61,7 @@ pub use jwks::PublicKeySet;
 pub use key::{KeyDocument, SigningKey};
 pub use keyset::KeySet;
 pub use revocation::{Revocation, RevocationKind, RevocationSet};
+pub use verifier::{Freshness, Verifier};
 pub use verify::VerificationKeys;
 
 /// Longer than any token the auth server issues; longer `Authorization`

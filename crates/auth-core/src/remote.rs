@@ -38,7 +38,8 @@ use serde::Deserialize;
 use crate::claims::{Bearer, TokenPolicy};
 use crate::error::TokenError;
 use crate::jwks::PublicKeySet;
-use crate::revocation::{Revocation, RevocationKind, RevocationSet};
+use crate::revocation::{Revocation, RevocationKind};
+use crate::verifier::Verifier;
 
 /// Where the auth server is and how often to ask it.
 #[derive(Clone, Debug)]
@@ -104,8 +105,8 @@ struct Shared {
     client: reqwest::Client,
     jwks_url: String,
     revocations_url: String,
-    keys: RwLock<PublicKeySet>,
-    revoked: RevocationSet,
+    /// The keys from the JWKS, the policy and the polled revocations.
+    verifier: Verifier<PublicKeySet>,
     cursors: RwLock<Cursors>,
     /// Serialises unknown-`kid` refetches and remembers when the last began.
     last_refetch: tokio::sync::Mutex<Option<Instant>>,
@@ -161,8 +162,7 @@ impl RemoteVerifier {
                 client,
                 jwks_url,
                 revocations_url: format!("{base}/api/v1/revocations"),
-                keys: RwLock::new(keys),
-                revoked: RevocationSet::default(),
+                verifier: Verifier::new(config.policy.clone(), keys),
                 cursors: RwLock::default(),
                 last_refetch: tokio::sync::Mutex::new(None),
                 jwks_fetches: AtomicU64::new(0),
@@ -178,30 +178,24 @@ impl RemoteVerifier {
     /// issuer, audience, expiry, and that neither the token nor its session
     /// has been revoked (as of the last poll).
     pub async fn verify(&self, token: &str) -> Result<Bearer, TokenError> {
-        let policy = &self.shared.config.policy;
-        let bearer = match policy.verify_bearer(&self.keys(), token, unix_now()) {
+        let verifier = &self.shared.verifier;
+        match verifier.bearer(token, unix_now()) {
             Err(TokenError::UnknownKid) => {
                 self.refetch_for_unknown_kid().await;
-                policy.verify_bearer(&self.keys(), token, unix_now())?
+                verifier.bearer(token, unix_now())
             }
-            verified => verified?,
-        };
-        if self.is_revoked(&bearer) {
-            return Err(TokenError::Revoked);
+            verified => verified,
         }
-        Ok(bearer)
     }
 
     /// The keys in use now.
     pub fn keys(&self) -> PublicKeySet {
-        read(&self.shared.keys).clone()
+        self.shared.verifier.keys()
     }
 
     /// Whether the token or its session is known to be revoked.
     pub fn is_revoked(&self, bearer: &Bearer) -> bool {
-        self.shared
-            .revoked
-            .is_revoked(bearer.session_id().unwrap_or(""), bearer.token_id())
+        self.shared.verifier.check_revocation(bearer).is_err()
     }
 
     /// Fetches the JWK Set now and replaces the keys. On failure the
@@ -209,7 +203,7 @@ impl RemoteVerifier {
     pub async fn refresh_keys(&self) -> Result<(), RemoteError> {
         self.shared.jwks_fetches.fetch_add(1, Ordering::Relaxed);
         let keys = fetch_keys(&self.shared.client, &self.shared.jwks_url).await?;
-        *write(&self.shared.keys) = keys;
+        self.shared.verifier.replace_keys(keys);
         Ok(())
     }
 
@@ -237,7 +231,8 @@ impl RemoteVerifier {
             .await?;
             // A kind a newer server added is not ours to judge: skipped.
             self.shared
-                .revoked
+                .verifier
+                .revocations()
                 .extend(page.items.iter().filter_map(|item| {
                     Some(Revocation {
                         kind: RevocationKind::parse(&item.kind)?,
@@ -257,7 +252,7 @@ impl RemoteVerifier {
         // The policy's leeway keeps tokens alive a little past `exp`: so must
         // their revocations.
         let horizon = unix_now() - self.shared.config.policy.leeway_secs.max(0);
-        self.shared.revoked.forget_expired(horizon);
+        self.shared.verifier.revocations().forget_expired(horizon);
         Ok(())
     }
 

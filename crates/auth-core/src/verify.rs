@@ -27,15 +27,15 @@ pub trait VerificationKeys {
 
 /// One verification key, prepared once: jsonwebtoken's key object and a
 /// validation that checks nothing but the signature algorithm.
-pub(crate) struct Verifier {
+pub(crate) struct PreparedKey {
     pub(crate) algorithm: SigningAlgorithm,
     pub(crate) decoding_key: DecodingKey,
     pub(crate) validation: Validation,
 }
 
-impl Verifier {
-    pub(crate) fn new(algorithm: SigningAlgorithm, decoding_key: DecodingKey) -> Verifier {
-        Verifier {
+impl PreparedKey {
+    pub(crate) fn new(algorithm: SigningAlgorithm, decoding_key: DecodingKey) -> PreparedKey {
+        PreparedKey {
             algorithm,
             decoding_key,
             validation: signature_only_validation(algorithm),
@@ -49,7 +49,7 @@ impl Verifier {
 pub(crate) fn verify_with<'a, C: DeserializeOwned>(
     token: &str,
     expected_typ: &str,
-    lookup: impl FnOnce(&str) -> Option<&'a Verifier>,
+    lookup: impl FnOnce(&str) -> Option<&'a PreparedKey>,
 ) -> Result<C, TokenError> {
     // The header is unauthenticated until the signature checks out: it is
     // used only to pick one of our keys, never to supply key material.

@@ -283,11 +283,9 @@ fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError> {
     Ok(principal)
 }
 
-/// Full verification: signature, header and registered claims.
+/// Full verification: signature, header, registered claims, revocation.
 fn verify(state: &AppState, token: &str, now: i64) -> Result<Principal, ApiError> {
-    let bearer = state
-        .token_policy
-        .verify_bearer(&state.accounts.keys(), token, now)?;
+    let bearer = state.accounts.verifier().bearer(token, now)?;
     Ok(match bearer {
         auth_core::Bearer::Access(claims) => Principal::Session(claims),
         auth_core::Bearer::ApiToken(claims) => Principal::ApiToken(claims),

@@ -93,12 +93,12 @@ async fn refresh_token(state: web::Data<AppState>, body: Body) -> HttpResponse {
         Err(e) => return simple_error(&e),
     };
     let now = chrono::Utc::now().timestamp();
-    let old = match state.token_policy.verify_access_allowing_expiry(
-        &state.accounts.keys(),
-        body.token.trim(),
-        now,
-    ) {
-        Ok(claims) => claims,
+    let verified = state
+        .accounts
+        .verifier()
+        .access_or_expired(body.token.trim(), now);
+    let old = match verified {
+        Ok(freshness) => freshness.into_claims(),
         Err(e) => return simple_error(&ApiError::from(e)),
     };
     let accounts = state.accounts.clone();

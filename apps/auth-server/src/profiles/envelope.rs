@@ -157,20 +157,10 @@ async fn refresh(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Ht
     // Expired is expected here (that's why the client refreshes); forged,
     // foreign or revoked is not.
     let now = chrono::Utc::now().timestamp();
-    let claims =
-        match state
-            .token_policy
-            .verify_access_allowing_expiry(&state.accounts.keys(), &access, now)
-        {
-            Ok(claims) => claims,
-            Err(e) => return failure(&ApiError::from(e), true),
-        };
-    if state.accounts.revocations().is_revoked(&claims.sid, "") {
-        return failure(
-            &ApiError::unauthorized("token_revoked", "the session has been revoked"),
-            true,
-        );
-    }
+    let claims = match state.accounts.verifier().access_or_expired(&access, now) {
+        Ok(freshness) => freshness.into_claims(),
+        Err(e) => return failure(&ApiError::from(e), true),
+    };
     match rotate_refresh_token(&state, &req, body.refresh_token, Some(claims.sid)).await {
         Ok(tokens) => {
             let mut result = tokens_json(&tokens);

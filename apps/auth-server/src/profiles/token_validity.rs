@@ -89,24 +89,10 @@ async fn check_token_validity(state: web::Data<AppState>, body: Body) -> HttpRes
         Err(e) => return simple_error(&e),
     };
     let now = chrono::Utc::now().timestamp();
-    let claims =
-        match state
-            .token_policy
-            .verify_access(&state.accounts.keys(), body.token.trim(), now)
-        {
-            Ok(claims) => claims,
-            Err(e) => return simple_error(&ApiError::from(e)),
-        };
-    if state
-        .accounts
-        .revocations()
-        .is_revoked(&claims.sid, &claims.jti)
-    {
-        return simple_error(&ApiError::unauthorized(
-            "token_revoked",
-            "the token has been revoked",
-        ));
-    }
+    let claims = match state.accounts.verifier().access(body.token.trim(), now) {
+        Ok(claims) => claims,
+        Err(e) => return simple_error(&ApiError::from(e)),
+    };
     let valid_until = chrono::DateTime::from_timestamp(claims.exp, 0)
         .unwrap_or_default()
         .with_timezone(&state.compat_time_zone)
