@@ -4,7 +4,10 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use accounts::{Accounts, AccountsConfig, CodeKey, HashCost, PasswordHasher, SessionPolicy};
+use accounts::{
+    Accounts, AccountsConfig, BackgroundConfig, CodeKey, HashCost, KeyReload, PasswordHasher,
+    SessionPolicy,
+};
 use actix_web::dev::Server;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
@@ -15,10 +18,8 @@ use mailer::{Mailer, OutboxConfig, OutboxWorker};
 use storage::{DbPool, PoolOptions};
 
 use crate::config::Settings;
-use crate::keys::KeyDir;
 use crate::metrics::Metrics;
-use crate::revocation::poll_forever;
-use crate::state::{ApiTokenUsage, AppState};
+use crate::state::AppState;
 use crate::token_cache::TokenCache;
 use crate::{http, telemetry};
 
@@ -77,7 +78,8 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         leeway_secs: settings.leeway_secs,
     };
     let verify_window = settings.key_verify_window_secs();
-    let keys = KeyDir::from_settings(settings)
+    let keys = settings
+        .key_dir()
         .load_or_create(
             settings.signing_algorithm,
             chrono::Utc::now().timestamp(),
@@ -94,7 +96,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         settings.argon2_queue_limit,
     )
     .context("invalid argon2 settings")?;
-    let key_dir = KeyDir::from_settings(settings);
+    let key_dir = settings.key_dir();
     let code_key = CodeKey::new(
         &key_dir
             .load_or_create_secret("code-hmac")
@@ -168,37 +170,36 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
     })
 }
 
-/// Builds and binds the server. Must run inside a tokio runtime: it spawns
-/// the revocation poller.
+/// Builds and binds the server. Must run inside a tokio runtime: it starts
+/// the background work (`accounts::background`), which runs as long as the
+/// server does.
 pub async fn start(settings: Settings) -> Result<Application> {
     telemetry::install_crypto_provider();
     let setup = settings.clone();
     let services =
         tokio::task::spawn_blocking(move || services(&setup, setup.migrate_on_start)).await??;
-    tokio::spawn(services.outbox.run());
-    let cursor = {
-        let accounts = services.accounts.clone();
-        tokio::task::spawn_blocking(move || accounts.load_revocations()).await??
-    };
-    tokio::spawn(poll_forever(
+    let _background = accounts::background::start(
         services.accounts.clone(),
-        cursor,
-        Duration::from_millis(settings.revocation_poll_ms),
-    ));
+        BackgroundConfig {
+            revocation_poll: Duration::from_millis(settings.revocation_poll_ms),
+            key_reload: Some(KeyReload {
+                store: Arc::new(settings.key_dir()),
+                every: Duration::from_secs(settings.key_reload_secs),
+                verify_window_secs: settings.key_verify_window_secs(),
+            }),
+            outbox: Some(services.outbox),
+        },
+    )
+    .await
+    .context("cannot start the background work")?;
 
     // Off the start-up path: the phone-number metadata takes ≈ 80 ms to load.
     tokio::task::spawn_blocking(accounts::PhoneNumber::warm_up);
 
-    let api_token_usage = Arc::new(ApiTokenUsage::default());
-    tokio::spawn(flush_api_token_usage(
-        api_token_usage.clone(),
-        services.accounts.clone(),
-    ));
     let state = web::Data::new(AppState {
         accounts: services.accounts,
         token_policy: services.token_policy,
         token_cache: TokenCache::new(settings.token_cache_size),
-        api_token_usage,
         phone_region: settings.phone_region.clone(),
         compat_time_zone: settings.compat_time_zone,
         cors_allowed_origins: settings.cors_allowed_origins.clone(),
@@ -206,13 +207,6 @@ pub async fn start(settings: Settings) -> Result<Application> {
         metrics: services.metrics,
         metrics_token: settings.metrics_token.clone(),
     });
-    tokio::spawn(forget_idle_throttles(state.accounts.clone()));
-    tokio::spawn(reload_keys_forever(
-        state.accounts.clone(),
-        KeyDir::from_settings(&settings),
-        settings.key_verify_window_secs(),
-        Duration::from_secs(settings.key_reload_secs),
-    ));
     let listener = TcpListener::bind(settings.bind)
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
@@ -252,38 +246,6 @@ pub async fn start(settings: Settings) -> Result<Application> {
     })
 }
 
-/// Writes API tokens' last-use times every 10 s.
-async fn flush_api_token_usage(usage: Arc<ApiTokenUsage>, accounts: Arc<Accounts>) {
-    let mut interval = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        interval.tick().await;
-        let uses = usage.drain();
-        if uses.is_empty() {
-            continue;
-        }
-        let accounts = accounts.clone();
-        let written =
-            crate::blocking::run_blocking(move || accounts.record_api_token_use(&uses)).await;
-        if !matches!(written, Ok(Ok(()))) {
-            tracing::warn!("could not record API token use; will try with the next batch");
-        }
-    }
-}
-
-/// Deletes rate-limit rows with no recent events every 10 minutes, so the
-/// table holds only what is being limited now.
-async fn forget_idle_throttles(accounts: Arc<Accounts>) {
-    let mut interval = tokio::time::interval(Duration::from_secs(600));
-    loop {
-        interval.tick().await;
-        let accounts = accounts.clone();
-        match crate::blocking::run_blocking(move || accounts.throttle().forget_idle()).await {
-            Ok(Ok(deleted)) => tracing::debug!(deleted, "idle rate-limit rows deleted"),
-            _ => tracing::warn!("could not delete idle rate-limit rows; will try again"),
-        }
-    }
-}
-
 /// Headers on every response (handlers' own values win): no MIME sniffing,
 /// no referrer leaking tokens from URLs, never framed (clickjacking), and
 /// HSTS when we serve HTTPS ourselves.
@@ -309,49 +271,5 @@ fn security_headers(tls: bool) -> DefaultHeaders {
         ))
     } else {
         headers
-    }
-}
-
-/// Re-reads the key folder every `every`, so `auth-server keys rotate` (on
-/// this machine or on any instance sharing the folder) takes effect without
-/// a restart: the new key signs, retired keys verify until their tokens have
-/// expired and then leave the JWKS. A folder that cannot be read keeps the
-/// keys in use.
-async fn reload_keys_forever(
-    accounts: Arc<Accounts>,
-    dir: KeyDir,
-    verify_window_secs: i64,
-    every: Duration,
-) {
-    let dir = Arc::new(dir);
-    let mut interval = tokio::time::interval(every);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    interval.tick().await; // the first tick is immediate; the keys are fresh
-    loop {
-        interval.tick().await;
-        let dir = dir.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            dir.load(chrono::Utc::now().timestamp(), verify_window_secs)
-        })
-        .await;
-        match loaded {
-            Ok(Ok(keys)) => {
-                let current = accounts.keys();
-                if keys.kids() != current.kids() {
-                    tracing::info!(
-                        active = keys.active_kid(),
-                        kids = ?keys.kids(),
-                        "signing keys reloaded"
-                    );
-                    accounts.replace_keys(keys);
-                }
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot reload the signing keys; keeping the current ones")
-            }
-            Err(_) => {
-                tracing::warn!("reloading the signing keys panicked; keeping the current ones")
-            }
-        }
     }
 }

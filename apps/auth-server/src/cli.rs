@@ -12,7 +12,6 @@ use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
 use crate::config::Settings;
-use crate::keys::KeyDir;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -268,7 +267,7 @@ fn read_password() -> Result<SecretString> {
 }
 
 pub fn keys_list(settings: &Settings) -> Result<()> {
-    let keys = KeyDir::from_settings(settings).list()?;
+    let keys = settings.key_dir().list()?;
     if keys.is_empty() {
         println!(
             "no keys in {} (one is generated at first start)",
@@ -299,7 +298,8 @@ pub fn keys_list(settings: &Settings) -> Result<()> {
 }
 
 pub fn keys_rotate(settings: &Settings) -> Result<()> {
-    let kid = KeyDir::from_settings(settings)
+    let kid = settings
+        .key_dir()
         .rotate(settings.signing_algorithm, chrono::Utc::now().timestamp())?;
     let services = crate::app::services(settings, true)?;
     let event =

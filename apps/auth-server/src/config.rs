@@ -28,7 +28,7 @@ pub struct Settings {
     pub migrate_on_start: bool,
     pub keys_dir: PathBuf,
     /// Seals the key files when set.
-    pub key_encryption_key: Option<crate::keys::SealingKey>,
+    pub key_encryption_key: Option<accounts::SealingKey>,
     /// How often `keys_dir` is re-read (seconds).
     pub key_reload_secs: u64,
     pub signing_algorithm: SigningAlgorithm,
@@ -85,6 +85,11 @@ pub struct MailSettings {
 }
 
 impl Settings {
+    /// The key folder, sealed when `key_encryption_key` is set.
+    pub fn key_dir(&self) -> accounts::keys::KeyDir {
+        accounts::keys::KeyDir::sealed(self.keys_dir.clone(), self.key_encryption_key.clone())
+    }
+
     /// How long a retired signing key must keep verifying: the longest
     /// lifetime of anything it signed (access or API token) plus leeway.
     pub fn key_verify_window_secs(&self) -> i64 {
@@ -753,7 +758,7 @@ impl Reader {
             .map(|t| secrecy::SecretString::from(t.to_owned()));
         let key_encryption_key = match self.str("key_encryption_key") {
             "" => None,
-            text => Some(crate::keys::SealingKey::parse(text).ok_or_else(|| {
+            text => Some(accounts::SealingKey::parse(text).ok_or_else(|| {
                 self.error(
                     "key_encryption_key",
                     "must be 32 bytes in base64 (e.g. from: openssl rand -base64 32)",

@@ -3,14 +3,11 @@
 
 pub mod app;
 pub mod audit_cli;
-pub mod blocking;
 pub mod cli;
 pub mod config;
 pub mod http;
-pub mod keys;
 pub mod metrics;
 pub mod profiles;
-pub mod revocation;
 pub mod state;
 pub mod telemetry;
 pub mod tls;

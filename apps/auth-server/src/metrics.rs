@@ -20,8 +20,8 @@ use prometheus_client::registry::Registry;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
-use crate::blocking::run_blocking;
 use crate::http::error::ApiError;
+use crate::http::run_blocking;
 use crate::state::AppState;
 
 /// Label values are borrowed `'static` strings where they can be (known

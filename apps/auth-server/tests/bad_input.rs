@@ -171,7 +171,7 @@ async fn forged_and_broken_tokens_are_rejected(backend: Backend) {
     // The server's own key, read from its key folder, to mint tokens that are
     // correctly signed but wrong in one claim each.
     let window = app.settings.access_ttl_secs + app.settings.leeway_secs;
-    let keys = auth_server::keys::KeyDir::new(&app.settings.keys_dir)
+    let keys = accounts::keys::KeyDir::new(&app.settings.keys_dir)
         .load_or_create(
             SigningAlgorithm::EdDSA,
             chrono::Utc::now().timestamp(),

@@ -191,7 +191,7 @@ async fn a_downstream_service_accepts_our_tokens_and_honours_revocation_and_rota
         .unwrap()
         .to_owned();
     let old_kid = token_kid(&before);
-    let new_kid = auth_server::keys::KeyDir::new(&app.settings.keys_dir)
+    let new_kid = accounts::keys::KeyDir::new(&app.settings.keys_dir)
         .rotate(
             auth_core::SigningAlgorithm::EdDSA,
             chrono::Utc::now().timestamp(),
@@ -274,7 +274,7 @@ async fn unknown_kids_refetch_at_most_once_per_cooldown_and_an_outage_keeps_the_
 
     // Back with a rotated key: inside the cooldown the new kid is not
     // fetched; a scheduled refresh (here: an explicit one) brings it in.
-    auth_server::keys::KeyDir::new(&app.settings.keys_dir)
+    accounts::keys::KeyDir::new(&app.settings.keys_dir)
         .rotate(
             auth_core::SigningAlgorithm::EdDSA,
             chrono::Utc::now().timestamp(),

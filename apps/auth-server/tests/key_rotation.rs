@@ -38,7 +38,7 @@ async fn a_rotation_takes_effect_without_a_restart() {
     let old_kid = token_kid(&before);
     assert_eq!(jwks_kids(&app).await, std::slice::from_ref(&old_kid));
 
-    let new_kid = auth_server::keys::KeyDir::new(&app.settings.keys_dir)
+    let new_kid = accounts::keys::KeyDir::new(&app.settings.keys_dir)
         .rotate(
             auth_core::SigningAlgorithm::EdDSA,
             chrono::Utc::now().timestamp(),

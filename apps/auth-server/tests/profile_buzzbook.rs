@@ -56,7 +56,7 @@ fn expired(app: &TestApp, token: &str) -> String {
     let mut body = claims(token);
     body["iat"] = json!(body["iat"].as_i64().unwrap() - 7200);
     body["exp"] = json!(body["exp"].as_i64().unwrap() - 7200);
-    let keys = auth_server::keys::KeyDir::new(&app.settings.keys_dir)
+    let keys = accounts::keys::KeyDir::new(&app.settings.keys_dir)
         .load_or_create(
             auth_core::SigningAlgorithm::EdDSA,
             chrono::Utc::now().timestamp(),

@@ -56,7 +56,7 @@ fn expired_copy(app: &TestApp, token: &str) -> String {
     claims.nbf -= 7200;
     claims.exp -= 7200;
     claims.jti = uuid::Uuid::new_v4().to_string();
-    let keys = auth_server::keys::KeyDir::new(&app.settings.keys_dir)
+    let keys = accounts::keys::KeyDir::new(&app.settings.keys_dir)
         .load_or_create(
             SigningAlgorithm::EdDSA,
             chrono::Utc::now().timestamp(),

@@ -450,7 +450,7 @@ fn resigned(app: &TestApp, token: &str, typ: &str, change: impl FnOnce(&mut Valu
     )
     .unwrap();
     change(&mut claims);
-    let keys = auth_server::keys::KeyDir::new(&app.settings.keys_dir)
+    let keys = accounts::keys::KeyDir::new(&app.settings.keys_dir)
         .load_or_create(
             auth_core::SigningAlgorithm::EdDSA,
             chrono::Utc::now().timestamp(),

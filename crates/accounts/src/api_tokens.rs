@@ -174,10 +174,33 @@ impl Accounts {
         Ok(self.published(revoked))
     }
 
-    /// Records when tokens were last used (batched by the caller).
-    pub fn record_api_token_use(&self, uses: &[(String, NaiveDateTime)]) -> Result<()> {
+    /// Notes that the API token `jti` was used now. Kept in memory and
+    /// written in batches by [`flush_api_token_use`](Self::flush_api_token_use)
+    /// (the background task does it every 10 s): a database write per
+    /// authenticated request would make token checks cost a round trip.
+    pub fn note_api_token_use(&self, jti: &str) {
+        let now = now().naive_utc();
+        let mut uses = self
+            .api_token_uses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        uses.insert(jti.to_owned(), now);
+    }
+
+    /// Writes the last-use times noted since the previous flush.
+    pub fn flush_api_token_use(&self) -> Result<()> {
+        let uses: Vec<(String, NaiveDateTime)> = {
+            let mut uses = self
+                .api_token_uses
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            uses.drain().collect()
+        };
+        if uses.is_empty() {
+            return Ok(());
+        }
         let mut conn = self.conn()?;
-        for (id, at) in uses {
+        for (id, at) in &uses {
             api_tokens::touch(&mut conn, id, *at)?;
         }
         Ok(())

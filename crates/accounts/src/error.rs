@@ -80,6 +80,9 @@ pub enum AccountsError {
     ApiTokenNotFound,
     #[error("session not found")]
     SessionNotFound,
+    /// A background task (a blocking job it started) failed; logged.
+    #[error("a background task failed")]
+    BackgroundTask,
     #[error("mail could not be prepared: {0}")]
     Mail(#[from] mailer::MailError),
     #[error(transparent)]

@@ -183,6 +183,9 @@ pub struct Accounts {
     password_max_age_days: Option<i64>,
     pub(crate) throttle: Throttle,
     pub(crate) on_throttled: Arc<dyn Fn(&'static str) + Send + Sync>,
+    /// API token id → last use, not yet written (see `note_api_token_use`).
+    pub(crate) api_token_uses:
+        std::sync::Mutex<std::collections::HashMap<String, chrono::NaiveDateTime>>,
 }
 
 /// Current time, truncated to microseconds: PostgreSQL keeps no more, and
@@ -213,6 +216,7 @@ impl Accounts {
             password_max_age_days: config.password_max_age_days,
             throttle: Throttle::new(pool.clone(), &config.throttle_key, config.throttle_rates),
             on_throttled: config.on_throttled,
+            api_token_uses: Default::default(),
             pool,
         }
     }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, Problem};
 use super::extract::{Authenticated, Bearer, JsonOrForm, Principal, audit_context, client_info};
-use crate::blocking::run_blocking;
+use crate::http::run_blocking;
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -323,6 +323,7 @@ impl From<AccountsError> for ApiError {
             }
             E::Invalid(p) => Self::validation(p.field, p.reason),
             E::Storage(e) => e.into(),
+            E::BackgroundTask => Self::internal(),
             E::Token(e) => {
                 tracing::error!(error = %e, "token signing failed");
                 Self::internal()
@@ -341,6 +342,13 @@ impl From<AccountsError> for ApiError {
                 Self::internal()
             }
         }
+    }
+}
+
+/// The blocking task panicked or was cancelled (already logged).
+impl From<accounts::BlockingTaskFailed> for ApiError {
+    fn from(_: accounts::BlockingTaskFailed) -> Self {
+        Self::internal()
     }
 }
 

@@ -277,7 +277,7 @@ fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError> {
             if state.accounts.revocations().is_revoked("", &claims.jti) {
                 return Err(revoked());
             }
-            state.api_token_usage.record(&claims.jti);
+            state.accounts.note_api_token_use(&claims.jti);
         }
     }
     Ok(principal)

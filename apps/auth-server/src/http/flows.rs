@@ -10,7 +10,7 @@ use serde_json::json;
 use super::error::{ApiError, FieldErrors, Problem};
 use super::extract::{Bearer, JsonOrForm, client_info};
 use super::openapi::bodies;
-use crate::blocking::run_blocking;
+use crate::http::run_blocking;
 use crate::state::AppState;
 
 /// The locale the body asked for, else the `Accept-Language` header, else Korean.

@@ -12,7 +12,16 @@ pub mod sessions;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, web};
 
-use crate::blocking::run_blocking;
+/// [`accounts::run_blocking`] (the one way blocking work runs), its failure
+/// answered as a 500 problem.
+pub async fn run_blocking<F, R>(work: F) -> Result<R, error::ApiError>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    Ok(accounts::run_blocking(work).await?)
+}
+
 use crate::state::AppState;
 use error::{ApiError, Problem};
 

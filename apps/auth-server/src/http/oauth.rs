@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::auth::no_store;
 use super::error::ApiError;
 use super::openapi::bodies;
-use crate::blocking::run_blocking;
+use crate::http::run_blocking;
 use crate::state::AppState;
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -14,7 +14,7 @@ use super::error::{ApiError, FieldErrors, Problem};
 use super::extract::{AdminActor, Bearer, JsonOrForm, ManagerActor, audit_context, client_info};
 use super::flows::request_locale;
 use super::openapi::bodies;
-use crate::blocking::run_blocking;
+use crate::http::run_blocking;
 use crate::state::AppState;
 
 pub(crate) fn time(t: NaiveDateTime) -> String {

@@ -10,7 +10,7 @@ use super::auth::no_store;
 use super::error::{ApiError, Problem};
 use super::extract::{Bearer, JsonOrForm, audit_context};
 use super::onboarding::time;
-use crate::blocking::run_blocking;
+use crate::http::run_blocking;
 use crate::state::AppState;
 
 /// A live login session.

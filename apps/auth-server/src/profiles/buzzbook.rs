@@ -18,9 +18,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Body, parse_body};
-use crate::blocking::run_blocking;
 use crate::http::error::ApiError;
 use crate::http::extract::client_info;
+use crate::http::run_blocking;
 use crate::state::AppState;
 
 pub const ROUTES: &[(&str, &str)] = &[

@@ -17,11 +17,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
-use crate::blocking::run_blocking;
 use crate::http::auth::{no_store, password_login, rotate_refresh_token};
 use crate::http::error::{ApiError, FieldErrors};
 use crate::http::flows;
 use crate::http::flows::request_locale;
+use crate::http::run_blocking;
 use crate::state::AppState;
 
 pub const ROUTES: &[(&str, &str)] = &[

@@ -14,9 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Body, parse_body, simple_error};
-use crate::blocking::run_blocking;
 use crate::http::auth::{no_store, password_login};
 use crate::http::error::ApiError;
+use crate::http::run_blocking;
 use crate::state::AppState;
 
 pub const ROUTES: &[(&str, &str)] = &[("POST", "/api/v1/auth/login"), ("POST", "/refresh_token")];

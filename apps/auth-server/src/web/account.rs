@@ -9,9 +9,9 @@ use secrecy::ExposeSecret;
 
 use super::public::{new_password, posted};
 use super::{PageResult, SignedIn, Visitor};
-use crate::blocking::run_blocking;
 use crate::http::error::ApiError;
 use crate::http::extract::audit_context;
+use crate::http::run_blocking;
 use crate::http::{flows, onboarding, sessions};
 
 pub(super) fn time(t: NaiveDateTime) -> String {

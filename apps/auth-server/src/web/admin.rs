@@ -11,10 +11,10 @@ use serde::Deserialize;
 use super::account::time;
 use super::public::posted;
 use super::{PageError, PageResult, SignedIn};
-use crate::blocking::run_blocking;
 use crate::http::error::ApiError;
 use crate::http::extract::audit_context;
 use crate::http::onboarding::{self, PAGE, next_cursor};
+use crate::http::run_blocking;
 
 /// The signed-in user as an actor, if their role allows `admin_only` (or
 /// any management when false).

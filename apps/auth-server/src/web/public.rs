@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::visitor::safe_next;
 use super::{Form, PageResult, Visitor};
-use crate::blocking::run_blocking;
 use crate::http::error::{ApiError, FieldErrors};
+use crate::http::run_blocking;
 use crate::http::{flows, onboarding, sessions};
 
 /// Reads the posted form after checking its CSRF token.

@@ -19,9 +19,9 @@ use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
 
 use super::{Form, PageError, PageResult, Pages, html_response};
-use crate::blocking::run_blocking;
 use crate::http::error::ApiError;
 use crate::http::extract::client_info;
+use crate::http::run_blocking;
 use crate::state::AppState;
 
 // Over TLS the names carry the `__Host-` prefix, which browsers accept only

@@ -1,15 +1,89 @@
 //! Signing keys on disk: one JSON document per key in `keys_dir`, written with
 //! 0600 permissions (the folder 0700). The newest key that is not retired
 //! signs; retired keys keep verifying until every token they signed has
-//! expired, then they are no longer loaded.
+//! expired, then they are no longer loaded. The folder also holds the
+//! server's named secrets (code HMACs, rate-limit keys, CSRF, token sealing).
+//!
+//! A running server re-reads it ([`KeyStore::load`]) so a rotation made by
+//! `auth-server keys rotate` on any instance sharing the folder applies
+//! without a restart (see [`crate::background`]).
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use auth_core::{KeyDocument, KeySet, SigningAlgorithm, SigningKey};
+
+pub use crate::secrets::SealingKey;
+
+/// What went wrong with the key folder; the message names the file and
+/// what to do (it is for operators, never for clients).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyStoreError(String);
+
+type Result<T> = std::result::Result<T, KeyStoreError>;
+
+impl From<std::io::Error> for KeyStoreError {
+    fn from(e: std::io::Error) -> Self {
+        KeyStoreError(format!("key folder: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for KeyStoreError {
+    fn from(e: serde_json::Error) -> Self {
+        KeyStoreError(format!("key document: {e}"))
+    }
+}
+
+impl From<auth_core::KeyError> for KeyStoreError {
+    fn from(e: auth_core::KeyError) -> Self {
+        KeyStoreError(format!("signing key: {e}"))
+    }
+}
+
+/// `anyhow`-style context for the few fallible calls here.
+trait Context<T> {
+    fn context(self, message: impl std::fmt::Display) -> Result<T>;
+    fn with_context<M: std::fmt::Display>(self, message: impl FnOnce() -> M) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn context(self, message: impl std::fmt::Display) -> Result<T> {
+        self.map_err(|e| KeyStoreError(format!("{message}: {e}")))
+    }
+
+    fn with_context<M: std::fmt::Display>(self, message: impl FnOnce() -> M) -> Result<T> {
+        self.map_err(|e| KeyStoreError(format!("{}: {e}", message())))
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn context(self, message: impl std::fmt::Display) -> Result<T> {
+        self.ok_or_else(|| KeyStoreError(message.to_string()))
+    }
+
+    fn with_context<M: std::fmt::Display>(self, message: impl FnOnce() -> M) -> Result<T> {
+        self.ok_or_else(|| KeyStoreError(message().to_string()))
+    }
+}
+
+macro_rules! bail {
+    ($($arg:tt)*) => { return Err(KeyStoreError(format!($($arg)*))) };
+}
+
+/// Where a running server re-reads its signing keys from.
+pub trait KeyStore: Send + Sync {
+    /// The key set as stored now, creating nothing.
+    fn load(&self, now: i64, verify_window_secs: i64) -> Result<KeySet>;
+}
+
+impl KeyStore for KeyDir {
+    fn load(&self, now: i64, verify_window_secs: i64) -> Result<KeySet> {
+        KeyDir::load(self, now, verify_window_secs)
+    }
+}
 
 /// The key set from the keys on disk: retired keys only while tokens they
 /// signed may live (`verify_window_secs`), the newest unretired key signing.
@@ -29,15 +103,11 @@ pub struct KeyDir {
     sealing: Option<SealingKey>,
 }
 
-/// The key that encrypts key files at rest (`AUTH_KEY_ENCRYPTION_KEY`: 32
-/// bytes, base64), the file name authenticated with each.
-pub use accounts::secrets::SealingKey;
-
 fn open(key: &SealingKey, label: &str, sealed: &str) -> Result<Vec<u8>> {
     key.open(label, sealed).ok_or_else(|| {
-        anyhow::anyhow!(
+        KeyStoreError(format!(
             "{label} cannot be decrypted: AUTH_KEY_ENCRYPTION_KEY is not the key it was sealed with"
-        )
+        ))
     })
 }
 
@@ -61,12 +131,13 @@ impl KeyDir {
         }
     }
 
-    /// The configured key folder, sealed when `key_encryption_key` is set.
-    /// Plain files found there are read and re-written sealed.
-    pub fn from_settings(settings: &crate::config::Settings) -> Self {
+    /// A key folder whose files are sealed with `sealing` (the
+    /// `key_encryption_key`). Plain files found there are read and
+    /// re-written sealed.
+    pub fn sealed(dir: impl Into<PathBuf>, sealing: Option<SealingKey>) -> Self {
         Self {
-            dir: settings.keys_dir.clone(),
-            sealing: settings.key_encryption_key.clone(),
+            dir: dir.into(),
+            sealing,
         }
     }
 
@@ -147,7 +218,7 @@ impl KeyDir {
         }
         let mut secret = vec![0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-            .map_err(|_| anyhow::anyhow!("the system random source failed"))?;
+            .map_err(|_| KeyStoreError("the system random source failed".to_owned()))?;
         let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
         self.write_private(&file_name, hex.as_bytes())?;
         Ok(secret)

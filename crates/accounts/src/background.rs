@@ -1,0 +1,174 @@
+//! The work that runs beside the requests, started by one call
+//! ([`start`]) that the server makes and an embedder makes too:
+//!
+//! - revocation polling: what other instances revoked reaches this
+//!   instance's [`RevocationSet`](auth_core::RevocationSet) within
+//!   `revocation_poll` (its own revocations arrive at once);
+//! - key reload: the key store is re-read every `every`, so a rotation on
+//!   any instance applies without a restart;
+//! - API-token last use, collected in memory, written every 10 s;
+//! - idle rate-limit rows deleted every 10 minutes;
+//! - mail delivery from the outbox, when a worker is given.
+//!
+//! Everything runs on the current tokio runtime; database work goes
+//! through [`run_blocking`](crate::blocking::run_blocking).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailer::OutboxWorker;
+use tokio::task::JoinHandle;
+
+use crate::blocking::run_blocking;
+use crate::error::AccountsError;
+use crate::keys::KeyStore;
+use crate::service::Accounts;
+
+/// Where the signing keys are re-read from, how often, and how long a
+/// retired key keeps verifying.
+pub struct KeyReload {
+    pub store: Arc<dyn KeyStore>,
+    pub every: Duration,
+    pub verify_window_secs: i64,
+}
+
+pub struct BackgroundConfig {
+    /// How often revocations made by other instances are read.
+    pub revocation_poll: Duration,
+    /// `None`: the keys given at start are kept.
+    pub key_reload: Option<KeyReload>,
+    /// `None`: queued mail waits for a process that delivers it.
+    pub outbox: Option<OutboxWorker>,
+}
+
+impl Default for BackgroundConfig {
+    fn default() -> Self {
+        BackgroundConfig {
+            revocation_poll: Duration::from_millis(500),
+            key_reload: None,
+            outbox: None,
+        }
+    }
+}
+
+/// The running tasks. They run until [`stop`](Self::stop) or the end of
+/// the runtime; dropping this handle leaves them running.
+pub struct Background {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Stops every task (a mail being sent is abandoned; its lease lapses
+    /// and it is sent again later).
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Loads the revocations still relevant (before the first request is
+/// answered), then starts every background task on the current runtime.
+pub async fn start(
+    accounts: Arc<Accounts>,
+    config: BackgroundConfig,
+) -> Result<Background, AccountsError> {
+    let cursor = {
+        let accounts = accounts.clone();
+        run_blocking(move || accounts.load_revocations())
+            .await
+            .map_err(|_| AccountsError::BackgroundTask)??
+    };
+    let mut tasks = vec![
+        tokio::spawn(poll_revocations(
+            accounts.clone(),
+            cursor,
+            config.revocation_poll,
+        )),
+        tokio::spawn(flush_api_token_use(accounts.clone())),
+        tokio::spawn(forget_idle_throttles(accounts.clone())),
+    ];
+    if let Some(reload) = config.key_reload {
+        tasks.push(tokio::spawn(reload_keys(accounts.clone(), reload)));
+    }
+    if let Some(outbox) = config.outbox {
+        tasks.push(tokio::spawn(outbox.run()));
+    }
+    Ok(Background { tasks })
+}
+
+/// Reads what other instances revoked, forever.
+async fn poll_revocations(accounts: Arc<Accounts>, mut cursor: i64, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let accounts = accounts.clone();
+        match run_blocking(move || accounts.poll_revocations(cursor)).await {
+            Ok(Ok(next)) => cursor = next,
+            Ok(Err(e)) => tracing::warn!(error = %e, "polling revocations failed; retrying"),
+            Err(_) => tracing::warn!("polling revocations failed; retrying"),
+        }
+    }
+}
+
+/// Writes API tokens' last-use times every 10 s: a database write per
+/// authenticated request would make token checks cost a round trip.
+async fn flush_api_token_use(accounts: Arc<Accounts>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        interval.tick().await;
+        let accounts = accounts.clone();
+        let written = run_blocking(move || accounts.flush_api_token_use()).await;
+        if !matches!(written, Ok(Ok(()))) {
+            tracing::warn!("could not record API token use; will try with the next batch");
+        }
+    }
+}
+
+/// Deletes rate-limit rows with no recent events every 10 minutes, so the
+/// table holds only what is being limited now.
+async fn forget_idle_throttles(accounts: Arc<Accounts>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        interval.tick().await;
+        let accounts = accounts.clone();
+        match run_blocking(move || accounts.throttle().forget_idle()).await {
+            Ok(Ok(deleted)) => tracing::debug!(deleted, "idle rate-limit rows deleted"),
+            _ => tracing::warn!("could not delete idle rate-limit rows; will try again"),
+        }
+    }
+}
+
+/// Re-reads the key store every `every`: the new key signs, retired keys
+/// verify until their tokens have expired and then leave the JWKS. A store
+/// that cannot be read keeps the keys in use.
+async fn reload_keys(accounts: Arc<Accounts>, reload: KeyReload) {
+    let mut interval = tokio::time::interval(reload.every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval.tick().await; // the first tick is immediate; the keys are fresh
+    loop {
+        interval.tick().await;
+        let store = reload.store.clone();
+        let window = reload.verify_window_secs;
+        let loaded = run_blocking(move || store.load(chrono::Utc::now().timestamp(), window)).await;
+        match loaded {
+            Ok(Ok(keys)) => {
+                if keys.kids() != accounts.keys().kids() {
+                    tracing::info!(
+                        active = keys.active_kid(),
+                        kids = ?keys.kids(),
+                        "signing keys reloaded"
+                    );
+                    accounts.replace_keys(keys);
+                }
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot reload the signing keys; keeping the current ones")
+            }
+            Err(_) => {
+                tracing::warn!("reloading the signing keys failed; keeping the current ones")
+            }
+        }
+    }
+}
