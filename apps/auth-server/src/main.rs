@@ -1,3 +1,6 @@
+//! The `auth-server` binary: parses the command line and the settings, then
+//! serves or runs one CLI command (`cli`).
+
 use std::io::Write;
 use std::process::ExitCode;
 

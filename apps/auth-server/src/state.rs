@@ -1,3 +1,6 @@
+//! What every HTTP worker shares: the account service and the server's own
+//! caches and settings.
+
 use std::sync::Arc;
 
 use accounts::Accounts;

@@ -1,3 +1,6 @@
+//! What an account operation can answer; the server maps each to a status
+//! and a stable code.
+
 use auth_core::TokenError;
 use storage::StorageError;
 

@@ -1,3 +1,5 @@
+//! The JWS algorithms we sign with, by their JOSE names.
+
 use std::fmt;
 use std::str::FromStr;
 

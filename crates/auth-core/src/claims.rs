@@ -1,3 +1,6 @@
+//! The claims of access and API tokens, the [`TokenPolicy`] that issues and
+//! checks them, and [`Bearer`], a verified token of either kind.
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::TokenError;

@@ -1,3 +1,5 @@
+//! Why a token was refused or a key unusable, with the stable codes clients see.
+
 use crate::algorithm::SigningAlgorithm;
 
 /// Why a token was refused (or could not be produced).

@@ -1,3 +1,6 @@
+//! A resource server's view of the issuer's keys: a JWK Set parsed into
+//! verification keys, ignoring unusable entries (RFC 7517 §5).
+
 use std::fmt;
 use std::sync::Arc;
 

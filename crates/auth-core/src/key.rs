@@ -1,3 +1,6 @@
+//! One signing key: generated (ring) or imported, its public half as a JWK,
+//! and the serializable [`KeyDocument`] a caller persists it as.
+
 use std::fmt;
 
 use base64::Engine;

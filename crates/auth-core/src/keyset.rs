@@ -1,3 +1,6 @@
+//! The issuer's keys by `kid`: one active signer, the others verifying until
+//! retired, exported as the JWKS.
+
 use std::fmt;
 use std::sync::Arc;
 

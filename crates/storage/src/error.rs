@@ -1,3 +1,5 @@
+//! Everything that can go wrong in persistence, for the log (never a client).
+
 use thiserror::Error;
 
 /// Everything that can go wrong below the domain. The server maps all of these

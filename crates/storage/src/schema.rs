@@ -1,6 +1,6 @@
-// The diesel view of `migrations/{sqlite,postgres}`. Kept by hand because one
-// schema serves both backends; `tests/schema_matches_migrations.rs` checks it
-// against both migrated databases, column by column.
+//! The diesel view of `migrations/{sqlite,postgres}`. Kept by hand because one
+//! schema serves both backends; `tests/schema_matches_migrations.rs` checks it
+//! against both migrated databases, column by column.
 
 diesel::table! {
     organizations (id) {
