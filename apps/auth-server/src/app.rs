@@ -204,6 +204,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
         compat_time_zone: settings.compat_time_zone,
         cors_allowed_origins: settings.cors_allowed_origins.clone(),
         trusted_proxies: settings.trusted_proxies.clone(),
+        forwarded_header: settings.forwarded_header,
         metrics: services.metrics,
         metrics_token: settings.metrics_token.clone(),
     });

@@ -72,6 +72,8 @@ pub struct Settings {
     pub throttle: accounts::ThrottleRates,
     /// Peers whose forwarding headers are believed about the client's IP.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Which header of a trusted proxy names the client.
+    pub forwarded_header: ForwardedHeader,
     pub metrics_token: Option<secrecy::SecretString>,
 }
 
@@ -82,6 +84,18 @@ pub struct MailSettings {
     pub transport: mailer::TransportConfig,
     pub outbox_poll_ms: u64,
     pub max_attempts: i64,
+}
+
+/// The header a trusted proxy names the client in. Only that one is read:
+/// proxies append to their own header and pass any other through, so a
+/// client could otherwise write its own address into the one not checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx, HAProxy, most load balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=…`.
+    Forwarded,
 }
 
 impl Settings {
@@ -369,7 +383,12 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "trusted_proxies",
         default: "",
-        help: "comma-separated proxy IPs or CIDRs whose X-Forwarded-For / Forwarded names the client",
+        help: "comma-separated proxy IPs or CIDRs whose forwarding header names the client",
+    },
+    Key {
+        name: "forwarded_header",
+        default: "x-forwarded-for",
+        help: "the one header trusted proxies name the client in: x-forwarded-for or forwarded (the other is ignored: clients can send it through)",
     },
     Key {
         name: "mail_max_attempts",
@@ -753,6 +772,21 @@ impl Reader {
                     })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let forwarded_header = match self
+            .str("forwarded_header")
+            .trim()
+            .to_ascii_lowercase()
+            .as_str()
+        {
+            "x-forwarded-for" => ForwardedHeader::XForwardedFor,
+            "forwarded" => ForwardedHeader::Forwarded,
+            other => {
+                return Err(self.error(
+                    "forwarded_header",
+                    format!("'{other}' is not x-forwarded-for or forwarded"),
+                ));
+            }
+        };
         let metrics_token = Some(self.str("metrics_token"))
             .filter(|t| !t.is_empty())
             .map(|t| secrecy::SecretString::from(t.to_owned()));
@@ -775,6 +809,7 @@ impl Reader {
             metrics_token,
             throttle,
             trusted_proxies,
+            forwarded_header,
             cors_allowed_origins,
             password_max_age_days: Some(password_max_age_days).filter(|d| *d > 0),
             mounts,

@@ -223,40 +223,25 @@ pub async fn scrape(
     if let Some(expected) = &state.metrics_token {
         authorize(&req, expected)?;
     }
-    let pool = state.accounts.pool().clone();
-    let pool_state = pool.state();
-    let counts = run_blocking(move || -> Result<_, storage::StorageError> {
-        let mut conn = pool.get()?;
-        storage::repo::outbox::unsent_counts(&mut conn)
-    })
-    .await?;
+    let accounts = state.accounts.clone();
+    let health = run_blocking(move || accounts.health()).await?;
     let metrics = &state.metrics;
     let _one_at_a_time = metrics.scrape.lock().unwrap_or_else(|e| e.into_inner());
-    match counts {
-        Ok(counts) => {
-            for status in [storage::repo::outbox::PENDING, storage::repo::outbox::DEAD] {
-                let count = counts
-                    .iter()
-                    .find(|(s, _)| s == status)
-                    .map_or(0, |(_, n)| *n);
-                metrics
-                    .outbox
-                    .get_or_create(&StatusLabels { status })
-                    .set(count);
-            }
+    // Without the database the outbox gauges keep their last value; the
+    // pool gauges say why.
+    if let Some(outbox) = health.outbox {
+        for (status, count) in [("pending", outbox.pending), ("dead", outbox.dead)] {
+            metrics
+                .outbox
+                .get_or_create(&StatusLabels { status })
+                .set(count);
         }
-        // The pool gauges still tell why; the outbox gauges keep their last value.
-        Err(e) => tracing::warn!(error = %e, "metrics: cannot count the outbox"),
     }
     metrics
         .pool_connections
-        .set(i64::from(pool_state.connections));
-    metrics
-        .pool_idle
-        .set(i64::from(pool_state.idle_connections));
-    metrics
-        .pool_max
-        .set(i64::from(state.accounts.pool().max_size()));
+        .set(i64::from(health.pool_connections));
+    metrics.pool_idle.set(i64::from(health.pool_idle));
+    metrics.pool_max.set(i64::from(health.pool_max));
     let mut body = String::new();
     prometheus_client::encoding::text::encode(&mut body, &metrics.registry)
         .map_err(|_| ApiError::internal())?;

@@ -435,7 +435,7 @@ async fn refresh_touches_the_session_only_when_it_succeeds(backend: Backend) {
     // A disabled account's session: refused, not a use.
     let third = app.login("kang@example.com").await;
     let at_login = last_used(&app, &third).await;
-    let pool = app.accounts.pool().clone();
+    let pool = app.pool.clone();
     tokio::task::spawn_blocking(move || {
         use diesel::prelude::*;
         diesel::update(storage::schema::users::table)
@@ -452,7 +452,7 @@ async fn refresh_touches_the_session_only_when_it_succeeds(backend: Backend) {
 
 /// `last_used_at` of the session of a login or refresh answer.
 async fn last_used(app: &TestApp, tokens: &Value) -> chrono::NaiveDateTime {
-    let pool = app.accounts.pool().clone();
+    let pool = app.pool.clone();
     let id = tokens["session_id"].as_str().unwrap().to_owned();
     tokio::task::spawn_blocking(move || {
         storage::repo::sessions::find(&mut pool.get().unwrap(), &id)

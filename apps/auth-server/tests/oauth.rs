@@ -110,7 +110,7 @@ async fn introspection_and_revocation(backend: Backend) {
     );
     assert_eq!(app.me(access).await.1["code"], "token_revoked");
     // The audit row names the client and where the call came from.
-    let pool = app.accounts.pool().clone();
+    let pool = app.pool.clone();
     let logout = tokio::task::spawn_blocking(move || {
         let filter = storage::audit::AuditFilter {
             event: Some("logout".into()),

@@ -639,7 +639,7 @@ async fn a_browser_session_slides_while_used(backend: Backend) {
 
     // Past half its idle life (here: a minute left of 4 h) …
     let hash = accounts::secrets::token_hash(&token);
-    let pool = app.accounts.pool().clone();
+    let pool = app.pool.clone();
     let soon = chrono::Utc::now().naive_utc() + chrono::TimeDelta::seconds(60);
     let deadline = {
         let (pool, hash) = (pool.clone(), hash.clone());

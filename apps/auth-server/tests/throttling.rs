@@ -193,4 +193,22 @@ async fn forwarded_addresses_count_only_from_trusted_proxies(backend: Backend) {
         StatusCode::UNAUTHORIZED,
         "another client, another budget"
     );
+    // A `Forwarded` header the client sent itself (which such a proxy passes
+    // through) names nobody: only the configured header counts.
+    for i in 0..3 {
+        let response = app
+            .http
+            .post(app.url("/api/v1/auth/login"))
+            .header("x-forwarded-for", "198.51.100.9")
+            .header("forwarded", format!("for=203.0.113.{i}"))
+            .json(&json!({"login": "nobody", "password": "wrong"}))
+            .send()
+            .await
+            .unwrap();
+        if i < 2 {
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        } else {
+            assert_throttled(&response);
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{SubsecRound, Utc};
 use serde_json::Value;
-use storage::audit::AuditEntry;
+use storage::audit::AuditEntry as NewAuditRow;
 use storage::{AnyConnection, StorageError};
 
 /// Stable event names (snake_case, dotted). They are stored and hashed, and
@@ -99,11 +99,15 @@ impl AuditEvent {
 
     /// Appends the event inside the caller's transaction (see
     /// `storage::audit::append`; outside one this fails).
-    pub fn record(self, conn: &mut AnyConnection, ctx: &AuditContext) -> Result<(), StorageError> {
+    pub(crate) fn record(
+        self,
+        conn: &mut AnyConnection,
+        ctx: &AuditContext,
+    ) -> Result<(), StorageError> {
         let details = self.details_json();
         storage::audit::append(
             conn,
-            AuditEntry {
+            NewAuditRow {
                 at: Utc::now().trunc_subsecs(6).naive_utc(),
                 actor: ctx.actor.clone(),
                 subject: self.subject,
@@ -154,5 +158,65 @@ mod tests {
         assert_eq!(event.event, "user.disabled");
         assert_eq!(event.subject.as_deref(), Some("user-1"));
         assert_eq!(event.organization_id.as_deref(), Some("org-1"));
+    }
+}
+
+/// Which audit events to list; `None` matches anything.
+#[derive(Clone, Debug, Default)]
+pub struct AuditQuery {
+    pub event: Option<String>,
+    pub actor: Option<String>,
+    pub subject: Option<String>,
+    pub organization_id: Option<String>,
+}
+
+/// One recorded event, as the audit API and pages show it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AuditEntry {
+    /// Also the paging cursor: pass the last one as the next `before`.
+    pub id: i64,
+    pub at: chrono::NaiveDateTime,
+    pub actor: Option<String>,
+    pub subject: Option<String>,
+    pub organization_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub event: String,
+    pub details: Value,
+    pub hash: String,
+}
+
+impl crate::service::Accounts {
+    /// Audit events matching `query`, newest first: those with an id below
+    /// `before` (all when `None`), at most `limit`.
+    pub fn audit_log(
+        &self,
+        query: &AuditQuery,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, crate::error::AccountsError> {
+        let filter = storage::audit::AuditFilter {
+            event: query.event.clone(),
+            actor: query.actor.clone(),
+            subject: query.subject.clone(),
+            organization_id: query.organization_id.clone(),
+        };
+        let mut conn = self.conn()?;
+        let rows = storage::audit::page(&mut conn, &filter, before, limit)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AuditEntry {
+                id: r.id,
+                at: r.at,
+                actor: r.actor,
+                subject: r.subject,
+                organization_id: r.organization_id,
+                ip: r.ip,
+                user_agent: r.user_agent,
+                event: r.event,
+                details: serde_json::from_str(&r.details).unwrap_or_default(),
+                hash: r.hash,
+            })
+            .collect())
     }
 }

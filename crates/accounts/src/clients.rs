@@ -24,6 +24,15 @@ pub struct CreatedClient {
     pub client_secret: SecretString,
 }
 
+/// A registered client as listed; the secret is never shown again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientView {
+    pub id: String,
+    pub name: String,
+    pub created_at: chrono::NaiveDateTime,
+    pub revoked_at: Option<chrono::NaiveDateTime>,
+}
+
 /// A client whose credentials were just checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthenticatedClient {
@@ -85,19 +94,45 @@ impl Accounts {
         })
     }
 
-    pub fn list_clients(&self) -> Result<Vec<ClientRow>> {
+    pub fn list_clients(&self) -> Result<Vec<ClientView>> {
         let mut conn = self.conn()?;
-        Ok(clients::list(&mut conn)?)
+        Ok(clients::list(&mut conn)?
+            .into_iter()
+            .map(|row| ClientView {
+                id: row.id,
+                name: row.name,
+                created_at: row.created_at,
+                revoked_at: row.revoked_at,
+            })
+            .collect())
     }
 
-    /// Revokes a client; false when there was no such active client.
+    /// Revokes a client (after a leaked secret, say): its credentials stop
+    /// working, and every session it started ends at once, its users' tokens
+    /// with them. False when there was no such active client.
     pub fn remove_client(&self, client_id: &str) -> Result<bool> {
-        let mut conn = self.conn()?;
-        Ok(clients::revoke(&mut conn, client_id, now().naive_utc())?)
+        let revoked = self.transact(|c, at| {
+            if !clients::revoke(c, client_id, at.naive_utc())? {
+                return Ok(Ok(None));
+            }
+            let ids = storage::repo::sessions::revoke_live_for_client(
+                c,
+                client_id,
+                at.naive_utc(),
+                "client_removed",
+            )?;
+            let sessions: Vec<_> = ids
+                .into_iter()
+                .map(|id| self.record_revocation(c, id, at))
+                .collect::<Result<_>>()?;
+            Ok(Ok(Some(sessions)))
+        })?;
+        Ok(self.published(revoked).is_some())
     }
 
-    /// What an opaque refresh token stands for, if it is live: unused,
-    /// unexpired, its session alive and its user active. Reads only.
+    /// What an opaque refresh token stands for, if it would be accepted now:
+    /// unused (or used within the reuse grace window), unexpired, its
+    /// session alive and its user active. Reads only.
     pub fn live_refresh_token(&self, token: &str) -> Result<Option<LiveRefreshToken>> {
         let mut conn = self.conn()?;
         let at = now().naive_utc();
@@ -108,7 +143,13 @@ impl Accounts {
         let Some(session) = storage::repo::sessions::find(&mut conn, &row.session_id)? else {
             return Ok(None);
         };
-        let live = row.used_at.is_none()
+        // A token rotated moments ago is still accepted within the grace
+        // window (a client's duplicate refresh), so it is live until then.
+        let grace = chrono::TimeDelta::seconds(self.sessions.reuse_grace_secs);
+        let usable = row
+            .used_at
+            .is_none_or(|used| self.sessions.reuse_grace_secs > 0 && at - used <= grace);
+        let live = usable
             && row.expires_at > at
             && session.revoked_at.is_none()
             && session.expires_at > at;
@@ -134,7 +175,11 @@ impl Accounts {
     ) -> Result<AuthenticatedClient> {
         let presented = token_hash(secret);
         let mut conn = self.conn()?;
-        let row = if client_id.len() <= 64 {
+        // Client ids are hex; anything else (a NUL byte, say) is unknown
+        // without asking the database.
+        let plausible =
+            client_id.len() <= 64 && client_id.bytes().all(|b| b.is_ascii_alphanumeric());
+        let row = if plausible {
             clients::find(&mut conn, client_id)?
         } else {
             None
@@ -167,10 +212,13 @@ impl Accounts {
             .into());
         }
         for (field, value) in [("loginId", &vouched.login_id), ("role", &vouched.role)] {
-            if value.trim().is_empty() || value.chars().count() > 100 {
+            if value.trim().is_empty()
+                || value.chars().count() > 100
+                || value.chars().any(char::is_control)
+            {
                 return Err(crate::types::ParseError {
                     field,
-                    reason: "must be 1 to 100 characters",
+                    reason: "must be 1 to 100 characters, none a control character",
                 }
                 .into());
             }
@@ -191,10 +239,7 @@ impl Accounts {
                 }));
             }
             // `.invalid` is reserved (RFC 2606): this address can never receive mail or collide.
-            let email = EmailAddress::parse(&format!(
-                "u{}@{}.clients.invalid",
-                vouched.external_id, client.id
-            ))?;
+            let email = EmailAddress::for_client_user(&vouched.external_id, &client.id);
             let account = NewAccount {
                 email,
                 username: None,

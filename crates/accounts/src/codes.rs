@@ -126,6 +126,9 @@ pub fn issue(
     organization: Option<&str>,
     now: NaiveDateTime,
 ) -> Result<String, AccountsError> {
+    // Two requests for one address at once: the second waits, then sees the
+    // first's code and its cooldown.
+    storage::repo::lock_key(conn, &format!("email code {} {email}", purpose.as_str()))?;
     if let Some(latest) = email_codes::latest(conn, purpose.as_str(), email)? {
         let next_allowed = latest.created_at + RESEND_COOLDOWN;
         if next_allowed > now {

@@ -1,11 +1,13 @@
 //! Email-driven account flows: signup with email verification, signup after
 //! an organization verified the address (seed 004), password reset and change.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::Connection;
 use mailer::{Locale, Template};
 use storage::AnyConnection;
-use storage::repo::{self, organizations, users};
+use storage::repo::{self, clients, organizations, users};
 
 use crate::audit::{AuditContext, AuditEvent, events};
 use crate::codes::{self, CodeCheck, Purpose};
@@ -78,6 +80,33 @@ impl Accounts {
 
     fn mail_queued(&self) {
         (self.on_mail_queued)();
+    }
+
+    /// Runs `work` after the caller has its answer, when its duration would
+    /// tell the caller something (whether an address has an account): on the
+    /// blocking pool of the current tokio runtime, without waiting; failures
+    /// are logged under `what`. Without a runtime (a synchronous embedder,
+    /// the crate's tests) it runs now, and its failure is returned.
+    pub(crate) fn after_answer(
+        self: &Arc<Self>,
+        what: &'static str,
+        work: impl FnOnce(&Accounts) -> Result<()> + Send + 'static,
+    ) -> Result<()> {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let accounts = self.clone();
+                let span = tracing::Span::current();
+                runtime.spawn_blocking(move || {
+                    span.in_scope(|| {
+                        if let Err(e) = work(&accounts) {
+                            tracing::warn!(error = %e, what, "work after the answer failed");
+                        }
+                    })
+                });
+                Ok(())
+            }
+            Err(_) => work(self),
+        }
     }
 
     fn link(&self, path: &str) -> String {
@@ -259,20 +288,35 @@ impl Accounts {
         })
     }
 
-    /// Mails a reset code when the address belongs to an active account, and
-    /// otherwise does equivalent work; the caller answers 202 either way.
-    /// Within the resend cooldown nothing is sent (silently: a 429 here
-    /// would reveal that the account exists).
+    /// Mails a reset code when the address belongs to an active account
+    /// (not one that exists only for a registered client); the caller
+    /// answers 202 either way. Within the resend cooldown nothing is sent
+    /// (silently: a 429 here would reveal that the account exists).
+    ///
+    /// Only the mail limits are applied before this returns; the lookup and
+    /// the mail happen after the answer ([`Accounts::after_answer`]), since
+    /// their duration differs between known and unknown addresses.
     pub fn forgot_password(
-        &self,
+        self: &Arc<Self>,
         email: &EmailAddress,
         locale: Locale,
         origin: &ClientInfo,
     ) -> Result<()> {
         self.admit_mail(email.as_str(), origin.ip.as_deref())?;
+        let email = email.clone();
+        self.after_answer("password reset mail", move |accounts| {
+            accounts.send_reset_code(&email, locale)
+        })
+    }
+
+    fn send_reset_code(&self, email: &EmailAddress, locale: Locale) -> Result<()> {
         self.transact(|c, at| {
             let user = users::find_by_email(c, email.as_str())?
                 .filter(|u| UserStatus::parse(&u.status) == Some(UserStatus::Active));
+            let user = match user {
+                Some(user) if !clients::is_client_user(c, &user.id)? => Some(user),
+                _ => None,
+            };
             let Some(user) = user else {
                 codes::equivalent_work(c, &self.code_key, Purpose::PasswordReset, email.as_str())?;
                 return Ok(Ok(()));
@@ -325,7 +369,13 @@ impl Accounts {
         self.admit_code_attempt(origin.ip.as_deref())?;
         let hash = self.hasher.hash(new_password.expose())?;
         let revoked = self.transact(|c, at| {
-            let Some(user) = users::find_by_email(c, email.as_str())? else {
+            let user = match users::find_by_email(c, email.as_str())? {
+                // Accounts that exist only for a registered client never get
+                // a password.
+                Some(user) if !clients::is_client_user(c, &user.id)? => Some(user),
+                _ => None,
+            };
+            let Some(user) = user else {
                 codes::equivalent_work(c, &self.code_key, Purpose::PasswordReset, email.as_str())?;
                 return Ok(Err(AccountsError::InvalidCode));
             };

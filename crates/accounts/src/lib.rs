@@ -30,11 +30,11 @@ pub mod types;
 
 pub use admin::{Actor, Revoked, RevokedToken, UserUpdate, UserView};
 pub use api_tokens::{ApiTokenView, CreatedApiToken};
-pub use audit::AuditContext;
+pub use audit::{AuditContext, AuditEntry, AuditQuery};
 pub use background::{Background, BackgroundConfig, KeyReload};
 pub use blocking::{BlockingTaskFailed, run_blocking};
 pub use client_tokens::{ClientTokenState, ClientTokens};
-pub use clients::{AuthenticatedClient, CreatedClient, LiveRefreshToken, VouchedUser};
+pub use clients::{AuthenticatedClient, ClientView, CreatedClient, LiveRefreshToken, VouchedUser};
 pub use codes::CodeKey;
 pub use error::AccountsError;
 pub use flows::{SignupOutcome, SignupRequest};
@@ -46,8 +46,8 @@ pub use permissions::{PermissionCatalog, Role};
 pub use registrations::{RegistrationForm, RegistrationView};
 pub use secrets::SealingKey;
 pub use service::{
-    Accounts, AccountsConfig, Channel, ClientInfo, IssuedAccess, IssuedTokens, NewAccount,
-    RevokedSession, SessionPolicy,
+    Accounts, AccountsConfig, Channel, ClientInfo, Health, IssuedAccess, IssuedTokens, NewAccount,
+    OutboxCounts, RevokedSession, SessionPolicy,
 };
 pub use sessions::{ActivationPreview, BrowserSession, SessionView};
 pub use throttle::{Limit, Rate, Throttle, ThrottleRates};

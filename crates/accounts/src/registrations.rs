@@ -386,13 +386,23 @@ impl Accounts {
 
     /// Mails a new activation link to an invited account; does nothing
     /// (silently) for any other address, so it reveals nothing.
+    ///
+    /// Only the mail limits are applied before this returns; the rest
+    /// happens after the answer (see [`Accounts::after_answer`]).
     pub fn resend_activation(
-        &self,
+        self: &std::sync::Arc<Self>,
         email: &EmailAddress,
         locale: Locale,
         origin: &ClientInfo,
     ) -> Result<()> {
         self.admit_mail(email.as_str(), origin.ip.as_deref())?;
+        let email = email.clone();
+        self.after_answer("activation mail", move |accounts| {
+            accounts.send_activation_again(&email, locale)
+        })
+    }
+
+    fn send_activation_again(&self, email: &EmailAddress, locale: Locale) -> Result<()> {
         self.transact(|c, at| {
             let Some(user) = users::find_by_email(c, email.as_str())? else {
                 return Ok(Ok(()));

@@ -21,6 +21,17 @@ use crate::service::{Accounts, RevokedSession};
 /// `storage::repo::revocations::poll`).
 const LATE_VISIBILITY_WINDOW: TimeDelta = TimeDelta::seconds(10);
 
+/// One entry of the public revocation feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedEntry {
+    pub cursor: i64,
+    /// `sid` or `jti`.
+    pub kind: String,
+    pub id: String,
+    /// Unix seconds after which the entry no longer matters.
+    pub exp: i64,
+}
+
 /// Values that stand for revocations just committed.
 pub(crate) trait Revokes {
     fn each(&self, out: &mut Vec<Revocation>);
@@ -106,6 +117,27 @@ impl Accounts {
                 })
             }));
         Ok(cursor)
+    }
+
+    /// The public revocation feed (`/api/v1/revocations`): revocations after
+    /// `cursor` whose tokens may still be valid, oldest first, at most
+    /// `limit`. Each entry's `cursor` is where the next page starts.
+    pub fn revocation_feed(
+        &self,
+        cursor: i64,
+        limit: i64,
+    ) -> Result<Vec<FeedEntry>, AccountsError> {
+        let mut conn = self.conn()?;
+        let rows = revocations::page_after(&mut conn, cursor, Utc::now().naive_utc(), limit)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| FeedEntry {
+                cursor: r.id,
+                kind: r.kind,
+                id: r.subject,
+                exp: r.expires_at.and_utc().timestamp(),
+            })
+            .collect())
     }
 
     /// Reads what was revoked since `cursor` (by any instance), adds it, and

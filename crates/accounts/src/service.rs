@@ -65,18 +65,27 @@ impl Channel {
     }
 }
 
+/// What monitoring reads ([`Accounts::health`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Health {
+    pub outbox: Option<OutboxCounts>,
+    pub pool_connections: u32,
+    pub pool_idle: u32,
+    pub pool_max: u32,
+}
+
+/// Mail not sent yet: waiting (or retrying), and given up on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OutboxCounts {
+    pub pending: i64,
+    pub dead: i64,
+}
+
 /// Who is calling, recorded on the session.
 #[derive(Clone, Debug, Default)]
 pub struct ClientInfo {
     pub user_agent: Option<String>,
     pub ip: Option<String>,
-}
-
-impl ClientInfo {
-    /// The IP for per-IP rate limits; requests without one share a bucket.
-    pub fn ip_or_unknown(&self) -> &str {
-        self.ip.as_deref().unwrap_or("unknown")
-    }
 }
 
 impl From<&ClientInfo> for AuditContext {
@@ -221,8 +230,34 @@ impl Accounts {
         }
     }
 
-    pub fn pool(&self) -> &DbPool {
-        &self.pool
+    /// Figures for monitoring: the state of the database pool, and mail
+    /// waiting in the outbox (`None` when the database can't be read: the
+    /// pool figures then say why; the cause is logged).
+    pub fn health(&self) -> Health {
+        let pool = self.pool.state();
+        let outbox = self
+            .conn()
+            .and_then(|mut conn| Ok(storage::repo::outbox::unsent_counts(&mut conn)?))
+            .map(|counts| {
+                let count = |status: &str| {
+                    counts
+                        .iter()
+                        .find(|(s, _)| s == status)
+                        .map_or(0, |(_, n)| *n)
+                };
+                OutboxCounts {
+                    pending: count(storage::repo::outbox::PENDING),
+                    dead: count(storage::repo::outbox::DEAD),
+                }
+            })
+            .inspect_err(|e| tracing::warn!(error = %e, "cannot count the outbox"))
+            .ok();
+        Health {
+            outbox,
+            pool_connections: pool.connections,
+            pool_idle: pool.idle_connections,
+            pool_max: self.pool.max_size(),
+        }
     }
 
     /// The keys that sign and verify now (cheap: an `Arc` clone).
@@ -318,9 +353,11 @@ impl Accounts {
     /// same Argon2 work as wrong passwords and get the same error.
     ///
     /// Failed logins are limited per account and per client IP
-    /// ([`Limit::LoginFailuresPerAccount`], [`Limit::LoginFailuresPerIp`]);
-    /// once a limit is exhausted the answer is [`AccountsError::Throttled`]
-    /// before any password is checked. The account's counter is the
+    /// ([`Limit::LoginFailuresPerAccount`], [`Limit::LoginFailuresPerIp`]):
+    /// each attempt is counted before its password is checked and given back
+    /// when the password was right, so parallel guesses are cut off at the
+    /// limit too; once a limit is exhausted the answer is
+    /// [`AccountsError::Throttled`] before any password is checked. The account's counter is the
     /// resolved user's, whatever spelling of its email or its username was
     /// typed; a login that matches no account counts under its normalised
     /// form (so the limit says nothing about which accounts exist).
@@ -347,22 +384,33 @@ impl Accounts {
             (None, Some(LoginId::Username(name))) => format!("username {name}"),
             (None, None) => format!("unparsed {}", login.trim().to_lowercase()),
         };
+        let ip = crate::throttle::ip_subject(client.ip.as_deref());
         let limits = [
             (Limit::LoginFailuresPerAccount, account.as_str()),
-            (Limit::LoginFailuresPerIp, client.ip_or_unknown()),
+            (Limit::LoginFailuresPerIp, ip.as_str()),
         ];
-        self.limited("login", self.throttle.check(&limits))?;
+        // Every attempt takes its place in both budgets before the password
+        // is checked (one atomic step per attempt, so parallel guesses can't
+        // all pass a check made before any was counted); an attempt that
+        // turns out right gives its place back.
+        self.limited("login", self.throttle.take(&limits))?;
+        let give_back = || {
+            if let Err(e) = self.throttle.refund(&limits) {
+                tracing::warn!(error = %e, "could not give back a login attempt");
+            }
+        };
         let candidate = password.expose_secret();
         // A full hashing queue answers Busy before any work or audit: no
         // credential was checked.
         let verified = match &user {
             Some(user) => match user.password_hash.as_deref() {
-                Some(hash) => self.hasher.verify(candidate, hash)?,
+                Some(hash) => self.hasher.verify(candidate, hash),
                 // Invited users have no password yet; still spend the work.
-                None => self.hasher.verify_dummy(candidate)?,
+                None => self.hasher.verify_dummy(candidate),
             },
-            None => self.hasher.verify_dummy(candidate)?,
+            None => self.hasher.verify_dummy(candidate),
         };
+        let verified = verified.inspect_err(|_| give_back())?;
         let context = AuditContext::from(client);
         let user = match user {
             Some(user) if verified => user,
@@ -376,14 +424,10 @@ impl Accounts {
                     None => failed,
                 };
                 self.audit(failed, &context)?;
-                // The client's request failed for its own reason already: a
-                // failure to count it is logged, not answered.
-                if let Err(e) = self.throttle.charge(&limits) {
-                    tracing::warn!(error = %e, "could not record a failed login");
-                }
                 return Err(AccountsError::InvalidCredentials);
             }
         };
+        give_back();
         if UserStatus::parse(&user.status) != Some(UserStatus::Active) {
             let refused = AuditEvent::new(events::LOGIN_FAILED)
                 .subject(&user.id)
@@ -772,7 +816,7 @@ impl Accounts {
 
     /// Writes the revocation other instances poll for. It must outlive every
     /// access token of the session: at most one TTL plus the leeway.
-    fn record_revocation(
+    pub(crate) fn record_revocation(
         &self,
         conn: &mut AnyConnection,
         session_id: String,

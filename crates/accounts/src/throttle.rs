@@ -167,17 +167,6 @@ pub struct Throttle {
     rates: ThrottleRates,
 }
 
-/// What happens to the allowance when an event is looked at.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    /// Would one more event fit? Charges nothing.
-    Check,
-    /// Charge one event if every limit has room; else charge nothing.
-    Take,
-    /// Charge one event whatever the state (it has happened).
-    Charge,
-}
-
 impl Throttle {
     pub fn new(pool: DbPool, secret: &[u8], rates: ThrottleRates) -> Throttle {
         Throttle {
@@ -191,23 +180,42 @@ impl Throttle {
         &self.rates
     }
 
-    /// `Err(Throttled)` if one more event would exceed any of the
-    /// limits. Charges nothing: pair it with [`charge`](Self::charge) when
-    /// only failures count (logins).
-    pub fn check(&self, events: &[(Limit, &str)]) -> Result<(), AccountsError> {
-        self.apply(events, Mode::Check)
-    }
-
     /// Counts one event against every limit, or — if any limit is
-    /// exhausted — against none, answering `Err(Throttled)`.
+    /// exhausted — against none, answering `Err(Throttled)`. One atomic
+    /// step (row locks), so parallel events can't slip past the limit.
     pub fn take(&self, events: &[(Limit, &str)]) -> Result<(), AccountsError> {
-        self.apply(events, Mode::Take)
+        let events = self.keyed(events);
+        if events.is_empty() {
+            return Ok(());
+        }
+        // Two instances creating the same row at once: the loser retries,
+        // and then finds (and locks) the winner's row.
+        match self.take_once(&events) {
+            Err(AccountsError::Storage(StorageError::UniqueViolation)) => self.take_once(&events),
+            other => other,
+        }
     }
 
-    /// Counts one event that has happened (a failed login), even past the
-    /// limit: each further failure pushes the next allowed attempt later.
-    pub fn charge(&self, events: &[(Limit, &str)]) -> Result<(), AccountsError> {
-        self.apply(events, Mode::Charge)
+    /// Takes back one event from every limit (an attempt that, after all,
+    /// must not count: a login whose password was right). Never moves an
+    /// allowance beyond full.
+    pub fn refund(&self, events: &[(Limit, &str)]) -> Result<(), AccountsError> {
+        let events: Vec<(Rate, String)> = self.keyed(events);
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.pool.get().map_err(StorageError::from)?;
+        let now = now_ms();
+        conn.transaction(|c| {
+            write_lock(c)?;
+            for (rate, key) in &events {
+                if let Some(tat) = throttles::tat_for_update(c, key)? {
+                    throttles::set_tat(c, key, (tat - rate.interval_ms()).max(now))?;
+                }
+            }
+            Ok::<_, StorageError>(())
+        })?;
+        Ok(())
     }
 
     /// Deletes rows with no recent events; returns how many.
@@ -216,32 +224,21 @@ impl Throttle {
         Ok(throttles::delete_idle(&mut conn, now_ms())?)
     }
 
-    fn apply(&self, events: &[(Limit, &str)], mode: Mode) -> Result<(), AccountsError> {
-        let events: Vec<(Rate, String)> = events
+    /// The configured rate and row key of each event; limits that are off
+    /// are left out.
+    fn keyed(&self, events: &[(Limit, &str)]) -> Vec<(Rate, String)> {
+        events
             .iter()
             .map(|(limit, subject)| (self.rates.of(*limit), self.row_key(*limit, subject)))
             .filter(|(rate, _)| rate.limit > 0)
-            .collect();
-        if events.is_empty() {
-            return Ok(());
-        }
-        // Two instances creating the same row at once: the loser retries,
-        // and then finds (and locks) the winner's row.
-        match self.apply_once(&events, mode) {
-            Err(AccountsError::Storage(StorageError::UniqueViolation)) => {
-                self.apply_once(&events, mode)
-            }
-            other => other,
-        }
+            .collect()
     }
 
-    fn apply_once(&self, events: &[(Rate, String)], mode: Mode) -> Result<(), AccountsError> {
+    fn take_once(&self, events: &[(Rate, String)]) -> Result<(), AccountsError> {
         let mut conn = self.pool.get().map_err(StorageError::from)?;
         let now = now_ms();
         conn.transaction(|c| {
-            if mode != Mode::Check {
-                write_lock(c)?;
-            }
+            write_lock(c)?;
             let mut wait_ms = 0_i64;
             let mut next = Vec::with_capacity(events.len());
             for (rate, key) in events {
@@ -254,8 +251,8 @@ impl Throttle {
                 }
                 next.push((key, tat + rate.interval_ms()));
             }
-            let refused = wait_ms > 0 && mode != Mode::Charge;
-            if mode != Mode::Check && !refused {
+            let refused = wait_ms > 0;
+            if !refused {
                 for (key, tat) in next {
                     throttles::set_tat(c, key, tat)?;
                 }
@@ -287,8 +284,9 @@ impl Accounts {
     /// address and per IP, or [`AccountsError::Throttled`] (and nothing is
     /// sent). Every operation that mails calls it first.
     pub(crate) fn admit_mail(&self, address: &str, ip: Option<&str>) -> Result<(), AccountsError> {
+        let ip = ip_subject(ip);
         let events = [
-            (Limit::MailPerIp, ip.unwrap_or("unknown")),
+            (Limit::MailPerIp, ip.as_str()),
             (Limit::MailPerAddress, address),
         ];
         self.limited("mail", self.throttle.take(&events))
@@ -297,7 +295,8 @@ impl Accounts {
     /// A guess at a code (email verification, organization, password
     /// reset) from `ip`.
     pub(crate) fn admit_code_attempt(&self, ip: Option<&str>) -> Result<(), AccountsError> {
-        let events = [(Limit::CodeAttemptsPerIp, ip.unwrap_or("unknown"))];
+        let ip = ip_subject(ip);
+        let events = [(Limit::CodeAttemptsPerIp, ip.as_str())];
         self.limited("code", self.throttle.take(&events))
     }
 
@@ -311,6 +310,23 @@ impl Accounts {
             (self.on_throttled)(kind);
         }
         outcome
+    }
+}
+
+/// What a per-IP limit counts: the address, except that IPv6 addresses
+/// count per /64 (one subscriber's whole prefix: they get many addresses
+/// each); requests without an address share one bucket.
+pub(crate) fn ip_subject(ip: Option<&str>) -> String {
+    match ip.map(|ip| ip.parse::<std::net::IpAddr>()) {
+        Some(Ok(std::net::IpAddr::V6(v6))) if v6.to_ipv4_mapped().is_none() => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            format!("{}/64", std::net::Ipv6Addr::from(segments))
+        }
+        Some(Ok(std::net::IpAddr::V6(v6))) => v6.to_canonical().to_string(),
+        Some(Ok(ip)) => ip.to_string(),
+        Some(Err(_)) => ip.unwrap_or_default().to_owned(),
+        None => "unknown".to_owned(),
     }
 }
 
@@ -341,6 +357,21 @@ mod tests {
         ] {
             assert!(bad.parse::<Rate>().is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn ipv6_addresses_count_per_64() {
+        assert_eq!(
+            ip_subject(Some("2001:db8:1:2:aaaa::1")),
+            ip_subject(Some("2001:db8:1:2:bbbb::9"))
+        );
+        assert_ne!(
+            ip_subject(Some("2001:db8:1:2::1")),
+            ip_subject(Some("2001:db8:1:3::1"))
+        );
+        assert_eq!(ip_subject(Some("::ffff:192.0.2.1")), "192.0.2.1");
+        assert_eq!(ip_subject(Some("192.0.2.1")), "192.0.2.1");
+        assert_eq!(ip_subject(None), "unknown");
     }
 
     #[test]

@@ -60,6 +60,14 @@ impl EmailAddress {
         &self.0
     }
 
+    /// The address of an account that exists only for a registered client's
+    /// user: under `.invalid` (RFC 2606), so it can never receive mail, and
+    /// never accepted from outside ([`EmailAddress::parse`] refuses it), so
+    /// nobody can sign up with it first.
+    pub(crate) fn for_client_user(external_id: &str, client_id: &str) -> Self {
+        Self(format!("u{external_id}@{client_id}.clients.invalid").to_ascii_lowercase())
+    }
+
     pub fn domain(&self) -> Domain {
         Domain(self.0.rsplit_once('@').map_or("", |(_, d)| d).to_owned())
     }
@@ -100,6 +108,17 @@ impl Domain {
                 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         };
         if ascii.len() > 253 || labels.len() < 2 || !labels.iter().all(label_ok) {
+            return Err(invalid());
+        }
+        // A name mail can reach: no IPv4 address written as a name (an
+        // all-numeric top-level label) and none of the names reserved to
+        // never resolve (RFC 2606, RFC 6761).
+        let top = labels
+            .last()
+            .map_or(String::new(), |l| l.to_ascii_lowercase());
+        if top.bytes().all(|b| b.is_ascii_digit())
+            || matches!(top.as_str(), "invalid" | "localhost")
+        {
             return Err(invalid());
         }
         Ok(Self(ascii.to_ascii_lowercase()))
@@ -251,13 +270,17 @@ impl Password {
     /// The one strength rule for a new password of the account with this
     /// email address and username: every operation that sets a password
     /// (signup, activation, reset, change, operator bootstrap) calls it, with
-    /// both identifiers.
+    /// both identifiers. They count with the email's local part, and
+    /// compare with the password trimmed and case-folded, so
+    /// `" Kim.Lee@SNU.ac.kr "`, `kim.lee` and `kim.lee@snu` are all refused
+    /// for `kim.lee@snu.ac.kr`.
     pub fn check_for_account(
         &self,
         email: &str,
         username: Option<&str>,
     ) -> Result<(), WeakPassword> {
         let mut inputs = vec![email];
+        inputs.extend(email.rsplit_once('@').map(|(local, _)| local));
         inputs.extend(username);
         self.check_strength(&inputs)
     }
@@ -268,11 +291,16 @@ impl Password {
     /// score 0–1 ("too guessable"/"very guessable") is refused.
     fn check_strength(&self, user_inputs: &[&str]) -> Result<(), WeakPassword> {
         let candidate = self.expose();
-        let lowered = candidate.to_lowercase();
-        if user_inputs
-            .iter()
-            .any(|input| !input.is_empty() && lowered == input.to_lowercase())
-        {
+        let lowered = candidate.trim().to_lowercase();
+        // The identifier itself, or it with a few characters around it
+        // (`kim.lee@snu`, `kim.lee2026`).
+        let built_from = |input: &&str| {
+            let input = input.trim().to_lowercase();
+            !input.is_empty()
+                && lowered.contains(&input)
+                && lowered.chars().count() < input.chars().count() + 6
+        };
+        if user_inputs.iter().any(built_from) {
             return Err(WeakPassword(
                 "must not be the same as your email address or username".into(),
             ));
@@ -396,7 +424,21 @@ mod tests {
         let sub = Domain::parse("mail.snu.ac.kr").unwrap();
         assert!(!sub.is_covered_by("snu.ac.kr", false));
         assert!(sub.is_covered_by("snu.ac.kr", true));
-        for bad in ["", "localhost", "a..b", "-a.com", "a b.com", "x.com/path"] {
+        for bad in [
+            "",
+            "localhost",
+            "a..b",
+            "-a.com",
+            "a b.com",
+            "x.com/path",
+            "1.2.3.4",
+            "127.0.0.1",
+            "example.123",
+            "a.0",
+            "foo.invalid",
+            "x.clients.invalid",
+            "my.localhost",
+        ] {
             assert!(Domain::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -442,6 +484,21 @@ mod tests {
             assert!(check(weak, &[]).is_err(), "{weak:?} accepted");
         }
         assert!(check("kim@example.com", &["kim@example.com", "kim"]).is_err());
+        let for_account = |p: &str| {
+            Password::parse(p.into())
+                .unwrap()
+                .check_for_account("hong.gildong417@acme.example", Some("gildong417"))
+        };
+        for weak in [
+            " hong.gildong417@acme.example ",
+            "HONG.GILDONG417@ACME.EXAMPLE",
+            "hong.gildong417",
+            "hong.gildong417@acme",
+            "gildong417!!",
+        ] {
+            assert!(for_account(weak).is_err(), "{weak:?} accepted");
+        }
+        assert!(for_account("gildong417 walks up the long mountain road").is_ok());
         assert!(check("correct horse battery staple", &["kim@example.com"]).is_ok());
         assert!(check("맑은 하늘 아래 푸른 바다", &[]).is_ok());
     }

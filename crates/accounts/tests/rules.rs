@@ -24,6 +24,9 @@ backend_tests!(
     a_spent_browser_session_token_ends_the_session,
     every_mail_sending_operation_counts_against_the_mail_limits,
     accepted_addresses_are_deliverable,
+    parallel_guesses_are_cut_off_at_the_limit,
+    a_refresh_token_still_accepted_is_active_and_revocable,
+    client_users_never_get_a_password_and_die_with_their_client,
 );
 
 fn rate(limit: u32) -> Rate {
@@ -542,4 +545,122 @@ fn accepted_addresses_are_deliverable(backend: Backend) {
             .unwrap_or_else(|e| panic!("{input:?}: {e:?}"));
     }
     assert!(EmailAddress::parse("\"x@evil.com\"@acme.example").is_err());
+}
+
+/// Review finding: parallel guesses all passed a check made before any was
+/// counted. Each attempt now takes its place first.
+fn parallel_guesses_are_cut_off_at_the_limit(backend: Backend) {
+    let world = World::with_rates(
+        backend,
+        ThrottleRates {
+            login_failures_per_account: rate(3),
+            ..off()
+        },
+    );
+    world.user("kim@example.com", None);
+    let accounts = world.accounts.clone();
+    let outcomes: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..24)
+            .map(|i| {
+                let accounts = accounts.clone();
+                scope.spawn(move || {
+                    let password = if i == 23 {
+                        PASSWORD.to_owned()
+                    } else {
+                        format!("wrong guess {i}")
+                    };
+                    accounts.login(
+                        "kim@example.com",
+                        &secret(&password),
+                        &origin(&format!("10.1.{i}.1")),
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let checked = outcomes
+        .iter()
+        .filter(|o| !matches!(o, Err(AccountsError::Throttled { .. })))
+        .count();
+    assert!(checked <= 3, "{checked} passwords checked of a budget of 3");
+    // A right password gives its place back: with a fresh budget, a
+    // correct login does not use it up.
+    let world = World::with_rates(
+        backend,
+        ThrottleRates {
+            login_failures_per_account: rate(2),
+            ..off()
+        },
+    );
+    world.user("lee@example.com", None);
+    for _ in 0..5 {
+        world
+            .accounts
+            .login("lee@example.com", &secret(PASSWORD), &origin("10.2.0.1"))
+            .unwrap();
+    }
+}
+
+/// Review finding: a refresh token rotated moments ago (still accepted
+/// within the grace window) was called inactive and could not be revoked.
+fn a_refresh_token_still_accepted_is_active_and_revocable(backend: Backend) {
+    let world = World::new(backend);
+    world.user("kim@example.com", None);
+    let accounts = &world.accounts;
+    let first = accounts
+        .login("kim@example.com", &secret(PASSWORD), &origin("10.0.0.9"))
+        .unwrap();
+    let second = accounts
+        .refresh(&first.refresh_token, &origin("10.0.0.9"))
+        .unwrap();
+    let spent = first.refresh_token.expose_secret();
+    assert!(matches!(
+        accounts.introspect(spent).unwrap(),
+        Some(TokenInfo::Refresh(_))
+    ));
+    assert!(
+        accounts
+            .revoke_token(spent, &AuditContext::default())
+            .unwrap()
+    );
+    for token in [&first.refresh_token, &second.refresh_token] {
+        assert!(accounts.refresh(token, &origin("10.0.0.9")).is_err());
+    }
+}
+
+/// Review findings: an account that exists only for a client could be given
+/// a password by the reset flow, and removing a client left its sessions.
+fn client_users_never_get_a_password_and_die_with_their_client(backend: Backend) {
+    let world = World::new(backend);
+    let accounts = &world.accounts;
+    let created = accounts.create_client("buzzbook backend").unwrap();
+    let client = accounts
+        .authenticate_client(&created.client_id, created.client_secret.expose_secret())
+        .unwrap();
+    let vouched = VouchedUser {
+        external_id: "5".into(),
+        login_id: "reader05".into(),
+        role: "USER".into(),
+    };
+    let pair = accounts
+        .client_vouched_login(&client, &vouched, &origin("10.0.0.10"))
+        .unwrap();
+    let shadow = format!("u5@{}.clients.invalid", created.client_id);
+    // Its address is refused at the edge: nobody signs up with it or asks
+    // for its reset code.
+    assert!(EmailAddress::parse(&shadow).is_err());
+    // Removing the client ends the sessions it started.
+    assert!(accounts.remove_client(&created.client_id).unwrap());
+    assert_eq!(
+        accounts.check_client_token(&pair.access, ClientTokenKind::Access),
+        Err(auth_core::TokenError::Revoked)
+    );
+    assert_eq!(accounts.introspect(&pair.refresh).unwrap(), None);
+    assert!(matches!(
+        world
+            .second_instance()
+            .authenticate_client(&created.client_id, created.client_secret.expose_secret()),
+        Err(AccountsError::InvalidClient)
+    ));
 }

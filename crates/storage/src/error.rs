@@ -19,6 +19,10 @@ pub enum StorageError {
     UniqueViolation,
     #[error("row not found")]
     NotFound,
+    /// A text value the database can't store (PostgreSQL refuses NUL
+    /// characters in text): bad input, not a fault of ours.
+    #[error("text the database cannot hold: {0}")]
+    InvalidText(String),
     #[error("database error: {0}")]
     Query(#[source] diesel::result::Error),
 }
@@ -38,6 +42,11 @@ impl From<diesel::result::Error> for StorageError {
                 DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
                 info,
             ) => StorageError::Connect(info.message().to_owned()),
+            // PostgreSQL: 22021 character_not_in_repertoire (a NUL byte in a
+            // text parameter). SQLite stores such text; PostgreSQL can't.
+            Error::DatabaseError(_, info) if info.message().contains("invalid byte sequence") => {
+                StorageError::InvalidText(info.message().to_owned())
+            }
             other => StorageError::Query(other),
         }
     }

@@ -313,6 +313,27 @@ pub mod sessions {
         .returning(sessions::id)
         .get_results(conn)?)
     }
+
+    /// Revokes every live session started for a registered client.
+    pub fn revoke_live_for_client(
+        conn: &mut AnyConnection,
+        client_id: &str,
+        now: NaiveDateTime,
+        reason: &str,
+    ) -> Result<Vec<String>> {
+        Ok(diesel::update(
+            sessions::table
+                .filter(sessions::client_id.eq(client_id))
+                .filter(sessions::revoked_at.is_null())
+                .filter(sessions::expires_at.gt(now)),
+        )
+        .set((
+            sessions::revoked_at.eq(now),
+            sessions::revoke_reason.eq(reason),
+        ))
+        .returning(sessions::id)
+        .get_results(conn)?)
+    }
 }
 
 pub mod refresh_tokens {
@@ -522,6 +543,23 @@ pub fn write_lock(conn: &mut AnyConnection) -> Result<()> {
         c.batch_execute("UPDATE users SET id = id WHERE 0 = 1")?;
     }
     Ok(())
+}
+
+/// Serializes the transactions that lock the same `key` until they end: a
+/// PostgreSQL transaction-scoped advisory lock on a hash of it; on SQLite
+/// the database write lock ([`write_lock`]) already serializes writers.
+/// For check-then-insert rules on rows that may not exist yet (one code per
+/// address and cooldown).
+pub fn lock_key(conn: &mut AnyConnection, key: &str) -> Result<()> {
+    match conn {
+        AnyConnection::Sqlite(_) => write_lock(conn),
+        AnyConnection::Postgresql(c) => {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind::<diesel::sql_types::Text, _>(key)
+                .execute(c)?;
+            Ok(())
+        }
+    }
 }
 
 /// A trivial round trip, for readiness checks.

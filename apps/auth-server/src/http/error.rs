@@ -355,6 +355,14 @@ impl From<accounts::BlockingTaskFailed> for ApiError {
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
         match e {
+            StorageError::InvalidText(_) => {
+                tracing::info!(error = %e, "input refused by the database");
+                Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "a value contains characters that are not allowed (such as NUL)",
+                )
+            }
             StorageError::Pool(_) | StorageError::Connect(_) => {
                 tracing::error!(error = %e, "database unavailable");
                 Self::unavailable()

@@ -15,6 +15,7 @@ use auth_core::{AccessClaims, ApiTokenClaims};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::config::ForwardedHeader;
 use crate::state::AppState;
 
 /// Request bodies are small; anything larger is refused with 413.
@@ -316,14 +317,15 @@ pub fn client_info(req: &HttpRequest) -> ClientInfo {
 }
 
 /// The client's IP: the socket's peer, unless the peer is one of the
-/// configured `trusted_proxies` — then the nearest address in `Forwarded`
-/// (RFC 7239) or `X-Forwarded-For` that is not itself a trusted proxy.
-/// Headers from anyone else are ignored: a client can write any address there.
+/// configured `trusted_proxies` — then the nearest address in the
+/// configured forwarding header (`forwarded_header`) that is not itself a
+/// trusted proxy. Headers from anyone else are ignored: a client can write
+/// any address there.
 pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     let peer = req.peer_addr()?.ip();
-    let trusted: &[ipnet::IpNet] = req
-        .app_data::<web::Data<AppState>>()
-        .map_or(&[], |state| state.trusted_proxies.as_slice());
+    let state = req.app_data::<web::Data<AppState>>();
+    let trusted: &[ipnet::IpNet] = state.map_or(&[], |state| state.trusted_proxies.as_slice());
+    let header = state.map_or(ForwardedHeader::default(), |state| state.forwarded_header);
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return Some(peer);
@@ -333,7 +335,7 @@ pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     // Walk back over our proxies; the first other address is the client. An
     // entry we cannot read ends the walk at the last address we trust.
     let mut client = peer;
-    for entry in forwarded_chain(req).iter().rev() {
+    for entry in forwarded_chain(req, header).iter().rev() {
         match parse_forwarded_address(entry) {
             Some(ip) if is_trusted(&ip) => client = ip,
             Some(ip) => return Some(ip),
@@ -343,9 +345,10 @@ pub fn client_ip(req: &HttpRequest) -> Option<IpAddr> {
     Some(client)
 }
 
-/// The addresses of `Forwarded: for=…` if present, else `X-Forwarded-For`,
-/// in header order (all header lines joined).
-fn forwarded_chain(req: &HttpRequest) -> Vec<String> {
+/// The addresses in the configured header (`X-Forwarded-For`, or the `for=`
+/// of `Forwarded`), in header order (all header lines joined). The other
+/// header is never read: a proxy passes a client's copy of it through.
+fn forwarded_chain(req: &HttpRequest, header: ForwardedHeader) -> Vec<String> {
     let lines = |name: header::HeaderName| -> Vec<String> {
         req.headers()
             .get_all(name)
@@ -354,20 +357,19 @@ fn forwarded_chain(req: &HttpRequest) -> Vec<String> {
             .map(|part| part.trim().to_owned())
             .collect()
     };
-    let forwarded: Vec<String> = lines(header::FORWARDED)
-        .iter()
-        .filter_map(|element| {
-            element.split(';').find_map(|pair| {
-                let (name, value) = pair.trim().split_once('=')?;
-                name.eq_ignore_ascii_case("for")
-                    .then(|| value.trim().trim_matches('"').to_owned())
+    match header {
+        ForwardedHeader::XForwardedFor => lines(header::HeaderName::from_static("x-forwarded-for")),
+        ForwardedHeader::Forwarded => lines(header::FORWARDED)
+            .iter()
+            .filter_map(|element| {
+                element.split(';').find_map(|pair| {
+                    let (name, value) = pair.trim().split_once('=')?;
+                    name.eq_ignore_ascii_case("for")
+                        .then(|| value.trim().trim_matches('"').to_owned())
+                })
             })
-        })
-        .collect();
-    if !forwarded.is_empty() {
-        return forwarded;
+            .collect(),
     }
-    lines(header::HeaderName::from_static("x-forwarded-for"))
 }
 
 /// `192.0.2.1`, `192.0.2.1:443`, `2001:db8::1`, `[2001:db8::1]:443`.

@@ -592,23 +592,12 @@ pub async fn revocations(
     query: web::Query<RevocationsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let cursor = offset(query.since.as_deref())?;
-    let pool = state.accounts.pool().clone();
-    let rows = run_blocking(move || -> Result<_, storage::StorageError> {
-        let mut conn = pool.get()?;
-        storage::repo::revocations::page_after(
-            &mut conn,
-            cursor,
-            chrono::Utc::now().naive_utc(),
-            1000,
-        )
-    })
-    .await??;
-    let next = rows.last().map_or(cursor, |r| r.id).to_string();
+    let accounts = state.accounts.clone();
+    let rows = run_blocking(move || accounts.revocation_feed(cursor, 1000)).await??;
+    let next = rows.last().map_or(cursor, |r| r.cursor).to_string();
     let items: Vec<_> = rows
         .into_iter()
-        .map(
-            |r| json!({"kind": r.kind, "id": r.subject, "exp": r.expires_at.and_utc().timestamp()}),
-        )
+        .map(|r| json!({"kind": r.kind, "id": r.id, "exp": r.exp}))
         .collect();
     Ok(HttpResponse::Ok()
         .insert_header(("cache-control", "public, max-age=5"))
@@ -803,7 +792,7 @@ pub async fn audit(
         None | Some("") => None,
         Some(b) => Some(offset(Some(b))?),
     };
-    let filter = storage::audit::AuditFilter {
+    let filter = accounts::AuditQuery {
         event: query.event.clone(),
         actor: query.actor.clone(),
         subject: query.subject.clone(),
@@ -816,7 +805,7 @@ pub async fn audit(
             json!({
                 "id": r.id, "at": time(r.at), "event": r.event, "actor": r.actor, "subject": r.subject,
                 "organization_id": r.organization_id, "ip": r.ip, "user_agent": r.user_agent,
-                "details": serde_json::from_str::<serde_json::Value>(&r.details).unwrap_or_default(),
+                "details": r.details,
                 "hash": r.hash,
             })
         })
@@ -828,15 +817,11 @@ pub async fn audit(
 /// (shared with the audit page).
 pub(crate) async fn audit_page(
     state: &AppState,
-    filter: storage::audit::AuditFilter,
+    filter: accounts::AuditQuery,
     before: Option<i64>,
-) -> Result<(Vec<storage::models::AuditRow>, Option<String>), ApiError> {
-    let pool = state.accounts.pool().clone();
-    let rows = run_blocking(move || -> Result<_, storage::StorageError> {
-        let mut conn = pool.get()?;
-        storage::audit::page(&mut conn, &filter, before, PAGE)
-    })
-    .await??;
+) -> Result<(Vec<accounts::AuditEntry>, Option<String>), ApiError> {
+    let accounts = state.accounts.clone();
+    let rows = run_blocking(move || accounts.audit_log(&filter, before, PAGE)).await??;
     let next = (rows.len() as i64 == PAGE)
         .then(|| rows.last().map(|r| r.id.to_string()))
         .flatten();

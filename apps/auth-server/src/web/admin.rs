@@ -385,7 +385,7 @@ pub async fn audit(signed_in: SignedIn, query: web::Query<AuditQuery>) -> PageRe
             .filter(|v| !v.is_empty())
             .map(|v| v.chars().take(200).collect::<String>())
     };
-    let filter = storage::audit::AuditFilter {
+    let filter = accounts::AuditQuery {
         event: text(&query.event),
         actor: text(&query.actor),
         subject: text(&query.subject),
@@ -409,7 +409,7 @@ pub async fn audit(signed_in: SignedIn, query: web::Query<AuditQuery>) -> PageRe
                 actor => r.actor,
                 subject => r.subject,
                 ip => r.ip,
-                details => r.details,
+                details => r.details.to_string(),
             }
         })
         .collect();

@@ -19,6 +19,9 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub settings: Settings,
     pub accounts: Arc<accounts::Accounts>,
+    /// The test's own connections to the server's database, for looking
+    /// behind the API.
+    pub pool: storage::DbPool,
     /// Stops the server ([`TestApp::restart`] starts it again).
     pub server: actix_web::dev::ServerHandle,
     // Dropped last: removes the database and the key folder.
@@ -78,6 +81,7 @@ pub async fn spawn_app_with(backend: Backend, overrides: &[(&str, &str)]) -> Tes
             .unwrap(),
         settings,
         accounts: services.accounts,
+        pool: services.pool,
         server,
         db,
     }
