@@ -150,7 +150,7 @@ async fn service_to_service_tokens_info_and_logout(backend: Backend) {
             body["loginId"].clone(),
             body["role"].clone()
         ),
-        (json!(42), json!("reader01"), json!("USER"))
+        (json!("42"), json!("reader01"), json!("USER"))
     );
     assert_eq!(body["sub"], "access_token");
 

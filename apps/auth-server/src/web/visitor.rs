@@ -381,7 +381,7 @@ impl Visitor {
         };
         let mut feedback = Feedback::default();
         if error.code == "validation_failed" && !error.errors.is_empty() {
-            for field in error.errors.keys() {
+            for field in error.fields() {
                 let message = lookup("invalid", field).unwrap_or_else(|| generic_invalid.clone());
                 feedback.fields.insert(renamed(field), message);
             }
