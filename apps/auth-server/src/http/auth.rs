@@ -8,8 +8,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, Problem};
-use super::schema;
 use super::extract::{Authenticated, Bearer, JsonOrForm, Principal, audit_context, client_info};
+use super::schema;
 use crate::blocking::run_blocking;
 use crate::state::AppState;
 
@@ -118,7 +118,11 @@ pub async fn password_login(
     password: SecretString,
 ) -> Result<IssuedTokens, ApiError> {
     limit_field(&login, "login", schema::LOGIN_MAX_CHARS)?;
-    limit_field(password.expose_secret(), "password", schema::PASSWORD_MAX_CHARS)?;
+    limit_field(
+        password.expose_secret(),
+        "password",
+        schema::PASSWORD_MAX_CHARS,
+    )?;
     let attempt = super::limits::LoginAttempt::admit(state, req, &login).await?;
     let client = client_info(req);
     let accounts = state.accounts.clone();

@@ -141,20 +141,18 @@ pub fn describe_reason(reason: &str) -> (&'static str, &'static str) {
             ("invalid_characters", "제어 문자를 쓸 수 없습니다.")
         }
         "is not a valid email address" => ("invalid_email", "올바른 이메일 주소가 아닙니다."),
-        "needs a valid, fully qualified domain" => (
-            "invalid_email",
-            "이메일 주소의 도메인이 올바르지 않습니다.",
-        ),
+        "needs a valid, fully qualified domain" => {
+            ("invalid_email", "이메일 주소의 도메인이 올바르지 않습니다.")
+        }
         "is not a valid domain name" => ("invalid_domain", "올바른 도메인 이름이 아닙니다."),
         "is not a valid phone number" => ("invalid_phone", "올바른 전화번호가 아닙니다."),
         "is not a valid organization id" => ("invalid_id", "올바른 단체 id가 아닙니다."),
         "is not an organization you can join" => {
             ("invalid_value", "가입할 수 있는 학교/단체가 아닙니다.")
         }
-        "must be between 1 and the configured maximum" => (
-            "out_of_range",
-            "1 이상, 설정된 최댓값 이하여야 합니다.",
-        ),
+        "must be between 1 and the configured maximum" => {
+            ("out_of_range", "1 이상, 설정된 최댓값 이하여야 합니다.")
+        }
         "must be pending_review, approved or rejected" => (
             "invalid_value",
             "pending_review, approved, rejected 중 하나여야 합니다.",
@@ -292,16 +290,22 @@ impl ApiError {
         response.body(serde_json::to_string(&problem).unwrap_or_default())
     }
 
-    /// The detail of errors that carry field problems, in Korean when asked;
-    /// other details are English only.
+    /// The sentence that introduces field problems, in Korean when asked;
+    /// details that say more (which permissions exist, …) stay as written.
     fn localized_detail(&self, locale: Locale) -> &str {
         if locale != Locale::Ko || self.errors.is_empty() {
             return &self.detail;
         }
-        match self.code {
-            "validation_failed" => "입력값이 올바르지 않습니다. errors를 확인하세요.",
-            "invalid_request" => "요청 본문을 읽을 수 없습니다. errors를 확인하세요.",
-            "weak_password" => "비밀번호가 너무 쉽습니다. 더 길고 추측하기 어려운 비밀번호를 사용하세요.",
+        match (self.code, self.detail.as_str()) {
+            ("validation_failed", "some fields are invalid; see errors") => {
+                "입력값이 올바르지 않습니다. errors를 확인하세요."
+            }
+            ("invalid_request", detail) if detail.ends_with("see errors") => {
+                "요청을 읽을 수 없습니다. errors를 확인하세요."
+            }
+            ("weak_password", _) => {
+                "비밀번호가 너무 쉽습니다. 더 길고 추측하기 어려운 비밀번호를 사용하세요."
+            }
             _ => &self.detail,
         }
     }
@@ -620,5 +624,88 @@ impl FieldErrors {
         } else {
             Err(self.0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The string literals given as a reason in `source`: after `reason:`,
+    /// and as the second argument of `refuse(…)` and `validation(…)`.
+    fn reasons(source: &str) -> Vec<String> {
+        let literal = |rest: &str| -> Option<String> {
+            let rest = rest.trim_start().strip_prefix('"')?;
+            Some(rest[..rest.find('"')?].to_owned())
+        };
+        let mut found = Vec::new();
+        for (i, _) in source.match_indices("reason:") {
+            found.extend(literal(&source[i + "reason:".len()..]));
+        }
+        for call in ["refuse(", "validation("] {
+            for (i, _) in source.match_indices(call) {
+                let args = &source[i + call.len()..];
+                // The second argument: after the first comma at depth 0.
+                let mut depth = 0;
+                let comma = args.char_indices().find_map(|(j, c)| match c {
+                    '(' | '[' => {
+                        depth += 1;
+                        None
+                    }
+                    ')' | ']' if depth == 0 => Some(None),
+                    ')' | ']' => {
+                        depth -= 1;
+                        None
+                    }
+                    ',' if depth == 0 => Some(Some(j)),
+                    _ => None,
+                });
+                if let Some(Some(j)) = comma {
+                    found.extend(literal(&args[j + 1..]));
+                }
+            }
+        }
+        found
+    }
+
+    /// Every reason the domain types and the server give has a stable code
+    /// and a Korean sentence, so none reaches a client as the general `invalid`.
+    #[test]
+    fn every_reason_written_has_a_code_and_a_korean_sentence() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in ["../../crates/accounts/src", "src"] {
+            let mut stack = vec![root.join(dir)];
+            while let Some(dir) = stack.pop() {
+                for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if path.extension().is_some_and(|e| e == "rs") {
+                        files.push(path);
+                    }
+                }
+            }
+        }
+        let mut checked = 0;
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            // What the code says, not its tests.
+            let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+            for reason in reasons(code) {
+                assert_ne!(
+                    describe_reason(&reason).0,
+                    "invalid",
+                    "{}: the reason {reason:?} has no code in describe_reason",
+                    file.display()
+                );
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > 20,
+            "found only {checked} reasons: is the scan broken?"
+        );
+        assert_eq!(describe_reason("something new").0, "invalid");
     }
 }

@@ -42,7 +42,7 @@ pub fn query_config() -> web::QueryConfig {
             QueryPayloadError::Deserialize(e) => data_error("", &e.to_string()),
             _ => None,
         };
-        invalid("the query string could not be read", problem).into()
+        invalid("the query string could not be read; see errors", problem).into()
     })
 }
 
@@ -90,7 +90,7 @@ fn form_error(e: UrlencodedError) -> ApiError {
         UrlencodedError::Overflow { .. } => too_large(),
         UrlencodedError::ContentType => unsupported_media_type(),
         UrlencodedError::Parse(e) => invalid(
-            "the form body does not have the expected fields",
+            "the form body does not have the expected fields; see errors",
             data_error("", &e.to_string()),
         ),
         _ => unreadable(),
@@ -104,7 +104,9 @@ fn json_data_error(path: &str, e: &serde_json::Error) -> ApiError {
             "the JSON body does not have the expected fields; see errors",
             data_error(path, &e.to_string()),
         ),
-        Category::Syntax | Category::Eof => ApiError::bad_request("the request body is not valid JSON"),
+        Category::Syntax | Category::Eof => {
+            ApiError::bad_request("the request body is not valid JSON")
+        }
         Category::Io => unreadable(),
     }
 }
@@ -123,8 +125,7 @@ pub fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
 
 /// Reads an `application/x-www-form-urlencoded` body into `T`, like [`from_json`].
 pub fn from_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let deserializer =
-        serde_urlencoded::Deserializer::new(form_urlencoded::parse(body));
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(body));
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         invalid(
             "the form body does not have the expected fields; see errors",
@@ -178,8 +179,8 @@ fn expected_code(expected: &str) -> &'static str {
     match word {
         w if w.starts_with("string") || w.starts_with("char") => "expected_string",
         w if w.starts_with("bool") => "expected_boolean",
-        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64"
-        | "u128" | "usize" | "integer" => "expected_integer",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64" | "u128"
+        | "usize" | "integer" => "expected_integer",
         "f32" | "f64" | "number" => "expected_number",
         w if w.starts_with("sequence") || w.starts_with("array") || w.starts_with("tuple") => {
             "expected_array"
@@ -193,7 +194,10 @@ fn expected_code(expected: &str) -> &'static str {
 fn data_error_text(code: &str) -> (&'static str, &'static str) {
     match code {
         "required" => ("is required", "필수 항목입니다."),
-        "unknown_field" => ("is not a field of this request", "이 요청에 없는 항목입니다."),
+        "unknown_field" => (
+            "is not a field of this request",
+            "이 요청에 없는 항목입니다.",
+        ),
         "duplicate_field" => ("is given twice", "두 번 들어 있습니다."),
         "expected_string" => ("must be a string", "문자열이어야 합니다."),
         "expected_boolean" => ("must be true or false", "true 또는 false여야 합니다."),
@@ -201,7 +205,10 @@ fn data_error_text(code: &str) -> (&'static str, &'static str) {
         "expected_number" => ("must be a number", "숫자여야 합니다."),
         "expected_array" => ("must be an array", "배열이어야 합니다."),
         "expected_object" => ("must be an object", "객체여야 합니다."),
-        "invalid_length" => ("has the wrong number of items", "항목 수가 올바르지 않습니다."),
+        "invalid_length" => (
+            "has the wrong number of items",
+            "항목 수가 올바르지 않습니다.",
+        ),
         "invalid_type" => ("has the wrong type", "형식이 올바르지 않습니다."),
         _ => ("has a value that is not allowed", "허용되지 않는 값입니다."),
     }
@@ -551,6 +558,69 @@ fn parse_forwarded_address(entry: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        roles: Vec<String>,
+        #[serde(default, deserialize_with = "optional_integer")]
+        days: Option<i64>,
+    }
+
+    fn refused(body: &str) -> (String, &'static str, String) {
+        let e = from_json::<Body>(body.as_bytes()).unwrap_err();
+        let field = e.errors.first().expect("a field error");
+        (
+            field.field.clone(),
+            field.code,
+            format!("{e} {:?}", e.errors),
+        )
+    }
+
+    #[test]
+    fn body_errors_name_the_field_and_a_code_not_the_parser() {
+        for (body, field, code) in [
+            (r#"{"name": 5, "roles": []}"#, "name", "expected_string"),
+            (r#"{"roles": []}"#, "name", "required"),
+            (
+                r#"{"name": "a", "roles": ["x", 7]}"#,
+                "roles[1]",
+                "expected_string",
+            ),
+            (r#"{"name": "a", "roles": "x"}"#, "roles", "expected_array"),
+            (
+                r#"{"name": "a", "roles": [], "days": 1.5}"#,
+                "days",
+                "expected_integer",
+            ),
+            (
+                r#"{"name": "a", "roles": [], "days": "x"}"#,
+                "days",
+                "expected_integer",
+            ),
+        ] {
+            let (got_field, got_code, text) = refused(body);
+            assert_eq!(
+                (got_field.as_str(), got_code),
+                (field, code),
+                "{body}: {text}"
+            );
+            for word in ["line", "column", "invalid type", "expected a"] {
+                assert!(!text.contains(word), "{body}: {text}");
+            }
+        }
+        let whole: Body = from_json(br#"{"name": "a", "roles": [], "days": 2.0}"#).unwrap();
+        assert_eq!(whole.days, Some(2));
+        let e = from_json::<Body>(b"{oops").unwrap_err();
+        assert!(e.errors.is_empty() && e.code == "invalid_request", "{e}");
+        let e = from_form::<Body>(b"name=a").unwrap_err();
+        assert_eq!(
+            (e.errors[0].field.as_str(), e.errors[0].code),
+            ("roles", "required"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn forwarded_addresses_parse_in_every_spelling() {

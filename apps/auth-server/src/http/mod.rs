@@ -208,14 +208,18 @@ pub async fn finish_responses(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let locale = flows::request_locale(req.request(), None);
     let response = next.call(req).await?.map_into_boxed_body();
+    // Only errors with field messages depend on the language (rendered in
+    // the default one already).
     let localized = response
         .response()
         .error()
         .and_then(|e| e.as_error::<ApiError>())
-        .filter(|e| e.is_localized() && locale != accounts::Locale::default())
-        .map(|e| e.render(locale));
+        .filter(|e| e.is_localized())
+        .and_then(|e| {
+            let locale = flows::request_locale(response.request(), None);
+            (locale != accounts::Locale::default()).then(|| e.render(locale))
+        });
     let mut response = match localized {
         Some(localized) => response.into_response(localized),
         None => response,
@@ -223,16 +227,13 @@ pub async fn finish_responses(
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && !response.headers().contains_key(header::ALLOW)
     {
-        let allow = response
-            .request()
-            .match_pattern()
-            .and_then(|pattern| {
-                response
-                    .request()
-                    .app_data::<web::Data<AllowedMethods>>()?
-                    .get(&pattern)
-                    .cloned()
-            });
+        let allow = response.request().match_pattern().and_then(|pattern| {
+            response
+                .request()
+                .app_data::<web::Data<AllowedMethods>>()?
+                .get(&pattern)
+                .cloned()
+        });
         if let Some(allow) = allow {
             response.headers_mut().insert(header::ALLOW, allow);
         }

@@ -702,8 +702,7 @@ pub async fn list_users(
 ) -> Result<HttpResponse, ApiError> {
     let start = offset(query.cursor.as_deref())?;
     let q = query.q.clone();
-    if q
-        .as_ref()
+    if q.as_ref()
         .is_some_and(|q| q.chars().count() > schema::QUERY_MAX_CHARS)
     {
         return Err(ApiError::validation("q", "is too long"));

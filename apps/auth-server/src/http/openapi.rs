@@ -205,7 +205,9 @@ fn configured_components(doc: &mut Document, configured: &Configured) {
         super::schema::PERMISSION.to_owned(),
         ObjectBuilder::new()
             .schema_type(Type::String)
-            .description(Some("A permission of this deployment's catalog (`permissions`)"))
+            .description(Some(
+                "A permission of this deployment's catalog (`permissions`)",
+            ))
             .enum_values(Some(configured.permissions.all()))
             .into(),
     );

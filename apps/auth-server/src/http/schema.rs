@@ -11,7 +11,8 @@
 
 use accounts::{DisplayName, EmailAddress, Password, Role, Username};
 use utoipa::openapi::schema::{
-    AdditionalProperties, ArrayBuilder, KnownFormat, Object, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+    AdditionalProperties, ArrayBuilder, KnownFormat, Object, ObjectBuilder, OneOfBuilder, Schema,
+    SchemaFormat, Type,
 };
 use utoipa::openapi::{RefOr, schema::SchemaType};
 
@@ -32,7 +33,8 @@ pub const JSON_SAFE_INTEGER: i64 = (1 << 53) - 1;
 pub const OPAQUE_TOKEN_MAX_BYTES: usize = 256;
 
 /// What `str::trim` removes: Unicode `White_Space`.
-const WHITESPACE: &str = r"\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
+const WHITESPACE: &str =
+    r"\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000";
 /// Unicode `Cc`, what `char::is_control` refuses.
 const CONTROL: &str = r"\u0000-\u001f\u007f-\u009f";
 
@@ -103,10 +105,7 @@ pub fn login() -> Object {
 /// The mailed code: six digits.
 pub fn email_code() -> Object {
     string()
-        .pattern(Some(format!(
-            "^[0-9]{{{}}}$",
-            accounts::codes::CODE_DIGITS
-        )))
+        .pattern(Some(format!("^[0-9]{{{}}}$", accounts::codes::CODE_DIGITS)))
         .max_length(Some(CODE_MAX_CHARS))
         .build()
 }

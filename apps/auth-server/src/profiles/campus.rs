@@ -164,16 +164,14 @@ fn message(locale: Locale, error: &ApiError) -> String {
             "인증 코드가 올바르지 않거나 만료되었습니다. 필요하면 새 코드를 요청하세요.",
             "The code is wrong, expired or already used; ask for a new one if needed.",
         ),
-        "too_many_attempts" => text(
-            "잘못된 인증 코드를 너무 많이 입력했습니다. 새 코드를 요청하세요.",
-            "Too many wrong codes; this code no longer works, ask for a new one.",
-        ),
-        "too_many_requests" => match (error.retry_after, ko) {
-            (Some(s), true) => format!("인증 메일을 방금 보냈습니다. {s}초 후에 다시 요청하세요."),
-            (Some(s), false) => format!("A code was sent moments ago; ask again in {s} s."),
+        // Every 429: a limit that passes (with `Retry-After`), or a code
+        // that died of wrong guesses.
+        "too_many_attempts" => match (error.retry_after, ko) {
+            (Some(s), true) => format!("요청이 너무 많습니다. {s}초 후에 다시 시도하세요."),
+            (Some(s), false) => format!("Too many attempts; try again in {s} s."),
             (None, _) => text(
-                "요청이 너무 많습니다. 잠시 후 다시 시도하세요.",
-                "Too many requests; try again shortly.",
+                "잘못된 인증 코드를 너무 많이 입력했습니다. 새 코드를 요청하세요.",
+                "Too many wrong codes; this code no longer works, ask for a new one.",
             ),
         },
         "email_domain_not_allowed" => text(

@@ -44,7 +44,7 @@ pub fn code_for(native: &str) -> u32 {
     match native {
         "invalid_credentials" => 1001,
         "account_not_active" => 1002,
-        "too_many_attempts" | "too_many_requests" => 1003,
+        "too_many_attempts" => 1003,
         "invalid_token" | "token_expired" | "token_revoked" => 2001,
         "invalid_refresh_token" => 2002,
         "refresh_token_reused" => 2003,

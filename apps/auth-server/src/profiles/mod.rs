@@ -297,9 +297,7 @@ pub async fn simple_unmatched() -> actix_web::HttpResponse {
 /// label; anything else as `application/x-www-form-urlencoded`.
 ///
 /// A failure names the field and a stable code, never the parser's words.
-pub fn lenient_body<T: DeserializeOwned>(
-    body: &[u8],
-) -> Result<T, crate::http::error::ApiError> {
+pub fn lenient_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, crate::http::error::ApiError> {
     use crate::http::extract::{from_form, from_json};
     let text = std::str::from_utf8(body)
         .map_err(|_| crate::http::error::ApiError::bad_request("the body is not UTF-8"))?;

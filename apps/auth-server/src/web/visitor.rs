@@ -385,7 +385,10 @@ impl Visitor {
                 let message = lookup("invalid", field).unwrap_or_else(|| generic_invalid.clone());
                 feedback.fields.insert(renamed(field), message);
             }
-        } else if let Some(field) = field_of(error.code) {
+        } else if let Some(field) =
+            // A 429 with Retry-After is a limit on the whole form, not on the code.
+            field_of(error.code).filter(|_| error.retry_after.is_none())
+        {
             let message = lookup("errors", error.code).unwrap_or_else(|| generic_invalid.clone());
             feedback.fields.insert(renamed(field), message);
         } else {
