@@ -3,10 +3,9 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -31,10 +30,17 @@ const FORBIDDEN_IN_CORE: &[&str] = &[
 
 pub fn run() -> Result<()> {
     let root = workspace_root();
+    let target = crate::target_dir(&root);
     let started = Instant::now();
 
-    step(1, "PostgreSQL reachable");
-    check_postgres()?;
+    step(
+        1,
+        "what the tests need: PostgreSQL, Chromium, fonts, openssl",
+    );
+    let database_url = std::env::var("AUTH_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_string());
+    crate::provision::test_tools(&database_url, DEFAULT_TEST_DATABASE_URL)
+        .context("ci step 1 (provisioning) failed")?;
 
     step(2, "cargo fmt --all -- --check");
     run_checked(
@@ -61,9 +67,16 @@ pub fn run() -> Result<()> {
     step(5, "cargo test --workspace --no-fail-fast");
     let summary = run_tests(&root)?;
 
+    step(
+        6,
+        "contract: schemathesis against the server and its /openapi.json",
+    );
+    let contract = crate::contract::run(&root, &target).context("ci step 6 (contract) failed")?;
+
     println!();
     println!("==> ci passed in {:.0?}", started.elapsed());
     println!("    {summary}");
+    println!("    {contract}");
     Ok(())
 }
 
@@ -76,7 +89,7 @@ pub fn tidy() -> Result<()> {
 
 fn step(number: u32, title: &str) {
     println!();
-    println!("==> [ci {number}/5] {title}");
+    println!("==> [ci {number}/6] {title}");
     let _ = std::io::stdout().flush();
 }
 
@@ -87,37 +100,10 @@ fn cargo_in(root: &Path) -> Command {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Step 1: PostgreSQL
-
-fn check_postgres() -> Result<()> {
-    let url = std::env::var("AUTH_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_string());
-    let (host, port) = host_and_port(&url)
-        .with_context(|| format!("ci step 1 (PostgreSQL): cannot parse database URL `{url}`"))?;
-
-    let reachable = (host.as_str(), port)
-        .to_socket_addrs()
-        .map(|addrs| {
-            addrs
-                .into_iter()
-                .any(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok())
-        })
-        .unwrap_or(false);
-
-    if !reachable {
-        bail!(
-            "ci step 1 (PostgreSQL) failed: nothing accepts connections at {host}:{port} \
-             (from AUTH_TEST_DATABASE_URL, default {DEFAULT_TEST_DATABASE_URL}).\n\
-             The PostgreSQL test suite cannot run without it. Start the local cluster with:\n\n    \
-             pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start\n"
-        );
-    }
-    println!("PostgreSQL accepts connections at {host}:{port}");
-    Ok(())
-}
+// Step 1: the test database's address
 
 /// Extracts host and port from `scheme://[user[:password]@]host[:port][/db][?params]`.
-fn host_and_port(url: &str) -> Option<(String, u16)> {
+pub(crate) fn host_and_port(url: &str) -> Option<(String, u16)> {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
     let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);

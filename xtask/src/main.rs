@@ -1,13 +1,17 @@
 //! Project chores, run as `cargo xtask <command>` (see `.cargo/config.toml`).
 //!
-//! - `cargo xtask ci`: PostgreSQL check, fmt, clippy, dependency-direction tidy check, tests.
+//! - `cargo xtask ci`: installs what the tests need when missing (PostgreSQL, Chromium,
+//!   fonts, openssl, a Schemathesis virtual environment), then fmt, clippy, the
+//!   dependency-direction tidy check, all tests, and the Schemathesis contract stage.
 //! - `cargo xtask bench [--seconds N] [--concurrency C] [--seed-users N] [--out PATH]`: the
 //!   performance budget (docs/performance.md).
 //! - `cargo xtask fuzz [--seconds N] [target…]`: bounded run of the cargo-fuzz targets.
 
 mod bench;
 mod ci;
+mod contract;
 mod fuzz;
+mod provision;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -18,9 +22,14 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci                      fmt, clippy, dependency-direction check and the full test suite
-                          (needs PostgreSQL at $AUTH_TEST_DATABASE_URL)
+  ci                      installs what the tests need when missing (Debian packages:
+                          PostgreSQL, chromium, chromium-driver, fonts-noto-cjk, openssl;
+                          Schemathesis in a virtual environment under the target folder),
+                          then fmt, clippy, dependency-direction check, the full test suite
+                          (PostgreSQL at $AUTH_TEST_DATABASE_URL) and the schemathesis
+                          contract stage
   tidy                    only the dependency-direction check (ci step 4)
+  contract                only the schemathesis contract stage (ci step 6)
   bench [options]         build the release server, measure it, print every figure of the
                           performance budget with its target (docs/performance.md)
       --seconds N         measuring time per load run (default 5)
@@ -64,6 +73,12 @@ fn run() -> Result<()> {
             ci::run()
         }
         "tidy" => ci::tidy(),
+        "contract" => {
+            let root = workspace_root();
+            let summary = contract::run(&root, &target_dir(&root))?;
+            println!("\n{summary}");
+            Ok(())
+        }
         "bench" => bench::run(parse_bench_args(rest)?),
         "fuzz" => fuzz::run(parse_fuzz_args(rest)?),
         "help" | "-h" | "--help" => {

@@ -216,13 +216,21 @@ pub async fn start(settings: Settings) -> Result<Application> {
     // Built once: the mounts are fixed for the life of the server.
     let pages = web::Data::new(services.pages);
     let openapi = web::Data::new(
-        http::openapi::ApiDocument::new(&mounts).context("cannot build the OpenAPI document")?,
+        http::openapi::ApiDocument::new(&http::openapi::Configured {
+            mounts: &mounts,
+            permissions: &settings.permissions,
+            api_token_max_days: settings.api_token_max_days,
+        })
+        .context("cannot build the OpenAPI document")?,
     );
+    let allowed = web::Data::new(http::AllowedMethods::new(&mounts));
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
             .app_data(openapi.clone())
             .app_data(pages.clone())
+            .app_data(allowed.clone())
+            .wrap(actix_web::middleware::from_fn(http::finish_responses))
             .wrap(security_headers(tls))
             .wrap(actix_web::middleware::from_fn(telemetry::request_span))
             .configure(http::extractor_config)

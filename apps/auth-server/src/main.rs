@@ -9,6 +9,7 @@ use auth_server::config::Settings;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    sigpipe(Sigpipe::Default);
     let cli = Cli::parse();
     let settings = match Settings::load(cli.config.as_deref(), std::env::vars()) {
         Ok(settings) => settings,
@@ -19,7 +20,10 @@ fn main() -> ExitCode {
     };
     auth_server::telemetry::init_logging(&settings.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(settings),
+        Command::Serve => {
+            sigpipe(Sigpipe::Ignore);
+            serve(settings)
+        }
         Command::Migrate => cli::migrate(&settings),
         Command::User(UserCommand::Add {
             email,
@@ -56,6 +60,32 @@ fn main() -> ExitCode {
         }
     }
 }
+
+enum Sigpipe {
+    /// The commands that print (`config-help | head`) end quietly when their
+    /// reader goes away, as Unix tools do, instead of panicking on the
+    /// failed write.
+    Default,
+    /// The server handles a closed connection where the write fails (Rust's
+    /// own default).
+    Ignore,
+}
+
+#[cfg(unix)]
+fn sigpipe(disposition: Sigpipe) {
+    let handler = match disposition {
+        Sigpipe::Default => libc::SIG_DFL,
+        Sigpipe::Ignore => libc::SIG_IGN,
+    };
+    // SAFETY: called on the main thread before any other thread exists or
+    // anything is written; it only sets the disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, handler);
+    }
+}
+
+#[cfg(not(unix))]
+fn sigpipe(_: Sigpipe) {}
 
 /// glibc gives each thread that allocates an arena of its own (up to 8 per
 /// core) and keeps what is freed in it: under load, with request workers and

@@ -15,8 +15,196 @@ use support::*;
 
 backend_tests!(
     malformed_bodies_are_4xx,
+    field_errors_name_the_field_not_the_parser,
+    every_405_says_what_is_allowed,
     forged_and_broken_tokens_are_rejected
 );
+
+/// Words of serde's and the form parser's messages that must never reach a client.
+const PARSER_WORDS: [&str; 6] = [
+    "line 1",
+    "column",
+    "invalid type",
+    "expected a",
+    "missing field",
+    "unknown variant",
+];
+
+fn assert_no_parser_text(what: &str, body: &str) {
+    for word in PARSER_WORDS {
+        assert!(!body.contains(word), "{what}: `{word}` in {body}");
+    }
+}
+
+async fn field_errors_name_the_field_not_the_parser(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let post = |path: &str, content_type: &str, body: &str, language: &str| {
+        app.http
+            .post(app.url(path))
+            .header("content-type", content_type)
+            .header("accept-language", language)
+            .body(body.to_owned())
+            .send()
+    };
+    // Which field, and what is wrong with it, as codes.
+    let cases = [
+        (
+            r#"{"login": 12345, "password": "x"}"#,
+            "login",
+            "expected_string",
+        ),
+        (r#"{"password": "x"}"#, "login", "required"),
+        (
+            r#"{"login": "a", "password": ["x"]}"#,
+            "password",
+            "expected_string",
+        ),
+    ];
+    for (body, field, code) in cases {
+        let response = post("/api/v1/auth/login", "application/json", body, "ko")
+            .await
+            .unwrap();
+        let (status, problem) = read(response).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {problem}");
+        assert_eq!(problem["code"], "invalid_request", "{body}: {problem}");
+        assert_eq!(problem["errors"][0]["field"], field, "{body}: {problem}");
+        assert_eq!(problem["errors"][0]["code"], code, "{body}: {problem}");
+        assert_no_parser_text(body, &problem.to_string());
+    }
+    // The message is in the request's language; the code is the same.
+    let (_, korean) = read(
+        post(
+            "/api/v1/auth/login",
+            "application/json",
+            r#"{"password": "x"}"#,
+            "ko",
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let (_, english) = read(
+        post(
+            "/api/v1/auth/login",
+            "application/json",
+            r#"{"password": "x"}"#,
+            "en-US",
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(korean["errors"][0]["message"], "필수 항목입니다.");
+    assert_eq!(english["errors"][0]["message"], "is required");
+    // Rule violations have the same shape, with the rule's code.
+    let (status, problem) = read(
+        post(
+            "/api/v1/auth/signup",
+            "application/json",
+            r#"{"email": "nope", "password": "short"}"#,
+            "en",
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["code"], "validation_failed");
+    let errors: Vec<(String, String)> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["field"].as_str().unwrap().to_owned(),
+                e["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            ("email".to_owned(), "invalid_email".to_owned()),
+            ("password".to_owned(), "too_short".to_owned())
+        ],
+        "{problem}"
+    );
+
+    // Forms, query strings and the profiles' bodies say nothing of the parser either.
+    let form = post(
+        "/api/v1/auth/login",
+        "application/x-www-form-urlencoded",
+        "password=x",
+        "en",
+    )
+    .await
+    .unwrap();
+    let (status, problem) = read(form).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(problem["errors"][0]["field"], "login", "{problem}");
+    assert_no_parser_text("form", &problem.to_string());
+    let response = app
+        .http
+        .get(app.url("/api/v1/revocations?since=1&since=2"))
+        .send()
+        .await
+        .unwrap();
+    let (status, problem) = read(response).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_no_parser_text("query", &problem.to_string());
+    for (path, body) in [
+        (
+            "/compat/company-portal/api/v1/auth/login",
+            r#"{"email": 5, "password": "x"}"#,
+        ),
+        ("/compat/campus/users/login", r#"{"username": 5}"#),
+        (
+            "/compat/envelope/api/v1/auth/login",
+            r#"{"user": [], "password": "x"}"#,
+        ),
+        (
+            "/compat/token-validity/api/v1/auth/login",
+            r#"{"email": {}}"#,
+        ),
+    ] {
+        let response = post(path, "application/json", body, "en").await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert_no_parser_text(path, &response.text().await.unwrap());
+    }
+}
+
+async fn every_405_says_what_is_allowed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let cases = [
+        ("TRACE", "/api/v1/auth/login", "POST"),
+        ("PUT", "/api/v1/tokens", "GET, POST"),
+        ("POST", "/api/v1/admin/users/x", "GET, PATCH"),
+        ("DELETE", "/healthz", "GET"),
+        ("GET", "/compat/company-portal/refresh_token", "POST"),
+        ("PUT", "/compat/campus/users/login", "POST"),
+        ("DELETE", "/compat/envelope/api/v1/auth/login", "POST"),
+        ("POST", "/compat/buzzbook/api/auth/info", "GET"),
+        ("DELETE", "/login", "GET, POST"),
+    ];
+    for (method, path, allow) in cases {
+        let response = app
+            .http
+            .request(method.parse().unwrap(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+        assert_eq!(
+            response.headers().get("allow").map(|v| v.to_str().unwrap()),
+            Some(allow),
+            "{method} {path}"
+        );
+    }
+}
 
 async fn malformed_bodies_are_4xx(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -116,9 +304,10 @@ async fn malformed_bodies_are_4xx(backend: Backend) {
         (
             "/api/v1/auth/refresh",
             Some("application/json"),
+            // Not ours, whatever its shape: clients log in again.
             format!(r#"{{"refresh_token":"{}"}}"#, "r".repeat(5000)),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
+            StatusCode::UNAUTHORIZED,
+            "invalid_refresh_token",
         ),
         (
             "/api/v1/auth/nowhere",

@@ -326,3 +326,76 @@ async fn swagger_ui_is_served_from_the_binary() {
         .unwrap();
     assert!(initializer.contains("\"/openapi.json\""), "{initializer}");
 }
+
+/// The document says what the server enforces, from the same constants
+/// (`http::schema`, `accounts`' domain types) and the configuration, and the
+/// server holds to it at the boundaries.
+#[tokio::test]
+async fn the_document_states_the_constraints_the_server_enforces() {
+    use accounts::{EmailAddress, Password};
+    use auth_server::http::schema::LOGIN_MAX_CHARS;
+    let app = spawn_app_with(
+        Backend::Sqlite,
+        &[
+            ("AUTH_PERMISSIONS", "docs:read,docs:write"),
+            ("AUTH_API_TOKEN_MAX_DAYS", "30"),
+        ],
+    )
+    .await;
+    let doc = document(&app, "").await;
+    let schemas = &doc["components"]["schemas"];
+    let signup = &schemas["SignupBody"]["properties"];
+    assert_eq!(signup["email"]["format"], "email");
+    assert_eq!(signup["email"]["maxLength"], EmailAddress::MAX_LEN);
+    assert_eq!(signup["password"]["minLength"], Password::MIN_CHARS);
+    assert_eq!(signup["password"]["maxLength"], Password::MAX_CHARS);
+    assert_eq!(
+        schemas["LoginBody"]["properties"]["login"]["maxLength"],
+        LOGIN_MAX_CHARS
+    );
+    assert_eq!(
+        schemas["EmailCodeBody"]["properties"]["code"]["pattern"],
+        "^[0-9]{6}$"
+    );
+    assert_eq!(
+        schemas["Permission"]["enum"],
+        serde_json::json!(["docs:read", "docs:write"])
+    );
+    assert_eq!(schemas["ApiTokenLifetimeDays"]["maximum"], 30);
+    let campus_signup = &operation(&doc, "POST", "/compat/campus/users/signup")["requestBody"]["content"]
+        ["application/json"]["schema"];
+    let required: BTreeSet<&str> = campus_signup["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        required,
+        BTreeSet::from(["email", "organization", "password", "username"])
+    );
+
+    // The server refuses just past each stated bound, and not at it.
+    let login = |login: String| {
+        app.post_json(
+            "/api/v1/auth/login",
+            serde_json::json!({"login": login, "password": "whatever it is"}),
+        )
+    };
+    let (status, _) = login("가".repeat(LOGIN_MAX_CHARS)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "at the bound, in characters"
+    );
+    let (status, body) = login("a".repeat(LOGIN_MAX_CHARS + 1)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = app
+        .post_json(
+            "/api/v1/auth/signup",
+            serde_json::json!({"email": "bound@example.com", "password": "x".repeat(Password::MIN_CHARS - 1)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["errors"][0]["code"], "too_short", "{body}");
+}

@@ -324,6 +324,26 @@ fn bad_configuration_stops_the_start_with_one_line() {
     std::fs::remove_dir_all(Path::new(&dir)).unwrap();
 }
 
+/// `auth-server config-help | head -5`: when the reader is gone, a command
+/// that prints ends quietly, with no panic and no stack trace.
+#[test]
+fn printing_into_a_closed_pipe_ends_quietly() {
+    for args in [&["config-help"][..], &["--help"][..], &["keys", "list"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let dir = std::env::temp_dir().join(format!("auth-pipe-{}", std::process::id()));
+        let output = Command::new(BIN)
+            .args(args)
+            .env("AUTH_KEYS_DIR", &dir)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+        assert!(!output.status.success(), "{args:?} ignored the closed pipe");
+    }
+}
+
 #[test]
 fn serve_refuses_an_unmigrated_database_when_told_not_to_migrate() {
     let db = create_db(Backend::Sqlite);

@@ -150,7 +150,20 @@ async fn service_to_service_tokens_info_and_logout(backend: Backend) {
             body["loginId"].clone(),
             body["role"].clone()
         ),
-        (json!(42), json!("reader01"), json!("USER"))
+        (json!("42"), json!("reader01"), json!("USER"))
+    );
+    // Seed 003's /info table: userId string, loginId string, role string,
+    // iat number, exp number, sub string.
+    assert_seed_types(
+        &body,
+        &[
+            ("/userId", "string"),
+            ("/loginId", "string"),
+            ("/role", "string"),
+            ("/iat", "number"),
+            ("/exp", "number"),
+            ("/sub", "string"),
+        ],
     );
     assert_eq!(body["sub"], "access_token");
 

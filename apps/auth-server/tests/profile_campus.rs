@@ -215,6 +215,18 @@ async fn seed_004_story_through_the_campus_paths(backend: Backend) {
     )
     .await;
     list.assert_ok();
+    // Seed 004's tables: status int, organizations array of name/region/id strings.
+    assert_seed_types(
+        &list.body,
+        &[
+            ("/status", "int"),
+            ("/error_msg", "string"),
+            ("/organizations", "array"),
+            ("/organizations/0/name", "string"),
+            ("/organizations/0/region", "string"),
+            ("/organizations/0/id", "string"),
+        ],
+    );
     assert_eq!(
         list.body["organizations"],
         json!([{"name": "서울대학교", "region": "서울", "id": org}]),
@@ -270,6 +282,16 @@ async fn seed_004_story_through_the_campus_paths(backend: Backend) {
     )
     .await;
     login.assert_ok();
+    assert_seed_types(
+        &login.body,
+        &[
+            ("/status", "int"),
+            ("/tokens", "dict"),
+            ("/tokens/refresh", "string"),
+            ("/tokens/access", "string"),
+            ("/error_msg", "string"),
+        ],
+    );
     let access = login.body["tokens"]["access"].as_str().unwrap();
     let refresh = login.body["tokens"]["refresh"].as_str().unwrap();
     let (status, me) = app.me(access).await;
@@ -540,7 +562,7 @@ async fn organization_and_code_failures(backend: Backend) {
         json!({"organization_id": org, "email": "lee@kaist.ac.kr"}),
     )
     .await;
-    again.assert_failed(1, StatusCode::TOO_MANY_REQUESTS, "too_many_requests");
+    again.assert_failed(1, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts");
     let wait = again.headers["retry-after"].to_str().unwrap();
     assert!(
         again.error_msg().contains(&format!("{wait}초")),

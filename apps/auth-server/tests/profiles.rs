@@ -85,6 +85,7 @@ async fn company_portal_login_and_renewal(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(keys(&body), ["expires", "token"]);
+    assert_seed_types(&body, &[("/token", "string"), ("/expires", "string")]);
     let expires = body["expires"].as_str().unwrap();
     assert!(
         expires.len() == 24 && expires.ends_with('Z') && expires.as_bytes()[19] == b'.',
@@ -193,6 +194,7 @@ async fn token_validity_check_and_refresh(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::OK, "{valid}");
     assert_eq!(keys(&valid), ["token", "valid-until"]);
+    assert_seed_types(&valid, &[("/token", "string"), ("/valid-until", "string")]);
     assert_eq!(valid["token"], token);
     use base64::Engine;
     let claims: Value = serde_json::from_slice(
@@ -269,6 +271,19 @@ async fn envelope_login_redirect_and_refresh(backend: Backend) {
             "refresh_token_expires_in",
             "token_type"
         ]
+    );
+    // Seed 002's result model.
+    assert_seed_types(
+        &login,
+        &[
+            ("/code", "integer"),
+            ("/result", "object"),
+            ("/result/token_type", "string"),
+            ("/result/access_token", "string"),
+            ("/result/access_token_expires_in", "integer"),
+            ("/result/refresh_token", "string"),
+            ("/result/refresh_token_expires_in", "integer"),
+        ],
     );
     assert_eq!(login["code"], 0);
     assert_eq!(login["result"]["token_type"], "Bearer");

@@ -69,7 +69,7 @@ async fn failed_logins_are_limited_per_login_name_whether_or_not_it_exists(backe
             "one more attempt per 3 min: {retry_after}"
         );
         let (_, body) = read(refused).await;
-        assert_eq!(body["code"], "too_many_requests");
+        assert_eq!(body["code"], "too_many_attempts");
     }
     // The login name as typed, case and spaces aside, is what counts.
     let refused = attempt(&app.base, &app.http, " ADA@example.test ", PASSWORD).await;
@@ -127,7 +127,7 @@ async fn mail_requests_are_limited_per_address_and_per_ip(backend: Backend) {
         .await;
     assert_eq!(
         (status, body["code"].as_str()),
-        (StatusCode::TOO_MANY_REQUESTS, Some("too_many_requests"))
+        (StatusCode::TOO_MANY_REQUESTS, Some("too_many_attempts"))
     );
 }
 
@@ -150,7 +150,7 @@ async fn code_attempts_are_limited_per_ip(backend: Backend) {
         .await;
     assert_eq!(
         (status, body["code"].as_str()),
-        (StatusCode::TOO_MANY_REQUESTS, Some("too_many_requests"))
+        (StatusCode::TOO_MANY_REQUESTS, Some("too_many_attempts"))
     );
 }
 

@@ -52,10 +52,13 @@ pub struct CreatedApiToken {
     pub token: SecretString,
 }
 
+/// The longest token name, in characters.
+pub const NAME_MAX_CHARS: usize = 100;
+
 fn token_name(name: &str) -> Result<String> {
     let name = name.trim();
     let count = name.chars().count();
-    if count == 0 || count > 100 || name.chars().any(char::is_control) {
+    if count == 0 || count > NAME_MAX_CHARS || name.chars().any(char::is_control) {
         return Err(ParseError {
             field: "name",
             reason: "must be 1 to 100 characters, without control characters",

@@ -218,7 +218,7 @@ impl Accounts {
             {
                 return Err(crate::types::ParseError {
                     field,
-                    reason: "must be 1 to 100 characters, none a control character",
+                    reason: "must be 1 to 100 characters, without control characters",
                 }
                 .into());
             }

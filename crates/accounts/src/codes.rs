@@ -89,6 +89,9 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+/// How many digits a code has.
+pub const CODE_DIGITS: usize = 6;
+
 /// Six uniformly random digits.
 pub fn new_code() -> String {
     let rng = SystemRandom::new();

@@ -31,6 +31,11 @@ pub struct RegistrationForm {
     pub contact_phone: PhoneNumber,
 }
 
+/// The longest company name, in characters.
+pub const COMPANY_NAME_MAX_CHARS: usize = 200;
+/// The longest rejection reason, in characters.
+pub const REJECTION_REASON_MAX_CHARS: usize = 2000;
+
 impl RegistrationForm {
     /// Validates every field, returning all problems at once.
     pub fn parse(
@@ -42,7 +47,7 @@ impl RegistrationForm {
     ) -> std::result::Result<Self, Vec<ParseError>> {
         let company = company_name.trim();
         let company_ok = !company.is_empty()
-            && company.chars().count() <= 200
+            && company.chars().count() <= COMPANY_NAME_MAX_CHARS
             && !company.chars().any(char::is_control);
         let company = if company_ok {
             Ok(company.to_owned())
@@ -282,7 +287,7 @@ impl Accounts {
             return Err(AccountsError::Forbidden);
         }
         let reason = reason.trim();
-        if reason.is_empty() || reason.chars().count() > 2000 {
+        if reason.is_empty() || reason.chars().count() > REJECTION_REASON_MAX_CHARS {
             return Err(ParseError {
                 field: "reason",
                 reason: "must be 1 to 2000 characters",

@@ -146,9 +146,12 @@ impl fmt::Display for Domain {
 pub struct Username(String);
 
 impl Username {
+    pub const MIN_LEN: usize = 3;
+    pub const MAX_LEN: usize = 32;
+
     pub fn parse(input: &str) -> Result<Self, ParseError> {
         let lowered = input.trim().to_ascii_lowercase();
-        if !(3..=32).contains(&lowered.len()) {
+        if !(Self::MIN_LEN..=Self::MAX_LEN).contains(&lowered.len()) {
             return Err(refuse("username", "must be 3 to 32 characters"));
         }
         if !lowered.bytes().all(|b| {
@@ -221,10 +224,12 @@ impl PhoneNumber {
 pub struct DisplayName(String);
 
 impl DisplayName {
+    pub const MAX_CHARS: usize = 100;
+
     pub fn parse(input: &str) -> Result<Self, ParseError> {
         let trimmed = input.trim();
         let count = trimmed.chars().count();
-        if count == 0 || count > 100 {
+        if count == 0 || count > Self::MAX_CHARS {
             return Err(refuse("name", "must be 1 to 100 characters"));
         }
         if trimmed.chars().any(char::is_control) {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, Problem};
 use super::extract::{Authenticated, Bearer, JsonOrForm, Principal, audit_context, client_info};
+use super::schema;
 use crate::http::run_blocking;
 use crate::state::AppState;
 
@@ -16,13 +17,15 @@ use crate::state::AppState;
 pub struct LoginBody {
     /// An email address or a username (also accepted as `email` or `username`).
     #[serde(alias = "email", alias = "username")]
+    #[schema(schema_with = schema::login)]
     login: String,
-    #[schema(value_type = String, format = Password)]
+    #[schema(schema_with = schema::password)]
     password: SecretString,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RefreshBody {
+    /// Any other value (whatever its shape) is `invalid_refresh_token`.
     #[schema(value_type = String)]
     refresh_token: SecretString,
 }
@@ -74,8 +77,8 @@ pub fn token_response(tokens: &IssuedTokens) -> HttpResponse {
     })
 }
 
-fn limit_field(value: &str, field: &str, max: usize) -> Result<(), ApiError> {
-    if value.len() > max {
+fn limit_field(value: &str, field: &str, max_chars: usize) -> Result<(), ApiError> {
+    if value.chars().count() > max_chars {
         return Err(ApiError::validation(field, "is too long"));
     }
     Ok(())
@@ -95,7 +98,7 @@ fn limit_field(value: &str, field: &str, max: usize) -> Result<(), ApiError> {
         (status = 401, description = "`invalid_credentials` (the same for an unknown login and a wrong password)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account_not_active`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (a field is too long)", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests`, with `Retry-After`: too many failed logins for this login name or from this address lately", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`, with `Retry-After`: too many failed logins for this login name or from this address lately", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn login(
@@ -114,8 +117,12 @@ pub async fn password_login(
     login: String,
     password: SecretString,
 ) -> Result<IssuedTokens, ApiError> {
-    limit_field(&login, "login", 320)?;
-    limit_field(password.expose_secret(), "password", 1024)?;
+    limit_field(&login, "login", schema::LOGIN_MAX_CHARS)?;
+    limit_field(
+        password.expose_secret(),
+        "password",
+        schema::PASSWORD_MAX_CHARS,
+    )?;
     let client = client_info(req);
     let accounts = state.accounts.clone();
     let outcome = run_blocking(move || accounts.login(&login, &password, &client)).await?;
@@ -169,7 +176,11 @@ pub async fn rotate_refresh_token(
     refresh_token: SecretString,
     session_id: Option<String>,
 ) -> Result<IssuedTokens, ApiError> {
-    limit_field(refresh_token.expose_secret(), "refresh_token", 256)?;
+    // Whatever its shape, a token that is not one of ours is just invalid:
+    // clients take that answer as "log in again".
+    if refresh_token.expose_secret().len() > schema::OPAQUE_TOKEN_MAX_BYTES {
+        return Err(accounts::AccountsError::InvalidRefreshToken.into());
+    }
     let client = client_info(req);
     let accounts = state.accounts.clone();
     let outcome = run_blocking(move || {

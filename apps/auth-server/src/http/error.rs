@@ -2,9 +2,9 @@
 //! status, a stable `code` and a human sentence we wrote; causes (SQL, library
 //! messages, paths) go only to the log.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
 
-use accounts::AccountsError;
+use accounts::{AccountsError, Locale};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
@@ -21,8 +21,8 @@ pub struct ApiError {
     /// Stable, snake_case; clients switch on it.
     pub code: &'static str,
     pub detail: String,
-    /// Per-field problems for `validation_failed`.
-    pub errors: BTreeMap<String, Vec<String>>,
+    /// Per-field problems (`validation_failed`, `invalid_request`, `weak_password`).
+    pub errors: Vec<FieldError>,
     pub www_authenticate: bool,
     /// Seconds, sent as `Retry-After`.
     pub retry_after: Option<u32>,
@@ -43,9 +43,127 @@ pub(crate) struct Problem<'a> {
     detail: &'a str,
     /// Stable, snake_case: what clients switch on.
     code: &'static str,
-    /// Per-field problems (`validation_failed`, `weak_password`): field name to reasons.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    errors: &'a BTreeMap<String, Vec<String>>,
+    /// Per-field problems (`validation_failed`, `invalid_request`, `weak_password`),
+    /// ordered by field.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    errors: Vec<ProblemField<'a>>,
+}
+
+/// One field's problem in a [`Problem`].
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ProblemField)]
+pub(crate) struct ProblemField<'a> {
+    /// The request field, as sent (`login`, `permissions[2]`).
+    field: &'a str,
+    /// Stable, snake_case: `required`, `expected_string`, `too_long`, `invalid_email`, …
+    code: &'static str,
+    /// A sentence for people, in the request's language (`Accept-Language`: Korean by
+    /// default, or English).
+    message: &'a str,
+}
+
+/// A field that was refused: where, a stable code, and what to tell people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    /// Stable, snake_case; clients switch on it.
+    pub code: &'static str,
+    /// What is wrong, in English, as a phrase after the field name ("is required").
+    pub reason: Cow<'static, str>,
+    /// The same in Korean.
+    reason_ko: Cow<'static, str>,
+}
+
+impl FieldError {
+    /// A problem whose code and Korean text come from the catalog of reasons
+    /// ([`describe_reason`]); unknown reasons are the general `invalid`.
+    pub fn from_reason(field: impl Into<String>, reason: impl Into<Cow<'static, str>>) -> Self {
+        let reason = reason.into();
+        let (code, ko) = describe_reason(&reason);
+        Self {
+            field: field.into(),
+            code,
+            reason,
+            reason_ko: Cow::Borrowed(ko),
+        }
+    }
+
+    /// A problem with a code of its own, in both languages.
+    pub fn new(
+        field: impl Into<String>,
+        code: &'static str,
+        reason: impl Into<Cow<'static, str>>,
+        reason_ko: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            field: field.into(),
+            code,
+            reason: reason.into(),
+            reason_ko: reason_ko.into(),
+        }
+    }
+
+    pub fn message(&self, locale: Locale) -> &str {
+        match locale {
+            Locale::Ko => &self.reason_ko,
+            _ => &self.reason,
+        }
+    }
+}
+
+/// The stable code and the Korean sentence for each reason the domain types
+/// and handlers give (in English, as a phrase after the field name). A test
+/// checks that every reason written in `accounts` and in this crate is here.
+pub fn describe_reason(reason: &str) -> (&'static str, &'static str) {
+    match reason {
+        "is required" => ("required", "필수 항목입니다."),
+        "is too long" => ("too_long", "너무 깁니다."),
+        "is longer than 254 characters" => ("too_long", "254자를 넘을 수 없습니다."),
+        "must be at least 8 characters" => ("too_short", "8자 이상이어야 합니다."),
+        "must be at most 128 characters" => ("too_long", "128자 이하여야 합니다."),
+        "must be 3 to 32 characters" => ("invalid_length", "3자 이상 32자 이하여야 합니다."),
+        "must be 1 to 100 characters" => ("invalid_length", "1자 이상 100자 이하여야 합니다."),
+        "must be 1 to 200 characters" => ("invalid_length", "1자 이상 200자 이하여야 합니다."),
+        "must be 1 to 2000 characters" => ("invalid_length", "1자 이상 2000자 이하여야 합니다."),
+        "must be 1 to 100 characters, without control characters" => (
+            "invalid_length",
+            "제어 문자 없이 1자 이상 100자 이하여야 합니다.",
+        ),
+        "must be 1 to 64 letters, digits, '-' or '_'" => (
+            "invalid_characters",
+            "영문자, 숫자, '-', '_'로 1자 이상 64자 이하여야 합니다.",
+        ),
+        "may contain only a-z, 0-9, '.', '_' and '-'" => (
+            "invalid_characters",
+            "a-z, 0-9, '.', '_', '-'만 쓸 수 있습니다.",
+        ),
+        "must not contain control characters" => {
+            ("invalid_characters", "제어 문자를 쓸 수 없습니다.")
+        }
+        "is not a valid email address" => ("invalid_email", "올바른 이메일 주소가 아닙니다."),
+        "needs a valid, fully qualified domain" => {
+            ("invalid_email", "이메일 주소의 도메인이 올바르지 않습니다.")
+        }
+        "is not a valid domain name" => ("invalid_domain", "올바른 도메인 이름이 아닙니다."),
+        "is not a valid phone number" => ("invalid_phone", "올바른 전화번호가 아닙니다."),
+        "is not a valid organization id" => ("invalid_id", "올바른 단체 id가 아닙니다."),
+        "is not an organization you can join" => {
+            ("invalid_value", "가입할 수 있는 학교/단체가 아닙니다.")
+        }
+        "must be between 1 and the configured maximum" => {
+            ("out_of_range", "1 이상, 설정된 최댓값 이하여야 합니다.")
+        }
+        "must be pending_review, approved or rejected" => (
+            "invalid_value",
+            "pending_review, approved, rejected 중 하나여야 합니다.",
+        ),
+        "must be a number" => ("expected_integer", "숫자여야 합니다."),
+        "is not a number of days" => ("expected_integer", "일 수(숫자)여야 합니다."),
+        "is not your password" => ("wrong_password", "현재 비밀번호와 다릅니다."),
+        "does not match" => ("mismatch", "일치하지 않습니다."),
+        "is not acceptable" => ("invalid_value", "사용할 수 없는 값입니다."),
+        _ => ("invalid", "올바르지 않은 값입니다."),
+    }
 }
 
 impl ApiError {
@@ -54,7 +172,7 @@ impl ApiError {
             status,
             code,
             detail: detail.into(),
-            errors: BTreeMap::new(),
+            errors: Vec::new(),
             www_authenticate: false,
             retry_after: None,
         }
@@ -100,29 +218,35 @@ impl ApiError {
         e
     }
 
-    pub fn validation(field: &str, reason: &str) -> Self {
+    pub fn validation(field: &str, reason: &'static str) -> Self {
         let mut e = Self::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_failed",
             "some fields are invalid; see errors",
         );
-        e.errors.insert(field.to_owned(), vec![reason.to_owned()]);
+        e.errors.push(FieldError::from_reason(field, reason));
         e
     }
-}
 
-impl std::fmt::Display for ApiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
-    }
-}
-
-impl ResponseError for ApiError {
-    fn status_code(&self) -> StatusCode {
-        self.status
+    /// The refused fields, each once, in order.
+    pub fn fields(&self) -> Vec<&str> {
+        let mut fields: Vec<&str> = self.errors.iter().map(|e| e.field.as_str()).collect();
+        fields.sort_unstable();
+        fields.dedup();
+        fields
     }
 
-    fn error_response(&self) -> HttpResponse {
+    /// The first reason given for `field`, in English.
+    pub fn reason(&self, field: &str) -> Option<&str> {
+        self.errors
+            .iter()
+            .find(|e| e.field == field)
+            .map(|e| e.reason.as_ref())
+    }
+
+    /// The response in `locale`: field messages (and the sentence that
+    /// introduces them) in the request's language.
+    pub fn render(&self, locale: Locale) -> HttpResponse {
         let mut response = HttpResponse::build(self.status);
         response.insert_header((
             header::CONTENT_TYPE,
@@ -146,15 +270,67 @@ impl ResponseError for ApiError {
                 response.insert_header((header::WWW_AUTHENTICATE, value));
             }
         }
+        let mut errors: Vec<&FieldError> = self.errors.iter().collect();
+        errors.sort_by(|a, b| a.field.cmp(&b.field));
         let problem = Problem {
             kind: format!("urn:auth-server:problem:{}", self.code),
             title: self.status.canonical_reason().unwrap_or("Error"),
             status: self.status.as_u16(),
-            detail: &self.detail,
+            detail: self.localized_detail(locale),
             code: self.code,
-            errors: &self.errors,
+            errors: errors
+                .into_iter()
+                .map(|e| ProblemField {
+                    field: &e.field,
+                    code: e.code,
+                    message: e.message(locale),
+                })
+                .collect(),
         };
         response.body(serde_json::to_string(&problem).unwrap_or_default())
+    }
+
+    /// The sentence that introduces field problems, in Korean when asked;
+    /// details that say more (which permissions exist, …) stay as written.
+    fn localized_detail(&self, locale: Locale) -> &str {
+        if locale != Locale::Ko || self.errors.is_empty() {
+            return &self.detail;
+        }
+        match (self.code, self.detail.as_str()) {
+            ("validation_failed", "some fields are invalid; see errors") => {
+                "입력값이 올바르지 않습니다. errors를 확인하세요."
+            }
+            ("invalid_request", detail) if detail.ends_with("see errors") => {
+                "요청을 읽을 수 없습니다. errors를 확인하세요."
+            }
+            ("weak_password", _) => {
+                "비밀번호가 너무 쉽습니다. 더 길고 추측하기 어려운 비밀번호를 사용하세요."
+            }
+            _ => &self.detail,
+        }
+    }
+
+    /// Whether [`render`](Self::render) depends on the language.
+    pub fn is_localized(&self) -> bool {
+        !self.errors.is_empty()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.detail)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Korean, the default; `http::finish_responses` renders it again in the
+    /// request's language when that differs.
+    fn error_response(&self) -> HttpResponse {
+        self.render(Locale::default())
     }
 }
 
@@ -201,10 +377,11 @@ impl From<AccountsError> for ApiError {
                 "too many wrong codes; this code no longer works, ask for a new one",
             ),
             E::Throttled { retry_after_secs } => {
+                // The contract's one name for every 429 of the native API.
                 let mut e = Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
-                    format!("too many requests; try again in {retry_after_secs} s"),
+                    "too_many_attempts",
+                    format!("too many attempts; try again in {retry_after_secs} s"),
                 );
                 e.retry_after = Some(u32::try_from(retry_after_secs).unwrap_or(u32::MAX));
                 e
@@ -212,7 +389,7 @@ impl From<AccountsError> for ApiError {
             E::TooManyRequests { retry_after_secs } => {
                 let mut e = Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_requests",
+                    "too_many_attempts",
                     format!(
                         "a code was sent moments ago; you can ask again in {retry_after_secs} s"
                     ),
@@ -226,7 +403,12 @@ impl From<AccountsError> for ApiError {
                     "weak_password",
                     format!("the password is too weak: {reason}"),
                 );
-                e.errors.insert("password".to_owned(), vec![reason]);
+                e.errors.push(FieldError::new(
+                    "password",
+                    "weak_password",
+                    reason,
+                    "너무 쉽습니다. 더 길고 추측하기 어려운 비밀번호를 사용하세요.",
+                ));
                 e
             }
             E::OrganizationNotFound => Self::new(
@@ -259,12 +441,22 @@ impl From<AccountsError> for ApiError {
                     "validation_failed",
                     format!("invalid permissions; valid ones are: {}", valid.join(", ")),
                 );
-                let mut problems: Vec<String> = unknown
-                    .iter()
-                    .map(|p| format!("unknown permission {p}"))
-                    .collect();
-                problems.extend(duplicates.iter().map(|p| format!("{p} is listed twice")));
-                e.errors.insert("permissions".to_owned(), problems);
+                e.errors.extend(unknown.iter().map(|p| {
+                    FieldError::new(
+                        "permissions",
+                        "unknown_permission",
+                        format!("unknown permission {p}"),
+                        format!("알 수 없는 권한입니다: {p}"),
+                    )
+                }));
+                e.errors.extend(duplicates.iter().map(|p| {
+                    FieldError::new(
+                        "permissions",
+                        "duplicate",
+                        format!("{p} is listed twice"),
+                        format!("{p}이(가) 두 번 들어 있습니다."),
+                    )
+                }));
                 e
             }
             E::UnknownRole(role) => {
@@ -273,8 +465,12 @@ impl From<AccountsError> for ApiError {
                     "validation_failed",
                     "valid roles are: admin, org_admin, member",
                 );
-                e.errors
-                    .insert("roles".to_owned(), vec![format!("unknown role {role}")]);
+                e.errors.push(FieldError::new(
+                    "roles",
+                    "unknown_role",
+                    format!("unknown role {role}"),
+                    format!("알 수 없는 역할입니다: {role}"),
+                ));
                 e
             }
             E::PermissionNotHeld(missing) => Self::new(
@@ -409,12 +605,8 @@ impl FieldErrors {
         Self::default()
     }
 
-    pub fn refuse(&mut self, field: &str, reason: &str) {
-        self.0
-            .errors
-            .entry(field.to_owned())
-            .or_default()
-            .push(reason.to_owned());
+    pub fn refuse(&mut self, field: &str, reason: &'static str) {
+        self.0.errors.push(FieldError::from_reason(field, reason));
     }
 
     pub fn require<T>(&mut self, field: &str, value: Option<T>) -> Option<T> {
@@ -449,5 +641,88 @@ impl FieldErrors {
         } else {
             Err(self.0)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The string literals given as a reason in `source`: after `reason:`,
+    /// and as the second argument of `refuse(…)` and `validation(…)`.
+    fn reasons(source: &str) -> Vec<String> {
+        let literal = |rest: &str| -> Option<String> {
+            let rest = rest.trim_start().strip_prefix('"')?;
+            Some(rest[..rest.find('"')?].to_owned())
+        };
+        let mut found = Vec::new();
+        for (i, _) in source.match_indices("reason:") {
+            found.extend(literal(&source[i + "reason:".len()..]));
+        }
+        for call in ["refuse(", "validation("] {
+            for (i, _) in source.match_indices(call) {
+                let args = &source[i + call.len()..];
+                // The second argument: after the first comma at depth 0.
+                let mut depth = 0;
+                let comma = args.char_indices().find_map(|(j, c)| match c {
+                    '(' | '[' => {
+                        depth += 1;
+                        None
+                    }
+                    ')' | ']' if depth == 0 => Some(None),
+                    ')' | ']' => {
+                        depth -= 1;
+                        None
+                    }
+                    ',' if depth == 0 => Some(Some(j)),
+                    _ => None,
+                });
+                if let Some(Some(j)) = comma {
+                    found.extend(literal(&args[j + 1..]));
+                }
+            }
+        }
+        found
+    }
+
+    /// Every reason the domain types and the server give has a stable code
+    /// and a Korean sentence, so none reaches a client as the general `invalid`.
+    #[test]
+    fn every_reason_written_has_a_code_and_a_korean_sentence() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        for dir in ["../../crates/accounts/src", "src"] {
+            let mut stack = vec![root.join(dir)];
+            while let Some(dir) = stack.pop() {
+                for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if path.extension().is_some_and(|e| e == "rs") {
+                        files.push(path);
+                    }
+                }
+            }
+        }
+        let mut checked = 0;
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            // What the code says, not its tests.
+            let code = source.split("#[cfg(test)]").next().unwrap_or_default();
+            for reason in reasons(code) {
+                assert_ne!(
+                    describe_reason(&reason).0,
+                    "invalid",
+                    "{}: the reason {reason:?} has no code in describe_reason",
+                    file.display()
+                );
+                checked += 1;
+            }
+        }
+        assert!(
+            checked > 20,
+            "found only {checked} reasons: is the scan broken?"
+        );
+        assert_eq!(describe_reason("something new").0, "invalid");
     }
 }

@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use accounts::{Actor, AuditContext, ClientInfo, Role};
 use actix_web::dev::Payload;
-use actix_web::error::{JsonPayloadError, UrlencodedError};
+use actix_web::error::{JsonPayloadError, QueryPayloadError, UrlencodedError};
 use actix_web::http::{StatusCode, header};
 use actix_web::{FromRequest, HttpRequest, web};
 use auth_core::{AccessClaims, ApiTokenClaims};
 use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::error::{ApiError, FieldError};
 use crate::config::ForwardedHeader;
 use crate::state::AppState;
 
@@ -38,8 +38,13 @@ pub fn path_config() -> web::PathConfig {
 }
 
 pub fn query_config() -> web::QueryConfig {
-    web::QueryConfig::default()
-        .error_handler(|e, _| ApiError::bad_request(format!("invalid query string: {e}")).into())
+    web::QueryConfig::default().error_handler(|e, _| {
+        let problem = match &e {
+            QueryPayloadError::Deserialize(e) => data_error("", &e.to_string()),
+            _ => None,
+        };
+        invalid("the query string could not be read; see errors", problem).into()
+    })
 }
 
 fn too_large() -> ApiError {
@@ -58,18 +63,26 @@ fn unsupported_media_type() -> ApiError {
     )
 }
 
+/// 400 `invalid_request`: what we say, and the field that failed if known.
+/// The parser's own message never reaches the client.
+fn invalid(detail: &'static str, problem: Option<FieldError>) -> ApiError {
+    let mut e = ApiError::bad_request(detail);
+    e.errors.extend(problem);
+    e
+}
+
+fn unreadable() -> ApiError {
+    ApiError::bad_request("the request body could not be read")
+}
+
 fn json_error(e: JsonPayloadError) -> ApiError {
     match e {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
             too_large()
         }
         JsonPayloadError::ContentType => unsupported_media_type(),
-        // serde's message describes the client's own JSON (line, column,
-        // expected type); it names nothing of ours.
-        JsonPayloadError::Deserialize(e) => {
-            ApiError::bad_request(format!("invalid JSON body: {e}"))
-        }
-        _ => ApiError::bad_request("the request body could not be read"),
+        JsonPayloadError::Deserialize(e) => json_data_error("", &e),
+        _ => unreadable(),
     }
 }
 
@@ -77,8 +90,154 @@ fn form_error(e: UrlencodedError) -> ApiError {
     match e {
         UrlencodedError::Overflow { .. } => too_large(),
         UrlencodedError::ContentType => unsupported_media_type(),
-        UrlencodedError::Parse(e) => ApiError::bad_request(format!("invalid form body: {e}")),
-        _ => ApiError::bad_request("the request body could not be read"),
+        UrlencodedError::Parse(e) => invalid(
+            "the form body does not have the expected fields; see errors",
+            data_error("", &e.to_string()),
+        ),
+        _ => unreadable(),
+    }
+}
+
+fn json_data_error(path: &str, e: &serde_json::Error) -> ApiError {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Data => invalid(
+            "the JSON body does not have the expected fields; see errors",
+            data_error(path, &e.to_string()),
+        ),
+        Category::Syntax | Category::Eof => {
+            ApiError::bad_request("the request body is not valid JSON")
+        }
+        Category::Io => unreadable(),
+    }
+}
+
+/// Reads a JSON body into `T`; a failure names the field and what was wrong
+/// with it (`expected_string`, `required`, …), never in the parser's words.
+pub fn from_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut deserializer)
+        .map_err(|e| json_data_error(&e.path().to_string(), e.inner()))?;
+    deserializer
+        .end()
+        .map_err(|_| ApiError::bad_request("the request body is not valid JSON"))?;
+    Ok(value)
+}
+
+/// Reads an `application/x-www-form-urlencoded` body into `T`, like [`from_json`].
+pub fn from_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(body));
+    serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        invalid(
+            "the form body does not have the expected fields; see errors",
+            data_error(&e.path().to_string(), &e.inner().to_string()),
+        )
+    })
+}
+
+/// The field and stable code behind a deserializer's data error. Reads
+/// serde's message (which we never send): `missing field `x``,
+/// `invalid type: integer `1`, expected a string`, `unknown field `x``, …
+/// `path` is where the deserializer was (`.` or empty at the top).
+pub(crate) fn data_error(path: &str, message: &str) -> Option<FieldError> {
+    let path = path.trim_start_matches('.');
+    let join = |name: &str| {
+        if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    let quoted = || message.split('`').nth(1).map(str::to_owned);
+    let (field, code) = if message.starts_with("missing field") {
+        (join(&quoted()?), "required")
+    } else if message.starts_with("unknown field") {
+        (join(&quoted()?), "unknown_field")
+    } else if message.starts_with("duplicate field") {
+        (join(&quoted()?), "duplicate_field")
+    } else if let Some(rest) = message.strip_prefix("invalid type: ") {
+        let expected = rest.rsplit_once(", expected ").map_or("", |(_, e)| e);
+        (path.to_owned(), expected_code(expected))
+    } else if message.starts_with("invalid length") {
+        (path.to_owned(), "invalid_length")
+    } else {
+        (path.to_owned(), "invalid_value")
+    };
+    if field.is_empty() {
+        return None;
+    }
+    let (en, ko) = data_error_text(code);
+    Some(FieldError::new(field, code, en, ko))
+}
+
+/// `expected a string at line 1 column 5` → `expected_string`.
+fn expected_code(expected: &str) -> &'static str {
+    let expected = expected.split(" at line ").next().unwrap_or_default();
+    let word = expected
+        .trim_start_matches("a ")
+        .trim_start_matches("an ")
+        .trim_start_matches("borrowed ");
+    match word {
+        w if w.starts_with("string") || w.starts_with("char") => "expected_string",
+        w if w.starts_with("bool") => "expected_boolean",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" | "u8" | "u16" | "u32" | "u64" | "u128"
+        | "usize" | "integer" => "expected_integer",
+        "f32" | "f64" | "number" => "expected_number",
+        w if w.starts_with("sequence") || w.starts_with("array") || w.starts_with("tuple") => {
+            "expected_array"
+        }
+        w if w.starts_with("map") || w.starts_with("struct") => "expected_object",
+        _ => "invalid_type",
+    }
+}
+
+/// English and Korean sentences for the codes of [`data_error`].
+fn data_error_text(code: &str) -> (&'static str, &'static str) {
+    match code {
+        "required" => ("is required", "필수 항목입니다."),
+        "unknown_field" => (
+            "is not a field of this request",
+            "이 요청에 없는 항목입니다.",
+        ),
+        "duplicate_field" => ("is given twice", "두 번 들어 있습니다."),
+        "expected_string" => ("must be a string", "문자열이어야 합니다."),
+        "expected_boolean" => ("must be true or false", "true 또는 false여야 합니다."),
+        "expected_integer" => ("must be an integer", "정수여야 합니다."),
+        "expected_number" => ("must be a number", "숫자여야 합니다."),
+        "expected_array" => ("must be an array", "배열이어야 합니다."),
+        "expected_object" => ("must be an object", "객체여야 합니다."),
+        "invalid_length" => (
+            "has the wrong number of items",
+            "항목 수가 올바르지 않습니다.",
+        ),
+        "invalid_type" => ("has the wrong type", "형식이 올바르지 않습니다."),
+        _ => ("has a value that is not allowed", "허용되지 않는 값입니다."),
+    }
+}
+
+/// An optional integer as JSON writes them: `2`, and `2.0` too (JSON has one
+/// number type, and JSON Schema's `integer` includes `2.0`); in a form, its
+/// digits. Up to ±(2^53 − 1), the integers every JSON client reads exactly.
+pub fn optional_integer<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    use serde::de::{Error, Unexpected};
+    let max = super::schema::JSON_SAFE_INTEGER;
+    let whole = |f: f64| (f.fract() == 0.0 && f.abs() <= max as f64).then_some(f as i64);
+    let value: Option<serde_json::Value> = serde::Deserialize::deserialize(d)?;
+    let number = match value {
+        None | Some(serde_json::Value::Null) => return Ok(None),
+        Some(serde_json::Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().and_then(whole)),
+        Some(serde_json::Value::String(s)) => s
+            .parse::<i64>()
+            .ok()
+            .or_else(|| s.parse::<f64>().ok().and_then(whole)),
+        Some(_) => None,
+    };
+    match number {
+        Some(n) if n.unsigned_abs() <= max.unsigned_abs() => Ok(Some(n)),
+        _ => Err(D::Error::invalid_type(
+            Unexpected::Other("a value"),
+            &"an integer",
+        )),
     }
 }
 
@@ -98,15 +257,29 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonOrForm<T> {
             .and_then(|v| v.split(';').next())
             .map(|v| v.trim().to_ascii_lowercase())
             .unwrap_or_default();
-        if mime == "application/x-www-form-urlencoded" {
-            let form = web::Form::<T>::from_request(req, payload);
-            Box::pin(async move { Ok(JsonOrForm(form.await?.into_inner())) })
-        } else if mime == "application/json" || mime.ends_with("+json") {
-            let json = web::Json::<T>::from_request(req, payload);
-            Box::pin(async move { Ok(JsonOrForm(json.await?.into_inner())) })
-        } else {
-            Box::pin(async { Err(unsupported_media_type().into()) })
+        let form = mime == "application/x-www-form-urlencoded";
+        if !form && mime != "application/json" && !mime.ends_with("+json") {
+            return Box::pin(async { Err(unsupported_media_type().into()) });
         }
+        let body = web::Bytes::from_request(req, payload);
+        Box::pin(async move {
+            let body = body.await.map_err(|e| {
+                if e.as_response_error().status_code() == StatusCode::PAYLOAD_TOO_LARGE {
+                    too_large()
+                } else {
+                    unreadable()
+                }
+            })?;
+            if body.len() > BODY_LIMIT {
+                return Err(too_large().into());
+            }
+            let value = if form {
+                from_form(&body)?
+            } else {
+                from_json(&body)?
+            };
+            Ok(JsonOrForm(value))
+        })
     }
 }
 
@@ -389,6 +562,69 @@ fn parse_forwarded_address(entry: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        roles: Vec<String>,
+        #[serde(default, deserialize_with = "optional_integer")]
+        days: Option<i64>,
+    }
+
+    fn refused(body: &str) -> (String, &'static str, String) {
+        let e = from_json::<Body>(body.as_bytes()).unwrap_err();
+        let field = e.errors.first().expect("a field error");
+        (
+            field.field.clone(),
+            field.code,
+            format!("{e} {:?}", e.errors),
+        )
+    }
+
+    #[test]
+    fn body_errors_name_the_field_and_a_code_not_the_parser() {
+        for (body, field, code) in [
+            (r#"{"name": 5, "roles": []}"#, "name", "expected_string"),
+            (r#"{"roles": []}"#, "name", "required"),
+            (
+                r#"{"name": "a", "roles": ["x", 7]}"#,
+                "roles[1]",
+                "expected_string",
+            ),
+            (r#"{"name": "a", "roles": "x"}"#, "roles", "expected_array"),
+            (
+                r#"{"name": "a", "roles": [], "days": 1.5}"#,
+                "days",
+                "expected_integer",
+            ),
+            (
+                r#"{"name": "a", "roles": [], "days": "x"}"#,
+                "days",
+                "expected_integer",
+            ),
+        ] {
+            let (got_field, got_code, text) = refused(body);
+            assert_eq!(
+                (got_field.as_str(), got_code),
+                (field, code),
+                "{body}: {text}"
+            );
+            for word in ["line", "column", "invalid type", "expected a"] {
+                assert!(!text.contains(word), "{body}: {text}");
+            }
+        }
+        let whole: Body = from_json(br#"{"name": "a", "roles": [], "days": 2.0}"#).unwrap();
+        assert_eq!(whole.days, Some(2));
+        let e = from_json::<Body>(b"{oops").unwrap_err();
+        assert!(e.errors.is_empty() && e.code == "invalid_request", "{e}");
+        let e = from_form::<Body>(b"name=a").unwrap_err();
+        assert_eq!(
+            (e.errors[0].field.as_str(), e.errors[0].code),
+            ("roles", "required"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn forwarded_addresses_parse_in_every_spelling() {

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::error::{ApiError, FieldErrors, Problem};
 use super::extract::{Bearer, JsonOrForm, client_info};
 use super::openapi::bodies;
+use super::schema;
 use crate::http::run_blocking;
 use crate::state::AppState;
 
@@ -37,14 +38,19 @@ fn password(field: &'static str, input: SecretString) -> Result<Password, accoun
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignupBody {
+    #[schema(schema_with = schema::email)]
     email: String,
-    #[schema(value_type = String, format = Password)]
+    #[schema(schema_with = schema::new_password)]
     password: SecretString,
+    #[schema(schema_with = schema::optional_username)]
     username: Option<String>,
+    #[schema(schema_with = schema::optional_display_name)]
     name: Option<String>,
     /// Join this organization; with an email verified for it the account is active at once.
+    #[schema(schema_with = schema::optional_uuid)]
     organization_id: Option<String>,
     /// `ko` or `en` for the mail; else `Accept-Language`.
+    #[schema(schema_with = schema::locale)]
     locale: Option<String>,
 }
 
@@ -70,6 +76,7 @@ pub(crate) struct SignupResponse {
         (status = 403, description = "`email_not_verified` for the organization", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`organization_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` with per-field `errors`, `weak_password`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`, with `Retry-After`: too many mails to this address or from this client lately", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn signup(
@@ -90,8 +97,9 @@ pub async fn signup(
         .as_deref()
         .filter(|n| !n.trim().is_empty())
         .map(|n| fields.take(DisplayName::parse(n)));
-    if body
-        .organization_id
+    // Forms send an empty field for "none".
+    let organization_id = body.organization_id.filter(|id| !id.is_empty());
+    if organization_id
         .as_ref()
         .is_some_and(|id| uuid::Uuid::parse_str(id).is_err())
     {
@@ -106,7 +114,7 @@ pub async fn signup(
         password: password.expect("checked"),
         username: username.flatten(),
         name: name.flatten(),
-        organization_id: body.organization_id,
+        organization_id,
         locale: request_locale(&req, body.locale.as_deref()),
     };
     let outcome = sign_up(&state, &req, request).await?;
@@ -130,12 +138,14 @@ pub(crate) async fn sign_up(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct EmailCodeBody {
+    #[schema(schema_with = schema::email)]
     email: String,
+    #[schema(schema_with = schema::email_code)]
     code: String,
 }
 
 pub(crate) fn check_code_shape(code: &str) -> Result<(), ApiError> {
-    if code.len() > 32 {
+    if code.chars().count() > schema::CODE_MAX_CHARS {
         return Err(ApiError::validation("code", "is too long"));
     }
     Ok(())
@@ -172,7 +182,9 @@ pub async fn verify_email(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ForgotBody {
+    #[schema(schema_with = schema::email)]
     email: String,
+    #[schema(schema_with = schema::locale)]
     locale: Option<String>,
 }
 
@@ -190,7 +202,7 @@ pub struct ForgotBody {
     responses(
         (status = 202, description = "Accepted", body = bodies::Accepted),
         (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn forgot_password(
@@ -222,9 +234,11 @@ pub(crate) async fn send_reset_code(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ResetBody {
+    #[schema(schema_with = schema::email)]
     email: String,
+    #[schema(schema_with = schema::email_code)]
     code: String,
-    #[schema(value_type = String, format = Password)]
+    #[schema(schema_with = schema::new_password)]
     new_password: SecretString,
 }
 
@@ -276,9 +290,9 @@ pub(crate) async fn reset_with_code(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ChangeBody {
-    #[schema(value_type = String, format = Password)]
+    #[schema(schema_with = schema::password)]
     current_password: SecretString,
-    #[schema(value_type = String, format = Password)]
+    #[schema(schema_with = schema::new_password)]
     new_password: SecretString,
 }
 
@@ -326,7 +340,7 @@ pub(crate) async fn change_own_password(
     current: SecretString,
     new_password: Password,
 ) -> Result<(), ApiError> {
-    if current.expose_secret().len() > 1024 {
+    if current.expose_secret().chars().count() > schema::PASSWORD_MAX_CHARS {
         return Err(ApiError::validation("current_password", "is too long"));
     }
     let accounts = state.accounts.clone();
@@ -377,7 +391,9 @@ pub async fn list_organizations(state: web::Data<AppState>) -> Result<HttpRespon
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct OrganizationEmailBody {
+    #[schema(schema_with = schema::email)]
     email: String,
+    #[schema(schema_with = schema::locale)]
     locale: Option<String>,
 }
 
@@ -386,7 +402,7 @@ pub struct OrganizationEmailBody {
     post,
     path = "/api/v1/organizations/{id}/email-verification",
     tag = "organizations",
-    params(("id" = String, Path, description = "The organization's id (UUID)")),
+    params(("id" = String, Path, description = "The organization's id (UUID); anything else is `organization_not_found`")),
     request_body(content(
         (OrganizationEmailBody = "application/json"),
         (OrganizationEmailBody = "application/x-www-form-urlencoded")
@@ -395,7 +411,7 @@ pub struct OrganizationEmailBody {
         (status = 202, description = "A code was sent", body = bodies::CodeSent),
         (status = 404, description = "`organization_not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`email_domain_not_allowed`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn request_organization_code(

@@ -7,9 +7,16 @@ pub mod flows;
 pub mod oauth;
 pub mod onboarding;
 pub mod openapi;
+pub mod schema;
 pub mod sessions;
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 
 /// [`accounts::run_blocking`] (the one way blocking work runs), its failure
@@ -165,6 +172,81 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(|| async {
         Err::<HttpResponse, _>(ApiError::method_not_allowed())
     }))
+}
+
+/// The methods each route answers, by route pattern with its mount prefix:
+/// what a 405 names in `Allow` (RFC 9110 §15.5.6). Built from the same
+/// route tables the start-up overlap check and the tests use.
+pub struct AllowedMethods(HashMap<String, HeaderValue>);
+
+impl AllowedMethods {
+    pub fn new(mounts: &crate::profiles::Mounts) -> Self {
+        let mut methods: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
+        let native = NATIVE_ROUTES.iter().chain(crate::web::PAGE_ROUTES);
+        let profiles = mounts
+            .profiles
+            .iter()
+            .flat_map(|(profile, prefix)| profile.routes().iter().map(move |r| (prefix, r)));
+        for (prefix, (method, path)) in native.map(|r| (&mounts.native, r)).chain(profiles) {
+            methods
+                .entry(format!("{prefix}{path}"))
+                .or_default()
+                .insert(method);
+        }
+        Self(
+            methods
+                .into_iter()
+                .filter_map(|(pattern, methods)| {
+                    let list = methods.into_iter().collect::<Vec<_>>().join(", ");
+                    Some((pattern, HeaderValue::from_str(&list).ok()?))
+                })
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, pattern: &str) -> Option<&HeaderValue> {
+        self.0.get(pattern)
+    }
+}
+
+/// The last touches every response gets, innermost of the middleware:
+/// `Allow` on a 405, and native problems with field errors written in the
+/// request's language (`Accept-Language`; Korean by default).
+pub async fn finish_responses(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let response = next.call(req).await?.map_into_boxed_body();
+    // Only errors with field messages depend on the language (rendered in
+    // the default one already).
+    let localized = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+        .filter(|e| e.is_localized())
+        .and_then(|e| {
+            let locale = flows::request_locale(response.request(), None);
+            (locale != accounts::Locale::default()).then(|| e.render(locale))
+        });
+    let mut response = match localized {
+        Some(localized) => response.into_response(localized),
+        None => response,
+    };
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !response.headers().contains_key(header::ALLOW)
+    {
+        let allow = response.request().match_pattern().and_then(|pattern| {
+            response
+                .request()
+                .app_data::<web::Data<AllowedMethods>>()?
+                .get(&pattern)
+                .cloned()
+        });
+        if let Some(allow) = allow {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+    }
+    Ok(response)
 }
 
 /// Body and path error handlers shared by every mount.

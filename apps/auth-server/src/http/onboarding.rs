@@ -14,6 +14,7 @@ use super::error::{ApiError, FieldErrors, Problem};
 use super::extract::{AdminActor, Bearer, JsonOrForm, ManagerActor, audit_context, client_info};
 use super::flows::request_locale;
 use super::openapi::bodies;
+use super::schema;
 use crate::http::run_blocking;
 use crate::state::AppState;
 
@@ -46,10 +47,15 @@ pub(crate) const PAGE: i64 = 50;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RegistrationBody {
+    #[schema(schema_with = schema::company_name)]
     company_name: String,
+    #[schema(schema_with = schema::display_name)]
     contact_name: String,
+    #[schema(schema_with = schema::email)]
     contact_email: String,
+    #[schema(schema_with = schema::phone)]
     contact_phone: String,
+    #[schema(schema_with = schema::locale)]
     locale: Option<String>,
 }
 
@@ -103,6 +109,7 @@ impl From<RegistrationView> for RegistrationJson {
         (status = 202, description = "Waiting for review", body = bodies::RegistrationAccepted),
         (status = 409, description = "`registration_pending`, `email_taken`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` with per-field `errors`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`, with `Retry-After`: too many mails to this address or from this client lately", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn submit_registration(
@@ -159,11 +166,15 @@ pub(crate) async fn register_company(
     Ok(run_blocking(move || accounts.submit_registration(form, locale, &context)).await??)
 }
 
-#[derive(Deserialize)]
-pub struct ListQuery {
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RegistrationsQuery {
+    /// Only registrations in this state; empty for all.
+    #[param(schema_with = schema::registration_status)]
     status: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(schema_with = schema::cursor)]
     cursor: Option<String>,
-    q: Option<String>,
 }
 
 /// Company registrations, oldest first, 50 a page.
@@ -172,10 +183,7 @@ pub struct ListQuery {
     path = "/api/v1/admin/registrations",
     tag = "admin",
     security(("bearer" = [])),
-    params(
-        ("status" = Option<String>, Query, description = "`pending_review`, `approved` or `rejected`"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-    ),
+    params(RegistrationsQuery),
     responses(
         (status = 200, description = "A page of registrations", body = bodies::RegistrationPage),
         (status = 400, description = "`invalid_cursor`", body = Problem, content_type = "application/problem+json"),
@@ -187,7 +195,7 @@ pub struct ListQuery {
 pub async fn list_registrations(
     state: web::Data<AppState>,
     AdminActor(_): AdminActor,
-    query: web::Query<ListQuery>,
+    query: web::Query<RegistrationsQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let status = query.status.clone().filter(|s| !s.is_empty());
     if let Some(status) = &status
@@ -236,8 +244,10 @@ pub async fn show_registration(
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ApproveBody {
     /// Granted to the company's contact user (an organization admin).
+    #[schema(schema_with = schema::permissions)]
     permissions: Vec<String>,
     note: Option<String>,
+    #[schema(schema_with = schema::locale)]
     locale: Option<String>,
 }
 
@@ -248,10 +258,8 @@ pub struct ApproveBody {
     tag = "admin",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The registration's id")),
-    request_body(content(
-        (ApproveBody = "application/json"),
-        (ApproveBody = "application/x-www-form-urlencoded")
-    )),
+    // JSON only: a form can't carry a list.
+    request_body(content((ApproveBody = "application/json"))),
     responses(
         (status = 200, description = "The approved registration", body = RegistrationJson),
         (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
@@ -280,7 +288,9 @@ pub async fn approve_registration(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RejectBody {
+    #[schema(schema_with = schema::rejection_reason)]
     reason: String,
+    #[schema(schema_with = schema::locale)]
     locale: Option<String>,
 }
 
@@ -327,7 +337,7 @@ pub struct ActivateBody {
     /// From the activation link.
     #[schema(value_type = String)]
     token: SecretString,
-    #[schema(value_type = String, format = Password)]
+    #[schema(schema_with = schema::new_password)]
     password: SecretString,
 }
 
@@ -361,7 +371,7 @@ pub async fn activate(
 
 /// Our activation tokens are short; a long one is refused unread.
 pub(crate) fn activation_token_shape(token: &SecretString) -> Result<(), ApiError> {
-    if token.expose_secret().len() > 256 {
+    if token.expose_secret().len() > schema::OPAQUE_TOKEN_MAX_BYTES {
         return Err(accounts::AccountsError::InvalidActivationToken.into());
     }
     Ok(())
@@ -389,7 +399,9 @@ pub(crate) async fn activate_account(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ResendBody {
+    #[schema(schema_with = schema::email)]
     email: String,
+    #[schema(schema_with = schema::locale)]
     locale: Option<String>,
 }
 
@@ -405,7 +417,7 @@ pub struct ResendBody {
     responses(
         (status = 202, description = "Accepted", body = bodies::Accepted),
         (status = 422, description = "`validation_failed`", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_requests`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
 )]
 pub async fn resend_activation(
@@ -454,10 +466,14 @@ impl From<ApiTokenView> for ApiTokenJson {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct CreateTokenBody {
+    #[schema(schema_with = schema::token_name)]
     name: String,
     /// A subset of the caller's own permissions.
+    #[schema(schema_with = schema::permissions)]
     permissions: Vec<String>,
     /// Up to the deployment's maximum (its default when absent).
+    #[serde(default, deserialize_with = "super::extract::optional_integer")]
+    #[schema(schema_with = schema::api_token_days)]
     expires_in_days: Option<i64>,
 }
 
@@ -467,10 +483,8 @@ pub struct CreateTokenBody {
     path = "/api/v1/tokens",
     tag = "tokens",
     security(("bearer" = [])),
-    request_body(content(
-        (CreateTokenBody = "application/json"),
-        (CreateTokenBody = "application/x-www-form-urlencoded")
-    )),
+    // JSON only: a form can't carry a list.
+    request_body(content((CreateTokenBody = "application/json"))),
     responses(
         (status = 201, description = "The token, with its secret", body = bodies::CreatedToken),
         (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
@@ -572,6 +586,7 @@ pub(crate) async fn revoke_own_token(
 #[into_params(parameter_in = Query)]
 pub struct RevocationsQuery {
     /// `next_cursor` of the previous answer; from the start when absent.
+    #[param(schema_with = schema::cursor)]
     since: Option<String>,
 }
 
@@ -640,16 +655,24 @@ impl From<UserView> for UserJson {
     }
 }
 
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UsersQuery {
+    /// Part of an email address, username or name.
+    #[param(schema_with = schema::search)]
+    q: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(schema_with = schema::cursor)]
+    cursor: Option<String>,
+}
+
 /// Search users: every user for an operator, the own organization's for an organization admin.
 #[utoipa::path(
     get,
     path = "/api/v1/admin/users",
     tag = "admin",
     security(("bearer" = [])),
-    params(
-        ("q" = Option<String>, Query, description = "Part of an email address, username or name"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-    ),
+    params(UsersQuery),
     responses(
         (status = 200, description = "A page of users", body = bodies::UserPage),
         (status = 400, description = "`invalid_cursor`", body = Problem, content_type = "application/problem+json"),
@@ -661,11 +684,13 @@ impl From<UserView> for UserJson {
 pub async fn list_users(
     state: web::Data<AppState>,
     ManagerActor(actor): ManagerActor,
-    query: web::Query<ListQuery>,
+    query: web::Query<UsersQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let start = offset(query.cursor.as_deref())?;
     let q = query.q.clone();
-    if q.as_ref().is_some_and(|q| q.len() > 200) {
+    if q.as_ref()
+        .is_some_and(|q| q.chars().count() > schema::QUERY_MAX_CHARS)
+    {
         return Err(ApiError::validation("q", "is too long"));
     }
     let accounts = state.accounts.clone();
@@ -710,7 +735,9 @@ pub async fn show_user(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUserBody {
+    #[schema(schema_with = schema::optional_roles)]
     roles: Option<Vec<String>>,
+    #[schema(schema_with = schema::optional_permissions)]
     permissions: Option<Vec<String>>,
     disabled: Option<bool>,
     must_change_password: Option<bool>,
@@ -723,10 +750,8 @@ pub struct PatchUserBody {
     tag = "admin",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The user's id")),
-    request_body(content(
-        (PatchUserBody = "application/json"),
-        (PatchUserBody = "application/x-www-form-urlencoded")
-    )),
+    // JSON only: a form can't carry a list.
+    request_body(content((PatchUserBody = "application/json"))),
     responses(
         (status = 200, description = "The user after the change", body = UserJson),
         (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
@@ -766,6 +791,7 @@ pub struct AuditQuery {
     subject: Option<String>,
     organization_id: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(schema_with = schema::cursor)]
     before: Option<String>,
 }
 

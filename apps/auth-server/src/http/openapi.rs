@@ -188,10 +188,48 @@ fn prefixed(paths: Paths, prefix: &str) -> Paths {
     out
 }
 
+/// What the document says that the deployment configures.
+pub struct Configured<'a> {
+    pub mounts: &'a Mounts,
+    /// The permission catalog: the values of every `permissions` list.
+    pub permissions: &'a accounts::PermissionCatalog,
+    /// The longest API token lifetime, in days.
+    pub api_token_max_days: i64,
+}
+
+/// The components whose values are configuration (see `http::schema`).
+fn configured_components(doc: &mut Document, configured: &Configured) {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.schemas.insert(
+        super::schema::PERMISSION.to_owned(),
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A permission of this deployment's catalog (`permissions`)",
+            ))
+            .enum_values(Some(configured.permissions.all()))
+            .into(),
+    );
+    components.schemas.insert(
+        super::schema::API_TOKEN_DAYS.to_owned(),
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .description(Some(
+                "Days until the API token expires: 1 to this deployment's `api_token_max_days`",
+            ))
+            .minimum(Some(1))
+            .maximum(Some(configured.api_token_max_days))
+            .into(),
+    );
+}
+
 /// The whole document for these mounts: the native API under its prefix and
 /// each enabled profile under its own, with the profile's name as tag.
-pub fn build(mounts: &Mounts) -> Document {
+pub fn build(configured: &Configured) -> Document {
+    let mounts = configured.mounts;
     let mut doc = NativeApi::openapi();
+    configured_components(&mut doc, configured);
     doc.paths = prefixed(std::mem::take(&mut doc.paths), &mounts.native);
     for (profile, prefix) in &mounts.profiles {
         let mut api = profile.openapi();
@@ -236,9 +274,9 @@ pub struct ApiDocument {
 }
 
 impl ApiDocument {
-    pub fn new(mounts: &Mounts) -> Result<Self, serde_json::Error> {
+    pub fn new(configured: &Configured) -> Result<Self, serde_json::Error> {
         Ok(Self {
-            json: build(mounts).to_json()?.into(),
+            json: build(configured).to_json()?.into(),
         })
     }
 }

@@ -35,9 +35,16 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/auth/token", web::post().to(token))
-        .route("/api/auth/logout", web::get().to(logout))
-        .route("/api/auth/info", web::get().to(info))
+    // Other methods answer 405 in the seed's shape (`Allow` is added by
+    // `http::finish_responses`); preflights are answered on every path.
+    let at = |path| {
+        web::resource(path)
+            .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
+            .default_service(web::to(not_allowed))
+    };
+    cfg.service(at("/api/auth/token").route(web::post().to(token)))
+        .service(at("/api/auth/logout").route(web::get().to(logout)))
+        .service(at("/api/auth/info").route(web::get().to(info)))
         .route(
             "/api/auth/{any:.*}",
             web::method(actix_web::http::Method::OPTIONS).to(preflight),
@@ -52,6 +59,10 @@ fn with_tokens<'a>(
         .insert_header((header::AUTHORIZATION, issued.access.as_str()))
         .insert_header(("Refresh-Token", issued.refresh.as_str()))
         .insert_header((header::CACHE_CONTROL, "no-store"))
+}
+
+async fn not_allowed(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    failure(&req, &state, &ApiError::method_not_allowed())
 }
 
 /// The seed's failure body, with our stable code beside its message.
@@ -125,11 +136,13 @@ fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
 #[derive(Deserialize, utoipa::ToSchema)]
 struct TokenBody {
     #[serde(rename = "loginId")]
+    #[schema(schema_with = crate::http::schema::vouched_text)]
     login_id: String,
+    #[schema(schema_with = crate::http::schema::vouched_text)]
     role: String,
     /// The seed's `long`; strings of digits are accepted too.
     #[serde(rename = "userId")]
-    #[schema(value_type = Value)]
+    #[schema(schema_with = crate::http::schema::external_user_id)]
     user_id: Value,
 }
 
@@ -162,7 +175,9 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
         Err(e) => return failure(&req, &state, &e),
     };
     let external_id = match &body.user_id {
-        Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        // JSON has one number type: `42.0` is the integer 42 too. Beyond
+        // 2^53 a JSON number is not exact in most clients, so not an id.
+        Value::Number(n) if integer(n).is_some() => integer(n).unwrap_or_default().to_string(),
         Value::String(s) => s.clone(),
         _ => {
             return failure(
@@ -201,6 +216,18 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
     with_tokens(&mut response, &issued).finish()
 }
 
+/// An integer-valued JSON number within ±(2^53 − 1).
+fn integer(n: &serde_json::Number) -> Option<i64> {
+    let max = crate::http::schema::JSON_SAFE_INTEGER;
+    n.as_i64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() <= max as f64)
+                .map(|f| f as i64)
+        })
+        .filter(|v| v.unsigned_abs() <= max.unsigned_abs())
+}
+
 /// A bearer value with or without the `Bearer ` prefix (the seed hands out
 /// the bare JWT in the header).
 fn header_token(req: &HttpRequest, name: &str) -> Option<String> {
@@ -229,7 +256,7 @@ fn check(
     path = "/api/auth/logout",
     // `Authorization`: the access JWT (expired is fine), with or without `Bearer `.
     security(("bearer" = [])),
-    params(("Refresh-Token" = String, Header, description = "The refresh JWT of the same session")),
+    params(("Refresh-Token" = String, Header, pattern = "^([Bb]earer )?[A-Za-z0-9._~+/=-]+$", description = "The refresh JWT of the same session")),
     responses(
         (status = 200, description = "The session has ended"),
         (status = "4XX", description = "The native status; `error` is the native code", body = inline(wire::Failure)),
@@ -278,12 +305,10 @@ async fn logout(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     }
 }
 
+/// The seed's `/info` table types `userId` as a string (the token request's
+/// `long`, written out).
 fn info_body(claims: &ClientTokenClaims) -> Value {
-    let user_id = claims
-        .external_id
-        .parse::<i64>()
-        .map_or_else(|_| json!(claims.external_id), |n| json!(n));
-    json!({"userId": user_id, "loginId": claims.login_id, "role": claims.role, "iat": claims.iat, "exp": claims.exp, "sub": claims.sub})
+    json!({"userId": claims.external_id, "loginId": claims.login_id, "role": claims.role, "iat": claims.iat, "exp": claims.exp, "sub": claims.sub})
 }
 
 /// The user behind the access token; with an expired one, a valid refresh
@@ -294,7 +319,7 @@ fn info_body(claims: &ClientTokenClaims) -> Value {
     // `Authorization`: the access JWT, with or without `Bearer `; optional
     // when a refresh token is sent.
     security(("bearer" = []), ()),
-    params(("Refresh-Token" = Option<String>, Header, description = "The refresh JWT, used when the access token has expired or is absent")),
+    params(("Refresh-Token" = Option<String>, Header, pattern = "^([Bb]earer )?[A-Za-z0-9._~+/=-]+$", description = "The refresh JWT, used when the access token has expired or is absent")),
     responses(
         (status = 200, description = "The user; renewed tokens in the headers when the access token had expired", body = inline(wire::Info)),
         (status = "4XX", description = "The native status; `error` is the native code", body = inline(wire::Failure)),
@@ -362,9 +387,8 @@ mod wire {
     #[derive(utoipa::ToSchema)]
     #[serde(rename_all = "camelCase")]
     pub struct Info {
-        /// The client's `userId`: a number when it is one.
-        #[schema(value_type = Value)]
-        user_id: serde_json::Value,
+        /// The client's `userId`, as a string (the seed's table says string).
+        user_id: String,
         login_id: String,
         role: String,
         iat: i64,

@@ -164,16 +164,14 @@ fn message(locale: Locale, error: &ApiError) -> String {
             "인증 코드가 올바르지 않거나 만료되었습니다. 필요하면 새 코드를 요청하세요.",
             "The code is wrong, expired or already used; ask for a new one if needed.",
         ),
-        "too_many_attempts" => text(
-            "잘못된 인증 코드를 너무 많이 입력했습니다. 새 코드를 요청하세요.",
-            "Too many wrong codes; this code no longer works, ask for a new one.",
-        ),
-        "too_many_requests" => match (error.retry_after, ko) {
-            (Some(s), true) => format!("인증 메일을 방금 보냈습니다. {s}초 후에 다시 요청하세요."),
-            (Some(s), false) => format!("A code was sent moments ago; ask again in {s} s."),
+        // Every 429: a limit that passes (with `Retry-After`), or a code
+        // that died of wrong guesses.
+        "too_many_attempts" => match (error.retry_after, ko) {
+            (Some(s), true) => format!("요청이 너무 많습니다. {s}초 후에 다시 시도하세요."),
+            (Some(s), false) => format!("Too many attempts; try again in {s} s."),
             (None, _) => text(
-                "요청이 너무 많습니다. 잠시 후 다시 시도하세요.",
-                "Too many requests; try again shortly.",
+                "잘못된 인증 코드를 너무 많이 입력했습니다. 새 코드를 요청하세요.",
+                "Too many wrong codes; this code no longer works, ask for a new one.",
             ),
         },
         "email_domain_not_allowed" => text(
@@ -186,11 +184,7 @@ fn message(locale: Locale, error: &ApiError) -> String {
         ),
         "organization_not_found" => text("학교/단체를 찾을 수 없습니다.", "No such organization."),
         "weak_password" => {
-            let reason = error
-                .errors
-                .get("password")
-                .and_then(|r| r.first())
-                .map(String::as_str);
+            let reason = error.reason("password");
             match (ko, reason) {
                 (true, _) => {
                     "비밀번호가 너무 쉽습니다. 더 길고 추측하기 어려운 비밀번호를 사용하세요."
@@ -207,12 +201,18 @@ fn message(locale: Locale, error: &ApiError) -> String {
         }
         "validation_failed" => {
             if ko {
-                let fields: Vec<&str> = error.errors.keys().map(String::as_str).collect();
+                let fields = error.fields();
                 format!("입력값이 올바르지 않습니다: {}", fields.join(", "))
             } else {
                 let mut text = String::from("Some fields are invalid:");
-                for (i, (field, reasons)) in error.errors.iter().enumerate() {
+                for (i, field) in error.fields().into_iter().enumerate() {
                     let sep = if i == 0 { " " } else { "; " };
+                    let reasons: Vec<&str> = error
+                        .errors
+                        .iter()
+                        .filter(|e| e.field == field)
+                        .map(|e| e.reason.as_ref())
+                        .collect();
                     let _ = write!(text, "{sep}{field} {}", reasons.join(", "));
                 }
                 text.push('.');
@@ -296,13 +296,11 @@ async fn blocking<T: Send + 'static>(
 
 /// One path, two bodies: `{username, password}` logs in, `{refresh}`
 /// rotates the refresh token.
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 struct LoginBody {
     username: Option<String>,
-    #[schema(value_type = Option<String>, format = Password)]
     password: Option<SecretString>,
     /// A refresh token: send it alone, without username and password.
-    #[schema(value_type = Option<String>)]
     refresh: Option<SecretString>,
 }
 
@@ -310,7 +308,7 @@ struct LoginBody {
 #[utoipa::path(
     post,
     path = "/users/login",
-    request_body = inline(LoginBody),
+    request_body = inline(wire::LoginRequest),
     responses(
         (status = 200, description = "`status` 0; `tokens` after a login, `access` and `refresh` after a refresh", body = inline(wire::Login)),
         (status = "4XX", description = "The native status; `status` 1 (2 for token failures), `code` is the native code", body = inline(wire::Failure)),
@@ -363,12 +361,15 @@ async fn login_or_refresh(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct SignupBody {
+    #[schema(required = true, schema_with = crate::http::schema::username)]
     username: Option<String>,
-    #[schema(value_type = Option<String>, format = Password)]
+    #[schema(required = true, schema_with = crate::http::schema::new_password)]
     password: Option<SecretString>,
     /// Verified for the organization first (`check_auth_code`).
+    #[schema(required = true, schema_with = crate::http::schema::email)]
     email: Option<String>,
     /// The organization's id.
+    #[schema(required = true, schema_with = crate::http::schema::uuid)]
     organization: Option<String>,
 }
 
@@ -455,6 +456,7 @@ async fn organization_list(state: web::Data<AppState>, req: HttpRequest) -> Http
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct EmailsBody {
+    #[schema(required = true, schema_with = crate::http::schema::uuid)]
     org_id: Option<String>,
 }
 
@@ -494,7 +496,9 @@ async fn emails(state: &AppState, body: Body) -> Result<Value, ApiError> {
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct SendAuthEmailBody {
+    #[schema(required = true, schema_with = crate::http::schema::uuid)]
     organization_id: Option<String>,
+    #[schema(required = true, schema_with = crate::http::schema::email)]
     email: Option<String>,
 }
 
@@ -539,10 +543,11 @@ async fn send_organization_code(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct CheckAuthCodeBody {
+    #[schema(required = true, schema_with = crate::http::schema::email)]
     email: Option<String>,
     /// A string or a number.
     #[serde(default, deserialize_with = "string_or_number")]
-    #[schema(value_type = Option<Value>)]
+    #[schema(required = true, schema_with = crate::http::schema::email_code_or_number)]
     code: Option<String>,
 }
 
@@ -587,6 +592,7 @@ async fn confirm_organization_code(
 
 #[derive(Deserialize, utoipa::ToSchema)]
 struct ResetMailBody {
+    #[schema(required = true, schema_with = crate::http::schema::email)]
     email: Option<String>,
 }
 
@@ -651,6 +657,17 @@ mod wire {
         access: String,
         refresh: String,
     }
+
+    /// `{username, password}` logs in; `{refresh}` alone rotates the refresh token.
+    pub struct LoginRequest;
+
+    impl utoipa::PartialSchema for LoginRequest {
+        fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+            crate::http::schema::campus_login()
+        }
+    }
+
+    impl utoipa::ToSchema for LoginRequest {}
 
     #[derive(utoipa::ToSchema)]
     pub struct Login {

@@ -27,8 +27,9 @@ pub const ROUTES: &[(&str, &str)] = &[("POST", "/api/v1/auth/login"), ("POST", "
 pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/auth/login", web::post().to(login))
-        .route("/refresh_token", web::post().to(refresh_token));
+    let at = |path| web::resource(path).default_service(web::to(super::simple_not_allowed));
+    cfg.service(at("/api/v1/auth/login").route(web::post().to(login)))
+        .service(at("/refresh_token").route(web::post().to(refresh_token)));
 }
 
 fn expires(exp: i64) -> String {
@@ -40,8 +41,9 @@ fn expires(exp: i64) -> String {
 /// JSON, also when labelled as a form; or a real form.
 #[derive(Deserialize, utoipa::ToSchema)]
 struct LoginBody {
+    #[schema(schema_with = crate::http::schema::login)]
     email: String,
-    #[schema(value_type = String, format = Password)]
+    #[schema(schema_with = crate::http::schema::password)]
     password: SecretString,
 }
 

@@ -28,8 +28,15 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/auth/login", web::post().to(login))
-        .route("/api/v1/auth/refresh", web::post().to(refresh));
+    let at = |path| web::resource(path).default_service(web::to(not_allowed));
+    cfg.service(at("/api/v1/auth/login").route(web::post().to(login)))
+        .service(at("/api/v1/auth/refresh").route(web::post().to(refresh)));
+}
+
+/// Other methods on the seed's paths, in the envelope (`Allow` is added by
+/// `http::finish_responses`).
+async fn not_allowed() -> HttpResponse {
+    failure(&ApiError::method_not_allowed(), false)
 }
 
 /// The envelope's result codes (0 is success). Stable: clients switch on them.
@@ -37,7 +44,7 @@ pub fn code_for(native: &str) -> u32 {
     match native {
         "invalid_credentials" => 1001,
         "account_not_active" => 1002,
-        "too_many_attempts" | "too_many_requests" => 1003,
+        "too_many_attempts" => 1003,
         "invalid_token" | "token_expired" | "token_revoked" => 2001,
         "invalid_refresh_token" => 2002,
         "refresh_token_reused" => 2003,
@@ -81,8 +88,9 @@ fn tokens_json(tokens: &accounts::IssuedTokens) -> serde_json::Map<String, Value
 #[derive(Deserialize, utoipa::ToSchema)]
 struct LoginBody {
     /// An email address or a username.
+    #[schema(schema_with = crate::http::schema::login)]
     user: String,
-    #[schema(value_type = String, format = Password)]
+    #[schema(schema_with = crate::http::schema::password)]
     password: SecretString,
 }
 

@@ -277,7 +277,13 @@ pub fn parse_body<T: DeserializeOwned>(body: Body) -> Result<T, crate::http::err
     if body.len() > MAX_BODY {
         return Err(too_large());
     }
-    lenient_body(&body).map_err(ApiError::bad_request)
+    lenient_body(&body)
+}
+
+/// Other methods on the routes of the profiles whose seeds define no error
+/// shape (`Allow` is added by `http::finish_responses`).
+pub async fn simple_not_allowed() -> actix_web::HttpResponse {
+    simple_error(&crate::http::error::ApiError::method_not_allowed())
 }
 
 /// Unknown paths under the profiles whose seeds define no error shape.
@@ -289,12 +295,16 @@ pub async fn simple_unmatched() -> actix_web::HttpResponse {
 /// without a Content-Type, as the seeds' own examples do), and sometimes
 /// real forms. A body that starts with `{` is read as JSON whatever the
 /// label; anything else as `application/x-www-form-urlencoded`.
-pub fn lenient_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    let text = std::str::from_utf8(body).map_err(|_| "the body is not UTF-8".to_owned())?;
+///
+/// A failure names the field and a stable code, never the parser's words.
+pub fn lenient_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, crate::http::error::ApiError> {
+    use crate::http::extract::{from_form, from_json};
+    let text = std::str::from_utf8(body)
+        .map_err(|_| crate::http::error::ApiError::bad_request("the body is not UTF-8"))?;
     if text.trim_start().starts_with('{') {
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON body: {e}"))
+        from_json(text.as_bytes())
     } else {
-        serde_urlencoded::from_str(text).map_err(|e| format!("invalid form body: {e}"))
+        from_form(text.as_bytes())
     }
 }
 

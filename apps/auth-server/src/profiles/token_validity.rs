@@ -27,19 +27,18 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v1/auth/login", web::post().to(login))
-        .route(
-            "/api/v1/auth/checkTokenValidity",
-            web::post().to(check_token_validity),
-        )
-        .route("/api/v1/auth/tokenRefresh", web::post().to(token_refresh));
+    let at = |path| web::resource(path).default_service(web::to(super::simple_not_allowed));
+    cfg.service(at("/api/v1/auth/login").route(web::post().to(login)))
+        .service(at("/api/v1/auth/checkTokenValidity").route(web::post().to(check_token_validity)))
+        .service(at("/api/v1/auth/tokenRefresh").route(web::post().to(token_refresh)));
 }
 
 /// JSON, also when labelled as a form; or a real form.
 #[derive(Deserialize, utoipa::ToSchema)]
 struct LoginBody {
+    #[schema(schema_with = crate::http::schema::login)]
     email: String,
-    #[schema(value_type = String, format = Password)]
+    #[schema(schema_with = crate::http::schema::password)]
     password: SecretString,
 }
 

@@ -470,8 +470,8 @@ pub async fn signup_account(visitor: Visitor, body: web::Bytes) -> PageResult {
         let password = match new_password(&form, "password") {
             Ok(p) => Some(p),
             Err(e) => {
-                e.errors
-                    .keys()
+                e.fields()
+                    .into_iter()
                     .for_each(|f| fields.refuse(f, "is not acceptable"));
                 None
             }

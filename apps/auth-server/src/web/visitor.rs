@@ -389,11 +389,14 @@ impl Visitor {
         };
         let mut feedback = Feedback::default();
         if error.code == "validation_failed" && !error.errors.is_empty() {
-            for field in error.errors.keys() {
+            for field in error.fields() {
                 let message = lookup("invalid", field).unwrap_or_else(|| generic_invalid.clone());
                 feedback.fields.insert(renamed(field), message);
             }
-        } else if let Some(field) = field_of(error.code) {
+        } else if let Some(field) =
+            // A 429 with Retry-After is a limit on the whole form, not on the code.
+            field_of(error.code).filter(|_| error.retry_after.is_none())
+        {
             let message = lookup("errors", error.code).unwrap_or_else(|| generic_invalid.clone());
             feedback.fields.insert(renamed(field), message);
         } else {

@@ -312,3 +312,24 @@ pub fn free_port() -> u16 {
         .port()
 }
 pub mod browser;
+
+/// Each field's JSON type as a seed's response table names it (`string`,
+/// `integer`/`int`/`long`, `number`, `object`/`dict`, `array`, `boolean`),
+/// by JSON pointer: conformance is types too, not only names.
+pub fn assert_seed_types(body: &Value, table: &[(&str, &str)]) {
+    for (pointer, kind) in table {
+        let value = body
+            .pointer(pointer)
+            .unwrap_or_else(|| panic!("{pointer} missing in {body}"));
+        let ok = match *kind {
+            "string" => value.is_string(),
+            "integer" | "int" | "long" => value.is_i64() || value.is_u64(),
+            "number" => value.is_number(),
+            "object" | "dict" => value.is_object(),
+            "array" => value.is_array(),
+            "boolean" => value.is_boolean(),
+            other => panic!("unknown seed type {other}"),
+        };
+        assert!(ok, "{pointer} should be {kind}: {value} in {body}");
+    }
+}
