@@ -61,8 +61,9 @@ pub fn run() -> Result<()> {
         ]),
     )?;
 
-    step(4, "tidy: dependency direction");
+    step(4, "tidy: dependency direction and source rules");
     check_dependency_direction(&root).context("ci step 4 (tidy: dependency direction) failed")?;
+    crate::tidy::check_sources(&root).context("ci step 4 (tidy: source rules) failed")?;
 
     step(5, "cargo test --workspace --no-fail-fast");
     let summary = run_tests(&root)?;
@@ -80,9 +81,11 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask tidy`: just the dependency-direction check (ci step 4).
+/// `cargo xtask tidy`: the dependency-direction and source checks (ci step 4).
 pub fn tidy() -> Result<()> {
-    check_dependency_direction(&workspace_root()).context("tidy: dependency direction failed")?;
+    let root = workspace_root();
+    check_dependency_direction(&root).context("tidy: dependency direction failed")?;
+    crate::tidy::check_sources(&root).context("tidy: source rules failed")?;
     println!("tidy: ok");
     Ok(())
 }

@@ -12,6 +12,7 @@ mod ci;
 mod contract;
 mod fuzz;
 mod provision;
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -28,7 +29,7 @@ commands:
                           then fmt, clippy, dependency-direction check, the full test suite
                           (PostgreSQL at $AUTH_TEST_DATABASE_URL) and the schemathesis
                           contract stage
-  tidy                    only the dependency-direction check (ci step 4)
+  tidy                    the dependency-direction and source checks (ci step 4)
   contract                only the schemathesis contract stage (ci step 6)
   bench [options]         build the release server, measure it, print every figure of the
                           performance budget with its target (docs/performance.md)

@@ -11,17 +11,15 @@ use accounts::{
 use actix_web::dev::Server;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::DefaultHeaders;
-use actix_web::{App, HttpServer, web};
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer};
 use anyhow::{Context, Result};
 use auth_core::TokenPolicy;
+use auth_http::{FrontEnd, FrontEndConfig, Metrics};
 use mailer::{Mailer, OutboxConfig, OutboxWorker};
 use storage::{DbPool, PoolOptions};
 
 use crate::config::Settings;
-use crate::metrics::Metrics;
-use crate::state::AppState;
-use crate::token_cache::TokenCache;
-use crate::{http, telemetry};
 
 /// A server that is bound and ready to be awaited (or spawned).
 pub struct Application {
@@ -45,7 +43,9 @@ pub struct Services {
     /// Delivers queued mail; only `serve` runs it. Mail queued by other
     /// commands waits in the outbox for the next server.
     pub outbox: OutboxWorker,
-    pub pages: crate::web::Pages,
+    /// The key of the pages' CSRF tokens (shared by instances through the
+    /// key folder).
+    pub csrf_secret: Vec<u8>,
 }
 
 /// Opens the pool, loads (or creates) the keys and builds the account
@@ -153,15 +153,8 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
             on_throttled: Arc::new(move |kind| throttle_metrics.record_throttled(kind)),
         },
     ));
-    let pages = crate::web::Pages::new(
-        &csrf_secret,
-        settings.tls_cert.is_some() || settings.public_url.starts_with("https://"),
-        &settings.mounts.native,
-        settings.permissions.clone(),
-    )
-    .context("cannot build the web pages")?;
     Ok(Services {
-        pages,
+        csrf_secret,
         pool,
         accounts,
         token_policy,
@@ -174,7 +167,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
 /// the background work (`accounts::background`), which runs as long as the
 /// server does.
 pub async fn start(settings: Settings) -> Result<Application> {
-    telemetry::install_crypto_provider();
+    crate::logging::install_crypto_provider();
     let setup = settings.clone();
     let services =
         tokio::task::spawn_blocking(move || services(&setup, setup.migrate_on_start)).await??;
@@ -196,46 +189,37 @@ pub async fn start(settings: Settings) -> Result<Application> {
     // Off the start-up path: the phone-number metadata takes ≈ 80 ms to load.
     tokio::task::spawn_blocking(accounts::PhoneNumber::warm_up);
 
-    let state = web::Data::new(AppState {
-        accounts: services.accounts,
-        token_policy: services.token_policy,
-        token_cache: TokenCache::new(settings.token_cache_size),
-        phone_region: settings.phone_region.clone(),
-        compat_time_zone: settings.compat_time_zone,
-        cors_allowed_origins: settings.cors_allowed_origins.clone(),
-        trusted_proxies: settings.trusted_proxies.clone(),
-        forwarded_header: settings.forwarded_header,
-        metrics: services.metrics,
-        metrics_token: settings.metrics_token.clone(),
-    });
+    let front_end = FrontEnd::with_metrics(
+        services.accounts,
+        services.metrics,
+        FrontEndConfig {
+            mounts: settings.mounts.clone(),
+            csrf_secret: Some(services.csrf_secret),
+            secure_cookies: settings.tls_cert.is_some()
+                || settings.public_url.starts_with("https://"),
+            permissions: settings.permissions.clone(),
+            api_token_max_days: settings.api_token_max_days,
+            phone_region: settings.phone_region.clone(),
+            compat_time_zone: settings.compat_time_zone,
+            cors_allowed_origins: settings.cors_allowed_origins.clone(),
+            trusted_proxies: settings.trusted_proxies.clone(),
+            forwarded_header: settings.forwarded_header,
+            metrics_token: settings.metrics_token.clone(),
+            token_cache_size: settings.token_cache_size,
+        },
+    )
+    .context("cannot build the HTTP front-ends")?;
     let listener = TcpListener::bind(settings.bind)
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
-    let mounts = settings.mounts.clone();
     let tls = settings.tls_cert.is_some() && settings.tls_key.is_some();
-    // Built once: the mounts are fixed for the life of the server.
-    let pages = web::Data::new(services.pages);
-    let openapi = web::Data::new(
-        http::openapi::ApiDocument::new(&http::openapi::Configured {
-            mounts: &mounts,
-            permissions: &settings.permissions,
-            api_token_max_days: settings.api_token_max_days,
-        })
-        .context("cannot build the OpenAPI document")?,
-    );
-    let allowed = web::Data::new(http::AllowedMethods::new(&mounts));
     let server = HttpServer::new(move || {
+        let front_end = front_end.clone();
         App::new()
-            .app_data(state.clone())
-            .app_data(openapi.clone())
-            .app_data(pages.clone())
-            .app_data(allowed.clone())
-            .wrap(actix_web::middleware::from_fn(http::finish_responses))
+            .wrap(from_fn(auth_http::finish_responses))
             .wrap(security_headers(tls))
-            .wrap(actix_web::middleware::from_fn(telemetry::request_span))
-            .configure(http::extractor_config)
-            .configure(|cfg| mounts.configure(cfg))
-            .default_service(web::to(http::not_found))
+            .wrap(from_fn(auth_http::request_span))
+            .configure(move |cfg| front_end.configure(cfg))
     })
     .workers(settings.workers)
     .shutdown_timeout(10);

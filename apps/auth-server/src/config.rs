@@ -63,7 +63,7 @@ pub struct Settings {
     /// Region for phone numbers written without a country code (ISO 3166).
     pub phone_region: String,
     pub api_token_max_days: i64,
-    pub mounts: crate::profiles::Mounts,
+    pub mounts: auth_http::Mounts,
     pub compat_time_zone: chrono::FixedOffset,
     pub password_max_age_days: Option<i64>,
     /// Origins whose browsers may call the API (CORS); empty = CORS off.
@@ -73,7 +73,7 @@ pub struct Settings {
     /// Peers whose forwarding headers are believed about the client's IP.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Which header of a trusted proxy names the client.
-    pub forwarded_header: ForwardedHeader,
+    pub forwarded_header: auth_http::ForwardedHeader,
     pub metrics_token: Option<secrecy::SecretString>,
 }
 
@@ -84,18 +84,6 @@ pub struct MailSettings {
     pub transport: mailer::TransportConfig,
     pub outbox_poll_ms: u64,
     pub max_attempts: i64,
-}
-
-/// The header a trusted proxy names the client in. Only that one is read:
-/// proxies append to their own header and pass any other through, so a
-/// client could otherwise write its own address into the one not checked.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ForwardedHeader {
-    /// `X-Forwarded-For` (nginx, HAProxy, most load balancers).
-    #[default]
-    XForwardedFor,
-    /// RFC 7239 `Forwarded: for=…`.
-    Forwarded,
 }
 
 impl Settings {
@@ -635,7 +623,7 @@ impl Reader {
         if signing_algorithm == SigningAlgorithm::RS256 {
             return Err(self.error(
                 "signing_alg",
-                "RS256 keys can't be generated here; import one with `auth-server keys import`",
+                "RS256 keys can't be generated here: use EdDSA, ES256 or HS256",
             ));
         }
         let issuer = match self.str("issuer") {
@@ -716,7 +704,7 @@ impl Reader {
         if !(1..=3650).contains(&api_token_max_days) {
             return Err(self.error("api_token_max_days", "must be between 1 and 3650"));
         }
-        let mounts = crate::profiles::Mounts::parse(self.str("mounts"))
+        let mounts = auth_http::Mounts::parse(self.str("mounts"))
             .map_err(|problem| self.error("mounts", problem))?;
         let compat_time_zone = parse_offset(self.str("compat_time_zone")).ok_or_else(|| {
             self.error(
@@ -778,8 +766,8 @@ impl Reader {
             .to_ascii_lowercase()
             .as_str()
         {
-            "x-forwarded-for" => ForwardedHeader::XForwardedFor,
-            "forwarded" => ForwardedHeader::Forwarded,
+            "x-forwarded-for" => auth_http::ForwardedHeader::XForwardedFor,
+            "forwarded" => auth_http::ForwardedHeader::Forwarded,
             other => {
                 return Err(self.error(
                     "forwarded_header",

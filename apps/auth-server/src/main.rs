@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    auth_server::telemetry::init_logging(&settings.log_format);
+    auth_server::logging::init_logging(&settings.log_format);
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             sigpipe(Sigpipe::Ignore);

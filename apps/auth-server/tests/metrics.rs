@@ -76,8 +76,18 @@ async fn metrics_count_requests_logins_throttling_and_queued_mail() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED);
 
-    let (status, metrics) = scrape(&app, None).await;
-    assert_eq!(status, StatusCode::OK);
+    // The reset mail is queued after the answer (its timing must not tell
+    // known from unknown addresses): scrape until it shows, at most 10 s.
+    let pending = r#"auth_outbox_messages{status="pending"}"#;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    let metrics = loop {
+        let (status, metrics) = scrape(&app, None).await;
+        assert_eq!(status, StatusCode::OK);
+        if value(&metrics, pending) == Some(1.0) || tokio::time::Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     let series = |s: &str| value(&metrics, s).unwrap_or_else(|| panic!("{s} missing:\n{metrics}"));
     assert_eq!(
         series(

@@ -6,9 +6,9 @@ mod support;
 
 use std::collections::{BTreeSet, HashSet};
 
-use auth_server::http::NATIVE_ROUTES;
-use auth_server::http::openapi::profile_tag;
-use auth_server::profiles::Profile;
+use auth_http::http::NATIVE_ROUTES;
+use auth_http::http::openapi::profile_tag;
+use auth_http::profiles::Profile;
 use reqwest::StatusCode;
 use serde_json::Value;
 use storage::Backend;
@@ -333,7 +333,7 @@ async fn swagger_ui_is_served_from_the_binary() {
 #[tokio::test]
 async fn the_document_states_the_constraints_the_server_enforces() {
     use accounts::{EmailAddress, Password};
-    use auth_server::http::schema::LOGIN_MAX_CHARS;
+    use auth_http::http::schema::LOGIN_MAX_CHARS;
     let app = spawn_app_with(
         Backend::Sqlite,
         &[

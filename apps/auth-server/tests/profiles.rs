@@ -387,7 +387,7 @@ async fn envelope_login_redirect_and_refresh(backend: Backend) {
 #[tokio::test]
 async fn every_native_route_is_routed_and_profiles_can_move() {
     let app = spawn_app(Backend::Sqlite).await;
-    for (method, path) in auth_server::http::NATIVE_ROUTES {
+    for (method, path) in auth_http::http::NATIVE_ROUTES {
         let path = path.replace("{id}", &uuid::Uuid::new_v4().to_string());
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
         let response = app

@@ -90,8 +90,13 @@ pub enum AccountsError {
     Mail(#[from] mailer::MailError),
     #[error(transparent)]
     Invalid(#[from] ParseError),
+    /// The database can't be reached (down, restarting, pool exhausted):
+    /// try again later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Any other persistence failure: a fault of ours, logged.
     #[error(transparent)]
-    Storage(#[from] StorageError),
+    Storage(StorageError),
     #[error("token signing failed: {0}")]
     Token(#[from] TokenError),
     #[error(transparent)]
@@ -101,6 +106,24 @@ pub enum AccountsError {
 impl From<crate::types::WeakPassword> for AccountsError {
     fn from(weak: crate::types::WeakPassword) -> Self {
         AccountsError::WeakPassword(weak.0)
+    }
+}
+
+/// Sorts storage failures by what the caller should do: retry later (the
+/// database is unavailable), fix the input (a value the database can't
+/// hold), or nothing (a fault, logged by whoever answers).
+impl From<StorageError> for AccountsError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Pool(reason) | StorageError::Connect(reason) => {
+                AccountsError::Unavailable(reason)
+            }
+            StorageError::InvalidText(_) => AccountsError::Invalid(ParseError {
+                field: "input",
+                reason: "must not contain control characters",
+            }),
+            other => AccountsError::Storage(other),
+        }
     }
 }
 

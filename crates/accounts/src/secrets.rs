@@ -41,6 +41,10 @@ impl std::fmt::Debug for SealingKey {
 }
 
 impl SealingKey {
+    pub fn new(bytes: [u8; 32]) -> SealingKey {
+        SealingKey(bytes)
+    }
+
     /// Exactly 32 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Option<SealingKey> {
         Some(SealingKey(bytes.try_into().ok()?))

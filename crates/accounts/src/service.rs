@@ -173,6 +173,38 @@ pub struct AccountsConfig {
     pub on_throttled: Arc<dyn Fn(&'static str) + Send + Sync>,
 }
 
+impl Default for AccountsConfig {
+    /// Working defaults for one process: the native token and session
+    /// policies, the default permission catalog and rate limits, no mail
+    /// hooks, and fresh random secrets. Instances that share a database
+    /// must share `code_key`, `sealing_key` and `throttle_key` (the server
+    /// keeps them in its key folder).
+    fn default() -> Self {
+        let random = || {
+            let mut bytes = [0u8; 32];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+                .expect("the operating system's random source failed");
+            bytes
+        };
+        AccountsConfig {
+            tokens: TokenPolicy::default(),
+            sessions: SessionPolicy::default(),
+            code_key: CodeKey::new(&random()),
+            sealing_key: SealingKey::new(random()),
+            public_url: "http://127.0.0.1:8080".to_owned(),
+            reveal_email_taken: false,
+            on_mail_queued: Arc::new(|| {}),
+            catalog: PermissionCatalog::default(),
+            api_token_max_days: 365,
+            operator_emails: Vec::new(),
+            password_max_age_days: None,
+            throttle_key: random().to_vec(),
+            throttle_rates: ThrottleRates::default(),
+            on_throttled: Arc::new(|_| {}),
+        }
+    }
+}
+
 pub struct Accounts {
     pub(crate) pool: DbPool,
     pub(crate) hasher: Arc<PasswordHasher>,

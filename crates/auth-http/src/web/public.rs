@@ -43,8 +43,7 @@ pub(super) fn new_password(form: &Form, field: &'static str) -> Result<Password,
     if form.raw(field) != form.raw(&confirm) {
         fields.refuse(&confirm, "does not match");
     }
-    fields.finish()?;
-    Ok(password.expect("checked"))
+    fields.finish(password)
 }
 
 pub async fn home(visitor: Visitor) -> PageResult {
@@ -476,10 +475,10 @@ pub async fn signup_account(visitor: Visitor, body: web::Bytes) -> PageResult {
                 None
             }
         };
-        fields.finish()?;
+        let (email, password) = fields.finish((email, password))?;
         Ok::<_, ApiError>(SignupRequest {
-            email: email.expect("checked"),
-            password: password.expect("checked"),
+            email,
+            password,
             username,
             name: name.flatten(),
             organization_id: Some(signup.organization_id.clone()),

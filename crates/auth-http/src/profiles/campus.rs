@@ -346,10 +346,7 @@ async fn login_or_refresh(
             let mut fields = FieldErrors::new();
             let username = fields.require("username", body.username);
             let password = fields.require("password", body.password);
-            fields.finish()?;
-            let (Some(username), Some(password)) = (username, password) else {
-                unreachable!("checked by finish")
-            };
+            let (username, password) = fields.finish((username, password))?;
             let tokens = password_login(state, req, username, password).await?;
             Ok(json!({"tokens": {
                 "refresh": tokens.refresh_token.expose_secret(),
@@ -406,12 +403,8 @@ async fn signup_with(
         .require("email", body.email)
         .and_then(|e| fields.take_as("email", EmailAddress::parse(&e)));
     let organization = fields.require("organization", body.organization);
-    fields.finish()?;
-    let (Some(username), Some(password), Some(email), Some(organization)) =
-        (username, password, email, organization)
-    else {
-        unreachable!("checked by finish")
-    };
+    let (username, password, email, organization) =
+        fields.finish((username, password, email, organization))?;
     let request = SignupRequest {
         email,
         password,
@@ -482,8 +475,7 @@ async fn emails(state: &AppState, body: Body) -> Result<Value, ApiError> {
     let body: EmailsBody = parse(body)?;
     let mut fields = FieldErrors::new();
     let id = fields.require("org_id", body.org_id);
-    fields.finish()?;
-    let id = organization_id(&id.unwrap_or_default())?;
+    let id = organization_id(&fields.finish(id)?)?;
     let accounts = state.accounts.clone();
     // Like the list (and the code request), only active organizations exist.
     let organization = blocking(move || accounts.organization(&id))
@@ -532,10 +524,7 @@ async fn send_organization_code(
     let email = fields
         .require("email", body.email)
         .and_then(|e| fields.take_as("email", EmailAddress::parse(&e)));
-    fields.finish()?;
-    let (Some(organization), Some(email)) = (organization, email) else {
-        unreachable!("checked by finish")
-    };
+    let (organization, email) = fields.finish((organization, email))?;
     let organization = organization_id(&organization)?;
     flows::send_organization_code(state, req, organization, email, locale).await?;
     Ok(json!({}))
@@ -582,10 +571,7 @@ async fn confirm_organization_code(
     if code.as_ref().is_some_and(|c| c.len() > 32) {
         fields.refuse("code", "is too long");
     }
-    fields.finish()?;
-    let (Some(email), Some(code)) = (email, code) else {
-        unreachable!("checked by finish")
-    };
+    let (email, code) = fields.finish((email, code))?;
     flows::confirm_organization_code_for(state, req, email, code).await?;
     Ok(json!({}))
 }
@@ -628,8 +614,7 @@ async fn forgot_password(
     let email = fields
         .require("email", body.email)
         .and_then(|e| fields.take_as("email", EmailAddress::parse(&e)));
-    fields.finish()?;
-    let email = email.expect("checked by finish");
+    let email = fields.finish(email)?;
     flows::send_reset_code(state, req, email, locale).await?;
     Ok(json!({}))
 }

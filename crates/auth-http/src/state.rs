@@ -23,7 +23,7 @@ pub struct AppState {
     pub cors_allowed_origins: Vec<String>,
     /// Peers whose forwarding headers name the client (see `http::extract::client_ip`).
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    pub forwarded_header: crate::config::ForwardedHeader,
+    pub forwarded_header: crate::http::extract::ForwardedHeader,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When set, `/metrics` needs `Authorization: Bearer <token>`.
     pub metrics_token: Option<secrecy::SecretString>,

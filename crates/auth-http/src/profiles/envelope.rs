@@ -71,17 +71,22 @@ fn failure(error: &ApiError, wrap_in_result: bool) -> HttpResponse {
 
 fn tokens_json(tokens: &accounts::IssuedTokens) -> serde_json::Map<String, Value> {
     let claims = &tokens.claims;
-    let value = json!({
-        "token_type": "Bearer",
-        "access_token": tokens.access_token,
-        "access_token_expires_in": claims.exp - claims.iat,
-        "refresh_token": tokens.refresh_token.expose_secret(),
-        "refresh_token_expires_in": tokens.refresh_expires_in,
-    });
-    match value {
-        Value::Object(map) => map,
-        _ => unreachable!("a JSON object literal"),
-    }
+    serde_json::Map::from_iter([
+        ("token_type".to_owned(), json!("Bearer")),
+        ("access_token".to_owned(), json!(tokens.access_token)),
+        (
+            "access_token_expires_in".to_owned(),
+            json!(claims.exp - claims.iat),
+        ),
+        (
+            "refresh_token".to_owned(),
+            json!(tokens.refresh_token.expose_secret()),
+        ),
+        (
+            "refresh_token_expires_in".to_owned(),
+            json!(tokens.refresh_expires_in),
+        ),
+    ])
 }
 
 /// JSON, also when labelled as a form; or a real form.

@@ -231,24 +231,31 @@ const STATIC_FILES: &[(&str, &str, &str)] = &[
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
      img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
+/// A template or message catalog compiled into the binary does not parse
+/// (a build defect, caught by the page tests).
+#[derive(Debug, thiserror::Error)]
+#[error("web pages: {0}")]
+pub struct PagesError(String);
+
 impl Pages {
     pub fn new(
         csrf_secret: &[u8],
         secure_cookies: bool,
         base: &str,
         permissions: PermissionCatalog,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, PagesError> {
         let mut env = Environment::new();
         // A missing catalog key or context value is a bug: fail loudly (the
         // page tests render every page) instead of printing nothing.
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         for (name, source) in TEMPLATES {
-            env.add_template(name, source)?;
+            env.add_template(name, source)
+                .map_err(|e| PagesError(format!("template {name}: {e}")))?;
         }
         let mut catalogs = BTreeMap::new();
         for (lang, source) in CATALOGS {
             let table: toml::Table = toml::from_str(source)
-                .map_err(|e| anyhow::anyhow!("message catalog {lang}: {e}"))?;
+                .map_err(|e| PagesError(format!("message catalog {lang}: {e}")))?;
             catalogs.insert(*lang, Value::from(Serde(&table)));
         }
         Ok(Self {

@@ -108,10 +108,10 @@ pub async fn signup(
             reason: "is not a valid organization id",
         }));
     }
-    fields.finish()?;
+    let (email, password) = fields.finish((email, password))?;
     let request = SignupRequest {
-        email: email.expect("checked"),
-        password: password.expect("checked"),
+        email,
+        password,
         username: username.flatten(),
         name: name.flatten(),
         organization_id,

@@ -1,4 +1,5 @@
-//! Logging, the per-request span, and process-wide crypto setup.
+//! The per-request span: a request id, one log line per response, and the
+//! request metrics by route pattern.
 
 use std::time::Instant;
 
@@ -7,29 +8,8 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use tracing::Instrument;
-use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
 use crate::state::AppState;
-
-/// Structured logs to stderr; `RUST_LOG` picks levels (default `info`),
-/// `AUTH_LOG_FORMAT=json` switches to one JSON object per line.
-pub fn init_logging(format: &LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
-}
-
-/// rustls needs exactly one process-wide provider; we compile in only ring.
-/// Installing twice returns an error, which is fine (tests start many servers).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
 
 /// Middleware (`from_fn`): one span per request carrying a request id, one
 /// log line with the status and latency, and the id echoed in `X-Request-Id`

@@ -10,7 +10,6 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use auth_core::TokenError;
 use serde::Serialize;
-use storage::StorageError;
 
 /// An error on its way to the client. Kept small (it travels in every
 /// `Result` of the HTTP layer): the `type` URI and `title` are derived from
@@ -117,6 +116,7 @@ impl FieldError {
 pub fn describe_reason(reason: &str) -> (&'static str, &'static str) {
     match reason {
         "is required" => ("required", "필수 항목입니다."),
+        "is incomplete" => ("incomplete", "입력이 완전하지 않습니다."),
         "is too long" => ("too_long", "너무 깁니다."),
         "is longer than 254 characters" => ("too_long", "254자를 넘을 수 없습니다."),
         "must be at least 8 characters" => ("too_short", "8자 이상이어야 합니다."),
@@ -518,7 +518,14 @@ impl From<AccountsError> for ApiError {
                 Self::internal()
             }
             E::Invalid(p) => Self::validation(p.field, p.reason),
-            E::Storage(e) => e.into(),
+            E::Unavailable(reason) => {
+                tracing::error!(reason, "database unavailable");
+                Self::unavailable()
+            }
+            E::Storage(e) => {
+                tracing::error!(error = %e, "database error");
+                Self::internal()
+            }
             E::BackgroundTask => Self::internal(),
             E::Token(e) => {
                 tracing::error!(error = %e, "token signing failed");
@@ -545,29 +552,6 @@ impl From<AccountsError> for ApiError {
 impl From<accounts::BlockingTaskFailed> for ApiError {
     fn from(_: accounts::BlockingTaskFailed) -> Self {
         Self::internal()
-    }
-}
-
-impl From<StorageError> for ApiError {
-    fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::InvalidText(_) => {
-                tracing::info!(error = %e, "input refused by the database");
-                Self::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "validation_failed",
-                    "a value contains characters that are not allowed (such as NUL)",
-                )
-            }
-            StorageError::Pool(_) | StorageError::Connect(_) => {
-                tracing::error!(error = %e, "database unavailable");
-                Self::unavailable()
-            }
-            other => {
-                tracing::error!(error = %other, "database error");
-                Self::internal()
-            }
-        }
     }
 }
 
@@ -635,14 +619,48 @@ impl FieldErrors {
         self.0
     }
 
-    pub fn finish(self) -> Result<(), ApiError> {
-        if self.0.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(self.0)
+    /// The values the fields were parsed into, all of them, or the
+    /// collected problems: a validated request can't be half-used. Pass the
+    /// `Option`s `require`/`take` returned, one or a tuple.
+    pub fn finish<V: Required>(self, values: V) -> Result<V::Values, ApiError> {
+        if !self.0.errors.is_empty() {
+            return Err(self.0);
         }
+        // `require` and `take` record a problem for every `None` they return.
+        values
+            .all()
+            .ok_or_else(|| ApiError::validation("request", "is incomplete"))
     }
 }
+
+/// Parsed fields that must all be present (see [`FieldErrors::finish`]).
+pub trait Required {
+    type Values;
+    fn all(self) -> Option<Self::Values>;
+}
+
+impl<A> Required for Option<A> {
+    type Values = A;
+    fn all(self) -> Option<A> {
+        self
+    }
+}
+
+macro_rules! required_tuple {
+    ($($name:ident),+) => {
+        impl<$($name),+> Required for ($(Option<$name>,)+) {
+            type Values = ($($name,)+);
+            #[allow(non_snake_case)]
+            fn all(self) -> Option<Self::Values> {
+                let ($($name,)+) = self;
+                Some(($($name?,)+))
+            }
+        }
+    };
+}
+required_tuple!(A, B);
+required_tuple!(A, B, C);
+required_tuple!(A, B, C, D);
 
 #[cfg(test)]
 mod tests {

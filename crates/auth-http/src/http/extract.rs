@@ -15,7 +15,6 @@ use auth_core::{AccessClaims, ApiTokenClaims};
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, FieldError};
-use crate::config::ForwardedHeader;
 use crate::state::AppState;
 
 /// Request bodies are small; anything larger is refused with 413.
@@ -487,6 +486,18 @@ pub fn client_info(req: &HttpRequest) -> ClientInfo {
         user_agent,
         ip: client_ip(req).map(|ip| ip.to_string()),
     }
+}
+
+/// The header a trusted proxy names the client in. Only that one is read:
+/// proxies append to their own header and pass any other through, so a
+/// client could otherwise write its own address into the one not checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For` (nginx, HAProxy, most load balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=…`.
+    Forwarded,
 }
 
 /// The client's IP: the socket's peer, unless the peer is one of the
