@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use diesel::Connection;
 use ring::hmac;
-use storage::repo::{throttles, write_lock};
+use storage::repo::{lock_key, throttles};
 use storage::{DbPool, StorageError};
 
 use crate::error::AccountsError;
@@ -182,18 +182,14 @@ impl Throttle {
 
     /// Counts one event against every limit, or — if any limit is
     /// exhausted — against none, answering `Err(Throttled)`. One atomic
-    /// step (row locks), so parallel events can't slip past the limit.
+    /// step under a lock per row ([`lock_rows`]), so parallel events — on
+    /// this instance or another — can't slip past the limit.
     pub fn take(&self, events: &[(Limit, &str)]) -> Result<(), AccountsError> {
         let events = self.keyed(events);
         if events.is_empty() {
             return Ok(());
         }
-        // Two instances creating the same row at once: the loser retries,
-        // and then finds (and locks) the winner's row.
-        match self.take_once(&events) {
-            Err(AccountsError::Storage(StorageError::UniqueViolation)) => self.take_once(&events),
-            other => other,
-        }
+        self.take_once(&events)
     }
 
     /// Takes back one event from every limit (an attempt that, after all,
@@ -207,7 +203,7 @@ impl Throttle {
         let mut conn = self.pool.get().map_err(StorageError::from)?;
         let now = now_ms();
         conn.transaction(|c| {
-            write_lock(c)?;
+            lock_rows(c, &events)?;
             for (rate, key) in &events {
                 if let Some(tat) = throttles::tat_for_update(c, key)? {
                     throttles::set_tat(c, key, (tat - rate.interval_ms()).max(now))?;
@@ -238,7 +234,7 @@ impl Throttle {
         let mut conn = self.pool.get().map_err(StorageError::from)?;
         let now = now_ms();
         conn.transaction(|c| {
-            write_lock(c)?;
+            lock_rows(c, events)?;
             let mut wait_ms = 0_i64;
             let mut next = Vec::with_capacity(events.len());
             for (rate, key) in events {
@@ -271,6 +267,24 @@ impl Throttle {
         let tag = hmac::sign(&self.key, message.as_bytes());
         tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// Serializes every transaction on these rows, including rows that don't
+/// exist yet: `SELECT … FOR UPDATE` locks nothing when there is no row, and
+/// under READ COMMITTED two first events would both read "no row" and the
+/// later write would overwrite the earlier one. Keys are locked in sorted
+/// order so two multi-key events can't deadlock.
+fn lock_rows(
+    conn: &mut storage::AnyConnection,
+    events: &[(Rate, String)],
+) -> Result<(), StorageError> {
+    let mut keys: Vec<&str> = events.iter().map(|(_, key)| key.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        lock_key(conn, &format!("throttle {key}"))?;
+    }
+    Ok(())
 }
 
 impl Accounts {
