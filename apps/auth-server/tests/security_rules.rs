@@ -115,7 +115,18 @@ async fn failed_logins_count_per_account_on_every_front_end(backend: Backend) {
             );
         }
         let (path, body) = attempt(&username, PASSWORD);
-        let (status, body) = post(&app, path, body).await;
+        let response = app
+            .http
+            .post(app.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.headers().contains_key("retry-after"),
+            "{name}: a 429 says when to come back"
+        );
+        let (status, body) = raw(response).await;
         assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{name}: {body}");
         let code = body
             .get("error")
@@ -159,6 +170,7 @@ async fn failed_logins_count_per_account_on_every_front_end(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(answer.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(answer.headers().contains_key("retry-after"));
 }
 
 async fn client_pair(app: &TestApp, user_id: u64) -> (String, String, String) {

@@ -52,7 +52,7 @@ fn binary(name: &str) -> String {
         }
     }
     panic!(
-        "{name} is not installed: apt-get install chromium chromium-driver (bash .ci/run does it)"
+        "{name} is not installed: apt-get install chromium chromium-driver (`cargo xtask ci` installs them)"
     );
 }
 

@@ -548,6 +548,15 @@ impl From<AccountsError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// `Retry-After` for a refusal that says when to come back (429, 503):
+    /// every front-end's own error shape sends it too.
+    pub fn retry_after_header(&self) -> Option<(actix_web::http::header::HeaderName, u32)> {
+        self.retry_after
+            .map(|seconds| (actix_web::http::header::RETRY_AFTER, seconds))
+    }
+}
+
 /// The blocking task panicked or was cancelled (already logged).
 impl From<accounts::BlockingTaskFailed> for ApiError {
     fn from(_: accounts::BlockingTaskFailed) -> Self {

@@ -74,6 +74,9 @@ fn failure(req: &HttpRequest, state: &AppState, error: &ApiError) -> HttpRespons
     };
     let mut response = HttpResponse::build(error.status);
     cors(req, state, &mut response);
+    if let Some(header) = error.retry_after_header() {
+        response.insert_header(header);
+    }
     response
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(json!({"message": message, "error": error.code}))

@@ -111,8 +111,8 @@ fn failure(locale: Locale, error: &ApiError) -> HttpResponse {
     let status = if is_jwt_failure(error.code) { 2 } else { 1 };
     let mut response = HttpResponse::build(error.status);
     no_store(&mut response);
-    if let Some(seconds) = error.retry_after {
-        response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+    if let Some(header) = error.retry_after_header() {
+        response.insert_header(header);
     }
     if error.status == StatusCode::UNAUTHORIZED {
         response.insert_header((

@@ -64,9 +64,12 @@ fn failure(error: &ApiError, wrap_in_result: bool) -> HttpResponse {
     } else {
         body
     };
-    HttpResponse::build(error.status)
-        .insert_header(("cache-control", "no-store"))
-        .json(body)
+    let mut response = HttpResponse::build(error.status);
+    response.insert_header(("cache-control", "no-store"));
+    if let Some(header) = error.retry_after_header() {
+        response.insert_header(header);
+    }
+    response.json(body)
 }
 
 fn tokens_json(tokens: &accounts::IssuedTokens) -> serde_json::Map<String, Value> {

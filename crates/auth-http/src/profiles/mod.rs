@@ -233,6 +233,9 @@ pub fn simple_error(error: &crate::http::error::ApiError) -> actix_web::HttpResp
     if error.status == actix_web::http::StatusCode::UNAUTHORIZED {
         response.insert_header(("www-authenticate", "Bearer realm=\"auth-server\""));
     }
+    if let Some(header) = error.retry_after_header() {
+        response.insert_header(header);
+    }
     response.json(serde_json::json!({"error": error.code, "message": error.detail}))
 }
 

@@ -307,7 +307,11 @@ impl Visitor {
             fields => feedback.fields,
             ..page
         };
-        self.page_with_status(error.status, template, page)
+        let mut response = self.page_with_status(error.status, template, page)?;
+        if let Some((name, seconds)) = error.retry_after_header() {
+            response.headers_mut().insert(name, seconds.into());
+        }
+        Ok(response)
     }
 
     /// 303 to `path` under the native mount.
