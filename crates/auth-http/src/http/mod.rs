@@ -1,12 +1,15 @@
 //! HTTP surface: routes, extractors and the error mapping.
 
+pub mod admin;
+pub mod api_tokens;
 pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod flows;
 pub mod oauth;
-pub mod onboarding;
 pub mod openapi;
+pub mod paging;
+pub mod registrations;
 pub mod schema;
 pub mod sessions;
 
@@ -106,52 +109,53 @@ pub fn configure(cfg: &mut web::ServiceConfig, prefix: &str) {
                 .service(resource("/password/forgot").route(web::post().to(flows::forgot_password)))
                 .service(resource("/password/reset").route(web::post().to(flows::reset_password)))
                 .service(resource("/password/change").route(web::post().to(flows::change_password)))
-                .service(resource("/activate").route(web::post().to(onboarding::activate)))
+                .service(resource("/activate").route(web::post().to(registrations::activate)))
                 .service(
                     resource("/activation/resend")
-                        .route(web::post().to(onboarding::resend_activation)),
+                        .route(web::post().to(registrations::resend_activation)),
                 ),
         )
         .service(
             resource("/api/v1/registrations")
-                .route(web::post().to(onboarding::submit_registration)),
+                .route(web::post().to(registrations::submit_registration)),
         )
-        .service(resource("/api/v1/revocations").route(web::get().to(onboarding::revocations)))
+        .service(resource("/api/v1/revocations").route(web::get().to(admin::revocations)))
         .service(resource("/oauth/introspect").route(web::post().to(oauth::introspect)))
         .service(resource("/oauth/revoke").route(web::post().to(oauth::revoke)))
         .service(
             web::scope("/api/v1/tokens")
                 .service(
                     resource("")
-                        .route(web::get().to(onboarding::list_tokens))
-                        .route(web::post().to(onboarding::create_token)),
+                        .route(web::get().to(api_tokens::list_tokens))
+                        .route(web::post().to(api_tokens::create_token)),
                 )
-                .service(resource("/{id}").route(web::delete().to(onboarding::revoke_token))),
+                .service(resource("/{id}").route(web::delete().to(api_tokens::revoke_token))),
         )
         .service(
             web::scope("/api/v1/admin")
                 .service(
-                    resource("/registrations").route(web::get().to(onboarding::list_registrations)),
+                    resource("/registrations")
+                        .route(web::get().to(registrations::list_registrations)),
                 )
                 .service(
                     resource("/registrations/{id}")
-                        .route(web::get().to(onboarding::show_registration)),
+                        .route(web::get().to(registrations::show_registration)),
                 )
                 .service(
                     resource("/registrations/{id}/approve")
-                        .route(web::post().to(onboarding::approve_registration)),
+                        .route(web::post().to(registrations::approve_registration)),
                 )
                 .service(
                     resource("/registrations/{id}/reject")
-                        .route(web::post().to(onboarding::reject_registration)),
+                        .route(web::post().to(registrations::reject_registration)),
                 )
-                .service(resource("/users").route(web::get().to(onboarding::list_users)))
+                .service(resource("/users").route(web::get().to(admin::list_users)))
                 .service(
                     resource("/users/{id}")
-                        .route(web::get().to(onboarding::show_user))
-                        .route(web::patch().to(onboarding::patch_user)),
+                        .route(web::get().to(admin::show_user))
+                        .route(web::patch().to(admin::patch_user)),
                 )
-                .service(resource("/audit").route(web::get().to(onboarding::audit))),
+                .service(resource("/audit").route(web::get().to(admin::audit))),
         )
         .service(
             web::scope("/api/v1/organizations")

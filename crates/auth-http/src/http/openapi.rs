@@ -17,7 +17,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{auth, flows, oauth, onboarding, sessions};
+use super::{admin, api_tokens, auth, flows, oauth, registrations, sessions};
 use crate::profiles::{Mounts, Profile};
 
 #[derive(OpenApi)]
@@ -49,24 +49,24 @@ use crate::profiles::{Mounts, Profile};
         flows::forgot_password,
         flows::reset_password,
         flows::change_password,
-        onboarding::activate,
-        onboarding::resend_activation,
+        registrations::activate,
+        registrations::resend_activation,
         flows::list_organizations,
         flows::confirm_organization_code,
         flows::request_organization_code,
-        onboarding::submit_registration,
-        onboarding::revocations,
-        onboarding::list_tokens,
-        onboarding::create_token,
-        onboarding::revoke_token,
-        onboarding::list_registrations,
-        onboarding::show_registration,
-        onboarding::approve_registration,
-        onboarding::reject_registration,
-        onboarding::list_users,
-        onboarding::show_user,
-        onboarding::patch_user,
-        onboarding::audit,
+        registrations::submit_registration,
+        admin::revocations,
+        api_tokens::list_tokens,
+        api_tokens::create_token,
+        api_tokens::revoke_token,
+        registrations::list_registrations,
+        registrations::show_registration,
+        registrations::approve_registration,
+        registrations::reject_registration,
+        admin::list_users,
+        admin::show_user,
+        admin::patch_user,
+        admin::audit,
         oauth::introspect,
         oauth::revoke,
     ),
@@ -320,8 +320,10 @@ pub fn swagger_ui(prefix: &str) -> SwaggerUi {
 pub(crate) mod bodies {
     use utoipa::ToSchema;
 
+    use crate::http::admin::UserJson;
+    use crate::http::api_tokens::ApiTokenJson;
     use crate::http::auth::Me;
-    use crate::http::onboarding::{ApiTokenJson, RegistrationJson, UserJson};
+    use crate::http::registrations::RegistrationJson;
 
     #[derive(ToSchema)]
     pub struct Status {

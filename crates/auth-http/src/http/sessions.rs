@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::no_store;
 use super::error::{ApiError, Problem};
 use super::extract::{Bearer, JsonOrForm, audit_context};
-use super::onboarding::time;
+use super::paging::time;
 use crate::http::run_blocking;
 use crate::state::AppState;
 
@@ -162,7 +162,7 @@ pub(crate) async fn activation_preview(
     state: &AppState,
     token: SecretString,
 ) -> Result<ActivationPreview, ApiError> {
-    super::onboarding::activation_token_shape(&token)?;
+    super::registrations::activation_token_shape(&token)?;
     let accounts = state.accounts.clone();
     run_blocking(move || accounts.activation_preview(token.expose_secret()))
         .await??

@@ -12,7 +12,7 @@ use super::{PageResult, SignedIn, Visitor};
 use crate::http::error::ApiError;
 use crate::http::extract::audit_context;
 use crate::http::run_blocking;
-use crate::http::{flows, onboarding, sessions};
+use crate::http::{api_tokens, flows, sessions};
 
 pub(super) fn time(t: NaiveDateTime) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
@@ -161,7 +161,7 @@ pub async fn revoke_token(
     let visitor = &signed_in.0;
     posted(visitor, &body)?;
     let owner = signed_in.user().view.id.clone();
-    onboarding::revoke_own_token(&visitor.state, &visitor.req, owner, path.into_inner())
+    api_tokens::revoke_own_token(&visitor.state, &visitor.req, owner, path.into_inner())
         .await
         .map_err(|e| visitor.failure(e))?;
     Ok(visitor.redirect("/dashboard#tokens"))

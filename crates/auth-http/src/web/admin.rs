@@ -11,9 +11,10 @@ use serde::Deserialize;
 use super::account::time;
 use super::public::posted;
 use super::{PageError, PageResult, SignedIn};
+use crate::http::admin;
 use crate::http::error::ApiError;
 use crate::http::extract::audit_context;
-use crate::http::onboarding::{self, PAGE, next_cursor};
+use crate::http::paging::{PAGE, next_cursor};
 use crate::http::run_blocking;
 
 /// The signed-in user as an actor, if their role allows `admin_only` (or
@@ -397,7 +398,7 @@ pub async fn audit(signed_in: SignedIn, query: web::Query<AuditQuery>) -> PageRe
         actor => filter.actor.clone().unwrap_or_default(),
         subject => filter.subject.clone().unwrap_or_default(),
     };
-    let (rows, next) = onboarding::audit_page(&signed_in.0.state, filter, before)
+    let (rows, next) = admin::audit_page(&signed_in.0.state, filter, before)
         .await
         .map_err(failure(&signed_in))?;
     let items: Vec<_> = rows

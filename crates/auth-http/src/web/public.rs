@@ -12,7 +12,7 @@ use super::visitor::safe_next;
 use super::{Form, PageResult, Visitor};
 use crate::http::error::{ApiError, FieldErrors};
 use crate::http::run_blocking;
-use crate::http::{flows, onboarding, sessions};
+use crate::http::{flows, registrations, sessions};
 
 /// Reads the posted form after checking its CSRF token.
 pub(super) fn posted(visitor: &Visitor, body: &[u8]) -> Result<Form, super::PageError> {
@@ -132,7 +132,7 @@ impl Registration {
     }
 
     fn parse(&self, visitor: &Visitor) -> Result<accounts::RegistrationForm, ApiError> {
-        onboarding::parse_registration(
+        registrations::parse_registration(
             &visitor.state,
             &self.company_name,
             &self.contact_name,
@@ -179,7 +179,8 @@ pub async fn registration_submit(visitor: Visitor, body: web::Bytes) -> PageResu
     let values = Registration::from_form(&form);
     let submitted = match values.parse(&visitor) {
         Ok(parsed) => {
-            onboarding::register_company(&visitor.state, &visitor.req, parsed, visitor.locale).await
+            registrations::register_company(&visitor.state, &visitor.req, parsed, visitor.locale)
+                .await
         }
         Err(e) => Err(e),
     };
@@ -234,7 +235,7 @@ pub async fn activate(visitor: Visitor, body: web::Bytes) -> PageResult {
         .map_err(|e| visitor.failure(e))?;
     let activated = match new_password(&form, "password") {
         Ok(password) => {
-            onboarding::activate_account(
+            registrations::activate_account(
                 &visitor.state,
                 &visitor.req,
                 token.clone().into(),
