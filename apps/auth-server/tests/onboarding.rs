@@ -457,6 +457,24 @@ async fn seed_000_register_review_activate_and_use_api_tokens(backend: Backend) 
         (StatusCode::UNPROCESSABLE_ENTITY, Some("validation_failed"))
     );
 
+    // The only operator can't lock everyone out by disabling or demoting itself.
+    let admin_id = claims(&admin)["sub"].as_str().unwrap().to_owned();
+    for change in [json!({"disabled": true}), json!({"roles": []})] {
+        let (status, body) = app
+            .send_json(
+                Method::PATCH,
+                &format!("/api/v1/admin/users/{admin_id}"),
+                Some(&admin),
+                change,
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::CONFLICT, Some("last_admin")),
+            "{body}"
+        );
+    }
+
     // 7. The audit log tells the story, and only operators read it.
     let (status, audit) = app.get_bearer("/api/v1/admin/audit", &admin).await;
     assert_eq!(status, StatusCode::OK);

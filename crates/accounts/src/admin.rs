@@ -178,6 +178,9 @@ impl Accounts {
             ) {
                 return Ok(Err(e));
             }
+            if let Err(e) = keeps_an_admin(c, actor, &target, roles.as_deref(), update.disabled) {
+                return Ok(Err(e));
+            }
             let mut revoked = Revoked::default();
             let org = target.organization_id.clone();
             if let Some(permissions) = &permissions {
@@ -312,6 +315,34 @@ impl Accounts {
 }
 
 /// May `actor` apply this change to `target`?
+/// Refuses an update that would disable or demote the last active admin
+/// (two admins demoting each other at once are serialized by a lock). The
+/// operator at the command line is exempt: it can always make a new admin.
+fn keeps_an_admin(
+    c: &mut AnyConnection,
+    actor: &Actor,
+    target: &UserRow,
+    roles: Option<&[String]>,
+    disabled: Option<bool>,
+) -> Result<()> {
+    let admin = Role::Admin.as_str();
+    let demoted = roles.is_some_and(|r| !r.iter().any(|r| r == admin));
+    let disabling = disabled == Some(true);
+    if actor.user_id == Actor::operator().user_id || !(demoted || disabling) {
+        return Ok(());
+    }
+    if UserStatus::parse(&target.status) != Some(UserStatus::Active)
+        || !users::roles(c, &target.id)?.iter().any(|r| r == admin)
+    {
+        return Ok(());
+    }
+    storage::repo::lock_key(c, "last admin")?;
+    if users::count_active_with_role(c, admin, &target.id)? == 0 {
+        return Err(AccountsError::LastAdmin);
+    }
+    Ok(())
+}
+
 fn authorize(
     actor: &Actor,
     target: &UserRow,

@@ -67,6 +67,10 @@ pub enum AccountsError {
     /// Asked for permissions the asker does not hold.
     #[error("permission not held: {0:?}")]
     PermissionNotHeld(Vec<String>),
+    /// Disabling or demoting the last active admin would leave nobody to
+    /// administer the server from the API or the pages.
+    #[error("the last active admin can't be disabled or lose the admin role")]
+    LastAdmin,
     #[error("forbidden")]
     Forbidden,
     #[error("registration already decided")]

@@ -7,8 +7,8 @@ mod support;
 use std::time::Duration;
 
 use accounts::{
-    AccountsError, AuditContext, ClientTokenState, EmailAddress, Locale, Password, Rate,
-    SignupRequest, ThrottleRates, TokenInfo, Username, VouchedUser,
+    AccountsError, Actor, AuditContext, ClientTokenState, EmailAddress, Locale, Password, Rate,
+    SignupRequest, ThrottleRates, TokenInfo, UserUpdate, Username, VouchedUser,
 };
 use auth_core::{CLIENT_TOKEN_TYP, ClientTokenClaims, ClientTokenKind};
 use secrecy::ExposeSecret;
@@ -27,6 +27,7 @@ backend_tests!(
     parallel_guesses_are_cut_off_at_the_limit,
     a_refresh_token_still_accepted_is_active_and_revocable,
     client_users_never_get_a_password_and_die_with_their_client,
+    the_last_active_admin_stays,
 );
 
 fn rate(limit: u32) -> Rate {
@@ -668,4 +669,57 @@ fn client_users_never_get_a_password_and_die_with_their_client(backend: Backend)
             .authenticate_client(&created.client_id, created.client_secret.expose_secret()),
         Err(AccountsError::InvalidClient)
     ));
+}
+
+/// An admin who disables or demotes themselves (or the last other admin)
+/// would leave nobody to run the server from the API or the pages.
+fn the_last_active_admin_stays(backend: Backend) {
+    let world = World::new(backend);
+    let admin = || vec!["admin".to_owned()];
+    let a = world.user_with_roles("a@example.com", None, admin());
+    let b = world.user_with_roles("b@example.com", None, admin());
+    let acting = |id: &str| Actor {
+        user_id: id.to_owned(),
+        roles: admin(),
+        perms: Vec::new(),
+        org: None,
+        context: AuditContext::default(),
+    };
+    let disable = |flag| UserUpdate {
+        disabled: Some(flag),
+        ..UserUpdate::default()
+    };
+    let demote = || UserUpdate {
+        roles: Some(Vec::new()),
+        ..UserUpdate::default()
+    };
+    let accounts = &world.accounts;
+    accounts
+        .update_user(&acting(&a), &b, disable(true))
+        .unwrap();
+    for update in [disable(true), demote()] {
+        assert!(matches!(
+            accounts.update_user(&acting(&a), &a, update),
+            Err(AccountsError::LastAdmin)
+        ));
+    }
+    accounts
+        .update_user(&acting(&a), &b, disable(false))
+        .unwrap();
+    // Two admins demoting each other at once: one of them stays.
+    let outcomes = std::thread::scope(|scope| {
+        let one = scope.spawn(|| accounts.update_user(&acting(&a), &b, demote()));
+        let other = scope.spawn(|| accounts.update_user(&acting(&b), &a, demote()));
+        [one.join().unwrap(), other.join().unwrap()]
+    });
+    let refused = outcomes
+        .iter()
+        .filter(|o| matches!(o, Err(AccountsError::LastAdmin)))
+        .count();
+    assert_eq!(refused, 1, "{outcomes:?}");
+    // The operator at the command line can always act (and make a new admin).
+    let last = if outcomes[0].is_ok() { &a } else { &b };
+    accounts
+        .update_user(&Actor::operator(), last, disable(true))
+        .unwrap();
 }

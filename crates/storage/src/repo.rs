@@ -76,6 +76,21 @@ pub mod users {
         Ok(())
     }
 
+    /// Active users holding `role`, other than `except`.
+    pub fn count_active_with_role(
+        conn: &mut AnyConnection,
+        role: &str,
+        except: &str,
+    ) -> Result<i64> {
+        Ok(user_roles::table
+            .inner_join(users::table)
+            .filter(user_roles::role.eq(role))
+            .filter(users::status.eq("active"))
+            .filter(users::id.ne(except))
+            .count()
+            .get_result(conn)?)
+    }
+
     /// Roles, sorted.
     pub fn roles(conn: &mut AnyConnection, id: &str) -> Result<Vec<String>> {
         Ok(user_roles::table

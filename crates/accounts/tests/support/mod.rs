@@ -75,6 +75,15 @@ impl World {
     }
 
     pub fn user(&self, email: &str, username: Option<&str>) -> String {
+        self.user_with_roles(email, username, Vec::new())
+    }
+
+    pub fn user_with_roles(
+        &self,
+        email: &str,
+        username: Option<&str>,
+        roles: Vec<String>,
+    ) -> String {
         self.accounts
             .create_user(NewAccount {
                 email: accounts::EmailAddress::parse(email).unwrap(),
@@ -82,7 +91,7 @@ impl World {
                 name: None,
                 password: Some(accounts::Password::parse(PASSWORD.into()).unwrap()),
                 status: UserStatus::Active,
-                roles: Vec::new(),
+                roles,
                 organization_id: None,
                 locale: None,
             })

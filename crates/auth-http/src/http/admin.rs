@@ -191,6 +191,7 @@ pub struct PatchUserBody {
         (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`forbidden`: neither an operator nor an organization admin with a login session", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`last_admin`: the change would disable or demote the last active admin", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, `permission_not_held`", body = Problem, content_type = "application/problem+json"),
     )
 )]

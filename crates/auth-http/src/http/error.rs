@@ -481,6 +481,11 @@ impl From<AccountsError> for ApiError {
                     missing.join(", ")
                 ),
             ),
+            E::LastAdmin => Self::new(
+                StatusCode::CONFLICT,
+                "last_admin",
+                "this is the last active admin: make another admin first",
+            ),
             E::Forbidden => Self::new(
                 StatusCode::FORBIDDEN,
                 "forbidden",
