@@ -167,6 +167,15 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
 /// the background work (`accounts::background`), which runs as long as the
 /// server does.
 pub async fn start(settings: Settings) -> Result<Application> {
+    if settings.issuer_from_bind && settings.database_url.backend() == storage::Backend::Postgres {
+        // Instances on one database must accept each other's tokens; an
+        // issuer made from each one's own address would differ silently.
+        anyhow::bail!(
+            "set AUTH_PUBLIC_URL (or AUTH_ISSUER) to the address clients use: with PostgreSQL, \
+             every instance must issue tokens under the same issuer, and the default one \
+             comes from this instance's own bind address"
+        );
+    }
     crate::logging::install_crypto_provider();
     let setup = settings.clone();
     let services =

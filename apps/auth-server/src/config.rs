@@ -33,6 +33,9 @@ pub struct Settings {
     pub key_reload_secs: u64,
     pub signing_algorithm: SigningAlgorithm,
     pub issuer: String,
+    /// Neither `issuer` nor `public_url` was set: the issuer is this
+    /// instance's bind address, which other instances don't share.
+    pub issuer_from_bind: bool,
     pub audience: String,
     pub access_ttl_secs: i64,
     pub leeway_secs: i64,
@@ -155,8 +158,8 @@ pub const KEYS: &[Key] = &[
     },
     Key {
         name: "issuer",
-        default: "http://<bind>",
-        help: "the iss claim",
+        default: "<public_url>",
+        help: "the iss claim; every instance on one database must use the same",
     },
     Key {
         name: "audience",
@@ -626,11 +629,6 @@ impl Reader {
                 "RS256 keys can't be generated here: use EdDSA, ES256 or HS256",
             ));
         }
-        let issuer = match self.str("issuer") {
-            "http://<bind>" => format!("http://{bind}"),
-            "" => return Err(self.error("issuer", "must not be empty")),
-            other => other.to_owned(),
-        };
         let audience = self.str("audience").to_owned();
         if audience.is_empty() {
             return Err(self.error("audience", "must not be empty"));
@@ -671,6 +669,13 @@ impl Reader {
             }
             _ => return Err(self.error("public_url", "must start with http:// or https://")),
         };
+        let issuer = match self.str("issuer") {
+            "<public_url>" => public_url.clone(),
+            "" => return Err(self.error("issuer", "must not be empty")),
+            other => other.to_owned(),
+        };
+        let issuer_from_bind =
+            self.str("issuer") == "<public_url>" && self.str("public_url") == "http://<bind>";
         let mail = self.mail()?;
         let permissions = accounts::PermissionCatalog::parse(
             self.str("permissions")
@@ -818,6 +823,7 @@ impl Reader {
             key_reload_secs: self.seconds("key_reload", 1)? as u64,
             signing_algorithm,
             issuer,
+            issuer_from_bind,
             audience,
             access_ttl_secs: self.seconds("access_ttl", 60)?,
             leeway_secs: self.seconds("leeway", 0)?,

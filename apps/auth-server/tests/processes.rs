@@ -324,6 +324,25 @@ fn bad_configuration_stops_the_start_with_one_line() {
     std::fs::remove_dir_all(Path::new(&dir)).unwrap();
 }
 
+/// Instances on one PostgreSQL database must share one issuer: the default,
+/// made from each instance's own bind address, is refused before anything
+/// starts, with a line that says what to set.
+#[test]
+fn postgres_without_a_shared_issuer_refuses_to_start() {
+    let output = Command::new(BIN)
+        .arg("serve")
+        .env_clear()
+        .env("AUTH_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .env("AUTH_BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "off")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("AUTH_PUBLIC_URL"), "{stderr}");
+}
+
 /// `auth-server config-help | head -5`: when the reader is gone, a command
 /// that prints ends quietly, with no panic and no stack trace.
 #[test]
