@@ -110,10 +110,25 @@ async fn service_to_service_tokens_info_and_logout(backend: Backend) {
     assert!(uuid::Uuid::parse_str(&user_id).is_ok());
     assert!(access_claims["iat"].is_i64() && access_claims["exp"].is_i64());
     // Stable per userId; another userId is another user.
-    let again = issue(&app, &id, &secret, json!("42")).await;
+    // The seed's userId is a long: "42", "042" and 42.0 are that user too.
+    for same in [json!("42"), json!("042"), json!(42.0)] {
+        let again = issue(&app, &id, &secret, same.clone()).await;
+        assert_eq!(
+            claims(&header(&again, "authorization"))["user_id"],
+            user_id.as_str(),
+            "{same}"
+        );
+    }
+    // Ids of letters are case-sensitive: two people, two accounts.
+    let upper = issue(&app, &id, &secret, json!("Zed1")).await;
+    let lower = issue(&app, &id, &secret, json!("zed1")).await;
     assert_eq!(
-        claims(&header(&again, "authorization"))["user_id"],
-        user_id.as_str()
+        (upper.status(), lower.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    assert_ne!(
+        claims(&header(&upper, "authorization"))["user_id"],
+        claims(&header(&lower, "authorization"))["user_id"]
     );
     let other = issue(&app, &id, &secret, json!(43)).await;
     assert_ne!(

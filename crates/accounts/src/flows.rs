@@ -13,6 +13,7 @@ use crate::audit::{AuditContext, AuditEvent, events};
 use crate::codes::{self, CodeCheck, Purpose};
 use crate::error::AccountsError;
 use crate::service::{Accounts, ClientInfo, NewAccount, RevokedSession, now};
+use crate::throttle::Limit;
 use crate::types::{DisplayName, EmailAddress, Password, UserStatus, Username};
 
 type Result<T> = std::result::Result<T, AccountsError>;
@@ -417,10 +418,15 @@ impl Accounts {
         let mut conn = self.conn()?;
         let user = users::find_by_id(&mut conn, user_id)?.ok_or(AccountsError::UserNotFound)?;
         drop(conn);
-        let current_ok = match user.password_hash.as_deref() {
-            Some(hash) => self.hasher.verify(current, hash)?,
-            None => false,
-        };
+        // A stolen access token or cookie must not buy unlimited guesses at
+        // the password: wrong current passwords count against the same
+        // per-account budget as failed logins.
+        let account = format!("user {}", user.id);
+        let limits = [(Limit::LoginFailuresPerAccount, account.as_str())];
+        let current_ok = self.guess_password(&limits, || match user.password_hash.as_deref() {
+            Some(hash) => self.hasher.verify(current, hash),
+            None => Ok(false),
+        })?;
         if !current_ok {
             return Err(AccountsError::InvalidCredentials);
         }

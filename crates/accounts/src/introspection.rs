@@ -97,9 +97,17 @@ impl Accounts {
     /// Ends what `token` stands for (RFC 7009): a session token of any kind
     /// ends its session, an API token is revoked. Returns whether anything
     /// live was found.
+    ///
+    /// An access token past its `exp` is inactive to introspection, yet a
+    /// seed contract (company-portal) still renews it while its session
+    /// lives; revoking one therefore ends that session too, so a leaked
+    /// expired token can be made useless.
     pub fn revoke_token(&self, token: &str, context: &AuditContext) -> Result<bool> {
         let session = match self.introspect(token)? {
-            None => return Ok(false),
+            None => match self.renewable_access(token)? {
+                Some(session) => session,
+                None => return Ok(false),
+            },
             Some(TokenInfo::Api(claims)) => {
                 return match self.revoke_api_token(&claims.sub, &claims.jti, context) {
                     Ok(_) | Err(AccountsError::ApiTokenNotFound) => Ok(true),
@@ -114,6 +122,27 @@ impl Accounts {
         };
         self.logout(&session.0, &session.1, context)?;
         Ok(true)
+    }
+
+    /// The user and session of an expired access token that could still be
+    /// renewed ([`Accounts::renew_access`]): otherwise valid, its session
+    /// alive and its `jti` not spent.
+    fn renewable_access(&self, token: &str) -> Result<Option<(String, String)>> {
+        let token = token.trim();
+        if token.len() > MAX_TOKEN_LEN
+            || auth_core::unverified_typ(token).as_deref() != Some(ACCESS_TOKEN_TYP)
+        {
+            return Ok(None);
+        }
+        let Ok(Freshness::Expired(claims)) =
+            self.verifier.access_or_expired(token, now().timestamp())
+        else {
+            return Ok(None);
+        };
+        let mut conn = self.conn()?;
+        Ok(self
+            .session_live(&mut conn, &claims.sid, &claims.sub, &claims.jti)?
+            .then_some((claims.sub, claims.sid)))
     }
 
     /// The session is alive (not revoked, not past its end, its user's and

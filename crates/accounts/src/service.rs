@@ -422,27 +422,18 @@ impl Accounts {
             (Limit::LoginFailuresPerIp, ip.as_str()),
         ];
         // Every attempt takes its place in both budgets before the password
-        // is checked (one atomic step per attempt, so parallel guesses can't
-        // all pass a check made before any was counted); an attempt that
-        // turns out right gives its place back.
-        self.limited("login", self.throttle.take(&limits))?;
-        let give_back = || {
-            if let Err(e) = self.throttle.refund(&limits) {
-                tracing::warn!(error = %e, "could not give back a login attempt");
-            }
-        };
-        let candidate = password.expose_secret();
-        // A full hashing queue answers Busy before any work or audit: no
+        // is checked; an attempt that turns out right gives it back. A full
+        // hashing queue answers Busy before any work or audit: no
         // credential was checked.
-        let verified = match &user {
+        let candidate = password.expose_secret();
+        let verified = self.guess_password(&limits, || match &user {
             Some(user) => match user.password_hash.as_deref() {
                 Some(hash) => self.hasher.verify(candidate, hash),
                 // Invited users have no password yet; still spend the work.
                 None => self.hasher.verify_dummy(candidate),
             },
             None => self.hasher.verify_dummy(candidate),
-        };
-        let verified = verified.inspect_err(|_| give_back())?;
+        })?;
         let context = AuditContext::from(client);
         let user = match user {
             Some(user) if verified => user,
@@ -459,7 +450,6 @@ impl Accounts {
                 return Err(AccountsError::InvalidCredentials);
             }
         };
-        give_back();
         if UserStatus::parse(&user.status) != Some(UserStatus::Active) {
             let refused = AuditEvent::new(events::LOGIN_FAILED)
                 .subject(&user.id)

@@ -325,6 +325,29 @@ impl Accounts {
         }
         outcome
     }
+
+    /// A password guess, counted against `limits` whatever the path (login,
+    /// password change): the attempt takes its place before `verify` runs
+    /// (so parallel guesses are cut off at the limit) and gives it back when
+    /// the password was right, or when nothing was checked (`verify`
+    /// failed, e.g. a full hashing queue).
+    pub(crate) fn guess_password<E>(
+        &self,
+        limits: &[(Limit, &str)],
+        verify: impl FnOnce() -> Result<bool, E>,
+    ) -> Result<bool, AccountsError>
+    where
+        AccountsError: From<E>,
+    {
+        self.limited("login", self.throttle.take(limits))?;
+        let verified = verify();
+        if !matches!(verified, Ok(false))
+            && let Err(e) = self.throttle.refund(limits)
+        {
+            tracing::warn!(error = %e, "could not give back a password attempt");
+        }
+        Ok(verified?)
+    }
 }
 
 /// What a per-IP limit counts: the address, except that IPv6 addresses

@@ -64,8 +64,23 @@ impl EmailAddress {
     /// user: under `.invalid` (RFC 2606), so it can never receive mail, and
     /// never accepted from outside ([`EmailAddress::parse`] refuses it), so
     /// nobody can sign up with it first.
+    ///
+    /// Client ids for users are case-sensitive (`Zed1` and `zed1` are two
+    /// people) while addresses are kept lowercased: an id with capitals gets
+    /// a digest of its exact spelling appended, so no two ids share one
+    /// address.
     pub(crate) fn for_client_user(external_id: &str, client_id: &str) -> Self {
-        Self(format!("u{external_id}@{client_id}.clients.invalid").to_ascii_lowercase())
+        let local = if external_id.bytes().any(|b| b.is_ascii_uppercase()) {
+            let digest = ring::digest::digest(&ring::digest::SHA256, external_id.as_bytes());
+            let tag: String = digest.as_ref()[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("u{external_id}.{tag}")
+        } else {
+            format!("u{external_id}")
+        };
+        Self(format!("{local}@{client_id}.clients.invalid").to_ascii_lowercase())
     }
 
     pub fn domain(&self) -> Domain {

@@ -28,6 +28,7 @@ backend_tests!(
     a_refresh_token_still_accepted_is_active_and_revocable,
     client_users_never_get_a_password_and_die_with_their_client,
     the_last_active_admin_stays,
+    wrong_current_passwords_count_like_failed_logins,
 );
 
 fn rate(limit: u32) -> Rate {
@@ -69,6 +70,23 @@ fn renewal_spends_a_token_once_even_when_expired(backend: Backend) {
         Err(AccountsError::TokenRevoked)
     ));
 
+    // Revoking an expired token that could still renew ends its session
+    // (introspection calls it inactive, but it is not harmless).
+    let mut leaked = fresh_claims(accounts);
+    leaked.exp -= 7200;
+    leaked.iat -= 7200;
+    let leaked_token = world.sign(auth_core::ACCESS_TOKEN_TYP, &leaked);
+    assert!(accounts.introspect(&leaked_token).unwrap().is_none());
+    assert!(
+        accounts
+            .revoke_token(&leaked_token, &AuditContext::default())
+            .unwrap()
+    );
+    assert!(matches!(
+        accounts.renew_access(&leaked),
+        Err(AccountsError::TokenRevoked)
+    ));
+
     // After logout nothing of the session renews.
     let fresh = accounts.renew_access(&from_expired.claims).unwrap();
     accounts
@@ -82,6 +100,14 @@ fn renewal_spends_a_token_once_even_when_expired(backend: Backend) {
         accounts.renew_access(&fresh.claims),
         Err(AccountsError::TokenRevoked)
     ));
+}
+
+/// The claims of a new session's access token.
+fn fresh_claims(accounts: &accounts::Accounts) -> auth_core::AccessClaims {
+    accounts
+        .login("kim@example.com", &secret(PASSWORD), &origin("10.0.0.2"))
+        .unwrap()
+        .claims
 }
 
 /// Defect 2: the per-account login limit was keyed on the string as typed.
@@ -656,6 +682,26 @@ fn client_users_never_get_a_password_and_die_with_their_client(backend: Backend)
     // Its address is refused at the edge: nobody signs up with it or asks
     // for its reset code.
     assert!(EmailAddress::parse(&shadow).is_err());
+    // Ids that differ only in case are different people, each with an
+    // account of their own (no "address taken" for the second).
+    let mut users = Vec::new();
+    for external_id in ["Zed1", "zed1", "ZED1"] {
+        let vouched = VouchedUser {
+            external_id: external_id.into(),
+            login_id: "zed".into(),
+            role: "USER".into(),
+        };
+        let pair = accounts
+            .client_vouched_login(&client, &vouched, &origin("10.0.0.10"))
+            .unwrap_or_else(|e| panic!("{external_id}: {e:?}"));
+        match accounts.introspect(&pair.access).unwrap() {
+            Some(TokenInfo::ClientAccess(claims)) => users.push(claims.user_id),
+            other => panic!("{external_id}: {other:?}"),
+        }
+    }
+    users.sort();
+    users.dedup();
+    assert_eq!(users.len(), 3);
     // Removing the client ends the sessions it started.
     assert!(accounts.remove_client(&created.client_id).unwrap());
     assert_eq!(
@@ -722,4 +768,46 @@ fn the_last_active_admin_stays(backend: Backend) {
     accounts
         .update_user(&Actor::operator(), last, disable(true))
         .unwrap();
+}
+
+/// A stolen access token or cookie gave unlimited guesses at the current
+/// password through password change; they now share the login budget.
+fn wrong_current_passwords_count_like_failed_logins(backend: Backend) {
+    let world = World::with_rates(
+        backend,
+        ThrottleRates {
+            login_failures_per_account: rate(3),
+            ..off()
+        },
+    );
+    world.user("kim@example.com", None);
+    let accounts = &world.accounts;
+    let session = accounts
+        .login("kim@example.com", &secret(PASSWORD), &origin("10.0.0.1"))
+        .unwrap()
+        .claims;
+    let new = Password::parse("an entirely new phrase 4411".into()).unwrap();
+    let change =
+        |current: &str| accounts.change_password(&session.sub, &session.sid, current, &new);
+    for i in 0..3 {
+        assert!(
+            matches!(
+                change(&format!("guess {i}")),
+                Err(AccountsError::InvalidCredentials)
+            ),
+            "guess {i}"
+        );
+    }
+    assert!(matches!(
+        change("guess 4"),
+        Err(AccountsError::Throttled { .. })
+    ));
+    assert!(matches!(
+        change(PASSWORD),
+        Err(AccountsError::Throttled { .. })
+    ));
+    assert!(matches!(
+        accounts.login("kim@example.com", &secret(PASSWORD), &origin("10.0.0.9")),
+        Err(AccountsError::Throttled { .. })
+    ));
 }

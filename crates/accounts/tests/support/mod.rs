@@ -69,6 +69,12 @@ impl World {
         }
     }
 
+    /// `claims` signed with this world's key as a token of type `typ` (to
+    /// make tokens the operations never issue, such as expired ones).
+    pub fn sign<C: serde::Serialize>(&self, typ: &str, claims: &C) -> String {
+        self.keys.sign(typ, claims).unwrap()
+    }
+
     /// Another instance on the same database (its own memory, same keys).
     pub fn second_instance(&self) -> Arc<Accounts> {
         instance(&self.db, &self.keys, self.rates)

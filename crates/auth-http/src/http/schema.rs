@@ -68,11 +68,18 @@ fn text(max: usize) -> ObjectBuilder {
     string().pattern(Some(text_pattern(max, false)))
 }
 
-/// An email address: [`EmailAddress::parse`].
+/// An email address: [`EmailAddress::parse`]. The pattern states what the
+/// `email` format doesn't: a domain mail can reach, so no top-level label
+/// that is all digits or reserved never to resolve (`.invalid`,
+/// `.localhost`; the addresses of client-only accounts live under
+/// `.invalid` and are never accepted from outside).
 pub fn email() -> Object {
     string()
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
         .max_length(Some(EmailAddress::MAX_LEN))
+        .pattern(Some(
+            r"^(?![\s\S]*\.(?:[Ii][Nn][Vv][Aa][Ll][Ii][Dd]|[Ll][Oo][Cc][Aa][Ll][Hh][Oo][Ss][Tt]|[0-9]+)\.*\s*$)",
+        ))
         .build()
 }
 
@@ -244,12 +251,14 @@ pub fn search() -> Object {
 }
 
 /// What a registered client says about its user (buzzbook's `loginId`,
-/// `role`): 1–100 characters, not blank.
+/// `role`): 1–100 characters, not blank, no control characters.
 pub fn vouched_text() -> Object {
     string()
         .min_length(Some(1))
         .max_length(Some(100))
-        .pattern(Some(format!("[^{WHITESPACE}]")))
+        .pattern(Some(format!(
+            "^[^{CONTROL}]*[^{WHITESPACE}{CONTROL}][^{CONTROL}]*$"
+        )))
         .build()
 }
 

@@ -181,7 +181,17 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
         // JSON has one number type: `42.0` is the integer 42 too. Beyond
         // 2^53 a JSON number is not exact in most clients, so not an id.
         Value::Number(n) if integer(n).is_some() => integer(n).unwrap_or_default().to_string(),
-        Value::String(s) => s.clone(),
+        // The seed's `userId` is a long: "042", "42" and 42 are one user.
+        Value::String(s) => match s.parse::<i64>() {
+            Ok(n)
+                if s.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+                    && n.unsigned_abs()
+                        <= crate::http::schema::JSON_SAFE_INTEGER.unsigned_abs() =>
+            {
+                n.to_string()
+            }
+            _ => s.clone(),
+        },
         _ => {
             return failure(
                 &req,
