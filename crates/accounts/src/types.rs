@@ -311,16 +311,7 @@ impl Password {
     /// score 0–1 ("too guessable"/"very guessable") is refused.
     fn check_strength(&self, user_inputs: &[&str]) -> Result<(), WeakPassword> {
         let candidate = self.expose();
-        let lowered = candidate.trim().to_lowercase();
-        // The identifier itself, or it with a few characters around it
-        // (`kim.lee@snu`, `kim.lee2026`).
-        let built_from = |input: &&str| {
-            let input = input.trim().to_lowercase();
-            !input.is_empty()
-                && lowered.contains(&input)
-                && lowered.chars().count() < input.chars().count() + 6
-        };
-        if user_inputs.iter().any(built_from) {
+        if built_from_identifiers(candidate, user_inputs) {
             return Err(WeakPassword(
                 "must not be the same as your email address or username".into(),
             ));
@@ -336,6 +327,60 @@ impl Password {
         }
         Ok(())
     }
+}
+
+/// `text` as compared with identifiers: NFKC (full-width and other
+/// compatibility forms become plain letters), lowercased, letters and digits
+/// only (spaces, dots, soft hyphens and other separators dropped).
+fn folded(text: &str) -> String {
+    icu_normalizer::ComposingNormalizerBorrowed::new_nfkc()
+        .normalize(text)
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect()
+}
+
+/// The password is an identifier of the account (`user_inputs`: the email,
+/// its local part, the username) with at most a few characters more, once
+/// folded ([`folded`]): after removing every identifier and every
+/// word of the email's domain from it, fewer than 6 characters are left.
+/// `kim.lee@snu`, `Kim Lee 2026`, `ｋｉｍｌｅｅ`, `kimlee@acme-corp` are all
+/// refused for `kim.lee@acme-corp.example`; a passphrase that merely
+/// contains the name is not.
+fn built_from_identifiers(password: &str, user_inputs: &[&str]) -> bool {
+    const LEFT_OVER_MIN: usize = 6;
+    let password = folded(password);
+    let mut personal: Vec<String> = user_inputs
+        .iter()
+        .map(|input| folded(input))
+        .filter(|input| input.chars().count() >= 3)
+        .collect();
+    if !personal
+        .iter()
+        .any(|input| password.contains(input.as_str()))
+    {
+        return false;
+    }
+    // Domain words count as filler once a personal identifier is there.
+    for input in user_inputs {
+        if let Some((_, domain)) = input.rsplit_once('@') {
+            personal.push(folded(domain));
+            personal.extend(
+                domain
+                    .split(['.', '-'])
+                    .map(folded)
+                    .filter(|word| word.chars().count() >= 3),
+            );
+        }
+    }
+    // Longest first, so a whole identifier goes before its parts.
+    personal.sort_by_key(|input| std::cmp::Reverse(input.len()));
+    let mut left = password;
+    for input in &personal {
+        left = left.replace(input.as_str(), "");
+    }
+    left.chars().count() < LEFT_OVER_MIN
 }
 
 impl fmt::Debug for Password {
@@ -515,9 +560,16 @@ mod tests {
             "hong.gildong417",
             "hong.gildong417@acme",
             "gildong417!!",
+            // Found by the second black-box round: near-variants.
+            "hong.gildong417@acme-example",
+            "ｇｉｌｄｏｎｇ４１７ｘ",
+            "g i l d o n g 4 1 7",
+            "gil\u{ad}dong417x",
+            "hong gildong417 acme",
         ] {
             assert!(for_account(weak).is_err(), "{weak:?} accepted");
         }
+        assert!(for_account("gildong417 and a long walk home").is_ok());
         assert!(for_account("gildong417 walks up the long mountain road").is_ok());
         assert!(check("correct horse battery staple", &["kim@example.com"]).is_ok());
         assert!(check("맑은 하늘 아래 푸른 바다", &[]).is_ok());
