@@ -62,6 +62,15 @@ fn unsupported_media_type() -> ApiError {
     )
 }
 
+/// For endpoints that take forms only (OAuth introspection and revocation).
+fn form_expected() -> ApiError {
+    ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "send application/x-www-form-urlencoded",
+    )
+}
+
 /// 400 `invalid_request`: what we say, and the field that failed if known.
 /// The parser's own message never reaches the client.
 fn invalid(detail: &'static str, problem: Option<FieldError>) -> ApiError {
@@ -88,7 +97,7 @@ fn json_error(e: JsonPayloadError) -> ApiError {
 fn form_error(e: UrlencodedError) -> ApiError {
     match e {
         UrlencodedError::Overflow { .. } => too_large(),
-        UrlencodedError::ContentType => unsupported_media_type(),
+        UrlencodedError::ContentType => form_expected(),
         UrlencodedError::Parse(e) => invalid(
             "the form body does not have the expected fields; see errors",
             data_error("", &e.to_string()),

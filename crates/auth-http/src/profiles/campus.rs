@@ -231,7 +231,21 @@ fn message(locale: Locale, error: &ApiError) -> String {
             if ko {
                 "요청 형식이 올바르지 않습니다. JSON 본문을 보내세요.".to_owned()
             } else {
-                format!("The request could not be read: {}.", error.detail)
+                // The seed's body has no `errors` list: name the fields here.
+                let what = error.detail.trim_end_matches("; see errors");
+                let fields: Vec<String> = error
+                    .errors
+                    .iter()
+                    .map(|e| format!("{} {}", e.field, e.reason))
+                    .collect();
+                if fields.is_empty() {
+                    format!("The request could not be read: {what}.")
+                } else {
+                    format!(
+                        "The request could not be read: {what} ({}).",
+                        fields.join("; ")
+                    )
+                }
             }
         }
         "payload_too_large" => text(
