@@ -56,6 +56,9 @@ pub enum Command {
     Audit(AuditCommand),
     /// Print every configuration setting with its default.
     ConfigHelp,
+    /// Exit 0 when the server of this configuration answers `/healthz`
+    /// (for a container's HEALTHCHECK, where no curl exists).
+    Healthcheck,
 }
 
 #[derive(Subcommand, Debug)]
@@ -552,6 +555,41 @@ pub fn client(settings: &Settings, command: ClientCommand) -> Result<()> {
                 println!("{}  {:<8} {}", client.id, state, client.name);
             }
         }
+    }
+    Ok(())
+}
+
+/// `GET /healthz` over plain HTTP to the configured bind address (its
+/// loopback form when bound to all interfaces); success only on a 200.
+pub fn healthcheck(settings: &Settings) -> Result<()> {
+    use std::io::{Read, Write};
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpStream};
+    use std::time::Duration;
+    if settings.tls_cert.is_some() {
+        bail!("healthcheck speaks plain HTTP; with TLS configured, check /healthz from outside");
+    }
+    let mut addr = settings.bind;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr.ip() {
+            IpAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            IpAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let timeout = Duration::from_secs(2);
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("nothing answers on {addr}"))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    stream.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut status = [0_u8; 12];
+    stream
+        .read_exact(&mut status)
+        .with_context(|| format!("no HTTP answer from {addr}"))?;
+    if status[9..12] != *b"200" {
+        bail!(
+            "/healthz on {addr} answered {}",
+            String::from_utf8_lossy(&status)
+        );
     }
     Ok(())
 }

@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         Command::Client(command) => cli::client(&settings, command),
         Command::Org(command) => cli::org(&settings, command),
         Command::Mail(command) => cli::mail(&settings, command),
+        Command::Healthcheck => cli::healthcheck(&settings),
         Command::ConfigHelp => {
             cli::config_help();
             Ok(())

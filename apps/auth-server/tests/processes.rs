@@ -286,6 +286,24 @@ async fn cli_user_add_and_migrate(backend: Backend) {
 
     let server = Server::start(command(&db));
     login(&reqwest::Client::new(), &server, "cli@example.com").await;
+
+    // The container's HEALTHCHECK: 0 while the server answers, 1 once not.
+    let bind = server.base.trim_start_matches("http://").to_owned();
+    let healthcheck = || {
+        command(&db)
+            .env("AUTH_BIND", &bind)
+            .arg("healthcheck")
+            .output()
+            .unwrap()
+    };
+    let up = healthcheck();
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    drop(server);
+    assert!(!healthcheck().status.success());
 }
 
 #[test]
