@@ -222,6 +222,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
         .with_context(|| format!("cannot listen on {}", settings.bind))?;
     let addr = listener.local_addr()?;
     let tls = settings.tls_cert.is_some() && settings.tls_key.is_some();
+    let drain = front_end.drain();
     let server = HttpServer::new(move || {
         let front_end = front_end.clone();
         App::new()
@@ -231,6 +232,8 @@ pub async fn start(settings: Settings) -> Result<Application> {
             .configure(move |cfg| front_end.configure(cfg))
     })
     .workers(settings.workers)
+    // Signals are ours (`stop_on_signal`): readiness turns first.
+    .disable_signals()
     .shutdown_timeout(10);
     let (server, scheme) = match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => {
@@ -241,11 +244,47 @@ pub async fn start(settings: Settings) -> Result<Application> {
         }
         _ => (server.listen(listener)?.run(), "http"),
     };
+    tokio::spawn(stop_on_signal(
+        server.handle(),
+        drain,
+        Duration::from_millis(settings.drain_delay_ms),
+    ));
     Ok(Application {
         server,
         addr,
         scheme,
     })
+}
+
+/// A rolling restart without failed requests: on SIGTERM (what orchestrators
+/// send) `/readyz` answers 503 at once while requests are still served for
+/// `delay`, so balancers stop sending here; then the server stops accepting
+/// and finishes the requests in flight (up to its shutdown timeout). SIGINT
+/// (Ctrl-C at a terminal) skips the delay.
+async fn stop_on_signal(
+    server: actix_web::dev::ServerHandle,
+    drain: auth_http::state::Drain,
+    delay: Duration,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot listen for SIGTERM/SIGINT; stop the server with SIGKILL");
+        return;
+    };
+    let delay = tokio::select! {
+        _ = term.recv() => delay,
+        _ = interrupt.recv() => Duration::ZERO,
+    };
+    drain.start();
+    tracing::info!(
+        delay_ms = delay.as_millis() as u64,
+        "stopping: /readyz is 503, draining"
+    );
+    tokio::time::sleep(delay).await;
+    server.stop(true).await;
 }
 
 /// Headers on every response (handlers' own values win): no MIME sniffing,

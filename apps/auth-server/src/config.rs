@@ -43,6 +43,9 @@ pub struct Settings {
     pub session_ttl_secs: i64,
     pub refresh_reuse_grace_secs: i64,
     pub revocation_poll_ms: u64,
+    /// After SIGTERM, how long `/readyz` says 503 while requests are still
+    /// served, before the server stops accepting.
+    pub drain_delay_ms: u64,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
@@ -195,6 +198,11 @@ pub const KEYS: &[Key] = &[
         name: "revocation_poll_ms",
         default: "500",
         help: "how often revocations from other instances are read",
+    },
+    Key {
+        name: "drain_delay_ms",
+        default: "5000",
+        help: "after SIGTERM, how long /readyz answers 503 while requests are still served",
     },
     Key {
         name: "argon2_memory_kib",
@@ -831,6 +839,7 @@ impl Reader {
             session_ttl_secs: self.seconds("session_ttl", 60)?,
             refresh_reuse_grace_secs: self.seconds("refresh_reuse_grace", 0)?,
             revocation_poll_ms,
+            drain_delay_ms: self.parse("drain_delay_ms", "a number of milliseconds")?,
             argon2_memory_kib: self.parse("argon2_memory_kib", "a number of KiB")?,
             argon2_iterations: self.parse("argon2_iterations", "a whole number")?,
             argon2_parallelism: self.parse("argon2_parallelism", "a whole number")?,

@@ -117,7 +117,7 @@ fn serve(settings: Settings) -> anyhow::Result<()> {
         println!("listening on {}", app.base_url());
         std::io::stdout().flush()?;
         tracing::info!(addr = %app.addr, "serving");
-        // actix handles SIGTERM/SIGINT: stop accepting, finish requests in flight.
+        // SIGTERM/SIGINT: readiness turns 503, then a graceful stop (app.rs).
         app.server.await?;
         tracing::info!("stopped");
         Ok(())

@@ -132,7 +132,52 @@ backend_tests!(
     outbox_survives_smtp_outage_and_a_killed_server,
     dead_mail_is_retried_from_the_cli,
     a_killed_server_loses_no_answered_signup_and_half_writes_nothing,
+    sigterm_turns_readiness_first_then_stops_gracefully,
 );
+
+/// A rolling restart: after SIGTERM the instance says "not ready" while it
+/// still answers (the balancer's cue), then exits cleanly by itself.
+async fn sigterm_turns_readiness_first_then_stops_gracefully(backend: Backend) {
+    let db = create_db(backend);
+    let mut cmd = command(&db);
+    // Long enough that even a slow machine sees the window; the test only
+    // waits for the signal to be handled, never for a duration.
+    cmd.env("AUTH_DRAIN_DELAY_MS", "5000");
+    let mut server = Server::start(cmd);
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(server.url(path)).send();
+    assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
+    let pid = server.child.id() as libc::pid_t;
+    // SAFETY: kill(2) on our own child's pid; no memory is involved.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let draining = Instant::now();
+    let mut said_draining = false;
+    while draining.elapsed() < Duration::from_millis(4000) {
+        let readyz = get("/readyz").await.unwrap();
+        if readyz.status() == StatusCode::SERVICE_UNAVAILABLE {
+            let body: Value = readyz.json().await.unwrap();
+            assert_eq!(body["code"], "draining");
+            said_draining = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(said_draining, "/readyz never said draining");
+    // Still serving while draining.
+    assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running long after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}
 
 async fn two_instances_share_revocations(backend: Backend) {
     let db = create_db(backend);

@@ -168,6 +168,7 @@ impl FrontEnd {
             forwarded_header: config.forwarded_header,
             metrics,
             metrics_token: config.metrics_token,
+            draining: state::Drain::default(),
         };
         Ok(FrontEnd {
             state: aweb::Data::new(state),
@@ -180,6 +181,11 @@ impl FrontEnd {
 
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The handle that turns `/readyz` to 503 before a graceful stop.
+    pub fn drain(&self) -> state::Drain {
+        self.state.draining.clone()
     }
 
     /// Registers every front-end's routes and shared data, and answers

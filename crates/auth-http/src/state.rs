@@ -27,4 +27,22 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When set, `/metrics` needs `Authorization: Bearer <token>`.
     pub metrics_token: Option<secrecy::SecretString>,
+    /// Set when the server is about to stop: `/readyz` answers 503 so a
+    /// balancer sends nothing new, while requests still get answers.
+    pub draining: Drain,
+}
+
+/// The "stopping soon" flag of a server ([`crate::FrontEnd::drain`]).
+#[derive(Clone, Debug, Default)]
+pub struct Drain(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drain {
+    /// From now on `/readyz` answers 503 `draining`.
+    pub fn start(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }

@@ -276,17 +276,24 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers, and the server is not about to stop.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "health",
     responses(
         (status = 200, description = "`{\"status\": \"ready\"}`", body = openapi::bodies::Status),
-        (status = 503, description = "`not_ready`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`not_ready`; `draining`: stopping soon, send new requests elsewhere", body = Problem, content_type = "application/problem+json"),
     )
 )]
 async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if state.draining.is_draining() {
+        return Err(ApiError::new(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            "draining",
+            "this instance is stopping; send new requests elsewhere",
+        ));
+    }
     let accounts = state.accounts.clone();
     match run_blocking(move || accounts.ping()).await? {
         Ok(()) => Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"}))),
