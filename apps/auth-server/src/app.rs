@@ -242,7 +242,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
 /// Headers on every response (handlers' own values win): no MIME sniffing,
 /// no referrer leaking tokens from URLs, never framed (clickjacking), and
 /// HSTS when we serve HTTPS ourselves.
-fn security_headers(tls: bool) -> DefaultHeaders {
+pub fn security_headers(tls: bool) -> DefaultHeaders {
     let headers = DefaultHeaders::new()
         .add((
             header::X_CONTENT_TYPE_OPTIONS,
