@@ -434,7 +434,7 @@ impl Bench {
             banner(&format!(
                 "refresh statements straight to the database, {batch} per transaction"
             ));
-            let measured = ceiling::refresh(&env.url(), batch, self.seconds)?;
+            let measured = ceiling::refresh(&self.floor, &env.url(), batch, self.seconds)?;
             println!(
                 "{:.0} rotations/s, transaction p50 {:.2} ms, p99 {:.2} ms",
                 measured.per_sec, measured.p50_ms, measured.p99_ms
