@@ -448,6 +448,12 @@ pub mod refresh_tokens {
     /// The token with this hash, its session and the session's user, in one
     /// indexed read (unique `token_hash`, then primary keys): the refresh
     /// path's lookups in a single round trip.
+    ///
+    /// `load`, not `first`: `first` binds `LIMIT ?`, and the bundled SQLite
+    /// (built with STAT4) treats a bound LIMIT as able to change the plan,
+    /// so it re-prepared the cached statement on every run (≈ 35 % of the
+    /// refresh ceiling's CPU in `sqlite3Reprepare`). The hash is unique:
+    /// at most one row.
     pub fn find_with_session_and_user(
         conn: &mut AnyConnection,
         hash: &str,
@@ -461,8 +467,8 @@ pub mod refresh_tokens {
                 SessionRow::as_select(),
                 UserRow::as_select(),
             ))
-            .first(conn)
-            .optional()?)
+            .load(conn)?
+            .pop())
     }
 
     /// What [`claim_and_touch_session`] did.
