@@ -41,6 +41,8 @@ commands:
       --no-postgres       skip PostgreSQL ($AUTH_TEST_DATABASE_URL, default
                           postgres://postgres@127.0.0.1:5432/test)
       --builtin-client    use the built-in load generator even if wrk is installed
+      --layers            also price each middleware layer on /healthz (bare actix-web
+                          handler + the server's layers, one more at a time)
       --out PATH          JSON report (default $CARGO_TARGET_DIR/bench/latest.json or
                           target/bench/latest.json; a markdown table goes next to it)
   fuzz [options] [target…] run each cargo-fuzz target in fuzz/ for a bounded time
@@ -119,6 +121,7 @@ fn parse_bench_args(args: &[String]) -> Result<bench::Options> {
         seed_users: 0,
         no_postgres: false,
         builtin_client: false,
+        layers: false,
     };
     let mut args = args.iter();
     while let Some(flag) = args.next() {
@@ -132,6 +135,7 @@ fn parse_bench_args(args: &[String]) -> Result<bench::Options> {
             "--seed-users" => options.seed_users = parse_positive(flag, value()?)?,
             "--no-postgres" => options.no_postgres = true,
             "--builtin-client" => options.builtin_client = true,
+            "--layers" => options.layers = true,
             "--out" => options.out = Some(PathBuf::from(value()?)),
             other => bail!("unknown bench option `{other}`\n\n{USAGE}"),
         }

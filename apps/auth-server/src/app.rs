@@ -290,7 +290,7 @@ async fn stop_on_signal(
 /// Headers on every response (handlers' own values win): no MIME sniffing,
 /// no referrer leaking tokens from URLs, never framed (clickjacking), and
 /// HSTS when we serve HTTPS ourselves.
-fn security_headers(tls: bool) -> DefaultHeaders {
+pub fn security_headers(tls: bool) -> DefaultHeaders {
     let headers = DefaultHeaders::new()
         .add((
             header::X_CONTENT_TYPE_OPTIONS,

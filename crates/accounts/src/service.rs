@@ -227,6 +227,9 @@ pub struct Accounts {
     /// API token id → last use, not yet written (see `note_api_token_use`).
     pub(crate) api_token_uses:
         std::sync::Mutex<std::collections::HashMap<String, chrono::NaiveDateTime>>,
+    /// Refresh-token rotations waiting to be written together
+    /// ([`crate::rotation`]).
+    pub(crate) rotations: crate::rotation::Rotations,
 }
 
 /// Current time, truncated to microseconds: PostgreSQL keeps no more, and
@@ -258,6 +261,7 @@ impl Accounts {
             throttle: Throttle::new(pool.clone(), &config.throttle_key, config.throttle_rates),
             on_throttled: config.on_throttled,
             api_token_uses: Default::default(),
+            rotations: crate::rotation::Rotations::default(),
             pool,
         }
     }
@@ -522,7 +526,7 @@ impl Accounts {
         Ok((token, (expires_at - at.naive_utc()).num_seconds()))
     }
 
-    fn issue(
+    pub(crate) fn issue(
         &self,
         user: &UserRow,
         session: &SessionRow,
@@ -594,94 +598,6 @@ impl Accounts {
         client: &ClientInfo,
     ) -> Result<IssuedTokens> {
         self.rotate(presented, session_id, Channel::Native, client)
-    }
-
-    /// The rotation behind every refresh: the token must belong to a session
-    /// of `channel` (and to `session_id` when given), or nothing is spent.
-    pub(crate) fn rotate(
-        &self,
-        presented: &SecretString,
-        session_id: Option<&str>,
-        channel: Channel,
-        client: &ClientInfo,
-    ) -> Result<IssuedTokens> {
-        let hash = token_hash(presented.expose_secret());
-        let at = now();
-        let mut conn = self.conn()?;
-        let outcome = conn.transaction(|c| -> Result<RefreshOutcome> {
-            // Write first: on SQLite a transaction that reads and then writes
-            // can fail at once with SQLITE_BUSY_SNAPSHOT under concurrency,
-            // while one that starts with a write waits on busy_timeout. On
-            // PostgreSQL the claim also touches the session when the rotation
-            // below is bound to succeed; otherwise that happens further down.
-            let claim = refresh_tokens::claim_and_touch_session(
-                c,
-                &hash,
-                at.naive_utc(),
-                UserStatus::Active.as_str(),
-            )?;
-            let claimed = claim.claimed;
-            // Token, session and user in one round trip (a missing session or
-            // user means an invalid token, as a missing token does).
-            let Some((token, session, user)) =
-                refresh_tokens::find_with_session_and_user(c, &hash)?
-            else {
-                return Ok(RefreshOutcome::Invalid);
-            };
-            if session_id.is_some_and(|expected| expected != token.session_id)
-                || !channel.admits(&session)
-            {
-                // Roll back: the claim above must not spend a token presented
-                // with another session's access token, or on the wrong channel.
-                return Err(AccountsError::InvalidRefreshToken);
-            }
-            let expired =
-                token.expires_at <= at.naive_utc() || session.expires_at <= at.naive_utc();
-            if session.revoked_at.is_some() || expired {
-                return Ok(RefreshOutcome::Invalid);
-            }
-            if !claimed {
-                let used_at = token.used_at.unwrap_or(at.naive_utc());
-                // `at` was taken before this transaction waited for the
-                // winner's row lock, so a racer can see `at < used_at`: a
-                // grace of 0 must still mean "no second use at all".
-                let grace = self.sessions.reuse_grace_secs;
-                let within_grace =
-                    grace > 0 && at.naive_utc() - used_at <= TimeDelta::seconds(grace);
-                if !within_grace {
-                    let revoked =
-                        self.revoke_session_in(c, &session.id, "refresh_token_reused", at)?;
-                    AuditEvent::new(events::REFRESH_REUSED)
-                        .subject(&session.user_id)
-                        .detail("session_id", &session.id)
-                        .record(c, &AuditContext::from(client))?;
-                    return Ok(RefreshOutcome::Reused(revoked));
-                }
-            }
-            if UserStatus::parse(&user.status) != Some(UserStatus::Active) {
-                let revoked = self.revoke_session_in(c, &session.id, "account_not_active", at)?;
-                return Ok(RefreshOutcome::Ended(revoked));
-            }
-            if !claim.session_touched {
-                sessions::touch(c, &session.id, at.naive_utc())?;
-            }
-            let refresh = self.new_refresh_token(c, &session, Some(&token.id), at)?;
-            let (roles, perms) = users::roles_and_permissions(c, &user.id)?;
-            Ok(RefreshOutcome::Rotated(Box::new(
-                self.issue(&user, &session, roles, perms, refresh, at)?,
-            )))
-        })?;
-        match outcome {
-            RefreshOutcome::Rotated(tokens) => Ok(*tokens),
-            RefreshOutcome::Invalid => Err(AccountsError::InvalidRefreshToken),
-            RefreshOutcome::Ended(revoked) => {
-                self.published(revoked);
-                Err(AccountsError::InvalidRefreshToken)
-            }
-            RefreshOutcome::Reused(revoked) => {
-                Err(AccountsError::RefreshTokenReused(self.published(revoked)))
-            }
-        }
     }
 
     /// A new access token for the session of `old` (which may have expired),
@@ -876,12 +792,4 @@ impl Accounts {
         storage::repo::ping(&mut conn)?;
         Ok(())
     }
-}
-
-enum RefreshOutcome {
-    Rotated(Box<IssuedTokens>),
-    Invalid,
-    /// The user may no longer log in: the session was ended.
-    Ended(Option<RevokedSession>),
-    Reused(Option<RevokedSession>),
 }

@@ -1,8 +1,9 @@
 //! One connection type over both backends, and the pool that hands them out.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use diesel::connection::{Instrumentation, InstrumentationEvent, SimpleConnection};
@@ -90,6 +91,8 @@ pub struct ConnectionManager {
     /// any query of ours failing (`idle_session_timeout`, PgBouncer's
     /// `server_idle_timeout`, NAT timeouts).
     idle_check_after: Duration,
+    /// SQLite: one transaction at a time (see [`WriterGate`]).
+    gate: Option<Arc<WriterGate>>,
 }
 
 /// Per-connection instrumentation: notices when a query fails because the
@@ -106,11 +109,125 @@ struct Health {
     /// and must not make the whole pool re-test.
     probing: bool,
     losses: Arc<AtomicU64>,
+    /// SQLite: the pool's one-writer gate, and what this connection does
+    /// with it (see [`WriterGate`]).
+    gate: Option<Arc<WriterGate>>,
+    gate_state: GateState,
     inner: Option<Box<dyn Instrumentation>>,
+}
+
+/// Where a SQLite connection stands with the pool's [`WriterGate`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum GateState {
+    Free,
+    /// Holds the gate; its `BEGIN` is running.
+    Beginning,
+    /// Holds the gate for its open transaction.
+    Held,
+    /// Its `COMMIT` or `ROLLBACK` is running; the gate is released when
+    /// that statement has finished.
+    Ending,
+}
+
+/// SQLite's one writer, in-process: every transaction on the pool's
+/// connections passes this gate at `BEGIN` and leaves it after its `COMMIT`
+/// or `ROLLBACK` has finished, so transactions queue here, woken the moment
+/// the previous one ends, instead of colliding on SQLite's write lock,
+/// whose busy handler sleeps and polls (a lock convoy under load: writers
+/// asleep while the lock is free). `busy_timeout` remains for other
+/// processes (the CLI) and statements outside transactions.
+///
+/// Re-entrant per thread: a thread that holds it and opens a transaction on
+/// a second connection passes (SQLite itself then decides, as before).
+#[derive(Debug, Default)]
+pub struct WriterGate {
+    owner: Mutex<Option<(ThreadId, u32)>>,
+    released: Condvar,
+}
+
+impl WriterGate {
+    fn acquire(&self) {
+        let me = std::thread::current().id();
+        let mut owner = self.owner.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match &mut *owner {
+                None => {
+                    *owner = Some((me, 1));
+                    return;
+                }
+                Some((thread, depth)) if *thread == me => {
+                    *depth += 1;
+                    return;
+                }
+                Some(_) => {
+                    owner = self.released.wait(owner).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    }
+
+    fn release(&self) {
+        let mut owner = self.owner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, depth)) = &mut *owner {
+            *depth -= 1;
+            if *depth == 0 {
+                *owner = None;
+                self.released.notify_one();
+            }
+        }
+    }
+}
+
+impl Drop for Health {
+    /// A connection dropped inside a transaction (broken, or its thread
+    /// panicked) must not keep the gate.
+    fn drop(&mut self) {
+        if let Some(gate) = &self.gate
+            && self.gate_state != GateState::Free
+        {
+            gate.release();
+        }
+    }
+}
+
+impl Health {
+    /// Follows top-level transactions through the SQLite writer gate.
+    fn follow_transaction(&mut self, event: &InstrumentationEvent<'_>) {
+        let Some(gate) = &self.gate else { return };
+        match event {
+            InstrumentationEvent::BeginTransaction { depth, .. }
+                if depth.get() == 1 && self.gate_state == GateState::Free =>
+            {
+                gate.acquire();
+                self.gate_state = GateState::Beginning;
+            }
+            InstrumentationEvent::CommitTransaction { depth, .. }
+            | InstrumentationEvent::RollbackTransaction { depth, .. }
+                if depth.get() == 1 && self.gate_state == GateState::Held =>
+            {
+                self.gate_state = GateState::Ending;
+            }
+            InstrumentationEvent::FinishQuery { error, .. } => match self.gate_state {
+                GateState::Ending => {
+                    gate.release();
+                    self.gate_state = GateState::Free;
+                }
+                // `BEGIN` itself failed: no transaction to wait for.
+                GateState::Beginning if error.is_some() => {
+                    gate.release();
+                    self.gate_state = GateState::Free;
+                }
+                GateState::Beginning => self.gate_state = GateState::Held,
+                GateState::Held | GateState::Free => {}
+            },
+            _ => {}
+        }
+    }
 }
 
 impl Instrumentation for Health {
     fn on_connection_event(&mut self, event: InstrumentationEvent<'_>) {
+        self.follow_transaction(&event);
         if let InstrumentationEvent::FinishQuery { error, .. } = &event {
             self.last_used = Instant::now();
             if let Some(error) = error
@@ -176,10 +293,15 @@ fn establish(url: &DatabaseUrl) -> Result<AnyConnection, ConnectError> {
 
 impl ConnectionManager {
     fn new(url: DatabaseUrl, idle_check_after: Duration) -> Self {
+        let gate = match url {
+            DatabaseUrl::Sqlite(_) => Some(Arc::new(WriterGate::default())),
+            DatabaseUrl::Postgres(_) => None,
+        };
         Self {
             url,
             losses: Arc::new(AtomicU64::new(0)),
             idle_check_after,
+            gate,
         }
     }
 }
@@ -200,6 +322,8 @@ impl ManageConnection for ConnectionManager {
             lost: false,
             probing: false,
             losses: self.losses.clone(),
+            gate: self.gate.clone(),
+            gate_state: GateState::Free,
             inner,
         });
         Ok(conn)

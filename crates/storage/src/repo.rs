@@ -124,6 +124,57 @@ pub mod users {
         Ok((roles, permissions))
     }
 
+    /// Roles and permissions (as [`roles_and_permissions`] answers them)
+    /// by user id.
+    pub type Grants = std::collections::HashMap<String, (Vec<String>, Vec<String>)>;
+
+    /// [`roles_and_permissions`] for many users at once (one statement on
+    /// PostgreSQL), by user id; users without any are absent.
+    pub fn roles_and_permissions_many(conn: &mut AnyConnection, ids: &[String]) -> Result<Grants> {
+        let mut grants = std::collections::HashMap::new();
+        match conn {
+            AnyConnection::Postgresql(pg) if !ids.is_empty() => {
+                #[derive(QueryableByName)]
+                struct Grant {
+                    #[diesel(sql_type = diesel::sql_types::Text)]
+                    user_id: String,
+                    #[diesel(sql_type = diesel::sql_types::Integer)]
+                    kind: i32,
+                    #[diesel(sql_type = diesel::sql_types::Text)]
+                    name: String,
+                }
+                // The order of `prepared::RolesAndPermissions`, per user.
+                let rows = diesel::sql_query(
+                    "SELECT user_id, 0 AS kind, role AS name FROM user_roles \
+                     WHERE user_id = ANY($1) UNION ALL \
+                     SELECT user_id, 1, permission FROM user_permissions \
+                     WHERE user_id = ANY($1) ORDER BY 1, 2, 3",
+                )
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(ids)
+                .load::<Grant>(pg)?;
+                for grant in rows {
+                    let entry: &mut (Vec<String>, Vec<String>) =
+                        grants.entry(grant.user_id).or_default();
+                    if grant.kind == 0 {
+                        entry.0.push(grant.name);
+                    } else {
+                        entry.1.push(grant.name);
+                    }
+                }
+            }
+            AnyConnection::Postgresql(_) => {}
+            AnyConnection::Sqlite(_) => {
+                for id in ids {
+                    let (roles, permissions) = roles_and_permissions(conn, id)?;
+                    if !roles.is_empty() || !permissions.is_empty() {
+                        grants.insert(id.clone(), (roles, permissions));
+                    }
+                }
+            }
+        }
+        Ok(grants)
+    }
+
     pub fn add_role(conn: &mut AnyConnection, id: &str, role: &str) -> Result<()> {
         diesel::insert_into(user_roles::table)
             .values((user_roles::user_id.eq(id), user_roles::role.eq(role)))
@@ -269,6 +320,32 @@ pub mod sessions {
         Ok(())
     }
 
+    /// [`touch`] for many sessions: one statement on PostgreSQL (locking
+    /// the rows in id order first, so concurrent batches can't deadlock on
+    /// each other), one prepared statement each on SQLite.
+    pub fn touch_many(conn: &mut AnyConnection, ids: &[String], now: NaiveDateTime) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        match conn {
+            AnyConnection::Postgresql(pg) => {
+                diesel::sql_query(
+                    "UPDATE sessions SET last_used_at = $1 WHERE id IN \
+                     (SELECT id FROM sessions WHERE id = ANY($2) ORDER BY id FOR NO KEY UPDATE)",
+                )
+                .bind::<diesel::sql_types::Timestamp, _>(now)
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(ids)
+                .execute(pg)?;
+            }
+            AnyConnection::Sqlite(_) => {
+                for id in ids {
+                    touch(conn, id, now)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The user's sessions that are neither revoked nor expired, most
     /// recently used first.
     pub fn live_for_user(
@@ -386,6 +463,12 @@ pub mod refresh_tokens {
     /// The token with this hash, its session and the session's user, in one
     /// indexed read (unique `token_hash`, then primary keys): the refresh
     /// path's lookups in a single round trip.
+    ///
+    /// `load`, not `first`: `first` binds `LIMIT ?`, and the bundled SQLite
+    /// (built with STAT4) treats a bound LIMIT as able to change the plan,
+    /// so it re-prepared the cached statement on every run (≈ 35 % of the
+    /// refresh ceiling's CPU in `sqlite3Reprepare`). The hash is unique:
+    /// at most one row.
     pub fn find_with_session_and_user(
         conn: &mut AnyConnection,
         hash: &str,
@@ -399,8 +482,8 @@ pub mod refresh_tokens {
                 SessionRow::as_select(),
                 UserRow::as_select(),
             ))
-            .first(conn)
-            .optional()?)
+            .load(conn)?
+            .pop())
     }
 
     /// What [`claim_and_touch_session`] did.
@@ -447,6 +530,93 @@ pub mod refresh_tokens {
                 session_touched: false,
             }),
         }
+    }
+
+    /// A token, its session and the session's user: what a rotation reads.
+    pub type Rotating = (RefreshTokenRow, SessionRow, UserRow);
+
+    /// For a batch of rotations (group commit): the tokens with these
+    /// hashes, each with its session and user ([`find_with_session_and_user`]
+    /// for many). On PostgreSQL the rows are locked (`FOR NO KEY UPDATE`,
+    /// in hash order, so two batches on different instances take their
+    /// locks in the same order) and the read waits for, then sees, any
+    /// racing claim; on SQLite the caller's transaction already holds the
+    /// write lock ([`super::write_lock`]), so nothing can change under it.
+    /// Unknown hashes are simply absent.
+    pub fn lock_many_with_session_and_user(
+        conn: &mut AnyConnection,
+        hashes: &[String],
+    ) -> Result<Vec<Rotating>> {
+        use schema::{sessions, users};
+        match conn {
+            AnyConnection::Postgresql(pg) => Ok(refresh_tokens::table
+                .inner_join(sessions::table.inner_join(users::table))
+                .filter(refresh_tokens::token_hash.eq_any(hashes))
+                .order(refresh_tokens::token_hash)
+                .select((
+                    RefreshTokenRow::as_select(),
+                    SessionRow::as_select(),
+                    UserRow::as_select(),
+                ))
+                .for_no_key_update()
+                .load(pg)?),
+            AnyConnection::Sqlite(_) => {
+                let mut rows = Vec::with_capacity(hashes.len());
+                for hash in hashes {
+                    rows.extend(find_with_session_and_user(conn, hash)?);
+                }
+                Ok(rows)
+            }
+        }
+    }
+
+    /// [`claim_by_hash`] for many tokens in one statement (PostgreSQL) or
+    /// one prepared statement each (SQLite). Returns how many were claimed.
+    pub fn claim_many(
+        conn: &mut AnyConnection,
+        hashes: &[String],
+        now: NaiveDateTime,
+    ) -> Result<usize> {
+        if hashes.is_empty() {
+            return Ok(0);
+        }
+        match conn {
+            AnyConnection::Postgresql(pg) => Ok(diesel::update(
+                refresh_tokens::table
+                    .filter(refresh_tokens::token_hash.eq_any(hashes))
+                    .filter(refresh_tokens::used_at.is_null()),
+            )
+            .set(refresh_tokens::used_at.eq(now))
+            .execute(pg)?),
+            AnyConnection::Sqlite(_) => {
+                let mut claimed = 0;
+                for hash in hashes {
+                    claimed += usize::from(claim_by_hash(conn, hash, now)?);
+                }
+                Ok(claimed)
+            }
+        }
+    }
+
+    /// [`insert`] for many rows: one multi-row `INSERT` on PostgreSQL, one
+    /// prepared statement each on SQLite.
+    pub fn insert_many(conn: &mut AnyConnection, rows: &[RefreshTokenRow]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match conn {
+            AnyConnection::Postgresql(pg) => {
+                diesel::insert_into(refresh_tokens::table)
+                    .values(rows)
+                    .execute(pg)?;
+            }
+            AnyConnection::Sqlite(_) => {
+                for row in rows {
+                    insert(conn, row)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Marks the token with this hash used. Conditional on it being unused,

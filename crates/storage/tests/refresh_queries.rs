@@ -284,6 +284,62 @@ fn claim_touches_only_sessions_about_to_be_rotated(backend: Backend) {
     );
 }
 
+/// The group commit's statements for many rows answer what the one-row
+/// statements answer, row for row.
+fn batch_statements_match_the_single_ones(backend: Backend) {
+    let fixture = migrated(backend);
+    let conn = &mut fixture.pool.get().unwrap();
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    add_user(conn, "a", "active");
+    add_user(conn, "b", "disabled");
+    users::replace_roles(conn, "a", &names(&["operator", "Admin"]), now()).unwrap();
+    users::replace_permissions(conn, "a", &names(&["users:write", "audit"]), now()).unwrap();
+    users::replace_permissions(conn, "b", &names(&["users:read"]), now()).unwrap();
+    let grants = users::roles_and_permissions_many(conn, &names(&["a", "b", "none"])).unwrap();
+    for id in ["a", "b"] {
+        assert_eq!(
+            grants[id],
+            users::roles_and_permissions(conn, id).unwrap(),
+            "{id}"
+        );
+    }
+    assert!(!grants.contains_key("none"));
+
+    add_session(conn, "sa", "a");
+    add_session(conn, "sb", "b");
+    let rows = [
+        token("t1", "sa", None),
+        token("t2", "sa", None),
+        token("t3", "sb", None),
+    ];
+    refresh_tokens::insert_many(conn, &rows).unwrap();
+    let hashes = names(&["hash-t1", "hash-t2", "hash-t3", "hash-unknown"]);
+    let locked = conn
+        .transaction(|c| refresh_tokens::lock_many_with_session_and_user(c, &hashes))
+        .unwrap();
+    assert_eq!(locked.len(), 3);
+    for row in &locked {
+        let single = refresh_tokens::find_with_session_and_user(conn, &row.0.token_hash)
+            .unwrap()
+            .unwrap();
+        assert_eq!(row, &single);
+    }
+
+    let at = now();
+    let claimed =
+        refresh_tokens::claim_many(conn, &names(&["hash-t1", "hash-t3", "hash-x"]), at).unwrap();
+    assert_eq!(claimed, 2);
+    // Claimed once only: the second time nothing is unused any more.
+    assert_eq!(
+        refresh_tokens::claim_many(conn, &names(&["hash-t1", "hash-t2"]), at).unwrap(),
+        1
+    );
+    sessions::touch_many(conn, &names(&["sa", "sb", "gone"]), at).unwrap();
+    for id in ["sa", "sb"] {
+        assert_eq!(sessions::find(conn, id).unwrap().unwrap().last_used_at, at);
+    }
+}
+
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -299,4 +355,5 @@ backend_tests!(
     roles_and_permissions_match_the_two_queries,
     refresh_token_insert_claim_and_touch,
     claim_touches_only_sessions_about_to_be_rotated,
+    batch_statements_match_the_single_ones,
 );

@@ -8,6 +8,7 @@
 //! be started or an endpoint answers nothing successfully. Targets are
 //! reported, not enforced.
 
+mod ceiling;
 mod enumeration;
 mod load;
 mod report;
@@ -42,6 +43,9 @@ pub struct Options {
     pub no_postgres: bool,
     /// Use the built-in client even when wrk is installed.
     pub builtin_client: bool,
+    /// Also price each middleware layer on /healthz (the bare handler
+    /// behind one more of the server's layers at a time).
+    pub layers: bool,
 }
 
 const ARGON2_RUNS: usize = 20;
@@ -116,6 +120,8 @@ pub fn run(options: Options) -> Result<()> {
             target.join("release").join("auth-server")
         }
     };
+    // The bare actix-web handler: built with the server (a binary of the same package).
+    let floor = binary.with_file_name("bench_floor");
 
     banner("machine and load generator");
     let machine = Machine::describe();
@@ -141,6 +147,8 @@ pub fn run(options: Options) -> Result<()> {
 
     let bench = Bench {
         binary,
+        floor,
+        layers: options.layers,
         generator,
         seconds: options.seconds,
         concurrency: options.concurrency,
@@ -199,6 +207,9 @@ fn banner(title: &str) {
 
 struct Bench {
     binary: PathBuf,
+    /// `bench_floor`: the bare actix-web handler.
+    floor: PathBuf,
+    layers: bool,
     generator: Generator,
     seconds: u64,
     concurrency: usize,
@@ -217,9 +228,17 @@ pub struct Run {
     pub rss_idle_mib: Option<f64>,
     pub rss_peak_mib: Option<f64>,
     pub healthz: Option<Measured>,
+    /// GET /healthz on a bare actix-web handler (the ceiling).
+    pub floor_healthz: Option<Measured>,
+    /// The bare handler behind the server's layers, added one at a time.
+    pub layer_healthz: Vec<(String, Measured)>,
     pub me_warm: Option<Measured>,
     pub me_cold: Option<Measured>,
     pub refresh: Option<Measured>,
+    /// The database's own rate for the refresh statements: one rotation per
+    /// transaction, and `concurrency` per transaction (group commit's best case).
+    pub refresh_ceiling_single: Option<ceiling::Ceiling>,
+    pub refresh_ceiling_batched: Option<ceiling::Ceiling>,
     pub login: Option<Measured>,
     pub flood_login: Option<Measured>,
     pub flood_me_probe: Option<Measured>,
@@ -275,6 +294,7 @@ impl Bench {
             "GET /healthz",
             &self.spec("/healthz", Workload::Get, self.concurrency),
         )?);
+        self.floors(&mut run)?;
         run.me_warm = Some(self.measure(
             &server,
             "GET /api/v1/auth/me, one token (warm: cache hits)",
@@ -298,6 +318,7 @@ impl Bench {
             ),
         )?);
         run.refresh = Some(self.refresh(&server, &api)?);
+        self.refresh_ceilings(&env, &mut run)?;
         run.login = Some(self.login(&server)?);
         let (flood, probe) = self.flood(&server, &access)?;
         run.flood_login = Some(flood);
@@ -374,9 +395,57 @@ impl Bench {
             ),
         )?);
         run.refresh = Some(self.refresh(&server, &api)?);
+        if seed.is_none() {
+            self.refresh_ceilings(env, &mut run)?;
+        }
         run.login = Some(self.login(&server)?);
         run.rss_peak_mib = Some(server.memory_mib()?.1);
         Ok(run)
+    }
+
+    /// GET /healthz on the bare actix-web handler, and with `--layers` behind
+    /// the server's middleware, one more layer each time.
+    fn floors(&self, run: &mut Run) -> Result<()> {
+        let floor = Server::floor(&self.floor, "")?;
+        run.floor_healthz = Some(self.measure(
+            &floor,
+            "GET /healthz, bare actix-web handler (ceiling)",
+            &self.spec("/healthz", Workload::Get, self.concurrency),
+        )?);
+        drop(floor);
+        if self.layers {
+            for layers in ["headers", "headers,finish", "headers,finish,span"] {
+                let floor = Server::floor(&self.floor, layers)?;
+                let measured = self.measure(
+                    &floor,
+                    &format!("GET /healthz, bare handler + {layers}"),
+                    &self.spec("/healthz", Workload::Get, self.concurrency),
+                )?;
+                run.layer_healthz.push((layers.to_owned(), measured));
+            }
+        }
+        Ok(())
+    }
+
+    /// The database's own refresh ceiling (see `ceiling`), one rotation and
+    /// `concurrency` rotations per transaction.
+    fn refresh_ceilings(&self, env: &Env, run: &mut Run) -> Result<()> {
+        for batch in [1, self.concurrency] {
+            banner(&format!(
+                "refresh statements straight to the database, {batch} per transaction"
+            ));
+            let measured = ceiling::refresh(&self.floor, &env.url(), batch, self.seconds)?;
+            println!(
+                "{:.0} rotations/s, transaction p50 {:.2} ms, p99 {:.2} ms",
+                measured.per_sec, measured.p50_ms, measured.p99_ms
+            );
+            if batch == 1 {
+                run.refresh_ceiling_single = Some(measured);
+            } else {
+                run.refresh_ceiling_batched = Some(measured);
+            }
+        }
+        Ok(())
     }
 
     /// Measures start-up, starts the server, records idle memory and logs

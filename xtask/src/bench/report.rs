@@ -129,12 +129,38 @@ impl Report {
                 Some(Bound::AtLeast(0.8)),
             );
             self.push("/me cold ÷ /healthz", ratio(cold, healthz), "ratio", None);
-            self.push(
-                "POST /refresh, SQLite",
-                rate(&sqlite.refresh),
-                "req/s",
-                None,
-            );
+            if let Some(floor) = &sqlite.floor_healthz {
+                let floor = floor.req_per_sec;
+                self.push(
+                    "GET /healthz, bare actix-web handler (ceiling)",
+                    floor,
+                    "req/s",
+                    None,
+                );
+                self.note_last("same body and workers, no middleware, one route");
+                self.push(
+                    "/healthz ÷ bare actix-web handler",
+                    ratio(healthz, floor),
+                    "ratio",
+                    Some(Bound::AtLeast(0.9)),
+                );
+                self.push(
+                    "/me warm ÷ bare actix-web handler",
+                    ratio(warm, floor),
+                    "ratio",
+                    Some(Bound::AtLeast(0.8)),
+                );
+                for (layers, measured) in &sqlite.layer_healthz {
+                    self.push(
+                        &format!("bare handler + {layers} ÷ bare handler"),
+                        ratio(measured.req_per_sec, floor),
+                        "ratio",
+                        None,
+                    );
+                    self.note_last(format!("{:.0} req/s", measured.req_per_sec));
+                }
+            }
+            self.refresh_figures("SQLite", &sqlite);
             let login = rate(&sqlite.login);
             let ceiling = cores / argon2_s;
             self.push("POST /login", login, "req/s", None);
@@ -205,13 +231,7 @@ impl Report {
             );
         }
         if let Some(pg) = self.run("postgres").cloned() {
-            let refresh = pg.refresh.as_ref().map_or(0.0, |m| m.req_per_sec);
-            self.push(
-                &format!("POST /refresh, PostgreSQL, pool {}", self.concurrency),
-                refresh,
-                "req/s",
-                Some(Bound::AtLeast(10_000.0)),
-            );
+            self.refresh_figures(&format!("PostgreSQL, pool {}", self.concurrency), &pg);
             self.push(
                 "start-up to ready, PostgreSQL",
                 pg.startup_ms,
@@ -261,6 +281,59 @@ impl Report {
             self.notes.push(format!(
                 "taken under load: {} rustc processes at the start, {} at the end",
                 self.machine.compilers_at_start, self.machine.compilers_at_end
+            ));
+        }
+    }
+
+    /// Refresh throughput and latency at `concurrency` connections, and the
+    /// database's own ceiling for the same statements.
+    fn refresh_figures(&mut self, label: &str, run: &Run) {
+        let Some(refresh) = &run.refresh else { return };
+        let connections = self.concurrency;
+        self.push(
+            &format!("POST /refresh, {label}"),
+            refresh.req_per_sec,
+            "req/s",
+            Some(Bound::AtLeast(10_000.0)),
+        );
+        self.note_last(format!(
+            "{connections} connections, p50 {:.2} ms",
+            refresh.p50_ms
+        ));
+        self.push(
+            &format!("POST /refresh p99, {label}"),
+            refresh.p99_ms,
+            "ms",
+            Some(Bound::Below(20.0)),
+        );
+        for ceiling in [&run.refresh_ceiling_single, &run.refresh_ceiling_batched]
+            .into_iter()
+            .flatten()
+        {
+            self.push(
+                &format!(
+                    "refresh statements straight to the database, {} per transaction, {label}",
+                    ceiling.batch
+                ),
+                ceiling.per_sec,
+                "req/s",
+                None,
+            );
+            self.note_last(format!(
+                "transaction p50 {:.2} ms, p99 {:.2} ms",
+                ceiling.p50_ms, ceiling.p99_ms
+            ));
+        }
+        if let Some(ceiling) = &run.refresh_ceiling_batched {
+            self.push(
+                &format!("/refresh ÷ database ceiling, {label}"),
+                ratio(refresh.req_per_sec, ceiling.per_sec),
+                "ratio",
+                None,
+            );
+            self.note_last(format!(
+                "ceiling: {} rotations per transaction, no HTTP or signing",
+                ceiling.batch
             ));
         }
     }

@@ -94,17 +94,46 @@ impl Env {
 
     /// Starts `serve` and waits until `/readyz` answers 200.
     pub fn start(&self, extra: &[(&str, &str)]) -> Result<Server> {
-        let started = Instant::now();
         let mut command = self.command();
         for (k, v) in extra {
             command.env(k, v);
         }
+        command.arg("serve");
+        Server::spawn(command, "/readyz")
+    }
+
+    /// Median start-up-to-ready time of `runs` starts (each stopped again).
+    pub fn startup_ms(&self, runs: usize) -> Result<f64> {
+        let mut times = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let server = self.start(&[])?;
+            times.push(server.ready_after.as_secs_f64() * 1000.0);
+            drop(server);
+        }
+        times.sort_by(f64::total_cmp);
+        Ok(times[times.len() / 2])
+    }
+}
+
+/// `auth-server serve`, killed on drop.
+pub struct Server {
+    child: Child,
+    pub base_url: String,
+    addr: String,
+    /// From spawning the process to the first 200 from `/readyz`.
+    pub ready_after: Duration,
+}
+
+impl Server {
+    /// Spawns `command` (which prints `listening on URL` when bound) and
+    /// waits until `ready_path` answers 200.
+    fn spawn(mut command: Command, ready_path: &str) -> Result<Server> {
+        let started = Instant::now();
         let child = command
-            .arg("serve")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn()
-            .context("starting `auth-server serve`")?;
+            .with_context(|| format!("starting {:?}", command.get_program()))?;
         let mut server = Server {
             child,
             base_url: String::new(),
@@ -140,38 +169,25 @@ impl Env {
             }
         }
         while Instant::now() < deadline {
-            if http_status(&server.addr, "/readyz") == Some(200) {
+            if http_status(&server.addr, ready_path) == Some(200) {
                 server.ready_after = started.elapsed();
                 return Ok(server);
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-        bail!("auth-server never answered /readyz with 200")
+        bail!("the server never answered {ready_path} with 200")
     }
 
-    /// Median start-up-to-ready time of `runs` starts (each stopped again).
-    pub fn startup_ms(&self, runs: usize) -> Result<f64> {
-        let mut times = Vec::with_capacity(runs);
-        for _ in 0..runs {
-            let server = self.start(&[])?;
-            times.push(server.ready_after.as_secs_f64() * 1000.0);
-            drop(server);
+    /// The bare actix-web handler (`bench_floor`), behind `layers`
+    /// (comma-separated: headers, finish, span; empty for none).
+    pub fn floor(binary: &Path, layers: &str) -> Result<Server> {
+        let mut command = Command::new(binary);
+        if !layers.is_empty() {
+            command.args(["--layers", layers]);
         }
-        times.sort_by(f64::total_cmp);
-        Ok(times[times.len() / 2])
+        Server::spawn(command, "/healthz")
     }
-}
 
-/// `auth-server serve`, killed on drop.
-pub struct Server {
-    child: Child,
-    pub base_url: String,
-    addr: String,
-    /// From spawning the process to the first 200 from `/readyz`.
-    pub ready_after: Duration,
-}
-
-impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
