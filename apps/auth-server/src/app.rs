@@ -190,6 +190,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
                 verify_window_secs: settings.key_verify_window_secs(),
             }),
             outbox: Some(services.outbox),
+            revocation_push: Some(settings.database_url.clone()),
         },
     )
     .await

@@ -3,7 +3,10 @@
 //!
 //! - revocation polling: what other instances revoked reaches this
 //!   instance's [`RevocationSet`](auth_core::RevocationSet) within
-//!   `revocation_poll` (its own revocations arrive at once);
+//!   `revocation_poll` (its own revocations arrive at once); on PostgreSQL,
+//!   with `revocation_push`, a listening connection wakes the poll as soon
+//!   as another instance commits one, and the interval is only the
+//!   fallback while that connection is down;
 //! - key reload: the key store is re-read every `every`, so a rotation on
 //!   any instance applies without a restart;
 //! - API-token last use, collected in memory, written every 10 s;
@@ -13,10 +16,12 @@
 //! Everything runs on the current tokio runtime; database work goes
 //! through [`run_blocking`](crate::blocking::run_blocking).
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use mailer::OutboxWorker;
+use storage::{DatabaseUrl, RevocationListener};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::blocking::run_blocking;
@@ -39,6 +44,9 @@ pub struct BackgroundConfig {
     pub key_reload: Option<KeyReload>,
     /// `None`: queued mail waits for a process that delivers it.
     pub outbox: Option<OutboxWorker>,
+    /// The database to `LISTEN` on for revocations made elsewhere
+    /// (PostgreSQL; ignored for SQLite). `None`: polling only.
+    pub revocation_push: Option<DatabaseUrl>,
 }
 
 impl Default for BackgroundConfig {
@@ -47,6 +55,7 @@ impl Default for BackgroundConfig {
             revocation_poll: Duration::from_millis(500),
             key_reload: None,
             outbox: None,
+            revocation_push: None,
         }
     }
 }
@@ -79,11 +88,20 @@ pub async fn start(
             .await
             .map_err(|_| AccountsError::BackgroundTask)??
     };
+    let wake = Arc::new(Notify::new());
+    if let Some(url) = config.revocation_push {
+        let wake = Arc::downgrade(&wake);
+        std::thread::Builder::new()
+            .name("revocation-listener".into())
+            .spawn(move || listen_for_revocations(&url, &wake))
+            .map_err(|_| AccountsError::BackgroundTask)?;
+    }
     let mut tasks = vec![
         tokio::spawn(poll_revocations(
             accounts.clone(),
             cursor,
             config.revocation_poll,
+            wake,
         )),
         tokio::spawn(flush_api_token_use(accounts.clone())),
         tokio::spawn(forget_idle_throttles(accounts.clone())),
@@ -97,17 +115,71 @@ pub async fn start(
     Ok(Background { tasks })
 }
 
-/// Reads what other instances revoked, forever.
-async fn poll_revocations(accounts: Arc<Accounts>, mut cursor: i64, every: Duration) {
+/// Reads what other instances revoked, forever: every `every`, and at once
+/// when the listener hears of a new revocation.
+async fn poll_revocations(
+    accounts: Arc<Accounts>,
+    mut cursor: i64,
+    every: Duration,
+    wake: Arc<Notify>,
+) {
     let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        interval.tick().await;
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = wake.notified() => {}
+        }
         let accounts = accounts.clone();
         match run_blocking(move || accounts.poll_revocations(cursor)).await {
             Ok(Ok(next)) => cursor = next,
             Ok(Err(e)) => tracing::warn!(error = %e, "polling revocations failed; retrying"),
             Err(_) => tracing::warn!("polling revocations failed; retrying"),
+        }
+    }
+}
+
+/// How often the listening connection's socket is read: a non-blocking
+/// read of what has arrived (libpq's `PQconsumeInput`), no round trip.
+const LISTEN_EVERY: Duration = Duration::from_millis(10);
+
+/// The listening connection's loop, on a thread of its own (the read never
+/// blocks, but it is database work all the same). It wakes the poll on
+/// every notice, reconnects after a loss (waking the poll then too, for
+/// what was missed) and ends when the poll task is gone.
+fn listen_for_revocations(url: &DatabaseUrl, wake: &Weak<Notify>) {
+    let mut was_down = false;
+    while wake.strong_count() > 0 {
+        let mut listener = match RevocationListener::connect(url) {
+            Ok(Some(listener)) => listener,
+            Ok(None) => return,
+            Err(e) => {
+                if !was_down {
+                    tracing::warn!(error = %e, "cannot listen for revocations; polling until it can");
+                    was_down = true;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            }
+        };
+        if was_down {
+            tracing::info!("listening for revocations again");
+        }
+        let Some(poll) = wake.upgrade() else { return };
+        poll.notify_one();
+        drop(poll);
+        loop {
+            std::thread::sleep(LISTEN_EVERY);
+            let Some(poll) = wake.upgrade() else { return };
+            match listener.arrived() {
+                Ok(0) => {}
+                Ok(_) => poll.notify_one(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "lost the revocation listener; reconnecting");
+                    was_down = true;
+                    break;
+                }
+            }
         }
     }
 }

@@ -428,3 +428,39 @@ impl AnyConnection {
         }
     }
 }
+
+/// The channel on which PostgreSQL announces new revocations (a trigger on
+/// the `revocations` table, so every inserting path notifies).
+pub const REVOCATIONS_CHANNEL: &str = "auth_revocations";
+
+/// A connection of its own, outside the pool, that `LISTEN`s for new
+/// revocations, so other instances hear of a logout as it commits instead
+/// of at their next poll. PostgreSQL only: SQLite has one process.
+pub struct RevocationListener {
+    conn: PgConnection,
+}
+
+impl RevocationListener {
+    /// `None` on SQLite.
+    pub fn connect(url: &DatabaseUrl) -> Result<Option<Self>, StorageError> {
+        let DatabaseUrl::Postgres(url) = url else {
+            return Ok(None);
+        };
+        let mut conn =
+            PgConnection::establish(url).map_err(|e| StorageError::Connect(e.to_string()))?;
+        conn.batch_execute(&format!("LISTEN {REVOCATIONS_CHANNEL}"))?;
+        Ok(Some(Self { conn }))
+    }
+
+    /// How many notices arrived since the last call. Never waits: it reads
+    /// what the socket already holds. An error means the connection is
+    /// gone; connect again.
+    pub fn arrived(&mut self) -> Result<usize, StorageError> {
+        let mut count = 0;
+        for notice in self.conn.notifications_iter() {
+            notice?;
+            count += 1;
+        }
+        Ok(count)
+    }
+}

@@ -21,6 +21,8 @@ pub mod schema;
 #[cfg(feature = "test-support")]
 pub mod test_support;
 
-pub use connection::{AnyConnection, Backend, DatabaseUrl, DbConn, DbPool, PoolOptions, connect};
+pub use connection::{
+    AnyConnection, Backend, DatabaseUrl, DbConn, DbPool, PoolOptions, RevocationListener, connect,
+};
 pub use diesel::Connection;
 pub use error::StorageError;

@@ -91,6 +91,7 @@ pub async fn start(config: Config) -> Result<Running> {
                 verify_window_secs: 86_400,
             }),
             outbox: Some(outbox),
+            revocation_push: storage::DatabaseUrl::parse(&config.database_url).ok(),
         },
     )
     .await?;

@@ -1,0 +1,2 @@
+DROP TRIGGER revocations_notify ON revocations;
+DROP FUNCTION notify_revocation();
