@@ -151,6 +151,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
             throttle_key,
             throttle_rates: settings.throttle,
             on_throttled: Arc::new(move |kind| throttle_metrics.record_throttled(kind)),
+            mfa: settings.mfa.clone(),
         },
     ));
     Ok(Services {

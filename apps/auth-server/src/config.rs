@@ -75,6 +75,8 @@ pub struct Settings {
     /// Which header of a trusted proxy names the client.
     pub forwarded_header: auth_http::ForwardedHeader,
     pub metrics_token: Option<secrecy::SecretString>,
+    /// Second factors: required roles, step-up age, authenticator issuer.
+    pub mfa: accounts::MfaPolicy,
 }
 
 /// Where mail goes.
@@ -362,6 +364,21 @@ pub const KEYS: &[Key] = &[
         name: "throttle_mail_ip",
         default: "30/1h",
         help: "mail-sending requests per client IP",
+    },
+    Key {
+        name: "throttle_mfa_account",
+        default: "10/15m",
+        help: "second-factor codes (TOTP, recovery codes) tried per account",
+    },
+    Key {
+        name: "mfa_required_roles",
+        default: "admin",
+        help: "comma-separated roles that must enrol a second factor before anything else (empty = nobody)",
+    },
+    Key {
+        name: "step_up_max_age",
+        default: "600",
+        help: "seconds since the last authentication within which sensitive operations need no step-up",
     },
     Key {
         name: "metrics_token",
@@ -743,6 +760,21 @@ impl Reader {
             code_attempts_per_ip: rate("throttle_code_ip")?,
             mail_per_address: rate("throttle_mail_address")?,
             mail_per_ip: rate("throttle_mail_ip")?,
+            mfa_attempts_per_account: rate("throttle_mfa_account")?,
+        };
+        let mfa = accounts::MfaPolicy {
+            required_roles: self
+                .str("mfa_required_roles")
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            step_up_max_age_secs: self.seconds("step_up_max_age", 1)?,
+            issuer: public_url
+                .split_once("://")
+                .map_or(public_url.as_str(), |(_, host)| host)
+                .to_owned(),
         };
         let trusted_proxies = self
             .str("trusted_proxies")
@@ -793,6 +825,7 @@ impl Reader {
             _ => self.parse("argon2_queue_limit", "a whole number")?,
         };
         Ok(Settings {
+            mfa,
             key_encryption_key,
             metrics_token,
             throttle,

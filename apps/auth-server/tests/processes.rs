@@ -26,6 +26,7 @@ fn command(db: &TestDatabase) -> Command {
         .env("AUTH_ISSUER", "http://auth.test")
         .env("AUTH_WORKERS", "1")
         .env("AUTH_DB_POOL_SIZE", "3")
+        .env("AUTH_MFA_REQUIRED_ROLES", "")
         .env("RUST_LOG", "warn")
         .current_dir(&db.dir);
     cmd

@@ -37,7 +37,7 @@ pub struct SignupOutcome {
 }
 
 /// Percent-encodes a query-string value.
-fn query_value(value: &str) -> String {
+pub(crate) fn query_value(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

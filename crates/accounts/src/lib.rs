@@ -17,6 +17,7 @@ pub mod error;
 pub mod flows;
 pub mod introspection;
 pub mod keys;
+pub mod mfa;
 pub mod organizations;
 pub mod password;
 pub mod permissions;
@@ -40,6 +41,9 @@ pub use error::AccountsError;
 pub use flows::{SignupOutcome, SignupRequest};
 pub use introspection::TokenInfo;
 pub use mailer::Locale;
+pub use mfa::{
+    MfaChallenge, MfaMethod, MfaPolicy, MfaStatus, SecondFactor, StepUpProof, TotpEnrolment,
+};
 pub use organizations::Organization;
 pub use password::{HashCost, PasswordHasher};
 pub use permissions::{PermissionCatalog, Role};

@@ -45,6 +45,7 @@ pub fn off() -> ThrottleRates {
         code_attempts_per_ip: accounts::Rate::OFF,
         mail_per_address: accounts::Rate::OFF,
         mail_per_ip: accounts::Rate::OFF,
+        mfa_attempts_per_account: accounts::Rate::OFF,
     }
 }
 
@@ -75,6 +76,15 @@ impl World {
     }
 
     pub fn user(&self, email: &str, username: Option<&str>) -> String {
+        self.user_with_roles(email, username, Vec::new())
+    }
+
+    pub fn user_with_roles(
+        &self,
+        email: &str,
+        username: Option<&str>,
+        roles: Vec<String>,
+    ) -> String {
         self.accounts
             .create_user(NewAccount {
                 email: accounts::EmailAddress::parse(email).unwrap(),
@@ -82,7 +92,7 @@ impl World {
                 name: None,
                 password: Some(accounts::Password::parse(PASSWORD.into()).unwrap()),
                 status: UserStatus::Active,
-                roles: Vec::new(),
+                roles,
                 organization_id: None,
                 locale: None,
             })
@@ -140,6 +150,7 @@ fn instance(db: &MigratedDatabase, keys: &KeySet, rates: ThrottleRates) -> Arc<A
             throttle_key: vec![9; 32],
             throttle_rates: rates,
             on_throttled: Arc::new(|_| {}),
+            mfa: accounts::MfaPolicy::default(),
         },
     ))
 }
