@@ -207,6 +207,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
             forwarded_header: settings.forwarded_header,
             metrics_token: settings.metrics_token.clone(),
             token_cache_size: settings.token_cache_size,
+            compat_password_only: settings.compat_password_only.clone(),
         },
     )
     .context("cannot build the HTTP front-ends")?;

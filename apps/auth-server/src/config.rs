@@ -77,6 +77,8 @@ pub struct Settings {
     pub metrics_token: Option<secrecy::SecretString>,
     /// Second factors: required roles, step-up age, authenticator issuer.
     pub mfa: accounts::MfaPolicy,
+    /// Profiles whose logins skip second factors (a documented risk).
+    pub compat_password_only: Vec<String>,
 }
 
 /// Where mail goes.
@@ -379,6 +381,11 @@ pub const KEYS: &[Key] = &[
         name: "step_up_max_age",
         default: "600",
         help: "seconds since the last authentication within which sensitive operations need no step-up",
+    },
+    Key {
+        name: "compat_password_only",
+        default: "",
+        help: "comma-separated profiles (e.g. campus) whose logins let users with a second factor in with the password alone; a risk: those logins are only as strong as the password",
     },
     Key {
         name: "metrics_token",
@@ -762,6 +769,23 @@ impl Reader {
             mail_per_ip: rate("throttle_mail_ip")?,
             mfa_attempts_per_account: rate("throttle_mfa_account")?,
         };
+        let known: Vec<&str> = auth_http::Profile::ALL.iter().map(|p| p.name()).collect();
+        let compat_password_only = self
+            .str("compat_password_only")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                if known.contains(&p) {
+                    Ok(p.to_owned())
+                } else {
+                    Err(self.error(
+                        "compat_password_only",
+                        format!("'{p}' is not a profile (one of {})", known.join(", ")),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let mfa = accounts::MfaPolicy {
             required_roles: self
                 .str("mfa_required_roles")
@@ -826,6 +850,7 @@ impl Reader {
         };
         Ok(Settings {
             mfa,
+            compat_password_only,
             key_encryption_key,
             metrics_token,
             throttle,

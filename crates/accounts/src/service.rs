@@ -406,6 +406,30 @@ impl Accounts {
         password: &SecretString,
         client: &ClientInfo,
     ) -> Result<IssuedTokens> {
+        self.login_checked(login, password, client, true)
+    }
+
+    /// [`login`](Self::login) for a front-end that has no second step (a
+    /// compatibility profile the operator listed in `compat_password_only`):
+    /// a user with a second factor logs in with the password alone, and the
+    /// session's `amr` says only `pwd`. A risk the operator accepts: that
+    /// profile's logins are as strong as the password.
+    pub fn login_password_only(
+        &self,
+        login: &str,
+        password: &SecretString,
+        client: &ClientInfo,
+    ) -> Result<IssuedTokens> {
+        self.login_checked(login, password, client, false)
+    }
+
+    fn login_checked(
+        &self,
+        login: &str,
+        password: &SecretString,
+        client: &ClientInfo,
+        second_step: bool,
+    ) -> Result<IssuedTokens> {
         let id = LoginId::parse(login);
         let user = match &id {
             Some(id) => {
@@ -476,7 +500,7 @@ impl Accounts {
         }
         // A second factor, if the user has one, comes next (the session
         // starts in `verify_mfa`).
-        if let Some(challenge) = self.challenge_if_needed(&user)? {
+        if second_step && let Some(challenge) = self.challenge_if_needed(&user)? {
             return Err(AccountsError::MfaRequired(Box::new(challenge)));
         }
         let tokens = self.start_session(&user, client, None, &["pwd"])?;

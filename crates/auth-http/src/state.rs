@@ -27,4 +27,7 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When set, `/metrics` needs `Authorization: Bearer <token>`.
     pub metrics_token: Option<secrecy::SecretString>,
+    /// Profiles whose logins skip users' second factors (see
+    /// `FrontEndConfig::compat_password_only`).
+    pub compat_password_only: Vec<String>,
 }

@@ -113,11 +113,37 @@ pub async fn login(
 }
 
 /// Email-or-username login, shared by the native API and the profiles.
+/// A user with a second factor gets `mfa_required`.
 pub async fn password_login(
     state: &AppState,
     req: &HttpRequest,
     login: String,
     password: SecretString,
+) -> Result<IssuedTokens, ApiError> {
+    login_with(state, req, login, password, true).await
+}
+
+/// A profile's login: like [`password_login`], except that a profile the
+/// operator listed in `compat_password_only` logs users with a second
+/// factor in with the password alone (its contract has no second step);
+/// other profiles refuse them with `mfa_required` in their own shape.
+pub async fn profile_password_login(
+    state: &AppState,
+    req: &HttpRequest,
+    profile: &str,
+    login: String,
+    password: SecretString,
+) -> Result<IssuedTokens, ApiError> {
+    let second_step = !state.compat_password_only.iter().any(|p| p == profile);
+    login_with(state, req, login, password, second_step).await
+}
+
+async fn login_with(
+    state: &AppState,
+    req: &HttpRequest,
+    login: String,
+    password: SecretString,
+    second_step: bool,
 ) -> Result<IssuedTokens, ApiError> {
     limit_field(&login, "login", schema::LOGIN_MAX_CHARS)?;
     limit_field(
@@ -127,7 +153,14 @@ pub async fn password_login(
     )?;
     let client = client_info(req);
     let accounts = state.accounts.clone();
-    let outcome = run_blocking(move || accounts.login(&login, &password, &client)).await?;
+    let outcome = run_blocking(move || {
+        if second_step {
+            accounts.login(&login, &password, &client)
+        } else {
+            accounts.login_password_only(&login, &password, &client)
+        }
+    })
+    .await?;
     state.metrics.record_login(match &outcome {
         Ok(_) => "success",
         Err(accounts::AccountsError::InvalidCredentials) => "invalid_credentials",

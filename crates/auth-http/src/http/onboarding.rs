@@ -488,7 +488,7 @@ pub struct CreateTokenBody {
     responses(
         (status = 201, description = "The token, with its secret", body = bodies::CreatedToken),
         (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: an API token, not a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an API token, not a login session; `step_up_required`: authenticate again first (POST /api/v1/auth/step-up)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`permission_not_held`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -501,6 +501,8 @@ pub async fn create_token(
     let context = audit_context(&req, Some(&claims.sub));
     let accounts = state.accounts.clone();
     let created = run_blocking(move || {
+        // Sensitive: a recent authentication (with the second factor, if any).
+        accounts.check_step_up(&claims.sub, &claims.sid)?;
         accounts.create_api_token(
             &claims.sub,
             &body.name,
@@ -755,7 +757,7 @@ pub struct PatchUserBody {
     responses(
         (status = 200, description = "The user after the change", body = UserJson),
         (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: neither an operator nor an organization admin with a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: neither an operator nor an organization admin with a login session; `step_up_required` for a change of roles or permissions without a recent authentication", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, `permission_not_held`", body = Problem, content_type = "application/problem+json"),
     )
@@ -763,10 +765,14 @@ pub struct PatchUserBody {
 pub async fn patch_user(
     state: web::Data<AppState>,
     ManagerActor(actor): ManagerActor,
+    Bearer(claims): Bearer,
     path: web::Path<String>,
     JsonOrForm(body): JsonOrForm<PatchUserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    // Changing authority is sensitive: a recent authentication (with the
+    // second factor, if any).
+    let authority = body.roles.is_some() || body.permissions.is_some();
     let update = UserUpdate {
         roles: body.roles,
         permissions: body.permissions,
@@ -774,7 +780,13 @@ pub async fn patch_user(
         must_change_password: body.must_change_password,
     };
     let accounts = state.accounts.clone();
-    let (user, _) = run_blocking(move || accounts.update_user(&actor, &id, update)).await??;
+    let (user, _) = run_blocking(move || {
+        if authority {
+            accounts.check_step_up(&claims.sub, &claims.sid)?;
+        }
+        accounts.update_user(&actor, &id, update)
+    })
+    .await??;
     Ok(HttpResponse::Ok().json(UserJson::from(user)))
 }
 
