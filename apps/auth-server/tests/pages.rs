@@ -26,6 +26,7 @@ backend_tests!(
     a_browser_session_slides_while_used,
     a_session_cookie_used_elsewhere_ends_the_session,
     a_second_factor_is_enrolled_and_used_through_the_pages,
+    admins_without_a_second_factor_are_led_to_its_enrolment,
 );
 
 /// A browser of our own: keeps cookies by hand (reqwest's jar is a feature
@@ -876,4 +877,40 @@ async fn a_second_factor_is_enrolled_and_used_through_the_pages(backend: Backend
         )
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
+}
+
+async fn admins_without_a_second_factor_are_led_to_its_enrolment(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_MFA_REQUIRED_ROLES", "admin")]).await;
+    let accounts = app.accounts.clone();
+    tokio::task::spawn_blocking(move || {
+        accounts.create_user(accounts::NewAccount {
+            email: accounts::EmailAddress::parse("root@example.com").unwrap(),
+            username: None,
+            name: None,
+            password: Some(accounts::Password::parse(PASSWORD.into()).unwrap()),
+            status: accounts::UserStatus::Active,
+            roles: vec!["admin".to_owned()],
+            organization_id: None,
+            locale: None,
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let mut visitor = Visitor::new();
+    visitor.log_in(&app, "root@example.com").await;
+    for path in ["/dashboard", "/admin/users"] {
+        let response = app
+            .http
+            .get(app.url(path))
+            .header("cookie", visitor.header())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(response.headers()[LOCATION], "/dashboard/mfa", "{path}");
+    }
+    let (status, page) = visitor.get(&app, "/dashboard/mfa").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"enrol\""), "{page}");
 }
