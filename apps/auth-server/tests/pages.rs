@@ -27,6 +27,7 @@ backend_tests!(
     a_session_cookie_used_elsewhere_ends_the_session,
     a_second_factor_is_enrolled_and_used_through_the_pages,
     admins_without_a_second_factor_are_led_to_its_enrolment,
+    sensitive_forms_ask_to_confirm_it_is_you_and_then_carry_on,
 );
 
 /// A browser of our own: keeps cookies by hand (reqwest's jar is a feature
@@ -913,4 +914,71 @@ async fn admins_without_a_second_factor_are_led_to_its_enrolment(backend: Backen
     let (status, page) = visitor.get(&app, "/dashboard/mfa").await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("id=\"enrol\""), "{page}");
+}
+
+async fn sensitive_forms_ask_to_confirm_it_is_you_and_then_carry_on(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    let mut visitor = Visitor::new();
+    visitor.log_in(&app, "kim@example.com").await;
+    let (_, _) = visitor.get(&app, "/dashboard").await;
+    // The browser session authenticated an hour ago.
+    {
+        let mut conn = app.pool.get().unwrap();
+        let at = (chrono::Utc::now() - chrono::TimeDelta::hours(1)).naive_utc();
+        let sessions = app
+            .accounts
+            .sessions_of(
+                &app.accounts
+                    .user_by_email(&accounts::EmailAddress::parse("kim@example.com").unwrap())
+                    .unwrap()
+                    .unwrap()
+                    .id,
+            )
+            .unwrap();
+        for session in sessions {
+            storage::repo::sessions::set_authentication(&mut conn, &session.id, "pwd", at).unwrap();
+        }
+    }
+    let csrf = visitor.csrf.clone();
+    let token = [
+        ("csrf", csrf.as_str()),
+        ("name", "ci"),
+        ("expires_in_days", ""),
+    ];
+    let refused = visitor.post(&app, "/dashboard/tokens", &token).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("id=\"step-up-link\""), "{page}");
+    let (status, page) = visitor.get(&app, "/step-up?next=/dashboard").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("name=\"password\""), "{page}");
+    let csrf = visitor.csrf.clone();
+    let wrong = visitor
+        .post(
+            &app,
+            "/step-up",
+            &[
+                ("csrf", &csrf),
+                ("next", "/dashboard"),
+                ("password", "nope nope"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let right = visitor
+        .post(
+            &app,
+            "/step-up",
+            &[
+                ("csrf", &csrf),
+                ("next", "/dashboard"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(right.status(), StatusCode::SEE_OTHER);
+    assert_eq!(right.headers()[LOCATION], "/dashboard");
+    let created = visitor.post(&app, "/dashboard/tokens", &token).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
 }

@@ -248,3 +248,71 @@ pub async fn remove(signed_in: SignedIn, body: web::Bytes) -> PageResult {
         Err(e) => overview_again(&signed_in, &e).await,
     }
 }
+
+#[derive(serde::Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// `GET /step-up`: authenticate again (after `step_up_required`) — the
+/// app's code for users with a second factor, else the password.
+pub async fn step_up_form(signed_in: SignedIn, query: web::Query<NextQuery>) -> PageResult {
+    let visitor = &signed_in.0;
+    let next = safe_next(query.next.as_deref().unwrap_or("/dashboard")).to_owned();
+    let accounts = visitor.state.accounts.clone();
+    let user_id = signed_in.user().view.id.clone();
+    let status = run_blocking(move || accounts.mfa_status(&user_id))
+        .await
+        .and_then(|r| r.map_err(ApiError::from))
+        .map_err(|e| visitor.failure(e))?;
+    visitor.page(
+        "step_up.html",
+        context! { next => next, factor => status.totp },
+    )
+}
+
+/// `POST /step-up`: on success, back to where the visitor was.
+pub async fn step_up(signed_in: SignedIn, body: web::Bytes) -> PageResult {
+    let visitor = &signed_in.0;
+    let form = posted(visitor, &body)?;
+    let next = safe_next(&form.text("next")).to_owned();
+    let user = signed_in.user();
+    let (user_id, session_id) = (user.view.id.clone(), user.session_id.clone());
+    let client = client_info(&visitor.req);
+    let accounts = visitor.state.accounts.clone();
+    let code = form.text("code");
+    let factor = !code.is_empty();
+    let password = form.secret("password");
+    let stepped = if code.chars().count() > crate::http::schema::CODE_MAX_CHARS
+        || password.expose_secret().chars().count() > crate::http::schema::PASSWORD_MAX_CHARS
+    {
+        Err(ApiError::from(AccountsError::InvalidSecondFactor))
+    } else {
+        run_blocking(move || {
+            let proof = if factor {
+                accounts::StepUpProof::Factor(SecondFactor::Totp(&code))
+            } else {
+                accounts::StepUpProof::Password(&password)
+            };
+            accounts.step_up(&user_id, &session_id, proof, &client)
+        })
+        .await
+        .and_then(|r| r.map_err(ApiError::from))
+    };
+    match stepped {
+        Ok(_) => Ok(visitor.redirect(&next)),
+        Err(e) => {
+            let e = if e.code == "invalid_credentials" {
+                ApiError::validation("password", "is not your password")
+            } else {
+                e
+            };
+            visitor.form_again(
+                &e,
+                "step_up.html",
+                context! { next => next, factor => factor },
+                &[],
+            )
+        }
+    }
+}

@@ -42,6 +42,8 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/login"),
     ("POST", "/login"),
     ("POST", "/login/mfa"),
+    ("GET", "/step-up"),
+    ("POST", "/step-up"),
     ("POST", "/logout"),
     ("GET", "/register"),
     ("POST", "/register"),
@@ -91,6 +93,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(post().to(public::login)),
         )
         .service(at("/login/mfa").route(post().to(mfa::login_second_step)))
+        .service(
+            at("/step-up")
+                .route(get().to(mfa::step_up_form))
+                .route(post().to(mfa::step_up)),
+        )
         .service(at("/logout").route(post().to(account::logout)))
         .service(
             at("/register")
@@ -172,6 +179,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../web/templates/login_mfa.html"),
     ),
     ("mfa.html", include_str!("../../web/templates/mfa.html")),
+    (
+        "step_up.html",
+        include_str!("../../web/templates/step_up.html"),
+    ),
     (
         "mfa_enrol.html",
         include_str!("../../web/templates/mfa_enrol.html"),
