@@ -252,6 +252,16 @@ async fn sensitive_operations_answer_step_up_required_until_the_user_steps_up(ba
     let (status, problem) = app.post_bearer("/api/v1/auth/mfa/totp", access).await;
     assert_eq!(problem["code"], "step_up_required", "{status}");
 
+    // Neither shape: a bad request, not a server error.
+    let (status, _) = app
+        .send_json(
+            Method::POST,
+            "/api/v1/auth/step-up",
+            Some(access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
     // The password again (no second factor yet).
     let (status, problem) = app
         .send_json(

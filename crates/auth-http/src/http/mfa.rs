@@ -41,18 +41,20 @@ pub struct ConfirmBody {
     code: String,
 }
 
-/// Authenticating again: `password` for a user without a second factor,
-/// `method` and `code` for one with.
+/// Authenticating again: `method` and `code` for a user with a second
+/// factor, or `password` for a user without one.
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct StepUpBody {
-    #[serde(default)]
-    #[schema(value_type = Option<String>, max_length = 1024)]
-    password: Option<SecretString>,
-    #[serde(default)]
-    method: Option<MfaMethodName>,
-    #[serde(default)]
-    #[schema(schema_with = schema::optional_second_factor_code)]
-    code: Option<String>,
+#[serde(untagged)]
+pub enum StepUpBody {
+    Factor {
+        method: MfaMethodName,
+        #[schema(schema_with = schema::second_factor_code)]
+        code: String,
+    },
+    Password {
+        #[schema(value_type = String, max_length = 1024)]
+        password: SecretString,
+    },
 }
 
 /// A pending TOTP enrolment.
@@ -300,17 +302,15 @@ pub async fn regenerate_recovery_codes(
     path = "/api/v1/auth/step-up",
     tag = "auth",
     security(("bearer" = [])),
-    request_body(content(
-        (StepUpBody = "application/json"),
-        (StepUpBody = "application/x-www-form-urlencoded")
-    )),
+    // JSON only: the body is one of two shapes.
+    request_body(content((StepUpBody = "application/json"))),
     responses(
         (status = 200, description = "A new access token for this session with a fresh `auth_time` (refreshes keep it)", body = StepUpResponse),
         (status = 400, description = "`invalid_request`", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "`invalid_credentials` (wrong password); `invalid_code`; `invalid_token`, `token_expired`, `token_revoked`", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`step_up_required`: this user must use the second factor; `forbidden`: an API token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`not_enrolled`: a code for a user without a second factor", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "`validation_failed`: neither a password nor a method and code, or a field too long", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: a field too long", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`too_many_attempts`, with `Retry-After`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -320,26 +320,20 @@ pub async fn step_up(
     Enrolling(claims): Enrolling,
     JsonOrForm(body): JsonOrForm<StepUpBody>,
 ) -> Result<HttpResponse, ApiError> {
-    if let Some(code) = &body.code {
-        code_too_long(code)?;
-    }
-    if let Some(password) = &body.password
-        && password.expose_secret().chars().count() > schema::PASSWORD_MAX_CHARS
-    {
-        return Err(ApiError::validation("password", "is too long"));
+    match &body {
+        StepUpBody::Factor { code, .. } => code_too_long(code)?,
+        StepUpBody::Password { password } => {
+            if password.expose_secret().chars().count() > schema::PASSWORD_MAX_CHARS {
+                return Err(ApiError::validation("password", "is too long"));
+            }
+        }
     }
     let client = client_info(&req);
     let accounts = state.accounts.clone();
     let issued = run_blocking(move || {
-        let proof = match (&body.password, body.method, body.code.as_deref()) {
-            (_, Some(method), Some(code)) => StepUpProof::Factor(factor(method, code)),
-            (Some(password), None, None) => StepUpProof::Password(password),
-            _ => {
-                return Err(AccountsError::Invalid(accounts::ParseError {
-                    field: "password",
-                    reason: "is required",
-                }));
-            }
+        let proof = match &body {
+            StepUpBody::Factor { method, code } => StepUpProof::Factor(factor(*method, code)),
+            StepUpBody::Password { password } => StepUpProof::Password(password),
         };
         accounts.step_up(&claims.sub, &claims.sid, proof, &client)
     })
