@@ -151,6 +151,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
             throttle_key,
             throttle_rates: settings.throttle,
             on_throttled: Arc::new(move |kind| throttle_metrics.record_throttled(kind)),
+            mfa: settings.mfa.clone(),
         },
     ));
     Ok(Services {
@@ -216,6 +217,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
             forwarded_header: settings.forwarded_header,
             metrics_token: settings.metrics_token.clone(),
             token_cache_size: settings.token_cache_size,
+            compat_password_only: settings.compat_password_only.clone(),
         },
     )
     .context("cannot build the HTTP front-ends")?;

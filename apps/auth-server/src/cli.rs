@@ -150,6 +150,21 @@ pub enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// Second factors: `mfa reset --email E` removes them all (a user who
+    /// lost the device); the user's sessions end. Audited.
+    Mfa {
+        #[command(subcommand)]
+        command: MfaCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum MfaCommand {
+    /// Remove every second factor of the user and end its sessions.
+    Reset {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -485,6 +500,20 @@ pub fn user_authority(settings: &Settings, command: UserCommand) -> Result<()> {
                 ..UserUpdate::default()
             },
         ),
+        UserCommand::Mfa {
+            command: MfaCommand::Reset { email },
+        } => {
+            let context = accounts::AuditContext {
+                actor: Some("cli".to_owned()),
+                ..accounts::AuditContext::default()
+            };
+            let revoked = accounts.reset_mfa(&EmailAddress::parse(&email)?, &context)?;
+            println!(
+                "{email}: second factors removed; {} session(s) ended",
+                revoked.len()
+            );
+            return Ok(());
+        }
         UserCommand::Add { .. } => unreachable!("handled by user_add"),
     };
     let user = accounts

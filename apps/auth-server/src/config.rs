@@ -81,6 +81,10 @@ pub struct Settings {
     /// Which header of a trusted proxy names the client.
     pub forwarded_header: auth_http::ForwardedHeader,
     pub metrics_token: Option<secrecy::SecretString>,
+    /// Second factors: required roles, step-up age, authenticator issuer.
+    pub mfa: accounts::MfaPolicy,
+    /// Profiles whose logins skip second factors (a documented risk).
+    pub compat_password_only: Vec<String>,
 }
 
 /// Where mail goes.
@@ -373,6 +377,26 @@ pub const KEYS: &[Key] = &[
         name: "throttle_mail_ip",
         default: "30/1h",
         help: "mail-sending requests per client IP",
+    },
+    Key {
+        name: "throttle_mfa_account",
+        default: "10/15m",
+        help: "second-factor codes (TOTP, recovery codes) tried per account",
+    },
+    Key {
+        name: "mfa_required_roles",
+        default: "admin",
+        help: "comma-separated roles that must enrol a second factor before anything else (empty = nobody)",
+    },
+    Key {
+        name: "step_up_max_age",
+        default: "600",
+        help: "seconds since the last authentication within which sensitive operations need no step-up",
+    },
+    Key {
+        name: "compat_password_only",
+        default: "",
+        help: "comma-separated profiles (e.g. campus) whose logins let users with a second factor in with the password alone; a risk: those logins are only as strong as the password",
     },
     Key {
         name: "metrics_token",
@@ -756,6 +780,38 @@ impl Reader {
             code_attempts_per_ip: rate("throttle_code_ip")?,
             mail_per_address: rate("throttle_mail_address")?,
             mail_per_ip: rate("throttle_mail_ip")?,
+            mfa_attempts_per_account: rate("throttle_mfa_account")?,
+        };
+        let known: Vec<&str> = auth_http::Profile::ALL.iter().map(|p| p.name()).collect();
+        let compat_password_only = self
+            .str("compat_password_only")
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                if known.contains(&p) {
+                    Ok(p.to_owned())
+                } else {
+                    Err(self.error(
+                        "compat_password_only",
+                        format!("'{p}' is not a profile (one of {})", known.join(", ")),
+                    ))
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mfa = accounts::MfaPolicy {
+            required_roles: self
+                .str("mfa_required_roles")
+                .split(',')
+                .map(str::trim)
+                .filter(|r| !r.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            step_up_max_age_secs: self.seconds("step_up_max_age", 1)?,
+            issuer: public_url
+                .split_once("://")
+                .map_or(public_url.as_str(), |(_, host)| host)
+                .to_owned(),
         };
         let trusted_proxies = self
             .str("trusted_proxies")
@@ -806,6 +862,8 @@ impl Reader {
             _ => self.parse("argon2_queue_limit", "a whole number")?,
         };
         Ok(Settings {
+            mfa,
+            compat_password_only,
             key_encryption_key,
             metrics_token,
             throttle,

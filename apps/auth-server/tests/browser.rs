@@ -333,3 +333,59 @@ async fn password_reset_in_the_browser_on_a_phone() {
     browser.screenshot("dashboard-phone").await;
     browser.close().await;
 }
+
+/// 4. An authenticator app is enrolled from the page (its QR code drawn by
+///    the server, the key read off the page as a person would type it),
+///    then logging out and in again asks for its code.
+#[tokio::test]
+async fn second_factor_in_the_browser() {
+    use totp_rs::{Algorithm, Secret, TOTP};
+    let app = spawn_app(Backend::Sqlite).await;
+    app.create_user("kim@example.com", Some("kim")).await;
+    let browser = Browser::start(
+        "second_factor",
+        Options {
+            languages: "en-US,en",
+            ..Options::default()
+        },
+    )
+    .await;
+    log_in(&browser, &app, "kim@example.com", PASSWORD).await;
+    browser.click("#mfa-link").await;
+    browser.wait_for("#enrol").await;
+    browser.screenshot("mfa-none").await;
+    browser.click("#enrol").await;
+    browser.wait_for("#secret").await;
+    assert!(browser.has(".qr svg").await);
+    browser.screenshot("mfa-enrol").await;
+    let secret = browser.text("#secret").await;
+    let code_at = |offset: i64| {
+        let bytes = Secret::Encoded(secret.trim().to_owned())
+            .to_bytes()
+            .unwrap();
+        let step = chrono::Utc::now().timestamp() / 30 + offset;
+        TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes)
+            .unwrap()
+            .generate((step * 30) as u64)
+    };
+    browser.fill("#f-code", &code_at(0)).await;
+    browser.click("#confirm").await;
+    browser.wait_for("#recovery-codes").await;
+    assert!(browser.has("#download").await);
+    browser.screenshot("mfa-codes").await;
+
+    browser.goto(&app.url("/dashboard")).await;
+    browser.wait_for("#logout").await;
+    browser.click("#logout").await;
+    browser.goto(&app.url("/login")).await;
+    browser.fill("#f-login", "kim@example.com").await;
+    browser.fill("#f-password", PASSWORD).await;
+    browser.click("#submit").await;
+    browser.wait_for("#f-recovery_code").await;
+    browser.screenshot("mfa-second-step").await;
+    browser.fill("#f-code", &code_at(1)).await;
+    browser.click("#submit").await;
+    browser.wait_for("#profile-email").await;
+    browser.screenshot("mfa-signed-in").await;
+    browser.close().await;
+}

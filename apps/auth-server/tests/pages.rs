@@ -25,6 +25,9 @@ backend_tests!(
     organization_admins_edit_only_what_they_may,
     a_browser_session_slides_while_used,
     a_session_cookie_used_elsewhere_ends_the_session,
+    a_second_factor_is_enrolled_and_used_through_the_pages,
+    admins_without_a_second_factor_are_led_to_its_enrolment,
+    sensitive_forms_ask_to_confirm_it_is_you_and_then_carry_on,
 );
 
 /// A browser of our own: keeps cookies by hand (reqwest's jar is a feature
@@ -730,4 +733,252 @@ async fn a_session_cookie_used_elsewhere_ends_the_session(backend: Backend) {
         StatusCode::SEE_OTHER,
         "signed out: sent to the login page"
     );
+}
+
+/// The text between `start` and the next `end` in `body`.
+fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
+    let from = body
+        .find(start)
+        .unwrap_or_else(|| panic!("no {start} in {body}"))
+        + start.len();
+    let rest = &body[from..];
+    &rest[..rest.find(end).unwrap()]
+}
+
+async fn a_second_factor_is_enrolled_and_used_through_the_pages(backend: Backend) {
+    use totp_rs::{Algorithm, Secret, TOTP};
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    let mut visitor = Visitor::new();
+    let response = visitor.log_in(&app, "kim@example.com").await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (status, page) = visitor.get(&app, "/dashboard").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("/dashboard/mfa"), "{page}");
+    let (status, page) = visitor.get(&app, "/dashboard/mfa").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"enrol\""), "{page}");
+
+    // The secret as a QR code drawn on the server, and as text.
+    let csrf = visitor.csrf.clone();
+    let response = visitor
+        .post(&app, "/dashboard/mfa/totp", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("<svg ") && page.contains("role=\"img\""),
+        "{page}"
+    );
+    // No inline script: the only script is the site's own file.
+    assert_eq!(
+        page.matches("<script").count(),
+        page.matches("<script src=").count()
+    );
+    let secret = between(&page, "<code id=\"secret\">", "<").to_owned();
+    let uri = between(&page, "name=\"otpauth_uri\" value=\"", "\"").to_owned();
+    let app_code = |offset: i64| {
+        let bytes = Secret::Encoded(secret.clone()).to_bytes().unwrap();
+        let step = chrono::Utc::now().timestamp() / 30 + offset;
+        TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes)
+            .unwrap()
+            .generate((step * 30) as u64)
+    };
+    let now_code = app_code(0);
+    let response = visitor
+        .post(
+            &app,
+            "/dashboard/mfa/totp/confirm",
+            &[
+                ("csrf", &csrf),
+                ("secret", &secret),
+                ("otpauth_uri", &uri),
+                ("code", &now_code),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("download=\"recovery-codes.txt\""), "{page}");
+    assert!(
+        page.contains("href=\"data:text/plain;charset=utf-8,"),
+        "{page}"
+    );
+    let list = between(&page, "<ul id=\"recovery-codes\">", "</ul>");
+    let codes: Vec<String> = list
+        .split("<code>")
+        .skip(1)
+        .map(|c| c[..c.find('<').unwrap()].to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10, "{page}");
+    let (_, page) = visitor.get(&app, "/dashboard/mfa").await;
+    assert!(page.contains(": 10"), "{page}");
+
+    // Log out; the password now leads to the second step.
+    let csrf = visitor.csrf.clone();
+    visitor.post(&app, "/logout", &[("csrf", &csrf)]).await;
+    let mut visitor = Visitor::new();
+    let response = visitor.log_in(&app, "kim@example.com").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.unwrap();
+    assert!(page.contains("action=\"/login/mfa\""), "{page}");
+    let token = between(&page, "name=\"mfa_token\" value=\"", "\"").to_owned();
+    let csrf = visitor.csrf.clone();
+    let wrong = visitor
+        .post(
+            &app,
+            "/login/mfa",
+            &[
+                ("csrf", &csrf),
+                ("mfa_token", &token),
+                ("method", "totp"),
+                ("code", "0000000"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let next_code = app_code(1);
+    let right = visitor
+        .post(
+            &app,
+            "/login/mfa",
+            &[
+                ("csrf", &csrf),
+                ("mfa_token", &token),
+                ("method", "totp"),
+                ("code", &next_code),
+            ],
+        )
+        .await;
+    assert_eq!(right.status(), StatusCode::SEE_OTHER);
+    assert_eq!(right.headers()[LOCATION], "/dashboard");
+    let (status, _) = visitor.get(&app, "/dashboard").await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A recovery code instead of the app, once.
+    let mut visitor = Visitor::new();
+    let page = visitor
+        .log_in(&app, "kim@example.com")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let token = between(&page, "name=\"mfa_token\" value=\"", "\"").to_owned();
+    let csrf = visitor.csrf.clone();
+    let response = visitor
+        .post(
+            &app,
+            "/login/mfa",
+            &[
+                ("csrf", &csrf),
+                ("mfa_token", &token),
+                ("method", "recovery_code"),
+                ("recovery_code", &codes[0]),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+}
+
+async fn admins_without_a_second_factor_are_led_to_its_enrolment(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_MFA_REQUIRED_ROLES", "admin")]).await;
+    let accounts = app.accounts.clone();
+    tokio::task::spawn_blocking(move || {
+        accounts.create_user(accounts::NewAccount {
+            email: accounts::EmailAddress::parse("root@example.com").unwrap(),
+            username: None,
+            name: None,
+            password: Some(accounts::Password::parse(PASSWORD.into()).unwrap()),
+            status: accounts::UserStatus::Active,
+            roles: vec!["admin".to_owned()],
+            organization_id: None,
+            locale: None,
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let mut visitor = Visitor::new();
+    visitor.log_in(&app, "root@example.com").await;
+    for path in ["/dashboard", "/admin/users"] {
+        let response = app
+            .http
+            .get(app.url(path))
+            .header("cookie", visitor.header())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{path}");
+        assert_eq!(response.headers()[LOCATION], "/dashboard/mfa", "{path}");
+    }
+    let (status, page) = visitor.get(&app, "/dashboard/mfa").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"enrol\""), "{page}");
+}
+
+async fn sensitive_forms_ask_to_confirm_it_is_you_and_then_carry_on(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    let mut visitor = Visitor::new();
+    visitor.log_in(&app, "kim@example.com").await;
+    let (_, _) = visitor.get(&app, "/dashboard").await;
+    // The browser session authenticated an hour ago.
+    {
+        let mut conn = app.pool.get().unwrap();
+        let at = (chrono::Utc::now() - chrono::TimeDelta::hours(1)).naive_utc();
+        let sessions = app
+            .accounts
+            .sessions_of(
+                &app.accounts
+                    .user_by_email(&accounts::EmailAddress::parse("kim@example.com").unwrap())
+                    .unwrap()
+                    .unwrap()
+                    .id,
+            )
+            .unwrap();
+        for session in sessions {
+            storage::repo::sessions::set_authentication(&mut conn, &session.id, "pwd", at).unwrap();
+        }
+    }
+    let csrf = visitor.csrf.clone();
+    let token = [
+        ("csrf", csrf.as_str()),
+        ("name", "ci"),
+        ("expires_in_days", ""),
+    ];
+    let refused = visitor.post(&app, "/dashboard/tokens", &token).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("id=\"step-up-link\""), "{page}");
+    let (status, page) = visitor.get(&app, "/step-up?next=/dashboard").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("name=\"password\""), "{page}");
+    let csrf = visitor.csrf.clone();
+    let wrong = visitor
+        .post(
+            &app,
+            "/step-up",
+            &[
+                ("csrf", &csrf),
+                ("next", "/dashboard"),
+                ("password", "nope nope"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let right = visitor
+        .post(
+            &app,
+            "/step-up",
+            &[
+                ("csrf", &csrf),
+                ("next", "/dashboard"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(right.status(), StatusCode::SEE_OTHER);
+    assert_eq!(right.headers()[LOCATION], "/dashboard");
+    let created = visitor.post(&app, "/dashboard/tokens", &token).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
 }

@@ -26,6 +26,7 @@ fn command(db: &TestDatabase) -> Command {
         .env("AUTH_ISSUER", "http://auth.test")
         .env("AUTH_WORKERS", "1")
         .env("AUTH_DB_POOL_SIZE", "3")
+        .env("AUTH_MFA_REQUIRED_ROLES", "")
         .env("RUST_LOG", "warn")
         .current_dir(&db.dir);
     cmd
@@ -689,6 +690,17 @@ fn clients_and_admins_are_bootstrapped_from_the_cli() {
         ok && out.contains("permissions: fame:read") && !out.contains("sms:send"),
         "{out}"
     );
+    // A lost authenticator: the operator removes the second factors.
+    let (ok, out) = run(
+        &["user", "mfa", "reset", "--email", "ops@operator.test"],
+        None,
+    );
+    assert!(ok && out.contains("second factors removed"), "{out}");
+    let (ok, out) = run(
+        &["user", "mfa", "reset", "--email", "nobody@operator.test"],
+        None,
+    );
+    assert!(!ok, "{out}");
     let (ok, out) = run(&["audit", "verify"], None);
     assert!(ok && out.contains("intact"), "{out}");
 }

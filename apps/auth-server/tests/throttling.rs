@@ -16,6 +16,7 @@ backend_tests!(
     mail_requests_are_limited_per_address_and_per_ip,
     code_attempts_are_limited_per_ip,
     forwarded_addresses_count_only_from_trusted_proxies,
+    parallel_wrong_second_factor_codes_on_two_instances_count_exactly,
 );
 
 async fn attempt(
@@ -211,4 +212,71 @@ async fn forwarded_addresses_count_only_from_trusted_proxies(backend: Backend) {
             assert_throttled(&response);
         }
     }
+}
+
+/// 200 wrong codes at once for one `mfa_token`, half to each of two
+/// instances on one database: exactly the account's budget (20) gets past
+/// the limit, and of those exactly five are counted as wrong codes before
+/// the token dies.
+async fn parallel_wrong_second_factor_codes_on_two_instances_count_exactly(backend: Backend) {
+    use totp_rs::{Algorithm, Secret, TOTP};
+    let app = spawn_app_with(backend, &[("AUTH_THROTTLE_MFA_ACCOUNT", "20/1h")]).await;
+    app.create_user("ada@example.test", Some("ada")).await;
+    let first = app.login("ada").await;
+    let access = first["access_token"].as_str().unwrap();
+    let (status, enrolment) = app.post_bearer("/api/v1/auth/mfa/totp", access).await;
+    assert_eq!(status, StatusCode::OK, "{enrolment}");
+    let secret = Secret::Encoded(enrolment["secret"].as_str().unwrap().to_owned())
+        .to_bytes()
+        .unwrap();
+    let code = TOTP::new(Algorithm::SHA1, 6, 1, 30, secret)
+        .unwrap()
+        .generate(chrono::Utc::now().timestamp() as u64);
+    let (status, body) = app
+        .send_json(
+            reqwest::Method::POST,
+            "/api/v1/auth/mfa/totp/confirm",
+            Some(access),
+            json!({ "code": code }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, challenge) = login_status(&app, "ada", PASSWORD).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let token = challenge["mfa_token"].as_str().unwrap().to_owned();
+
+    let second = auth_server::start(app.settings.clone()).await.unwrap();
+    let second_base = second.base_url();
+    tokio::spawn(second.server);
+    let mut burst = tokio::task::JoinSet::new();
+    for n in 0..200 {
+        let base = if n % 2 == 0 {
+            app.base.clone()
+        } else {
+            second_base.clone()
+        };
+        let (http, token) = (app.http.clone(), token.clone());
+        burst.spawn(async move {
+            let response = http
+                .post(format!("{base}/api/v1/auth/mfa/verify"))
+                // Seven digits: never a right code.
+                .json(&json!({"mfa_token": token, "method": "totp", "code": "0000000"}))
+                .send()
+                .await
+                .unwrap();
+            let (status, body) = read(response).await;
+            (status, body["code"].as_str().unwrap_or_default().to_owned())
+        });
+    }
+    let mut answers = std::collections::BTreeMap::<(u16, String), usize>::new();
+    while let Some(answer) = burst.join_next().await {
+        let (status, code) = answer.unwrap();
+        *answers.entry((status.as_u16(), code)).or_default() += 1;
+    }
+    let expected = std::collections::BTreeMap::from([
+        ((401, "invalid_code".to_owned()), 5),
+        ((401, "invalid_mfa_token".to_owned()), 15),
+        ((429, "too_many_attempts".to_owned()), 180),
+    ]);
+    assert_eq!(answers, expected);
 }

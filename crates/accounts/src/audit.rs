@@ -33,6 +33,13 @@ pub mod events {
     pub const ADMIN_CREATED: &str = "admin.created";
     pub const SIGNUP: &str = "signup";
     pub const EMAIL_VERIFIED: &str = "email.verified";
+    pub const MFA_ENROLLED: &str = "mfa.enrolled";
+    pub const MFA_REMOVED: &str = "mfa.removed";
+    pub const MFA_FAILED: &str = "mfa.failed";
+    pub const MFA_RESET: &str = "mfa.reset";
+    pub const RECOVERY_CODE_USED: &str = "mfa.recovery_code_used";
+    pub const RECOVERY_CODES_REGENERATED: &str = "mfa.recovery_codes_regenerated";
+    pub const STEP_UP: &str = "mfa.step_up";
 }
 
 /// Who is acting, and from where. `actor` is a user id, or `None` for an

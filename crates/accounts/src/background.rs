@@ -199,15 +199,21 @@ async fn flush_api_token_use(accounts: Arc<Accounts>) {
 }
 
 /// Deletes rate-limit rows with no recent events every 10 minutes, so the
-/// table holds only what is being limited now.
+/// table holds only what is being limited now; and second-step challenges
+/// (`mfa_token`s) that expired over an hour ago.
 async fn forget_idle_throttles(accounts: Arc<Accounts>) {
     let mut interval = tokio::time::interval(Duration::from_secs(600));
     loop {
         interval.tick().await;
-        let accounts = accounts.clone();
-        match run_blocking(move || accounts.throttle().forget_idle()).await {
+        let limiter = accounts.clone();
+        match run_blocking(move || limiter.throttle().forget_idle()).await {
             Ok(Ok(deleted)) => tracing::debug!(deleted, "idle rate-limit rows deleted"),
             _ => tracing::warn!("could not delete idle rate-limit rows; will try again"),
+        }
+        let challenges = accounts.clone();
+        match run_blocking(move || challenges.forget_expired_mfa_challenges()).await {
+            Ok(Ok(deleted)) => tracing::debug!(deleted, "expired second-step challenges deleted"),
+            _ => tracing::warn!("could not delete expired second-step challenges; will try again"),
         }
     }
 }

@@ -269,7 +269,7 @@ impl Accounts {
         if UserStatus::parse(&user.status) != Some(UserStatus::Active) {
             return Err(AccountsError::AccountNotActive);
         }
-        let tokens = self.start_session(&user, info, Some(&client.id))?;
+        let tokens = self.start_session(&user, info, Some(&client.id), &[])?;
         let identity = VouchedUser {
             external_id: identity.external_id,
             login_id: identity.login_id,

@@ -63,6 +63,13 @@ impl CodeKey {
         hex(tag.as_ref())
     }
 
+    /// The stored form of a user's recovery code (already normalised):
+    /// keyed, so the table alone can't be searched for the codes.
+    pub(crate) fn recovery_tag(&self, user_id: &str, code: &str) -> String {
+        let tag = hmac::sign(&self.0, format!("recovery\n{user_id}\n{code}").as_bytes());
+        hex(tag.as_ref())
+    }
+
     /// Constant-time check of a candidate code against a stored tag.
     fn matches(&self, row: &EmailCodeRow, purpose: Purpose, candidate: &str) -> bool {
         let Some(stored) = unhex(&row.code_hash) else {

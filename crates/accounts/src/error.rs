@@ -87,6 +87,32 @@ pub enum AccountsError {
     ApiTokenNotFound,
     #[error("session not found")]
     SessionNotFound,
+    /// The password was right; a second factor must follow
+    /// ([`Accounts::verify_mfa`](crate::Accounts::verify_mfa)) with the
+    /// challenge's token.
+    #[error("a second factor is required")]
+    MfaRequired(Box<crate::mfa::MfaChallenge>),
+    /// A second-factor code (TOTP or recovery code) that is wrong, spent
+    /// or replayed.
+    #[error("invalid second-factor code")]
+    InvalidSecondFactor,
+    /// The `mfa_token` is unknown, expired, used, or dead after too many
+    /// wrong codes.
+    #[error("invalid or expired mfa token")]
+    InvalidMfaToken,
+    /// A sensitive operation needs a recent authentication (with the
+    /// user's second factor, if any).
+    #[error("step-up authentication required")]
+    StepUpRequired,
+    /// The user's role requires a second factor they haven't enrolled.
+    #[error("second factor enrolment required")]
+    MfaEnrollmentRequired,
+    /// A TOTP authenticator is already confirmed for this user.
+    #[error("already enrolled")]
+    AlreadyEnrolled,
+    /// The user has no second factor for this to apply to.
+    #[error("no second factor enrolled")]
+    NotEnrolled,
     /// A background task (a blocking job it started) failed; logged.
     #[error("a background task failed")]
     BackgroundTask,

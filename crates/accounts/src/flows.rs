@@ -38,7 +38,7 @@ pub struct SignupOutcome {
 }
 
 /// Percent-encodes a query-string value.
-fn query_value(value: &str) -> String {
+pub(crate) fn query_value(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {
@@ -415,6 +415,8 @@ impl Accounts {
         current: &str,
         new_password: &Password,
     ) -> Result<Vec<RevokedSession>> {
+        // Sensitive: a recent authentication (with the second factor, if any).
+        self.check_step_up(user_id, session_id)?;
         let mut conn = self.conn()?;
         let user = users::find_by_id(&mut conn, user_id)?.ok_or(AccountsError::UserNotFound)?;
         drop(conn);

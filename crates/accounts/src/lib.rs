@@ -18,6 +18,7 @@ pub mod flows;
 mod group_commit;
 pub mod introspection;
 pub mod keys;
+pub mod mfa;
 pub mod organizations;
 pub mod password;
 pub mod permissions;
@@ -42,6 +43,9 @@ pub use error::AccountsError;
 pub use flows::{SignupOutcome, SignupRequest};
 pub use introspection::TokenInfo;
 pub use mailer::Locale;
+pub use mfa::{
+    MfaChallenge, MfaMethod, MfaPolicy, MfaStatus, SecondFactor, StepUpProof, TotpEnrolment,
+};
 pub use organizations::Organization;
 pub use password::{HashCost, PasswordHasher};
 pub use permissions::{PermissionCatalog, Role};

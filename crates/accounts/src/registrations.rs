@@ -386,7 +386,7 @@ impl Accounts {
                 users::find_by_id(c, &user.id)?.ok_or(AccountsError::UserNotFound)?
             ))
         })?;
-        self.start_session(&user, client, None)
+        self.start_session(&user, client, None, &["pwd"])
     }
 
     /// Mails a new activation link to an invited account; does nothing

@@ -18,6 +18,7 @@ use uuid::Uuid;
 use crate::audit::{AuditContext, AuditEvent, events};
 use crate::codes::CodeKey;
 use crate::error::AccountsError;
+use crate::mfa::MfaPolicy;
 use crate::password::PasswordHasher;
 use crate::permissions::PermissionCatalog;
 use crate::secrets::{SealingKey, new_opaque_token, token_hash};
@@ -171,6 +172,9 @@ pub struct AccountsConfig {
     /// Called with the kind (`login`, `mail`, `code`) whenever a rate limit
     /// refuses a request, for metrics.
     pub on_throttled: Arc<dyn Fn(&'static str) + Send + Sync>,
+    /// Second factors: who must have one, how recent sensitive operations
+    /// need the authentication.
+    pub mfa: MfaPolicy,
 }
 
 impl Default for AccountsConfig {
@@ -201,6 +205,7 @@ impl Default for AccountsConfig {
             throttle_key: random().to_vec(),
             throttle_rates: ThrottleRates::default(),
             on_throttled: Arc::new(|_| {}),
+            mfa: MfaPolicy::default(),
         }
     }
 }
@@ -224,6 +229,7 @@ pub struct Accounts {
     password_max_age_days: Option<i64>,
     pub(crate) throttle: Throttle,
     pub(crate) on_throttled: Arc<dyn Fn(&'static str) + Send + Sync>,
+    pub(crate) mfa: MfaPolicy,
     /// API token id → last use, not yet written (see `note_api_token_use`).
     pub(crate) api_token_uses:
         std::sync::Mutex<std::collections::HashMap<String, chrono::NaiveDateTime>>,
@@ -260,6 +266,7 @@ impl Accounts {
             password_max_age_days: config.password_max_age_days,
             throttle: Throttle::new(pool.clone(), &config.throttle_key, config.throttle_rates),
             on_throttled: config.on_throttled,
+            mfa: config.mfa,
             api_token_uses: Default::default(),
             rotations: crate::rotation::Rotations::default(),
             pool,
@@ -403,6 +410,30 @@ impl Accounts {
         password: &SecretString,
         client: &ClientInfo,
     ) -> Result<IssuedTokens> {
+        self.login_checked(login, password, client, true)
+    }
+
+    /// [`login`](Self::login) for a front-end that has no second step (a
+    /// compatibility profile the operator listed in `compat_password_only`):
+    /// a user with a second factor logs in with the password alone, and the
+    /// session's `amr` says only `pwd`. A risk the operator accepts: that
+    /// profile's logins are as strong as the password.
+    pub fn login_password_only(
+        &self,
+        login: &str,
+        password: &SecretString,
+        client: &ClientInfo,
+    ) -> Result<IssuedTokens> {
+        self.login_checked(login, password, client, false)
+    }
+
+    fn login_checked(
+        &self,
+        login: &str,
+        password: &SecretString,
+        client: &ClientInfo,
+        second_step: bool,
+    ) -> Result<IssuedTokens> {
         let id = LoginId::parse(login);
         let user = match &id {
             Some(id) => {
@@ -461,7 +492,12 @@ impl Accounts {
             self.audit(refused, &context)?;
             return Err(AccountsError::AccountNotActive);
         }
-        let tokens = self.start_session(&user, client, None)?;
+        // A second factor, if the user has one, comes next (the session
+        // starts in `verify_mfa`).
+        if second_step && let Some(challenge) = self.challenge_if_needed(&user)? {
+            return Err(AccountsError::MfaRequired(Box::new(challenge)));
+        }
+        let tokens = self.start_session(&user, client, None, &["pwd"])?;
         let succeeded = AuditEvent::new(events::LOGIN_SUCCEEDED)
             .subject(&user.id)
             .organization(user.organization_id.clone())
@@ -471,12 +507,14 @@ impl Accounts {
     }
 
     /// A new session for `user`; `client_id` names the registered client it
-    /// is started for ([`Channel::Client`]), `None` for a native one.
+    /// is started for ([`Channel::Client`]), `None` for a native one; `amr`
+    /// says how the user authenticated (RFC 8176), now.
     pub(crate) fn start_session(
         &self,
         user: &UserRow,
         client: &ClientInfo,
         client_id: Option<&str>,
+        amr: &[&str],
     ) -> Result<IssuedTokens> {
         let at = now();
         let session = SessionRow {
@@ -490,6 +528,8 @@ impl Accounts {
             user_agent: client.user_agent.clone(),
             ip: client.ip.clone(),
             client_id: client_id.map(str::to_owned),
+            amr: crate::mfa::amr_text(amr),
+            auth_time: Some(at.naive_utc()),
         };
         let mut conn = self.conn()?;
         let (roles, perms) = users::roles_and_permissions(&mut conn, &user.id)?;
@@ -535,7 +575,7 @@ impl Accounts {
         (refresh_token, refresh_expires_in): (SecretString, i64),
         at: DateTime<Utc>,
     ) -> Result<IssuedTokens> {
-        let claims = self.claims_for(user, &session.id, roles, perms, at);
+        let claims = self.claims_for(user, session, roles, perms, at);
         let access_token = self.keys().sign(ACCESS_TOKEN_TYP, &claims)?;
         let too_old = |changed: chrono::NaiveDateTime| {
             self.password_max_age_days
@@ -552,18 +592,21 @@ impl Accounts {
         })
     }
 
-    fn claims_for(
+    /// The access token's claims for `user` in `session`, issued `at`:
+    /// roles and permissions as given, `amr` and `auth_time` as the session
+    /// records them.
+    pub(crate) fn claims_for(
         &self,
         user: &UserRow,
-        session_id: &str,
+        session: &SessionRow,
         roles: Vec<String>,
         perms: Vec<String>,
         at: DateTime<Utc>,
     ) -> AccessClaims {
-        self.verifier.policy().access_claims(
+        let mut claims = self.verifier.policy().access_claims(
             Subject {
                 user_id: user.id.clone(),
-                session_id: session_id.to_owned(),
+                session_id: session.id.clone(),
                 org: user.organization_id.clone(),
                 roles,
                 perms,
@@ -573,7 +616,16 @@ impl Accounts {
                 name: user.name.clone(),
             },
             at.timestamp(),
-        )
+        );
+        claims.amr = crate::mfa::session_amr(session);
+        claims.auth_time = Some(
+            session
+                .auth_time
+                .unwrap_or(session.created_at)
+                .and_utc()
+                .timestamp(),
+        );
+        claims
     }
 
     /// Rotates a refresh token: the presented one is spent, a new one returned,
@@ -641,7 +693,7 @@ impl Accounts {
                 return Err(AccountsError::InvalidRefreshToken);
             };
             let (roles, perms) = users::roles_and_permissions(c, &user.id)?;
-            let claims = self.claims_for(&user, &session.id, roles, perms, at);
+            let claims = self.claims_for(&user, &session, roles, perms, at);
             let access_token = self.keys().sign(ACCESS_TOKEN_TYP, &claims)?;
             let spent = self.record_token_revocation(c, &old.jti, session.expires_at, at)?;
             Ok((

@@ -108,6 +108,8 @@ pub enum Limit {
     MailPerAddress,
     /// Mail-sending requests from one IP.
     MailPerIp,
+    /// Second-factor codes (TOTP, recovery codes) tried for one account.
+    MfaAttemptsPerAccount,
 }
 
 impl Limit {
@@ -118,6 +120,7 @@ impl Limit {
             Self::CodeAttemptsPerIp => "code-ip",
             Self::MailPerAddress => "mail-address",
             Self::MailPerIp => "mail-ip",
+            Self::MfaAttemptsPerAccount => "mfa-account",
         }
     }
 }
@@ -130,6 +133,7 @@ pub struct ThrottleRates {
     pub code_attempts_per_ip: Rate,
     pub mail_per_address: Rate,
     pub mail_per_ip: Rate,
+    pub mfa_attempts_per_account: Rate,
 }
 
 impl Default for ThrottleRates {
@@ -144,6 +148,7 @@ impl Default for ThrottleRates {
             code_attempts_per_ip: rate(30, 15),
             mail_per_address: rate(5, 60),
             mail_per_ip: rate(30, 60),
+            mfa_attempts_per_account: rate(10, 15),
         }
     }
 }
@@ -156,6 +161,7 @@ impl ThrottleRates {
             Limit::CodeAttemptsPerIp => self.code_attempts_per_ip,
             Limit::MailPerAddress => self.mail_per_address,
             Limit::MailPerIp => self.mail_per_ip,
+            Limit::MfaAttemptsPerAccount => self.mfa_attempts_per_account,
         }
     }
 }

@@ -50,6 +50,25 @@ pub struct AccessClaims {
     /// The user's display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// How the user authenticated (RFC 8176 values: `pwd`, `otp`, `hwk`,
+    /// `swk`, `user`, `mfa`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// When the user last authenticated interactively (unix seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+}
+
+/// `amr` values that are a second factor, or say two were used.
+pub const SECOND_FACTOR_AMR: [&str; 4] = ["otp", "hwk", "swk", "mfa"];
+
+impl AccessClaims {
+    /// Whether the token's authentication included a second factor.
+    pub fn has_second_factor(&self) -> bool {
+        self.amr
+            .iter()
+            .any(|value| SECOND_FACTOR_AMR.contains(&value.as_str()))
+    }
 }
 
 /// Everything the issuer puts in an access token besides times and ids.
@@ -123,6 +142,8 @@ impl TokenPolicy {
             email: subject.email,
             preferred_username: subject.preferred_username,
             name: subject.name,
+            amr: Vec::new(),
+            auth_time: None,
         }
     }
 

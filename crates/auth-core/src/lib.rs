@@ -53,7 +53,7 @@ mod verify;
 pub use algorithm::SigningAlgorithm;
 pub use claims::{
     ACCESS_TOKEN_TYP, API_TOKEN_TYP, AccessClaims, ApiTokenClaims, ApiTokenSubject, Bearer,
-    Subject, TokenPolicy,
+    SECOND_FACTOR_AMR, Subject, TokenPolicy,
 };
 pub use client_token::{CLIENT_TOKEN_TYP, ClientTokenClaims, ClientTokenKind};
 pub use error::{KeyError, TokenError};

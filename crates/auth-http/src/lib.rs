@@ -51,7 +51,7 @@ pub use http::extract::ForwardedHeader;
 /// answer needs.
 pub use http::finish_responses;
 pub use metrics::Metrics;
-pub use profiles::Mounts;
+pub use profiles::{Mounts, Profile};
 pub use state::AppState;
 /// Middleware (`from_fn`): a span and request id per request, and the
 /// request metrics.
@@ -84,6 +84,11 @@ pub struct FrontEndConfig {
     pub metrics_token: Option<secrecy::SecretString>,
     /// Verified bearer tokens remembered (0 turns the cache off).
     pub token_cache_size: usize,
+    /// Profiles (by name) whose logins may skip the second factor of users
+    /// who have one: those contracts have no second step. A risk: such
+    /// logins are as strong as the password. Others answer `mfa_required`
+    /// in their own error shape.
+    pub compat_password_only: Vec<String>,
 }
 
 impl Default for FrontEndConfig {
@@ -101,6 +106,7 @@ impl Default for FrontEndConfig {
             forwarded_header: ForwardedHeader::default(),
             metrics_token: None,
             token_cache_size: 10_000,
+            compat_password_only: Vec::new(),
         }
     }
 }
@@ -169,6 +175,7 @@ impl FrontEnd {
             metrics,
             metrics_token: config.metrics_token,
             draining: state::Drain::default(),
+            compat_password_only: config.compat_password_only,
         };
         Ok(FrontEnd {
             state: aweb::Data::new(state),

@@ -27,6 +27,9 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// When set, `/metrics` needs `Authorization: Bearer <token>`.
     pub metrics_token: Option<secrecy::SecretString>,
+    /// Profiles whose logins skip users' second factors (see
+    /// `FrontEndConfig::compat_password_only`).
+    pub compat_password_only: Vec<String>,
     /// Set when the server is about to stop: `/readyz` answers 503 so a
     /// balancer sends nothing new, while requests still get answers.
     pub draining: Drain,

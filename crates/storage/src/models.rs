@@ -6,8 +6,8 @@ use diesel::prelude::*;
 
 use crate::schema::{
     activation_tokens, api_tokens, audit_log, clients, email_codes, external_identities,
-    organization_domains, organizations, outbox, refresh_tokens, registrations, revocations,
-    sessions, users,
+    mfa_challenges, organization_domains, organizations, outbox, refresh_tokens, registrations,
+    revocations, sessions, totp_credentials, users,
 };
 
 #[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
@@ -61,6 +61,12 @@ pub struct SessionRow {
     /// The registered client the session was started for; `None` for a
     /// native session.
     pub client_id: Option<String>,
+    /// How the session was authenticated: RFC 8176 `amr` values separated
+    /// by spaces (`None` on sessions older than second factors: a password).
+    pub amr: Option<String>,
+    /// When the user last authenticated interactively in this session
+    /// (`None`: at `created_at`).
+    pub auth_time: Option<NaiveDateTime>,
 }
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
@@ -257,4 +263,28 @@ pub struct ExternalIdentityRow {
     pub login_id: String,
     pub role: String,
     pub created_at: NaiveDateTime,
+}
+
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = totp_credentials)]
+pub struct TotpRow {
+    pub user_id: String,
+    /// The secret, sealed (`accounts::secrets::SealingKey`).
+    pub secret_sealed: String,
+    pub created_at: NaiveDateTime,
+    /// `None` while enrolment waits for its first code.
+    pub confirmed_at: Option<NaiveDateTime>,
+    /// Time step of the newest accepted code.
+    pub last_used_step: Option<i64>,
+}
+
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = mfa_challenges)]
+pub struct MfaChallengeRow {
+    pub token_hash: String,
+    pub user_id: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub failures: i64,
+    pub used_at: Option<NaiveDateTime>,
 }

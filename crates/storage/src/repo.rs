@@ -406,6 +406,25 @@ pub mod sessions {
         .get_results(conn)?)
     }
 
+    /// Records a fresh interactive authentication in the session: how
+    /// (`amr`, space-separated) and when (a step-up, or a second factor
+    /// added to the session that enrolled it).
+    pub fn set_authentication(
+        conn: &mut AnyConnection,
+        id: &str,
+        amr: &str,
+        auth_time: NaiveDateTime,
+    ) -> Result<bool> {
+        let changed = diesel::update(
+            sessions::table
+                .find(id)
+                .filter(sessions::revoked_at.is_null()),
+        )
+        .set((sessions::amr.eq(amr), sessions::auth_time.eq(auth_time)))
+        .execute(conn)?;
+        Ok(changed == 1)
+    }
+
     /// Revokes every live session started for a registered client.
     pub fn revoke_live_for_client(
         conn: &mut AnyConnection,
@@ -1373,6 +1392,239 @@ pub mod clients {
             ))
             .execute(conn)?;
         Ok(())
+    }
+}
+
+pub mod mfa {
+    //! Second factors: the TOTP secret, recovery codes and the login's
+    //! second-step challenges. Every rule about them is in
+    //! `accounts::mfa`; the conditional updates here are what make them
+    //! hold under concurrency (each answers whether it changed a row).
+    use super::*;
+    use schema::{mfa_challenges, recovery_codes, totp_credentials};
+
+    pub fn totp(conn: &mut AnyConnection, user_id: &str) -> Result<Option<TotpRow>> {
+        Ok(totp_credentials::table
+            .find(user_id)
+            .select(TotpRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    /// Replaces a pending (unconfirmed) secret or creates one; a confirmed
+    /// one stays and false is answered.
+    pub fn put_pending_totp(conn: &mut AnyConnection, row: &TotpRow) -> Result<bool> {
+        diesel::delete(
+            totp_credentials::table
+                .find(&row.user_id)
+                .filter(totp_credentials::confirmed_at.is_null()),
+        )
+        .execute(conn)?;
+        if totp(conn, &row.user_id)?.is_some() {
+            return Ok(false);
+        }
+        diesel::insert_into(totp_credentials::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(true)
+    }
+
+    /// Marks the secret confirmed with the code of time step `step` (which
+    /// counts as used). False when there was no pending secret.
+    pub fn confirm_totp(
+        conn: &mut AnyConnection,
+        user_id: &str,
+        step: i64,
+        at: NaiveDateTime,
+    ) -> Result<bool> {
+        let changed = diesel::update(
+            totp_credentials::table
+                .find(user_id)
+                .filter(totp_credentials::confirmed_at.is_null()),
+        )
+        .set((
+            totp_credentials::confirmed_at.eq(at),
+            totp_credentials::last_used_step.eq(step),
+        ))
+        .execute(conn)?;
+        Ok(changed == 1)
+    }
+
+    /// Spends time step `step` of a confirmed secret: true only if no code
+    /// of this step or a later one was accepted before (one statement, so
+    /// two requests with one code can't both pass).
+    pub fn use_totp_step(conn: &mut AnyConnection, user_id: &str, step: i64) -> Result<bool> {
+        let changed = diesel::update(
+            totp_credentials::table
+                .find(user_id)
+                .filter(totp_credentials::confirmed_at.is_not_null())
+                .filter(
+                    totp_credentials::last_used_step
+                        .is_null()
+                        .or(totp_credentials::last_used_step.lt(step)),
+                ),
+        )
+        .set(totp_credentials::last_used_step.eq(step))
+        .execute(conn)?;
+        Ok(changed == 1)
+    }
+
+    pub fn delete_totp(conn: &mut AnyConnection, user_id: &str) -> Result<bool> {
+        Ok(diesel::delete(totp_credentials::table.find(user_id)).execute(conn)? == 1)
+    }
+
+    /// Replaces the user's recovery codes with these hashes.
+    pub fn replace_recovery_codes(
+        conn: &mut AnyConnection,
+        user_id: &str,
+        hashes: &[String],
+        at: NaiveDateTime,
+    ) -> Result<()> {
+        delete_recovery_codes(conn, user_id)?;
+        for hash in hashes {
+            diesel::insert_into(recovery_codes::table)
+                .values((
+                    recovery_codes::id.eq(uuid_v4()),
+                    recovery_codes::user_id.eq(user_id),
+                    recovery_codes::code_hash.eq(hash),
+                    recovery_codes::created_at.eq(at),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    }
+
+    pub fn delete_recovery_codes(conn: &mut AnyConnection, user_id: &str) -> Result<usize> {
+        Ok(
+            diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))
+                .execute(conn)?,
+        )
+    }
+
+    /// Spends the user's unused code with this hash: true exactly once.
+    pub fn use_recovery_code(
+        conn: &mut AnyConnection,
+        user_id: &str,
+        hash: &str,
+        at: NaiveDateTime,
+    ) -> Result<bool> {
+        let changed = diesel::update(
+            recovery_codes::table
+                .filter(recovery_codes::user_id.eq(user_id))
+                .filter(recovery_codes::code_hash.eq(hash))
+                .filter(recovery_codes::used_at.is_null()),
+        )
+        .set(recovery_codes::used_at.eq(at))
+        .execute(conn)?;
+        Ok(changed == 1)
+    }
+
+    pub fn recovery_codes_left(conn: &mut AnyConnection, user_id: &str) -> Result<i64> {
+        Ok(recovery_codes::table
+            .filter(recovery_codes::user_id.eq(user_id))
+            .filter(recovery_codes::used_at.is_null())
+            .count()
+            .get_result(conn)?)
+    }
+
+    pub fn insert_challenge(conn: &mut AnyConnection, row: &MfaChallengeRow) -> Result<()> {
+        diesel::insert_into(mfa_challenges::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// The challenge, in whatever state.
+    pub fn challenge(
+        conn: &mut AnyConnection,
+        token_hash: &str,
+    ) -> Result<Option<MfaChallengeRow>> {
+        Ok(mfa_challenges::table
+            .find(token_hash)
+            .select(MfaChallengeRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    /// The challenge if it can still be answered: unused, unexpired and
+    /// with fewer than `max_failures` wrong codes.
+    pub fn live_challenge(
+        conn: &mut AnyConnection,
+        token_hash: &str,
+        max_failures: i64,
+        now: NaiveDateTime,
+    ) -> Result<Option<MfaChallengeRow>> {
+        Ok(mfa_challenges::table
+            .find(token_hash)
+            .filter(mfa_challenges::used_at.is_null())
+            .filter(mfa_challenges::expires_at.gt(now))
+            .filter(mfa_challenges::failures.lt(max_failures))
+            .select(MfaChallengeRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    /// Counts a wrong code against a live challenge: true if it was still
+    /// live (one statement: of many parallel wrong codes exactly
+    /// `max_failures` are counted, the rest find it dead).
+    pub fn fail_challenge(
+        conn: &mut AnyConnection,
+        token_hash: &str,
+        max_failures: i64,
+        now: NaiveDateTime,
+    ) -> Result<bool> {
+        let changed = diesel::update(
+            mfa_challenges::table
+                .find(token_hash)
+                .filter(mfa_challenges::used_at.is_null())
+                .filter(mfa_challenges::expires_at.gt(now))
+                .filter(mfa_challenges::failures.lt(max_failures)),
+        )
+        .set(mfa_challenges::failures.eq(mfa_challenges::failures + 1))
+        .execute(conn)?;
+        Ok(changed == 1)
+    }
+
+    /// Spends a live challenge: true exactly once.
+    pub fn claim_challenge(
+        conn: &mut AnyConnection,
+        token_hash: &str,
+        max_failures: i64,
+        now: NaiveDateTime,
+    ) -> Result<bool> {
+        let changed = diesel::update(
+            mfa_challenges::table
+                .find(token_hash)
+                .filter(mfa_challenges::used_at.is_null())
+                .filter(mfa_challenges::expires_at.gt(now))
+                .filter(mfa_challenges::failures.lt(max_failures)),
+        )
+        .set(mfa_challenges::used_at.eq(now))
+        .execute(conn)?;
+        Ok(changed == 1)
+    }
+
+    /// Forgets challenges that expired before `before`.
+    pub fn delete_expired_challenges(
+        conn: &mut AnyConnection,
+        before: NaiveDateTime,
+    ) -> Result<usize> {
+        Ok(
+            diesel::delete(mfa_challenges::table.filter(mfa_challenges::expires_at.lt(before)))
+                .execute(conn)?,
+        )
+    }
+
+    /// Ends every challenge of the user (second factors were reset).
+    pub fn delete_challenges_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<usize> {
+        Ok(
+            diesel::delete(mfa_challenges::table.filter(mfa_challenges::user_id.eq(user_id)))
+                .execute(conn)?,
+        )
+    }
+
+    fn uuid_v4() -> String {
+        uuid::Uuid::new_v4().to_string()
     }
 }
 

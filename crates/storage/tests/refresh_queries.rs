@@ -85,6 +85,8 @@ fn add_session(conn: &mut AnyConnection, id: &str, user_id: &str) -> SessionRow 
         user_agent: None,
         ip: None,
         client_id: None,
+        amr: Some("pwd".to_owned()),
+        auth_time: Some(at),
     };
     sessions::insert(conn, &session).unwrap();
     session

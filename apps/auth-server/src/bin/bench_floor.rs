@@ -165,6 +165,8 @@ mod ceiling {
                 user_agent: None,
                 ip: None,
                 client_id: None,
+                amr: None,
+                auth_time: None,
             };
             sessions::insert(&mut conn, &session).map_err(|e| anyhow::anyhow!("{e}"))?;
             let token = new_token(&session.id, None, at);

@@ -42,6 +42,9 @@ pub fn test_settings(db: &TestDatabase, overrides: &[(&str, &str)]) -> Settings 
         ("AUTH_DB_POOL_SIZE".into(), "4".into()),
         ("AUTH_ARGON2_MAX_CONCURRENT".into(), "2".into()),
         ("AUTH_REVOCATION_POLL_MS".into(), "200".into()),
+        // Existing stories act as admins without a second factor; the
+        // policy itself is tested in mfa.rs with it switched on.
+        ("AUTH_MFA_REQUIRED_ROLES".into(), "".into()),
         (
             "AUTH_MAIL_DIR".into(),
             db.dir.join("mail").to_string_lossy().into_owned(),

@@ -45,6 +45,7 @@ pub fn off() -> ThrottleRates {
         code_attempts_per_ip: accounts::Rate::OFF,
         mail_per_address: accounts::Rate::OFF,
         mail_per_ip: accounts::Rate::OFF,
+        mfa_attempts_per_account: accounts::Rate::OFF,
     }
 }
 
@@ -155,6 +156,7 @@ fn instance(db: &MigratedDatabase, keys: &KeySet, rates: ThrottleRates) -> Arc<A
             throttle_key: vec![9; 32],
             throttle_rates: rates,
             on_throttled: Arc::new(|_| {}),
+            mfa: accounts::MfaPolicy::default(),
         },
     ))
 }

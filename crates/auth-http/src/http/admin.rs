@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::error::{ApiError, Problem};
-use super::extract::{AdminActor, JsonOrForm, ManagerActor};
+use super::extract::{AdminActor, Bearer, JsonOrForm, ManagerActor};
 use super::openapi::bodies;
 use super::paging::{PAGE, next_cursor, offset, time};
 use super::schema;
@@ -189,7 +189,7 @@ pub struct PatchUserBody {
     responses(
         (status = 200, description = "The user after the change", body = UserJson),
         (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: neither an operator nor an organization admin with a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: neither an operator nor an organization admin with a login session; `step_up_required` for a change of roles or permissions without a recent authentication", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`last_admin`: the change would disable or demote the last active admin", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`, `permission_not_held`", body = Problem, content_type = "application/problem+json"),
@@ -198,10 +198,14 @@ pub struct PatchUserBody {
 pub async fn patch_user(
     state: web::Data<AppState>,
     ManagerActor(actor): ManagerActor,
+    Bearer(claims): Bearer,
     path: web::Path<String>,
     JsonOrForm(body): JsonOrForm<PatchUserBody>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path.into_inner();
+    // Changing authority is sensitive: a recent authentication (with the
+    // second factor, if any).
+    let authority = body.roles.is_some() || body.permissions.is_some();
     let update = UserUpdate {
         roles: body.roles,
         permissions: body.permissions,
@@ -209,7 +213,13 @@ pub async fn patch_user(
         must_change_password: body.must_change_password,
     };
     let accounts = state.accounts.clone();
-    let (user, _) = run_blocking(move || accounts.update_user(&actor, &id, update)).await??;
+    let (user, _) = run_blocking(move || {
+        if authority {
+            accounts.check_step_up(&claims.sub, &claims.sid)?;
+        }
+        accounts.update_user(&actor, &id, update)
+    })
+    .await??;
     Ok(HttpResponse::Ok().json(UserJson::from(user)))
 }
 

@@ -66,7 +66,7 @@ pub struct CreateTokenBody {
     responses(
         (status = 201, description = "The token, with its secret", body = bodies::CreatedToken),
         (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: an API token, not a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an API token, not a login session; `step_up_required`: authenticate again first (POST /api/v1/auth/step-up)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`permission_not_held`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
     )
 )]
@@ -79,6 +79,8 @@ pub async fn create_token(
     let context = audit_context(&req, Some(&claims.sub));
     let accounts = state.accounts.clone();
     let created = run_blocking(move || {
+        // Sensitive: a recent authentication (with the second factor, if any).
+        accounts.check_step_up(&claims.sub, &claims.sid)?;
         accounts.create_api_token(
             &claims.sub,
             &body.name,

@@ -8,7 +8,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::error::{ApiError, Problem};
-use super::extract::{Authenticated, Bearer, JsonOrForm, Principal, audit_context, client_info};
+use super::extract::{
+    Bearer, Enrolling, JsonOrForm, Principal, audit_context, authenticate_any, client_info,
+};
 use super::schema;
 use crate::http::run_blocking;
 use crate::state::AppState;
@@ -95,7 +97,7 @@ fn limit_field(value: &str, field: &str, max_chars: usize) -> Result<(), ApiErro
     )),
     responses(
         (status = 200, description = "A new session", body = TokenResponse),
-        (status = 401, description = "`invalid_credentials` (the same for an unknown login and a wrong password)", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials` (the same for an unknown login and a wrong password); `mfa_required` for an account with a second factor, with extension members `mfa_token` (opaque, single use, 5 min) and `methods` (`totp`, `recovery_code`): finish at POST /api/v1/auth/mfa/verify", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account_not_active`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (a field is too long)", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`too_many_attempts`, with `Retry-After`: too many failed logins for this login name or from this address lately", body = Problem, content_type = "application/problem+json"),
@@ -111,11 +113,37 @@ pub async fn login(
 }
 
 /// Email-or-username login, shared by the native API and the profiles.
+/// A user with a second factor gets `mfa_required`.
 pub async fn password_login(
     state: &AppState,
     req: &HttpRequest,
     login: String,
     password: SecretString,
+) -> Result<IssuedTokens, ApiError> {
+    login_with(state, req, login, password, true).await
+}
+
+/// A profile's login: like [`password_login`], except that a profile the
+/// operator listed in `compat_password_only` logs users with a second
+/// factor in with the password alone (its contract has no second step);
+/// other profiles refuse them with `mfa_required` in their own shape.
+pub async fn profile_password_login(
+    state: &AppState,
+    req: &HttpRequest,
+    profile: &str,
+    login: String,
+    password: SecretString,
+) -> Result<IssuedTokens, ApiError> {
+    let second_step = !state.compat_password_only.iter().any(|p| p == profile);
+    login_with(state, req, login, password, second_step).await
+}
+
+async fn login_with(
+    state: &AppState,
+    req: &HttpRequest,
+    login: String,
+    password: SecretString,
+    second_step: bool,
 ) -> Result<IssuedTokens, ApiError> {
     limit_field(&login, "login", schema::LOGIN_MAX_CHARS)?;
     limit_field(
@@ -125,11 +153,19 @@ pub async fn password_login(
     )?;
     let client = client_info(req);
     let accounts = state.accounts.clone();
-    let outcome = run_blocking(move || accounts.login(&login, &password, &client)).await?;
+    let outcome = run_blocking(move || {
+        if second_step {
+            accounts.login(&login, &password, &client)
+        } else {
+            accounts.login_password_only(&login, &password, &client)
+        }
+    })
+    .await?;
     state.metrics.record_login(match &outcome {
         Ok(_) => "success",
         Err(accounts::AccountsError::InvalidCredentials) => "invalid_credentials",
         Err(accounts::AccountsError::Throttled { .. }) => "throttled",
+        Err(accounts::AccountsError::MfaRequired(_)) => "mfa_required",
         Err(_) => "not_active",
     });
     match outcome {
@@ -215,7 +251,7 @@ pub async fn rotate_refresh_token(
 pub async fn logout(
     state: web::Data<AppState>,
     req: HttpRequest,
-    Bearer(claims): Bearer,
+    Enrolling(claims): Enrolling,
 ) -> Result<HttpResponse, ApiError> {
     let accounts = state.accounts.clone();
     let (user_id, sid) = (claims.sub.clone(), claims.sid.clone());
@@ -263,6 +299,10 @@ pub(crate) struct Me<'a> {
     permissions: &'a [String],
     session_id: &'a str,
     expires_at: String,
+    /// How the user authenticated (RFC 8176: `pwd`, `otp`, `mfa`, …).
+    amr: &'a [String],
+    /// When the user last authenticated interactively (unix seconds).
+    auth_time: Option<i64>,
 }
 
 /// Who the token speaks for, answered from the verified token alone.
@@ -279,11 +319,13 @@ pub(crate) struct Me<'a> {
         (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
     )
 )]
-pub async fn me(Authenticated(principal): Authenticated) -> HttpResponse {
+pub async fn me(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    // Also for a user who must still enrol a second factor.
+    let principal = authenticate_any(&req)?;
     let claims = match &*principal {
         Principal::Session(claims) => claims,
         Principal::ApiToken(token) => {
-            return no_store(&mut HttpResponse::Ok()).json(serde_json::json!({
+            return Ok(no_store(&mut HttpResponse::Ok()).json(serde_json::json!({
                 "user_id": token.sub,
                 "organization_id": token.org,
                 "roles": [],
@@ -291,10 +333,10 @@ pub async fn me(Authenticated(principal): Authenticated) -> HttpResponse {
                 "session_id": null,
                 "token_id": token.jti,
                 "expires_at": rfc3339(token.exp),
-            }));
+            })));
         }
     };
-    no_store(&mut HttpResponse::Ok()).json(Me {
+    Ok(no_store(&mut HttpResponse::Ok()).json(Me {
         user_id: &claims.sub,
         email: claims.email.as_deref(),
         username: claims.preferred_username.as_deref(),
@@ -304,5 +346,7 @@ pub async fn me(Authenticated(principal): Authenticated) -> HttpResponse {
         permissions: &claims.perms,
         session_id: &claims.sid,
         expires_at: rfc3339(claims.exp),
-    })
+        amr: &claims.amr,
+        auth_time: claims.auth_time,
+    }))
 }

@@ -25,6 +25,9 @@ pub struct ApiError {
     pub www_authenticate: bool,
     /// Seconds, sent as `Retry-After`.
     pub retry_after: Option<u32>,
+    /// RFC 9457 extension members beside the standard ones (`mfa_token`,
+    /// `methods` of `mfa_required`).
+    pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 /// An RFC 9457 problem (`application/problem+json`): every native error.
@@ -46,6 +49,10 @@ pub(crate) struct Problem<'a> {
     /// ordered by field.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     errors: Vec<ProblemField<'a>>,
+    /// Members some problems add (`mfa_required`: `mfa_token`, `methods`).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    extensions: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 /// One field's problem in a [`Problem`].
@@ -175,6 +182,7 @@ impl ApiError {
             errors: Vec::new(),
             www_authenticate: false,
             retry_after: None,
+            extensions: None,
         }
     }
 
@@ -286,6 +294,7 @@ impl ApiError {
                     message: e.message(locale),
                 })
                 .collect(),
+            extensions: self.extensions.as_deref(),
         };
         response.body(serde_json::to_string(&problem).unwrap_or_default())
     }
@@ -518,6 +527,54 @@ impl From<AccountsError> for ApiError {
                 Self::new(StatusCode::NOT_FOUND, "not_found", "no such API token")
             }
             E::SessionNotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "no such session"),
+            E::MfaRequired(challenge) => {
+                let mut e = Self::unauthorized(
+                    "mfa_required",
+                    "the password is right; finish with a second factor at POST /api/v1/auth/mfa/verify",
+                );
+                let mut members = serde_json::Map::new();
+                members.insert(
+                    "mfa_token".to_owned(),
+                    secrecy::ExposeSecret::expose_secret(&challenge.mfa_token).into(),
+                );
+                members.insert(
+                    "methods".to_owned(),
+                    challenge
+                        .methods
+                        .iter()
+                        .map(|m| serde_json::Value::from(m.as_str()))
+                        .collect(),
+                );
+                e.extensions = Some(Box::new(members));
+                e
+            }
+            E::InvalidSecondFactor => {
+                Self::unauthorized("invalid_code", "the code is wrong or was already used")
+            }
+            E::InvalidMfaToken => Self::unauthorized(
+                "invalid_mfa_token",
+                "the mfa_token is invalid, expired, used, or dead after too many wrong codes; log in again",
+            ),
+            E::StepUpRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                "step_up_required",
+                "this needs a recent authentication: authenticate again (with your second factor, if you have one)",
+            ),
+            E::MfaEnrollmentRequired => Self::new(
+                StatusCode::FORBIDDEN,
+                "mfa_enrollment_required",
+                "your role requires a second factor: enrol one at POST /api/v1/auth/mfa/totp first",
+            ),
+            E::AlreadyEnrolled => Self::new(
+                StatusCode::CONFLICT,
+                "already_enrolled",
+                "an authenticator is already enrolled; remove it first",
+            ),
+            E::NotEnrolled => Self::new(
+                StatusCode::CONFLICT,
+                "not_enrolled",
+                "no second factor is enrolled",
+            ),
             E::Mail(e) => {
                 tracing::error!(error = %e, "mail could not be prepared");
                 Self::internal()

@@ -335,7 +335,48 @@ impl FromRequest for Authenticated {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        std::future::ready(authenticate(req).map(Authenticated))
+        std::future::ready(authenticate(req).and_then(|principal| {
+            if let Principal::Session(claims) = &*principal {
+                require_enrolled(req, claims)?;
+            }
+            Ok(Authenticated(principal))
+        }))
+    }
+}
+
+/// Refuses a session whose user must enrol a second factor first
+/// ([`accounts::Accounts::must_enrol`]): `403 mfa_enrollment_required`.
+fn require_enrolled(req: &HttpRequest, claims: &AccessClaims) -> Result<(), ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(ApiError::internal)?;
+    if state.accounts.must_enrol(claims) {
+        return Err(accounts::AccountsError::MfaEnrollmentRequired.into());
+    }
+    Ok(())
+}
+
+/// A session's access token, also of a user who must still enrol a second
+/// factor: only for the enrolment itself, `/me` and logout.
+pub struct Enrolling(pub AccessClaims);
+
+impl FromRequest for Enrolling {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        std::future::ready(session_claims(req).map(Enrolling))
+    }
+}
+
+fn session_claims(req: &HttpRequest) -> Result<AccessClaims, ApiError> {
+    match Arc::unwrap_or_clone(authenticate(req)?) {
+        Principal::Session(claims) => Ok(claims),
+        Principal::ApiToken(_) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this endpoint needs a login session; API tokens can't use it",
+        )),
     }
 }
 
@@ -348,14 +389,9 @@ impl FromRequest for Bearer {
     type Future = std::future::Ready<Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let principal = authenticate(req).map(Arc::unwrap_or_clone);
-        std::future::ready(principal.and_then(|principal| match principal {
-            Principal::Session(claims) => Ok(Bearer(claims)),
-            Principal::ApiToken(_) => Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "this endpoint needs a login session; API tokens can't use it",
-            )),
+        std::future::ready(session_claims(req).and_then(|claims| {
+            require_enrolled(req, &claims)?;
+            Ok(Bearer(claims))
         }))
     }
 }
@@ -404,6 +440,12 @@ impl FromRequest for ManagerActor {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         std::future::ready(actor(req, &[Role::Admin, Role::OrgAdmin]).map(ManagerActor))
     }
+}
+
+/// The bearer token's principal, without the second-factor enrolment
+/// policy (for `/me`, which such users may still read).
+pub fn authenticate_any(req: &HttpRequest) -> Result<Arc<Principal>, ApiError> {
+    authenticate(req)
 }
 
 fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError> {

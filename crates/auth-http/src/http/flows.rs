@@ -309,7 +309,7 @@ pub struct ChangeBody {
     responses(
         (status = 204, description = "The password is changed"),
         (status = 401, description = "`invalid_token`, `token_expired`, `token_revoked`; `invalid_credentials` for a wrong current password", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: an API token, not a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an API token, not a login session; `step_up_required`: authenticate again first (POST /api/v1/auth/step-up)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`weak_password`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
     )
 )]

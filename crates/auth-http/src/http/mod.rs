@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod flows;
+pub mod mfa;
 pub mod oauth;
 pub mod openapi;
 pub mod paging;
@@ -51,6 +52,13 @@ pub const NATIVE_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/logout"),
     ("POST", "/api/v1/auth/logout/all"),
     ("GET", "/api/v1/auth/me"),
+    ("POST", "/api/v1/auth/mfa/verify"),
+    ("GET", "/api/v1/auth/mfa"),
+    ("POST", "/api/v1/auth/mfa/totp"),
+    ("DELETE", "/api/v1/auth/mfa/totp"),
+    ("POST", "/api/v1/auth/mfa/totp/confirm"),
+    ("POST", "/api/v1/auth/mfa/recovery-codes"),
+    ("POST", "/api/v1/auth/step-up"),
     ("GET", "/api/v1/auth/sessions"),
     ("DELETE", "/api/v1/auth/sessions/{id}"),
     ("POST", "/api/v1/auth/activation/preview"),
@@ -97,6 +105,19 @@ pub fn configure(cfg: &mut web::ServiceConfig, prefix: &str) {
                 .service(resource("/login").route(web::post().to(auth::login)))
                 .service(resource("/logout").route(web::post().to(auth::logout)))
                 .service(resource("/logout/all").route(web::post().to(auth::logout_all)))
+                .service(resource("/mfa").route(web::get().to(mfa::status)))
+                .service(resource("/mfa/verify").route(web::post().to(mfa::verify)))
+                .service(
+                    resource("/mfa/totp")
+                        .route(web::post().to(mfa::begin_totp))
+                        .route(web::delete().to(mfa::remove_totp)),
+                )
+                .service(resource("/mfa/totp/confirm").route(web::post().to(mfa::confirm_totp)))
+                .service(
+                    resource("/mfa/recovery-codes")
+                        .route(web::post().to(mfa::regenerate_recovery_codes)),
+                )
+                .service(resource("/step-up").route(web::post().to(mfa::step_up)))
                 .service(resource("/sessions").route(web::get().to(sessions::list_sessions)))
                 .service(resource("/sessions/{id}").route(web::delete().to(sessions::end_session)))
                 .service(

@@ -17,7 +17,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{admin, api_tokens, auth, flows, oauth, registrations, sessions};
+use super::{admin, api_tokens, auth, flows, mfa, oauth, registrations, sessions};
 use crate::profiles::{Mounts, Profile};
 
 #[derive(OpenApi)]
@@ -41,6 +41,13 @@ use crate::profiles::{Mounts, Profile};
         auth::logout,
         auth::logout_all,
         auth::me,
+        mfa::verify,
+        mfa::status,
+        mfa::begin_totp,
+        mfa::confirm_totp,
+        mfa::remove_totp,
+        mfa::regenerate_recovery_codes,
+        mfa::step_up,
         sessions::list_sessions,
         sessions::end_session,
         sessions::preview_activation,

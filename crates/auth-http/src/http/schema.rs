@@ -117,6 +117,20 @@ pub fn email_code() -> Object {
         .build()
 }
 
+/// A second-factor code: six digits from an authenticator app, or a
+/// recovery code (`xxxxx-xxxxx`; case, spaces and dashes don't matter).
+pub fn second_factor_code() -> Object {
+    string()
+        .min_length(Some(1))
+        .max_length(Some(CODE_MAX_CHARS))
+        .build()
+}
+
+/// [`second_factor_code`], or absent/`null`.
+pub fn optional_second_factor_code() -> Object {
+    or_null(second_factor_code())
+}
+
 /// The mailed code, as a string or a JSON number (seed 004's clients send either).
 pub fn email_code_or_number() -> RefOr<Schema> {
     let digits = u32::try_from(accounts::codes::CODE_DIGITS).unwrap_or(6);

@@ -17,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value, json};
 
-use crate::http::auth::{no_store, password_login, rotate_refresh_token};
+use crate::http::auth::{no_store, profile_password_login, rotate_refresh_token};
 use crate::http::error::{ApiError, FieldErrors};
 use crate::http::flows;
 use crate::http::flows::request_locale;
@@ -361,7 +361,7 @@ async fn login_or_refresh(
             let username = fields.require("username", body.username);
             let password = fields.require("password", body.password);
             let (username, password) = fields.finish((username, password))?;
-            let tokens = password_login(state, req, username, password).await?;
+            let tokens = profile_password_login(state, req, "campus", username, password).await?;
             Ok(json!({"tokens": {
                 "refresh": tokens.refresh_token.expose_secret(),
                 "access": tokens.access_token,

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Body, parse_body, simple_error};
-use crate::http::auth::{no_store, password_login};
+use crate::http::auth::{no_store, profile_password_login};
 use crate::http::error::ApiError;
 use crate::http::run_blocking;
 use crate::state::AppState;
@@ -62,7 +62,7 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
         Ok(body) => body,
         Err(e) => return simple_error(&e),
     };
-    match password_login(&state, &req, body.email, body.password).await {
+    match profile_password_login(&state, &req, "company-portal", body.email, body.password).await {
         // The session's refresh token is not part of this contract; the
         // session lives on server side and backs renewals.
         Ok(tokens) => no_store(&mut HttpResponse::Ok()).json(json!({

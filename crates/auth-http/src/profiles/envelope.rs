@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Body, parse_body};
-use crate::http::auth::{no_store, password_login, rotate_refresh_token};
+use crate::http::auth::{no_store, profile_password_login, rotate_refresh_token};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
@@ -117,7 +117,7 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
         Ok(body) => body,
         Err(e) => return failure(&e, false),
     };
-    match password_login(&state, &req, body.user, body.password).await {
+    match profile_password_login(&state, &req, "envelope", body.user, body.password).await {
         Ok(tokens) => {
             let mut answer = json!({"code": 0, "result": tokens_json(&tokens)});
             if tokens.password_change_due {

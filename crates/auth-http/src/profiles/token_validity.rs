@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{Body, parse_body, simple_error};
-use crate::http::auth::{no_store, password_login, rotate_refresh_token};
+use crate::http::auth::{no_store, profile_password_login, rotate_refresh_token};
 use crate::http::error::ApiError;
 use crate::state::AppState;
 
@@ -57,7 +57,7 @@ async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
         Ok(body) => body,
         Err(e) => return simple_error(&e),
     };
-    match password_login(&state, &req, body.email, body.password).await {
+    match profile_password_login(&state, &req, "token-validity", body.email, body.password).await {
         Ok(tokens) => no_store(&mut HttpResponse::Ok()).json(json!({
             "token": tokens.access_token,
             "refreshToken": tokens.refresh_token.expose_secret(),

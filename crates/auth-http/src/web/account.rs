@@ -123,7 +123,10 @@ pub async fn create_token(signed_in: SignedIn, body: web::Bytes) -> PageResult {
             let accounts = visitor.state.accounts.clone();
             let context = audit_context(&visitor.req, Some(&user.view.id));
             let (owner, token_name) = (user.view.id.clone(), name.clone());
+            let session_id = user.session_id.clone();
             run_blocking(move || {
+                // Sensitive, as in the API.
+                accounts.check_step_up(&owner, &session_id)?;
                 accounts.create_api_token(&owner, &token_name, &permissions, days, &context)
             })
             .await

@@ -17,6 +17,7 @@
 mod account;
 mod admin;
 mod form;
+mod mfa;
 mod public;
 mod visitor;
 
@@ -40,6 +41,9 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/static/{file}"),
     ("GET", "/login"),
     ("POST", "/login"),
+    ("POST", "/login/mfa"),
+    ("GET", "/step-up"),
+    ("POST", "/step-up"),
     ("POST", "/logout"),
     ("GET", "/register"),
     ("POST", "/register"),
@@ -61,6 +65,11 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("POST", "/dashboard/sessions/{id}/end"),
     ("POST", "/dashboard/sessions/end-all"),
     ("POST", "/dashboard/password"),
+    ("GET", "/dashboard/mfa"),
+    ("POST", "/dashboard/mfa/totp"),
+    ("POST", "/dashboard/mfa/totp/confirm"),
+    ("POST", "/dashboard/mfa/totp/remove"),
+    ("POST", "/dashboard/mfa/recovery-codes"),
     ("GET", "/admin"),
     ("GET", "/admin/registrations"),
     ("GET", "/admin/registrations/{id}"),
@@ -82,6 +91,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             at("/login")
                 .route(get().to(public::login_form))
                 .route(post().to(public::login)),
+        )
+        .service(at("/login/mfa").route(post().to(mfa::login_second_step)))
+        .service(
+            at("/step-up")
+                .route(get().to(mfa::step_up_form))
+                .route(post().to(mfa::step_up)),
         )
         .service(at("/logout").route(post().to(account::logout)))
         .service(
@@ -116,6 +131,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(at("/dashboard/sessions/{id}/end").route(post().to(account::end_session)))
         .service(at("/dashboard/sessions/end-all").route(post().to(account::end_all_sessions)))
         .service(at("/dashboard/password").route(post().to(account::change_password)))
+        .service(at("/dashboard/mfa").route(get().to(mfa::show)))
+        .service(at("/dashboard/mfa/totp").route(post().to(mfa::begin)))
+        .service(at("/dashboard/mfa/totp/confirm").route(post().to(mfa::confirm)))
+        .service(at("/dashboard/mfa/totp/remove").route(post().to(mfa::remove)))
+        .service(at("/dashboard/mfa/recovery-codes").route(post().to(mfa::regenerate)))
         .service(at("/admin").route(get().to(admin::index)))
         .service(at("/admin/registrations").route(get().to(admin::registrations)))
         .service(at("/admin/registrations/{id}").route(get().to(admin::registration)))
@@ -154,6 +174,23 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../web/templates/message.html"),
     ),
     ("login.html", include_str!("../../web/templates/login.html")),
+    (
+        "login_mfa.html",
+        include_str!("../../web/templates/login_mfa.html"),
+    ),
+    ("mfa.html", include_str!("../../web/templates/mfa.html")),
+    (
+        "step_up.html",
+        include_str!("../../web/templates/step_up.html"),
+    ),
+    (
+        "mfa_enrol.html",
+        include_str!("../../web/templates/mfa_enrol.html"),
+    ),
+    (
+        "mfa_codes.html",
+        include_str!("../../web/templates/mfa_codes.html"),
+    ),
     (
         "register.html",
         include_str!("../../web/templates/register.html"),

@@ -102,6 +102,8 @@ pub async fn login(visitor: Visitor, body: web::Bytes) -> PageResult {
             Ok(visitor.signed_in(&tokens, "/dashboard?notice=password_due#password"))
         }
         Ok(tokens) => Ok(visitor.signed_in(&tokens, &next)),
+        // A right password for an account with a second factor.
+        Err(e) if e.code == "mfa_required" => super::mfa::second_step_page(&visitor, &e, &next),
         Err(e) => visitor.form_again(
             &e,
             "login.html",

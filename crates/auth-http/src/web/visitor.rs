@@ -428,7 +428,32 @@ impl FromRequest for SignedIn {
         let visitor = Visitor::from_request(req, payload);
         Box::pin(async move {
             let visitor = visitor.await?;
-            if visitor.user.is_some() {
+            if let Some(user) = &visitor.user {
+                // Roles that must have a second factor reach nothing but its
+                // enrolment (and logging out) until they have one.
+                let path = visitor.page_path();
+                let open = path.starts_with("/dashboard/mfa") || path.starts_with("/logout");
+                let required = &visitor.state.accounts.mfa_policy().required_roles;
+                if !open && user.view.roles.iter().any(|r| required.contains(r)) {
+                    let accounts = visitor.state.accounts.clone();
+                    let (user_id, session_id) = (user.view.id.clone(), user.session_id.clone());
+                    let must =
+                        run_blocking(move || accounts.session_must_enrol(&user_id, &session_id))
+                            .await
+                            .and_then(|r| r.map_err(ApiError::from));
+                    match must {
+                        Ok(false) => {}
+                        Ok(true) => {
+                            return Err(PageError {
+                                status: StatusCode::SEE_OTHER,
+                                body: String::new(),
+                                location: Some(visitor.pages.url("/dashboard/mfa")),
+                                cookies: visitor.cookies(),
+                            });
+                        }
+                        Err(e) => return Err(visitor.failure(e)),
+                    }
+                }
                 return Ok(SignedIn(visitor));
             }
             let back = visitor.page_path();
