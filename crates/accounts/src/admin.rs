@@ -30,16 +30,19 @@ pub struct Actor {
     pub context: AuditContext,
 }
 
+/// The actor id of the operator at the command line.
+const OPERATOR_ID: &str = "cli";
+
 impl Actor {
     /// The operator at the command line: full authority.
     pub fn operator() -> Self {
         Self {
-            user_id: "cli".to_owned(),
+            user_id: OPERATOR_ID.to_owned(),
             roles: vec![Role::Admin.as_str().to_owned()],
             perms: Vec::new(),
             org: None,
             context: AuditContext {
-                actor: Some("cli".to_owned()),
+                actor: Some(OPERATOR_ID.to_owned()),
                 ..AuditContext::default()
             },
         }
@@ -169,16 +172,18 @@ impl Accounts {
             let Some(target) = users::find_by_id(c, id)? else {
                 return Ok(Err(AccountsError::UserNotFound));
             };
+            let target_roles = users::roles(c, id)?;
             if let Err(e) = authorize(
                 actor,
                 &target,
-                users::roles(c, id)?,
+                &target_roles,
                 permissions.as_deref(),
                 roles.as_deref(),
             ) {
                 return Ok(Err(e));
             }
-            if let Err(e) = keeps_an_admin(c, actor, &target, roles.as_deref(), update.disabled) {
+            let change = (roles.as_deref(), update.disabled);
+            if let Err(e) = keeps_an_admin(c, actor, &target, &target_roles, change) {
                 return Ok(Err(e));
             }
             let mut revoked = Revoked::default();
@@ -322,17 +327,17 @@ fn keeps_an_admin(
     c: &mut AnyConnection,
     actor: &Actor,
     target: &UserRow,
-    roles: Option<&[String]>,
-    disabled: Option<bool>,
+    target_roles: &[String],
+    (roles, disabled): (Option<&[String]>, Option<bool>),
 ) -> Result<()> {
     let admin = Role::Admin.as_str();
     let demoted = roles.is_some_and(|r| !r.iter().any(|r| r == admin));
     let disabling = disabled == Some(true);
-    if actor.user_id == Actor::operator().user_id || !(demoted || disabling) {
+    if actor.user_id == OPERATOR_ID || !(demoted || disabling) {
         return Ok(());
     }
     if UserStatus::parse(&target.status) != Some(UserStatus::Active)
-        || !users::roles(c, &target.id)?.iter().any(|r| r == admin)
+        || !target_roles.iter().any(|r| r == admin)
     {
         return Ok(());
     }
@@ -346,7 +351,7 @@ fn keeps_an_admin(
 fn authorize(
     actor: &Actor,
     target: &UserRow,
-    target_roles: Vec<String>,
+    target_roles: &[String],
     permissions: Option<&[String]>,
     roles: Option<&[String]>,
 ) -> Result<()> {

@@ -71,11 +71,8 @@ impl EmailAddress {
     /// address.
     pub(crate) fn for_client_user(external_id: &str, client_id: &str) -> Self {
         let local = if external_id.bytes().any(|b| b.is_ascii_uppercase()) {
-            let digest = ring::digest::digest(&ring::digest::SHA256, external_id.as_bytes());
-            let tag: String = digest.as_ref()[..8]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            // 64 bits of the exact spelling's SHA-256 (hex).
+            let tag = &crate::secrets::token_hash(external_id)[..16];
             format!("u{external_id}.{tag}")
         } else {
             format!("u{external_id}")
