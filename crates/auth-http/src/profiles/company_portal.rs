@@ -9,11 +9,10 @@
 use actix_web::web;
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::SecondsFormat;
-use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Body, parse_body, simple_error};
+use super::{Body, EmailLogin, parse_body, simple_error};
 use crate::http::auth::{no_store, profile_password_login};
 use crate::http::error::ApiError;
 use crate::http::run_blocking;
@@ -38,27 +37,18 @@ fn expires(exp: i64) -> String {
         .to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// JSON, also when labelled as a form; or a real form.
-#[derive(Deserialize, utoipa::ToSchema)]
-struct LoginBody {
-    #[schema(schema_with = crate::http::schema::login)]
-    email: String,
-    #[schema(schema_with = crate::http::schema::password)]
-    password: SecretString,
-}
-
 /// Log in (email and password).
 #[utoipa::path(
     post,
     path = "/api/v1/auth/login",
-    request_body = inline(LoginBody),
+    request_body = inline(EmailLogin),
     responses(
         (status = 200, description = "An access token; the session behind it backs renewals", body = inline(wire::Token)),
         (status = "4XX", description = "The native status; `error` is the native code", body = inline(super::wire::SimpleError)),
     )
 )]
 async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
-    let body: LoginBody = match parse_body(body) {
+    let body: EmailLogin = match parse_body(body) {
         Ok(body) => body,
         Err(e) => return simple_error(&e),
     };

@@ -225,6 +225,17 @@ impl Mounts {
     }
 }
 
+/// The `{email, password}` login body of the seeds that share it
+/// (company-portal, token-validity): JSON, also when labelled as a form; or a
+/// real form.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+pub struct EmailLogin {
+    #[schema(schema_with = crate::http::schema::login)]
+    pub email: String,
+    #[schema(schema_with = crate::http::schema::password)]
+    pub password: secrecy::SecretString,
+}
+
 /// The error body of the profiles whose seeds define none (000, 001): the
 /// native status and stable code, in the plainest JSON. No internals.
 pub fn simple_error(error: &crate::http::error::ApiError) -> actix_web::HttpResponse {

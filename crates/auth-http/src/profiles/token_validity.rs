@@ -10,7 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Body, parse_body, simple_error};
+use super::{Body, EmailLogin, parse_body, simple_error};
 use crate::http::auth::{no_store, profile_password_login, rotate_refresh_token};
 use crate::http::error::ApiError;
 use crate::state::AppState;
@@ -33,27 +33,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(at("/api/v1/auth/tokenRefresh").route(web::post().to(token_refresh)));
 }
 
-/// JSON, also when labelled as a form; or a real form.
-#[derive(Deserialize, utoipa::ToSchema)]
-struct LoginBody {
-    #[schema(schema_with = crate::http::schema::login)]
-    email: String,
-    #[schema(schema_with = crate::http::schema::password)]
-    password: SecretString,
-}
-
 /// Log in (email and password).
 #[utoipa::path(
     post,
     path = "/api/v1/auth/login",
-    request_body = inline(LoginBody),
+    request_body = inline(EmailLogin),
     responses(
         (status = 200, description = "An access and a refresh token", body = inline(wire::Tokens)),
         (status = "4XX", description = "The native status; `error` is the native code", body = inline(super::wire::SimpleError)),
     )
 )]
 async fn login(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
-    let body: LoginBody = match parse_body(body) {
+    let body: EmailLogin = match parse_body(body) {
         Ok(body) => body,
         Err(e) => return simple_error(&e),
     };
