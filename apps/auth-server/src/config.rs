@@ -384,6 +384,11 @@ pub const KEYS: &[Key] = &[
         help: "second-factor codes (TOTP, recovery codes) tried per account",
     },
     Key {
+        name: "throttle_passkey_ip",
+        default: "60/15m",
+        help: "passkey sign-ins begun (options asked for) per client IP",
+    },
+    Key {
         name: "mfa_required_roles",
         default: "admin",
         help: "comma-separated roles that must enrol a second factor before anything else (empty = nobody)",
@@ -781,6 +786,7 @@ impl Reader {
             mail_per_address: rate("throttle_mail_address")?,
             mail_per_ip: rate("throttle_mail_ip")?,
             mfa_attempts_per_account: rate("throttle_mfa_account")?,
+            passkey_ceremonies_per_ip: rate("throttle_passkey_ip")?,
         };
         let known: Vec<&str> = auth_http::Profile::ALL.iter().map(|p| p.name()).collect();
         let compat_password_only = self

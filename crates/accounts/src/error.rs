@@ -113,6 +113,22 @@ pub enum AccountsError {
     /// The user has no second factor for this to apply to.
     #[error("no second factor enrolled")]
     NotEnrolled,
+    /// Passkeys can't be used: the public URL is an IP address (WebAuthn
+    /// needs a host name; a loopback address serves as `localhost`).
+    #[error("passkeys are not available")]
+    PasskeysUnavailable,
+    /// A passkey registration's answer that is wrong, foreign, expired,
+    /// used, or names a credential registered already.
+    #[error("invalid passkey registration")]
+    InvalidPasskeyRegistration,
+    /// A passkey sign-in's answer that is wrong, foreign, expired or used.
+    #[error("invalid passkey")]
+    InvalidPasskey,
+    #[error("passkey not found")]
+    PasskeyNotFound,
+    /// The account has as many passkeys as it may.
+    #[error("too many passkeys")]
+    TooManyPasskeys,
     /// A background task (a blocking job it started) failed; logged.
     #[error("a background task failed")]
     BackgroundTask,

@@ -20,6 +20,7 @@ pub mod introspection;
 pub mod keys;
 pub mod mfa;
 pub mod organizations;
+pub mod passkeys;
 pub mod password;
 pub mod permissions;
 pub mod registrations;
@@ -47,6 +48,7 @@ pub use mfa::{
     MfaChallenge, MfaMethod, MfaPolicy, MfaStatus, SecondFactor, StepUpProof, TotpEnrolment,
 };
 pub use organizations::Organization;
+pub use passkeys::{PasskeyAssertion, PasskeyCeremony, PasskeyName, PasskeySignIn, PasskeySummary};
 pub use password::{HashCost, PasswordHasher};
 pub use permissions::{PermissionCatalog, Role};
 pub use registrations::{RegistrationForm, RegistrationView};

@@ -105,6 +105,9 @@ pub struct MfaChallenge {
 pub enum SecondFactor<'a> {
     Totp(&'a str),
     RecoveryCode(&'a str),
+    /// A passkey's answer to a sign-in ceremony
+    /// ([`Accounts::begin_passkey_sign_in`]).
+    Passkey(crate::passkeys::PasskeyAssertion<'a>),
 }
 
 /// How a sensitive operation's caller proves itself again.
@@ -130,6 +133,7 @@ pub struct TotpEnrolment {
 pub struct MfaStatus {
     pub totp: bool,
     pub recovery_codes_left: i64,
+    pub passkeys: Vec<crate::passkeys::PasskeySummary>,
 }
 
 /// The TOTP generator for a raw secret.
@@ -269,9 +273,14 @@ impl Accounts {
         let mut conn = self.conn()?;
         let totp = mfa::totp(&mut conn, user_id)?.is_some_and(|t| t.confirmed_at.is_some());
         let recovery_codes_left = mfa::recovery_codes_left(&mut conn, user_id)?;
+        let passkeys = storage::repo::passkeys::for_user(&mut conn, user_id)?
+            .iter()
+            .map(crate::passkeys::PasskeySummary::from)
+            .collect();
         Ok(MfaStatus {
             totp,
             recovery_codes_left,
+            passkeys,
         })
     }
 
@@ -285,6 +294,10 @@ impl Accounts {
         let mut methods = Vec::new();
         if mfa::totp(c, user_id)?.is_some_and(|t| t.confirmed_at.is_some()) {
             methods.push(MfaMethod::Totp);
+        }
+        if self.relying_party.is_some() && storage::repo::passkeys::count_for_user(c, user_id)? > 0
+        {
+            methods.push(MfaMethod::Webauthn);
         }
         if !methods.is_empty() && mfa::recovery_codes_left(c, user_id)? > 0 {
             methods.push(MfaMethod::RecoveryCode);
@@ -360,6 +373,14 @@ impl Accounts {
                     .record(c, context)?;
                 Ok(Some(vec!["pwd", "otp", "mfa"]))
             }
+            SecondFactor::Passkey(assertion) => {
+                let found = self.spend_passkey(c, Some(user_id), assertion, at)?;
+                Ok(found.map(|(_, amr)| {
+                    let mut all = vec!["pwd"];
+                    all.extend(amr);
+                    all
+                }))
+            }
         }
     }
 
@@ -429,7 +450,7 @@ impl Accounts {
                     .detail("method", method_of(factor).as_str())
                     .detail("step", "login")
                     .record(c, &context)?;
-                return Ok(Err(AccountsError::InvalidSecondFactor));
+                return Ok(Err(wrong(factor)));
             };
             if !mfa::claim_challenge(c, &hash, MAX_WRONG_CODES, at.naive_utc())? {
                 // Spent or killed meanwhile: roll back the factor's use too.
@@ -627,6 +648,17 @@ impl Accounts {
         Ok(())
     }
 
+    /// Refuses ([`AccountsError::SessionNotFound`]) unless the session is
+    /// the user's and neither revoked nor expired.
+    pub(crate) fn check_session_alive(&self, user_id: &str, session_id: &str) -> Result<()> {
+        let mut conn = self.conn()?;
+        sessions::find(&mut conn, session_id)?
+            .filter(|s| s.user_id == user_id && s.revoked_at.is_none())
+            .filter(|s| s.expires_at > now().naive_utc())
+            .map(|_| ())
+            .ok_or(AccountsError::SessionNotFound)
+    }
+
     /// Authenticates again inside a session (after
     /// [`AccountsError::StepUpRequired`]): with the second factor if the
     /// user has one, else the password. The session's `amr` and
@@ -688,7 +720,7 @@ impl Accounts {
                                 .detail("method", method_of(factor).as_str())
                                 .detail("step", "step_up")
                                 .record(c, &context)?;
-                            Ok(Err(AccountsError::InvalidSecondFactor))
+                            Ok(Err(wrong(factor)))
                         }
                     }
                 })?;
@@ -738,6 +770,7 @@ impl Accounts {
                 users::find_by_email(c, email.as_str())?.ok_or(AccountsError::UserNotFound)?;
             let totp = mfa::delete_totp(c, &user.id)?;
             let codes = mfa::delete_recovery_codes(c, &user.id)?;
+            let passkeys = storage::repo::passkeys::delete_for_user(c, &user.id)?;
             mfa::delete_challenges_for_user(c, &user.id)?;
             let revoked = self.revoke_sessions_in(c, &user.id, None, "mfa_reset", at)?;
             AuditEvent::new(events::MFA_RESET)
@@ -745,6 +778,7 @@ impl Accounts {
                 .organization(user.organization_id.clone())
                 .detail("totp", totp)
                 .detail("recovery_codes", codes)
+                .detail("passkeys", passkeys)
                 .detail("sessions", revoked.len())
                 .record(c, context)?;
             Ok::<_, AccountsError>(revoked)
@@ -752,13 +786,13 @@ impl Accounts {
         Ok(self.published(revoked))
     }
 
-    /// Forgets second steps that expired (background clean-up).
+    /// Forgets second steps and passkey ceremonies that expired over an
+    /// hour ago (background clean-up).
     pub fn forget_expired_mfa_challenges(&self) -> Result<usize> {
+        let before = (now() - TimeDelta::hours(1)).naive_utc();
         let mut conn = self.conn()?;
-        Ok(mfa::delete_expired_challenges(
-            &mut conn,
-            (now() - TimeDelta::hours(1)).naive_utc(),
-        )?)
+        Ok(mfa::delete_expired_challenges(&mut conn, before)?
+            + storage::repo::passkeys::delete_expired_ceremonies(&mut conn, before)?)
     }
 }
 
@@ -766,6 +800,15 @@ fn method_of(factor: SecondFactor<'_>) -> MfaMethod {
     match factor {
         SecondFactor::Totp(_) => MfaMethod::Totp,
         SecondFactor::RecoveryCode(_) => MfaMethod::RecoveryCode,
+        SecondFactor::Passkey(_) => MfaMethod::Webauthn,
+    }
+}
+
+/// What a second factor that didn't fit is answered.
+fn wrong(factor: SecondFactor<'_>) -> AccountsError {
+    match factor {
+        SecondFactor::Passkey(_) => AccountsError::InvalidPasskey,
+        SecondFactor::Totp(_) | SecondFactor::RecoveryCode(_) => AccountsError::InvalidSecondFactor,
     }
 }
 

@@ -230,6 +230,8 @@ pub struct Accounts {
     pub(crate) throttle: Throttle,
     pub(crate) on_throttled: Arc<dyn Fn(&'static str) + Send + Sync>,
     pub(crate) mfa: MfaPolicy,
+    /// Passkeys' relying party (`None`: the public URL can't be one).
+    pub(crate) relying_party: Option<Arc<crate::passkeys::RelyingParty>>,
     /// API token id → last use, not yet written (see `note_api_token_use`).
     pub(crate) api_token_uses:
         std::sync::Mutex<std::collections::HashMap<String, chrono::NaiveDateTime>>,
@@ -251,7 +253,11 @@ impl Accounts {
         keys: KeySet,
         config: AccountsConfig,
     ) -> Self {
+        let relying_party =
+            crate::passkeys::RelyingParty::for_public_url(&config.public_url, &config.mfa.issuer)
+                .map(Arc::new);
         Self {
+            relying_party,
             hasher,
             verifier: Verifier::new(config.tokens, keys),
             sessions: config.sessions,
@@ -427,6 +433,18 @@ impl Accounts {
         self.login_checked(login, password, client, false)
     }
 
+    /// The account a login (email or username) names, if any.
+    pub(crate) fn find_by_login(&self, login: &str) -> Result<Option<UserRow>> {
+        let Some(id) = LoginId::parse(login) else {
+            return Ok(None);
+        };
+        let mut conn = self.conn()?;
+        Ok(match id {
+            LoginId::Email(email) => users::find_by_email(&mut conn, email.as_str())?,
+            LoginId::Username(name) => users::find_by_username(&mut conn, name.as_str())?,
+        })
+    }
+
     fn login_checked(
         &self,
         login: &str,
@@ -435,16 +453,7 @@ impl Accounts {
         second_step: bool,
     ) -> Result<IssuedTokens> {
         let id = LoginId::parse(login);
-        let user = match &id {
-            Some(id) => {
-                let mut conn = self.conn()?;
-                match id {
-                    LoginId::Email(email) => users::find_by_email(&mut conn, email.as_str())?,
-                    LoginId::Username(name) => users::find_by_username(&mut conn, name.as_str())?,
-                }
-            }
-            None => None,
-        };
+        let user = self.find_by_login(login)?;
         let account = match (&user, &id) {
             (Some(user), _) => format!("user {}", user.id),
             (None, Some(LoginId::Email(email))) => format!("email {email}"),

@@ -110,6 +110,9 @@ pub enum Limit {
     MailPerIp,
     /// Second-factor codes (TOTP, recovery codes) tried for one account.
     MfaAttemptsPerAccount,
+    /// Passkey sign-ins begun from one IP (each stores a ceremony until it
+    /// is finished or expires).
+    PasskeyCeremoniesPerIp,
 }
 
 impl Limit {
@@ -121,6 +124,7 @@ impl Limit {
             Self::MailPerAddress => "mail-address",
             Self::MailPerIp => "mail-ip",
             Self::MfaAttemptsPerAccount => "mfa-account",
+            Self::PasskeyCeremoniesPerIp => "passkey-ip",
         }
     }
 }
@@ -134,6 +138,7 @@ pub struct ThrottleRates {
     pub mail_per_address: Rate,
     pub mail_per_ip: Rate,
     pub mfa_attempts_per_account: Rate,
+    pub passkey_ceremonies_per_ip: Rate,
 }
 
 impl Default for ThrottleRates {
@@ -149,6 +154,7 @@ impl Default for ThrottleRates {
             mail_per_address: rate(5, 60),
             mail_per_ip: rate(30, 60),
             mfa_attempts_per_account: rate(10, 15),
+            passkey_ceremonies_per_ip: rate(60, 15),
         }
     }
 }
@@ -162,6 +168,7 @@ impl ThrottleRates {
             Limit::MailPerAddress => self.mail_per_address,
             Limit::MailPerIp => self.mail_per_ip,
             Limit::MfaAttemptsPerAccount => self.mfa_attempts_per_account,
+            Limit::PasskeyCeremoniesPerIp => self.passkey_ceremonies_per_ip,
         }
     }
 }

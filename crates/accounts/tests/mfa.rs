@@ -490,7 +490,8 @@ fn sensitive_operations_need_a_recent_authentication(backend: Backend) {
         accounts.mfa_status(&user).unwrap(),
         accounts::MfaStatus {
             totp: false,
-            recovery_codes_left: 0
+            recovery_codes_left: 0,
+            passkeys: Vec::new(),
         }
     );
     assert_eq!(events(accounts, "mfa.removed", &user), 1);
@@ -557,7 +558,8 @@ fn operator_reset_removes_factors_and_ends_sessions(backend: Backend) {
         accounts.mfa_status(&user).unwrap(),
         accounts::MfaStatus {
             totp: false,
-            recovery_codes_left: 0
+            recovery_codes_left: 0,
+            passkeys: Vec::new(),
         }
     );
     assert_eq!(events(accounts, "mfa.reset", &user), 1);

@@ -6,8 +6,8 @@ use diesel::prelude::*;
 
 use crate::schema::{
     activation_tokens, api_tokens, audit_log, clients, email_codes, external_identities,
-    mfa_challenges, organization_domains, organizations, outbox, refresh_tokens, registrations,
-    revocations, sessions, totp_credentials, users,
+    mfa_challenges, organization_domains, organizations, outbox, passkeys, refresh_tokens,
+    registrations, revocations, sessions, totp_credentials, users, webauthn_ceremonies,
 };
 
 #[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
@@ -287,4 +287,33 @@ pub struct MfaChallengeRow {
     pub expires_at: NaiveDateTime,
     pub failures: i64,
     pub used_at: Option<NaiveDateTime>,
+}
+
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = passkeys)]
+pub struct PasskeyRow {
+    pub id: String,
+    pub user_id: String,
+    /// The WebAuthn credential id, base64url without padding.
+    pub credential_id: String,
+    /// The user's name for it ("laptop", "phone").
+    pub name: String,
+    /// webauthn-rs's `Passkey` as JSON (public key, counter, flags).
+    pub credential: String,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: Option<NaiveDateTime>,
+}
+
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = webauthn_ceremonies)]
+pub struct WebauthnCeremonyRow {
+    /// SHA-256 of the opaque `challenge_id` handed out.
+    pub challenge_hash: String,
+    /// `register`, `any` or `user` (see the migration).
+    pub purpose: String,
+    pub user_id: Option<String>,
+    /// webauthn-rs's ceremony state as JSON.
+    pub state: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
 }

@@ -1628,6 +1628,126 @@ pub mod mfa {
     }
 }
 
+pub mod passkeys {
+    //! Passkeys and the WebAuthn ceremonies between options and answer.
+    //! The rules are `accounts::passkeys`'; the statements here answer
+    //! whether they changed a row, so single use holds under concurrency.
+    use super::*;
+    use schema::{passkeys, webauthn_ceremonies};
+
+    pub fn for_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<PasskeyRow>> {
+        Ok(passkeys::table
+            .filter(passkeys::user_id.eq(user_id))
+            .order(passkeys::created_at.asc())
+            .select(PasskeyRow::as_select())
+            .load(conn)?)
+    }
+
+    pub fn count_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<i64> {
+        Ok(passkeys::table
+            .filter(passkeys::user_id.eq(user_id))
+            .count()
+            .get_result(conn)?)
+    }
+
+    pub fn by_credential_id(
+        conn: &mut AnyConnection,
+        credential_id: &str,
+    ) -> Result<Option<PasskeyRow>> {
+        Ok(passkeys::table
+            .filter(passkeys::credential_id.eq(credential_id))
+            .select(PasskeyRow::as_select())
+            .load(conn)?
+            .pop())
+    }
+
+    /// Stores a new passkey; false when its credential id is registered
+    /// already (to anyone).
+    pub fn insert(conn: &mut AnyConnection, row: &PasskeyRow) -> Result<bool> {
+        if by_credential_id(conn, &row.credential_id)?.is_some() {
+            return Ok(false);
+        }
+        diesel::insert_into(passkeys::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(true)
+    }
+
+    /// After a use: the credential's new counter and flags, and when.
+    pub fn record_use(
+        conn: &mut AnyConnection,
+        id: &str,
+        credential: Option<&str>,
+        at: NaiveDateTime,
+    ) -> Result<()> {
+        match credential {
+            Some(credential) => diesel::update(passkeys::table.find(id))
+                .set((
+                    passkeys::credential.eq(credential),
+                    passkeys::last_used_at.eq(at),
+                ))
+                .execute(conn)?,
+            None => diesel::update(passkeys::table.find(id))
+                .set(passkeys::last_used_at.eq(at))
+                .execute(conn)?,
+        };
+        Ok(())
+    }
+
+    /// Removes the user's passkey `id`: false when the user has none such.
+    pub fn delete(conn: &mut AnyConnection, user_id: &str, id: &str) -> Result<bool> {
+        Ok(diesel::delete(
+            passkeys::table
+                .find(id)
+                .filter(passkeys::user_id.eq(user_id)),
+        )
+        .execute(conn)?
+            == 1)
+    }
+
+    pub fn delete_for_user(conn: &mut AnyConnection, user_id: &str) -> Result<usize> {
+        Ok(diesel::delete(passkeys::table.filter(passkeys::user_id.eq(user_id))).execute(conn)?)
+    }
+
+    pub fn insert_ceremony(conn: &mut AnyConnection, row: &WebauthnCeremonyRow) -> Result<()> {
+        diesel::insert_into(webauthn_ceremonies::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Takes the unexpired ceremony: `Some` exactly once, however many ask
+    /// at the same time (the row is deleted; only one delete finds it).
+    pub fn claim_ceremony(
+        conn: &mut AnyConnection,
+        challenge_hash: &str,
+        now: NaiveDateTime,
+    ) -> Result<Option<WebauthnCeremonyRow>> {
+        let Some(row) = webauthn_ceremonies::table
+            .find(challenge_hash)
+            .select(WebauthnCeremonyRow::as_select())
+            .load(conn)?
+            .pop()
+        else {
+            return Ok(None);
+        };
+        let deleted =
+            diesel::delete(webauthn_ceremonies::table.find(challenge_hash)).execute(conn)?;
+        Ok((deleted == 1 && row.expires_at > now).then_some(row))
+    }
+
+    /// Forgets ceremonies that expired before `before`.
+    pub fn delete_expired_ceremonies(
+        conn: &mut AnyConnection,
+        before: NaiveDateTime,
+    ) -> Result<usize> {
+        Ok(diesel::delete(
+            webauthn_ceremonies::table.filter(webauthn_ceremonies::expires_at.lt(before)),
+        )
+        .execute(conn)?)
+    }
+}
+
 pub mod throttles {
     //! Rows of the shared rate limiter (`accounts::throttle`): one
     //! theoretical arrival time per key.

@@ -246,10 +246,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    passkeys (id) {
+        id -> Text,
+        user_id -> Text,
+        credential_id -> Text,
+        name -> Text,
+        credential -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webauthn_ceremonies (challenge_hash) {
+        challenge_hash -> Text,
+        purpose -> Text,
+        user_id -> Nullable<Text>,
+        state -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(users -> organizations (organization_id));
 diesel::joinable!(totp_credentials -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(mfa_challenges -> users (user_id));
+diesel::joinable!(passkeys -> users (user_id));
+diesel::joinable!(webauthn_ceremonies -> users (user_id));
 diesel::joinable!(user_roles -> users (user_id));
 diesel::joinable!(user_permissions -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -285,4 +310,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     totp_credentials,
     recovery_codes,
     mfa_challenges,
+    passkeys,
+    webauthn_ceremonies,
 );

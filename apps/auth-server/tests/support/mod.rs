@@ -315,6 +315,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 pub mod browser;
+pub mod passkey;
 
 /// Each field's JSON type as a seed's response table names it (`string`,
 /// `integer`/`int`/`long`, `number`, `object`/`dict`, `array`, `boolean`),

@@ -46,6 +46,7 @@ pub fn off() -> ThrottleRates {
         mail_per_address: accounts::Rate::OFF,
         mail_per_ip: accounts::Rate::OFF,
         mfa_attempts_per_account: accounts::Rate::OFF,
+        passkey_ceremonies_per_ip: accounts::Rate::OFF,
     }
 }
 

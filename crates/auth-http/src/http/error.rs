@@ -575,6 +575,26 @@ impl From<AccountsError> for ApiError {
                 "not_enrolled",
                 "no second factor is enrolled",
             ),
+            E::PasskeysUnavailable => Self::new(
+                StatusCode::CONFLICT,
+                "passkeys_unavailable",
+                "passkeys need the server's public URL to name a host (an IP address can't be a WebAuthn relying party)",
+            ),
+            E::InvalidPasskeyRegistration => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_credential",
+                "the passkey's answer is invalid, expired, already used, or the passkey is registered already; start again",
+            ),
+            E::InvalidPasskey => Self::unauthorized(
+                "invalid_credential",
+                "the passkey's answer is invalid, expired or already used; start again",
+            ),
+            E::PasskeyNotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "no such passkey"),
+            E::TooManyPasskeys => Self::new(
+                StatusCode::CONFLICT,
+                "too_many_passkeys",
+                "this account has as many passkeys as it may; remove one first",
+            ),
             E::Mail(e) => {
                 tracing::error!(error = %e, "mail could not be prepared");
                 Self::internal()

@@ -3,7 +3,7 @@
 //! factors, and authenticating again for sensitive operations. Every rule
 //! is `accounts::mfa`'s; these parse and shape.
 
-use accounts::{AccountsError, SecondFactor, StepUpProof};
+use accounts::{AccountsError, PasskeyAssertion, SecondFactor, StepUpProof};
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
@@ -23,15 +23,33 @@ pub enum MfaMethodName {
     RecoveryCode,
 }
 
+/// Which second factor answers the login's second step.
+#[derive(Deserialize, Clone, Copy, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyMethod {
+    Totp,
+    RecoveryCode,
+    /// A passkey: `challenge_id` from POST /api/v1/auth/passkeys/login/options
+    /// and the browser's `credential`.
+    Webauthn,
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct VerifyBody {
     /// From the login's `mfa_required` answer.
     #[schema(value_type = String, max_length = 256)]
     mfa_token: SecretString,
-    method: MfaMethodName,
-    /// Six digits from the authenticator app, or a recovery code.
+    method: VerifyMethod,
+    /// `totp` and `recovery_code`: six digits from the authenticator app,
+    /// or a recovery code.
     #[schema(schema_with = schema::second_factor_code)]
-    code: String,
+    code: Option<String>,
+    /// `webauthn`: from the passkey sign-in options.
+    #[schema(max_length = 256)]
+    challenge_id: Option<String>,
+    /// `webauthn`: the browser's `PublicKeyCredential` (`toJSON()` form).
+    #[schema(value_type = Option<Object>)]
+    credential: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -41,8 +59,9 @@ pub struct ConfirmBody {
     code: String,
 }
 
-/// Authenticating again: `method` and `code` for a user with a second
-/// factor, or `password` for a user without one.
+/// Authenticating again: `method` and `code`, or a passkey's
+/// `challenge_id` and `credential`, for a user with a second factor; or
+/// `password` for a user without one.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum StepUpBody {
@@ -50,6 +69,14 @@ pub enum StepUpBody {
         method: MfaMethodName,
         #[schema(schema_with = schema::second_factor_code)]
         code: String,
+    },
+    Passkey {
+        /// From POST /api/v1/auth/passkeys/login/options.
+        #[schema(max_length = 256)]
+        challenge_id: String,
+        /// The browser's `PublicKeyCredential` (`toJSON()` form).
+        #[schema(value_type = Object)]
+        credential: serde_json::Value,
     },
     Password {
         #[schema(value_type = String, max_length = 1024)]
@@ -73,23 +100,12 @@ pub(crate) struct RecoveryCodesResponse {
     recovery_codes: Vec<String>,
 }
 
-/// A registered passkey.
-#[derive(Serialize, utoipa::ToSchema)]
-pub(crate) struct PasskeyView {
-    id: String,
-    name: String,
-    /// RFC 3339 UTC.
-    created_at: String,
-    /// RFC 3339 UTC, or `null` when never used.
-    last_used_at: Option<String>,
-}
-
 /// The caller's second factors.
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct MfaStatusResponse {
     totp: bool,
     recovery_codes_left: i64,
-    passkeys: Vec<PasskeyView>,
+    passkeys: Vec<super::passkeys::PasskeyView>,
 }
 
 /// A new access token for the same session, after a step-up.
@@ -145,14 +161,38 @@ pub async fn verify(
     req: HttpRequest,
     JsonOrForm(body): JsonOrForm<VerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    code_too_long(&body.code)?;
     if body.mfa_token.expose_secret().len() > schema::OPAQUE_TOKEN_MAX_BYTES {
         return Err(AccountsError::InvalidMfaToken.into());
+    }
+    let missing = |field: &'static str| ApiError::validation(field, "is required for this method");
+    match body.method {
+        VerifyMethod::Totp | VerifyMethod::RecoveryCode => {
+            code_too_long(body.code.as_deref().ok_or_else(|| missing("code"))?)?;
+        }
+        VerifyMethod::Webauthn => {
+            super::passkeys::challenge_id_checked(
+                body.challenge_id
+                    .as_deref()
+                    .ok_or_else(|| missing("challenge_id"))?,
+            )?;
+            body.credential
+                .as_ref()
+                .ok_or_else(|| missing("credential"))?;
+        }
     }
     let client = client_info(&req);
     let accounts = state.accounts.clone();
     let tokens = run_blocking(move || {
-        accounts.verify_mfa(&body.mfa_token, factor(body.method, &body.code), &client)
+        let code = body.code.as_deref().unwrap_or_default();
+        let factor = match body.method {
+            VerifyMethod::Totp => SecondFactor::Totp(code),
+            VerifyMethod::RecoveryCode => SecondFactor::RecoveryCode(code),
+            VerifyMethod::Webauthn => SecondFactor::Passkey(PasskeyAssertion {
+                challenge_id: body.challenge_id.as_deref().unwrap_or_default(),
+                credential: body.credential.as_ref().unwrap_or(&serde_json::Value::Null),
+            }),
+        };
+        accounts.verify_mfa(&body.mfa_token, factor, &client)
     })
     .await??;
     state.metrics.record_login("success");
@@ -181,7 +221,7 @@ pub async fn status(
     Ok(no_store(&mut HttpResponse::Ok()).json(MfaStatusResponse {
         totp: status.totp,
         recovery_codes_left: status.recovery_codes_left,
-        passkeys: Vec::new(),
+        passkeys: status.passkeys.iter().map(Into::into).collect(),
     }))
 }
 
@@ -322,6 +362,9 @@ pub async fn step_up(
 ) -> Result<HttpResponse, ApiError> {
     match &body {
         StepUpBody::Factor { code, .. } => code_too_long(code)?,
+        StepUpBody::Passkey { challenge_id, .. } => {
+            super::passkeys::challenge_id_checked(challenge_id)?;
+        }
         StepUpBody::Password { password } => {
             if password.expose_secret().chars().count() > schema::PASSWORD_MAX_CHARS {
                 return Err(ApiError::validation("password", "is too long"));
@@ -333,6 +376,13 @@ pub async fn step_up(
     let issued = run_blocking(move || {
         let proof = match &body {
             StepUpBody::Factor { method, code } => StepUpProof::Factor(factor(*method, code)),
+            StepUpBody::Passkey {
+                challenge_id,
+                credential,
+            } => StepUpProof::Factor(SecondFactor::Passkey(PasskeyAssertion {
+                challenge_id,
+                credential,
+            })),
             StepUpBody::Password { password } => StepUpProof::Password(password),
         };
         accounts.step_up(&claims.sub, &claims.sid, proof, &client)

@@ -10,6 +10,7 @@ pub mod mfa;
 pub mod oauth;
 pub mod openapi;
 pub mod paging;
+pub mod passkeys;
 pub mod registrations;
 pub mod schema;
 pub mod sessions;
@@ -59,6 +60,11 @@ pub const NATIVE_ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/auth/mfa/totp/confirm"),
     ("POST", "/api/v1/auth/mfa/recovery-codes"),
     ("POST", "/api/v1/auth/step-up"),
+    ("POST", "/api/v1/auth/passkeys/register/options"),
+    ("POST", "/api/v1/auth/passkeys/register"),
+    ("DELETE", "/api/v1/auth/passkeys/{id}"),
+    ("POST", "/api/v1/auth/passkeys/login/options"),
+    ("POST", "/api/v1/auth/passkeys/login"),
     ("GET", "/api/v1/auth/sessions"),
     ("DELETE", "/api/v1/auth/sessions/{id}"),
     ("POST", "/api/v1/auth/activation/preview"),
@@ -118,6 +124,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, prefix: &str) {
                         .route(web::post().to(mfa::regenerate_recovery_codes)),
                 )
                 .service(resource("/step-up").route(web::post().to(mfa::step_up)))
+                .service(
+                    resource("/passkeys/register/options")
+                        .route(web::post().to(passkeys::register_options)),
+                )
+                .service(resource("/passkeys/register").route(web::post().to(passkeys::register)))
+                .service(
+                    resource("/passkeys/login/options")
+                        .route(web::post().to(passkeys::sign_in_options)),
+                )
+                .service(resource("/passkeys/login").route(web::post().to(passkeys::sign_in)))
+                .service(resource("/passkeys/{id}").route(web::delete().to(passkeys::remove)))
                 .service(resource("/sessions").route(web::get().to(sessions::list_sessions)))
                 .service(resource("/sessions/{id}").route(web::delete().to(sessions::end_session)))
                 .service(

@@ -17,7 +17,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{admin, api_tokens, auth, flows, mfa, oauth, registrations, sessions};
+use super::{admin, api_tokens, auth, flows, mfa, oauth, passkeys, registrations, sessions};
 use crate::profiles::{Mounts, Profile};
 
 #[derive(OpenApi)]
@@ -48,6 +48,11 @@ use crate::profiles::{Mounts, Profile};
         mfa::remove_totp,
         mfa::regenerate_recovery_codes,
         mfa::step_up,
+        passkeys::register_options,
+        passkeys::register,
+        passkeys::remove,
+        passkeys::sign_in_options,
+        passkeys::sign_in,
         sessions::list_sessions,
         sessions::end_session,
         sessions::preview_activation,
