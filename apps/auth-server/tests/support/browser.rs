@@ -31,6 +31,7 @@ pub struct Browser {
     profile: PathBuf,
     shots: PathBuf,
     shot: AtomicUsize,
+    javascript: bool,
 }
 
 /// What the browser is started with.
@@ -169,6 +170,7 @@ impl Browser {
             profile,
             shots,
             shot: AtomicUsize::new(0),
+            javascript: options.javascript,
         }
     }
 
@@ -297,7 +299,20 @@ impl Browser {
     /// a page you don't photograph.
     pub async fn check_accessibility(&self, page: &str) {
         if self.script("return typeof window.axe").await != json!("object") {
-            self.script(&format!("{}\n;return true", axe_source())).await;
+            // With the page's scripts off its timers never fire, though
+            // WebDriver's scripts run: axe's zero-delay steps then run as
+            // microtasks, and its timeouts (frames, assets) never expire.
+            let timers = if self.javascript {
+                ""
+            } else {
+                "window.setTimeout = function (f, ms, ...args) {
+                     if (!(ms > 1)) Promise.resolve().then(() => f(...args));
+                     return 0;
+                 };
+                 window.clearTimeout = function () {};"
+            };
+            self.script(&format!("{timers}\n{}\n;return true", axe_source()))
+                .await;
         }
         let run = format!(
             "const done = arguments[arguments.length - 1];
