@@ -255,7 +255,10 @@ fn axe_core(dir: &Path) -> Result<()> {
     if !found("npm") {
         apt_install(&["npm"], "installing axe-core for the browser tests")?;
     }
-    println!("installing axe-core {pinned} from the npm registry (npm ci in {})", dir.display());
+    println!(
+        "installing axe-core {pinned} from the npm registry (npm ci in {})",
+        dir.display()
+    );
     crate::run_checked(
         "installing axe-core (npm ci in xtask/axe)",
         Command::new("npm")
@@ -263,7 +266,10 @@ fn axe_core(dir: &Path) -> Result<()> {
             .current_dir(dir),
     )?;
     if package_version(&installed.join("package.json")).as_deref() != Some(pinned.as_str()) {
-        bail!("npm ci did not install axe-core {pinned} into {}", installed.display());
+        bail!(
+            "npm ci did not install axe-core {pinned} into {}",
+            installed.display()
+        );
     }
     Ok(())
 }

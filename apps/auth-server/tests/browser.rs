@@ -62,6 +62,7 @@ fn create_admin_with_the_cli(app: &TestApp, email: &str) {
 
 async fn log_in(browser: &Browser, app: &TestApp, login: &str, password: &str) {
     browser.goto(&app.url("/login")).await;
+    browser.check_accessibility("login").await;
     browser.fill("#f-login", login).await;
     browser.fill("#f-password", password).await;
     browser.click("#submit").await;
@@ -196,6 +197,8 @@ async fn company_onboarding_in_the_browser() {
     assert_eq!(operator.text("#audit td.event").await, "api_token.revoked");
     operator.screenshot("audit").await;
     operator.goto(&app.url("/admin/users?q=acme")).await;
+    operator.wait_for("a.user-link").await;
+    operator.screenshot("users").await;
     operator.click("a.user-link").await;
     operator.wait_for("#f-disabled").await;
     operator.screenshot("user").await;

@@ -87,9 +87,9 @@ fn axe_source() -> &'static str {
             .map(|json| json["version"].clone());
         match installed {
             None => panic!("axe-core is not installed: {install}"),
-            Some(version) if version != *pinned => panic!(
-                "axe-core {version} is installed, {pinned} is pinned: {install}"
-            ),
+            Some(version) if version != *pinned => {
+                panic!("axe-core {version} is installed, {pinned} is pinned: {install}")
+            }
             Some(_) => {}
         }
         std::fs::read_to_string(package.join("axe.min.js"))
