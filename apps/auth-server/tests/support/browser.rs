@@ -99,8 +99,10 @@ fn axe_source() -> &'static str {
 
 impl Browser {
     /// Starts chromedriver on a free port and a fresh headless Chromium
-    /// profile. `test` names the screenshot folder.
+    /// profile. `test` names the screenshot folder. Stops first when
+    /// axe-core is not installed.
     pub async fn start(test: &str, options: Options) -> Browser {
+        axe_source();
         let port = super::free_port();
         let driver = Command::new(binary("chromedriver"))
             .arg(format!("--port={port}"))
