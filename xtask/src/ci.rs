@@ -35,11 +35,11 @@ pub fn run() -> Result<()> {
 
     step(
         1,
-        "what the tests need: PostgreSQL, Chromium, fonts, openssl",
+        "what the tests need: PostgreSQL, Chromium, fonts, openssl, axe-core",
     );
     let database_url = std::env::var("AUTH_TEST_DATABASE_URL")
         .unwrap_or_else(|_| DEFAULT_TEST_DATABASE_URL.to_string());
-    crate::provision::test_tools(&database_url, DEFAULT_TEST_DATABASE_URL)
+    crate::provision::test_tools(&root, &database_url, DEFAULT_TEST_DATABASE_URL)
         .context("ci step 1 (provisioning) failed")?;
 
     step(2, "cargo fmt --all -- --check");

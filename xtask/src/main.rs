@@ -1,7 +1,7 @@
 //! Project chores, run as `cargo xtask <command>` (see `.cargo/config.toml`).
 //!
 //! - `cargo xtask ci`: installs what the tests need when missing (PostgreSQL, Chromium,
-//!   fonts, openssl, a Schemathesis virtual environment), then fmt, clippy, the
+//!   fonts, openssl, axe-core from npm, a Schemathesis virtual environment), then fmt, clippy, the
 //!   dependency-direction tidy check, all tests, and the Schemathesis contract stage.
 //! - `cargo xtask bench [--seconds N] [--concurrency C] [--seed-users N] [--out PATH]`: the
 //!   performance budget (docs/performance.md).
@@ -25,7 +25,8 @@ usage: cargo xtask <command>
 commands:
   ci                      installs what the tests need when missing (Debian packages:
                           PostgreSQL, chromium, chromium-driver, fonts-noto-cjk, openssl;
-                          Schemathesis in a virtual environment under the target folder),
+                          axe-core, pinned, with `npm ci` in xtask/axe; Schemathesis in a
+                          virtual environment under the target folder),
                           then fmt, clippy, dependency-direction check, the full test suite
                           (PostgreSQL at $AUTH_TEST_DATABASE_URL) and the schemathesis
                           contract stage

@@ -1,7 +1,9 @@
 //! What the test suite needs besides the Rust toolchain, installed when
 //! missing so that `cargo xtask ci` alone works on a fresh machine: Debian
-//! packages (PostgreSQL, Chromium and its WebDriver, CJK fonts, openssl)
-//! and a Python virtual environment holding the pinned Schemathesis.
+//! packages (PostgreSQL, Chromium and its WebDriver, CJK fonts, openssl),
+//! axe-core for the pages' accessibility checks (npm, pinned by
+//! `xtask/axe/package-lock.json`) and a Python virtual environment holding
+//! the pinned Schemathesis.
 //! Everything already present is left as it is; what can't be installed
 //! stops the run with what to do about it.
 
@@ -75,10 +77,11 @@ fn apt_install(packages: &[&str], why: &str) -> Result<()> {
 }
 
 /// Everything the tests need on this machine.
-pub fn test_tools(database_url: &str, default_url: &str) -> Result<()> {
+pub fn test_tools(root: &Path, database_url: &str, default_url: &str) -> Result<()> {
     postgres(database_url, database_url == default_url)?;
     fault_test_tools()?;
     browser()?;
+    axe_core(&root.join("xtask").join("axe"))?;
     Ok(())
 }
 
@@ -218,6 +221,55 @@ fn browser() -> Result<()> {
     if !has_cjk_font && let Err(e) = apt_install(&["fonts-noto-cjk"], "Korean screenshots") {
         // The tests pass without it; the pictures would show empty boxes.
         println!("warning: {e}");
+    }
+    Ok(())
+}
+
+/// The `version` field of an npm `package.json`.
+fn package_version(manifest: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json["version"].as_str().map(str::to_owned)
+}
+
+/// axe-core, the accessibility rules the browser tests run in every page
+/// they visit, from the npm registry into `xtask/axe/node_modules`
+/// (git-ignored) with `npm ci`: exactly the version and integrity hash in
+/// `xtask/axe/package-lock.json`. Reused when that version is installed.
+fn axe_core(dir: &Path) -> Result<()> {
+    let lock = std::fs::read_to_string(dir.join("package-lock.json"))
+        .with_context(|| format!("cannot read {}/package-lock.json", dir.display()))?;
+    let lock: serde_json::Value = serde_json::from_str(&lock)
+        .with_context(|| format!("{}/package-lock.json is not JSON", dir.display()))?;
+    let pinned = lock["packages"]["node_modules/axe-core"]["version"]
+        .as_str()
+        .context("xtask/axe/package-lock.json pins no axe-core version")?
+        .to_owned();
+    let installed = dir.join("node_modules").join("axe-core");
+    if package_version(&installed.join("package.json")).as_deref() == Some(pinned.as_str())
+        && installed.join("axe.min.js").is_file()
+    {
+        println!("axe-core {pinned}: {}", installed.display());
+        return Ok(());
+    }
+    if !found("npm") {
+        apt_install(&["npm"], "installing axe-core for the browser tests")?;
+    }
+    println!(
+        "installing axe-core {pinned} from the npm registry (npm ci in {})",
+        dir.display()
+    );
+    crate::run_checked(
+        "installing axe-core (npm ci in xtask/axe)",
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+            .current_dir(dir),
+    )?;
+    if package_version(&installed.join("package.json")).as_deref() != Some(pinned.as_str()) {
+        bail!(
+            "npm ci did not install axe-core {pinned} into {}",
+            installed.display()
+        );
     }
     Ok(())
 }

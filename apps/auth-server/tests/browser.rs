@@ -10,7 +10,9 @@
 //! 3. A forgotten password is reset from the mailed link, on a phone-wide
 //!    window.
 //!
-//! Screenshots of every page land in `target/tmp/screenshots/<test>/`.
+//! Screenshots of every page land in `target/tmp/screenshots/<test>/`, and
+//! each page photographed is then checked with axe-core (WCAG 2.1 AA and best practice):
+//! any violation fails the test.
 
 mod support;
 
@@ -60,6 +62,7 @@ fn create_admin_with_the_cli(app: &TestApp, email: &str) {
 
 async fn log_in(browser: &Browser, app: &TestApp, login: &str, password: &str) {
     browser.goto(&app.url("/login")).await;
+    browser.check_accessibility("login").await;
     browser.fill("#f-login", login).await;
     browser.fill("#f-password", password).await;
     browser.click("#submit").await;
@@ -194,6 +197,8 @@ async fn company_onboarding_in_the_browser() {
     assert_eq!(operator.text("#audit td.event").await, "api_token.revoked");
     operator.screenshot("audit").await;
     operator.goto(&app.url("/admin/users?q=acme")).await;
+    operator.wait_for("a.user-link").await;
+    operator.screenshot("users").await;
     operator.click("a.user-link").await;
     operator.wait_for("#f-disabled").await;
     operator.screenshot("user").await;
@@ -336,7 +341,8 @@ async fn password_reset_in_the_browser_on_a_phone() {
 
 /// 4. An authenticator app is enrolled from the page (its QR code drawn by
 ///    the server, the key read off the page as a person would type it),
-///    then logging out and in again asks for its code.
+///    then logging out and in again asks for its code; step-up asks for it
+///    again. Each page is checked with axe-core, some in Korean too.
 #[tokio::test]
 async fn second_factor_in_the_browser() {
     use totp_rs::{Algorithm, Secret, TOTP};
@@ -387,5 +393,24 @@ async fn second_factor_in_the_browser() {
     browser.click("#submit").await;
     browser.wait_for("#profile-email").await;
     browser.screenshot("mfa-signed-in").await;
+
+    // Step-up asks for the app's code; a wrong one is shown at its field.
+    browser.goto(&app.url("/step-up?next=/dashboard/mfa")).await;
+    browser.wait_for("#f-code").await;
+    browser.screenshot("step-up").await;
+    browser.fill("#f-code", "000000").await;
+    browser.click("#submit").await;
+    browser.wait_for(".field.invalid #f-code").await;
+    browser.screenshot("step-up-wrong-code").await;
+
+    // The same pages in Korean (every one is checked with axe-core).
+    browser.click("#lang-ko").await;
+    browser.wait_for("#lang-en").await;
+    browser.goto(&app.url("/step-up?next=/dashboard/mfa")).await;
+    browser.wait_for("#f-code").await;
+    browser.screenshot("step-up-ko").await;
+    browser.goto(&app.url("/dashboard/mfa")).await;
+    browser.wait_for("#codes-left").await;
+    browser.screenshot("mfa-enrolled-ko").await;
     browser.close().await;
 }

@@ -5,10 +5,16 @@
 //! second copy of several dependencies for what is a dozen requests.
 //!
 //! Every page visited can be saved as a screenshot under
-//! `target/tmp/screenshots/<test>/` for a person to review (not committed).
+//! `target/tmp/screenshots/<test>/` for a person to review (not committed),
+//! and every screenshot first checks the page with axe-core (WCAG 2.1 A and
+//! AA plus Deque's best practices): one violation fails the test. axe-core
+//! is the npm package pinned in `xtask/axe/package-lock.json`, installed by
+//! `cargo xtask ci` (`npm ci --prefix xtask/axe`); it is injected with
+//! WebDriver's execute script, which the pages' CSP does not govern.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -25,6 +31,7 @@ pub struct Browser {
     profile: PathBuf,
     shots: PathBuf,
     shot: AtomicUsize,
+    javascript: bool,
 }
 
 /// What the browser is started with.
@@ -56,10 +63,46 @@ fn binary(name: &str) -> String {
     );
 }
 
+/// The rule sets axe runs: WCAG 2.0 and 2.1, levels A and AA, and best
+/// practices.
+const AXE_TAGS: [&str; 5] = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"];
+
+/// `axe.min.js`, read once per test binary; panics with the command that
+/// installs it when it is missing or not the pinned version.
+fn axe_source() -> &'static str {
+    static SOURCE: OnceLock<String> = OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../xtask/axe");
+        let install = "npm ci --prefix xtask/axe (`cargo xtask ci` installs it)";
+        let lock: Value = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("package-lock.json"))
+                .expect("xtask/axe/package-lock.json"),
+        )
+        .expect("xtask/axe/package-lock.json is JSON");
+        let pinned = &lock["packages"]["node_modules/axe-core"]["version"];
+        let package = dir.join("node_modules/axe-core");
+        let installed = std::fs::read_to_string(package.join("package.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .map(|json| json["version"].clone());
+        match installed {
+            None => panic!("axe-core is not installed: {install}"),
+            Some(version) if version != *pinned => {
+                panic!("axe-core {version} is installed, {pinned} is pinned: {install}")
+            }
+            Some(_) => {}
+        }
+        std::fs::read_to_string(package.join("axe.min.js"))
+            .unwrap_or_else(|e| panic!("axe-core's axe.min.js: {e}: {install}"))
+    })
+}
+
 impl Browser {
     /// Starts chromedriver on a free port and a fresh headless Chromium
-    /// profile. `test` names the screenshot folder.
+    /// profile. `test` names the screenshot folder. Stops first when
+    /// axe-core is not installed.
     pub async fn start(test: &str, options: Options) -> Browser {
+        axe_source();
         let port = super::free_port();
         let driver = Command::new(binary("chromedriver"))
             .arg(format!("--port={port}"))
@@ -129,6 +172,7 @@ impl Browser {
             profile,
             shots,
             shot: AtomicUsize::new(0),
+            javascript: options.javascript,
         }
     }
 
@@ -251,12 +295,73 @@ impl Browser {
             .await
     }
 
+    /// Runs axe-core in the page and panics with every violation (rule,
+    /// impact, what to do, the elements) unless there is none. `page` names
+    /// the page in that message. `screenshot` calls it; call it yourself on
+    /// a page you don't photograph.
+    pub async fn check_accessibility(&self, page: &str) {
+        if self.script("return typeof window.axe").await != json!("object") {
+            // With the page's scripts off its timers never fire, though
+            // WebDriver's scripts run: axe's zero-delay steps then run as
+            // microtasks, and its timeouts (frames, assets) never expire.
+            let timers = if self.javascript {
+                ""
+            } else {
+                "window.setTimeout = function (f, ms, ...args) {
+                     if (!(ms > 1)) Promise.resolve().then(() => f(...args));
+                     return 0;
+                 };
+                 window.clearTimeout = function () {};"
+            };
+            self.script(&format!("{timers}\n{}\n;return true", axe_source()))
+                .await;
+        }
+        let run = format!(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, {{runOnly: {{type: 'tag', values: {tags}}}, resultTypes: ['violations']}})
+               .then(r => done({{violations: r.violations.map(v => ({{
+                   id: v.id, impact: v.impact, help: v.help, url: v.helpUrl,
+                   nodes: v.nodes.map(n => ({{target: n.target, html: n.html}}))}}))}}))
+               .catch(e => done({{error: String(e)}}));",
+            tags = json!(AXE_TAGS)
+        );
+        let result = self
+            .post("/execute/async", json!({"script": run, "args": []}))
+            .await;
+        if let Some(error) = result["error"].as_str() {
+            panic!("axe-core failed on {page}: {error}");
+        }
+        let violations = result["violations"].as_array().cloned().unwrap_or_default();
+        if violations.is_empty() {
+            return;
+        }
+        let mut report = format!(
+            "{} accessibility violation(s) on {page} ({}):",
+            violations.len(),
+            self.url().await
+        );
+        for v in &violations {
+            report.push_str(&format!(
+                "\n- {} [{}] {} ({})",
+                v["id"].as_str().unwrap_or("?"),
+                v["impact"].as_str().unwrap_or("?"),
+                v["help"].as_str().unwrap_or(""),
+                v["url"].as_str().unwrap_or("")
+            ));
+            for node in v["nodes"].as_array().into_iter().flatten() {
+                report.push_str(&format!("\n    at {} {}", node["target"], node["html"]));
+            }
+        }
+        panic!("{report}");
+    }
+
     pub async fn resize(&self, width: u32, height: u32) {
         self.post("/window/rect", json!({"width": width, "height": height}))
             .await;
     }
 
-    /// Saves the page as `NN-label.png` for review.
+    /// Saves the page as `NN-label.png` for review, then checks it with
+    /// axe-core (see `check_accessibility`).
     pub async fn screenshot(&self, label: &str) {
         let png = self.get("/screenshot").await;
         let bytes = base64::engine::general_purpose::STANDARD
@@ -264,6 +369,7 @@ impl Browser {
             .expect("a PNG screenshot");
         let n = self.shot.fetch_add(1, Ordering::Relaxed) + 1;
         std::fs::write(self.shots.join(format!("{n:02}-{label}.png")), bytes).unwrap();
+        self.check_accessibility(label).await;
     }
 
     pub async fn close(mut self) {
