@@ -414,3 +414,89 @@ async fn second_factor_in_the_browser() {
     browser.screenshot("mfa-enrolled-ko").await;
     browser.close().await;
 }
+
+/// 5. Passkeys, in Korean and in English, with Chromium's virtual
+///    authenticator (a platform authenticator that verifies its user): one
+///    is added on the second-factor page, the user logs out and signs in
+///    with the passkey alone; then the password asks for the second step,
+///    which the passkey answers. The pages are on `localhost`, the relying
+///    party of a loopback server (passkeys don't work on IP addresses).
+#[tokio::test]
+async fn passkeys_in_the_browser() {
+    // Logging out is a form post: wait for its page before going on.
+    async fn log_out(browser: &Browser) {
+        browser.click("#logout").await;
+        let mut waited = 0;
+        while browser.has("#logout").await && waited < 150 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            waited += 1;
+        }
+    }
+    let app = spawn_app(Backend::Sqlite).await;
+    let on_localhost = |path: &str| app.url(path).replacen("127.0.0.1", "localhost", 1);
+    for (languages, email, name) in [
+        ("ko-KR,ko", "kim@example.com", "노트북"),
+        ("en-US,en", "lee@example.com", "laptop"),
+    ] {
+        app.create_user(email, None).await;
+        let lang = &languages[..2];
+        let browser = Browser::start(
+            &format!("passkeys_{lang}"),
+            Options {
+                languages,
+                ..Options::default()
+            },
+        )
+        .await;
+        let authenticator = browser.add_virtual_authenticator().await;
+
+        browser.goto(&on_localhost("/login")).await;
+        browser.wait_for("#passkey-login-submit").await;
+        browser.screenshot("login").await;
+        browser.fill("#f-login", email).await;
+        browser.fill("#f-password", PASSWORD).await;
+        browser.click("#submit").await;
+        browser.wait_for("#profile-email").await;
+        browser.goto(&on_localhost("/dashboard/mfa")).await;
+        browser.wait_for("#passkey-add-submit").await;
+        browser.screenshot("mfa-no-passkey").await;
+        browser.fill("#f-name", name).await;
+        browser.click("#passkey-add-submit").await;
+        browser.wait_for("#passkey-list").await;
+        assert!(browser.text("#passkey-list").await.contains(name));
+        browser.screenshot("passkey-added").await;
+        assert_eq!(browser.virtual_credentials(&authenticator).await.len(), 1);
+
+        // Logged out, the passkey alone signs in. Logging out leads to the
+        // login page, whose autofill asks for a passkey: Chromium's virtual
+        // authenticator answers that by itself (a person would pick the
+        // passkey from the login field's suggestions). Where a browser
+        // doesn't, the button does it.
+        log_out(&browser).await;
+        let mut waited = 0;
+        while !browser.has("#profile-email").await && waited < 50 {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            waited += 1;
+        }
+        if !browser.has("#profile-email").await {
+            browser.click("#passkey-login-submit").await;
+        }
+        browser.wait_for("#profile-email").await;
+        assert_eq!(browser.text("#profile-email").await, email);
+        browser.screenshot("signed-in-with-passkey").await;
+
+        // The password alone no longer does: the passkey is the second step.
+        browser.set_user_verified(&authenticator, false).await;
+        log_out(&browser).await;
+        browser.wait_for("#f-password").await;
+        browser.fill("#f-login", email).await;
+        browser.fill("#f-password", PASSWORD).await;
+        browser.click("#submit").await;
+        browser.wait_for("#passkey-second-step-submit").await;
+        browser.screenshot("second-step-passkey").await;
+        browser.set_user_verified(&authenticator, true).await;
+        browser.click("#passkey-second-step-submit").await;
+        browser.wait_for("#profile-email").await;
+        browser.close().await;
+    }
+}

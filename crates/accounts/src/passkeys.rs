@@ -206,6 +206,11 @@ impl Accounts {
         self.relying_party.is_some()
     }
 
+    /// The relying party id (the host browsers must be on), if any.
+    pub fn passkey_rp_id(&self) -> Option<&str> {
+        self.relying_party.as_deref().map(|rp| rp.id.as_str())
+    }
+
     /// The user's passkeys, oldest first.
     pub fn passkeys(&self, user_id: &str) -> Result<Vec<PasskeySummary>> {
         let mut conn = self.conn()?;

@@ -201,6 +201,46 @@ impl Browser {
         self.command(reqwest::Method::GET, path, None).await
     }
 
+    /// Gives the browser a platform authenticator (WebDriver's virtual
+    /// authenticator, W3C WebAuthn §11): CTAP2, discoverable credentials,
+    /// user verification that always succeeds, as a phone or laptop would
+    /// after a fingerprint. Returns its id.
+    pub async fn add_virtual_authenticator(&self) -> String {
+        let id = self
+            .post(
+                "/webauthn/authenticator",
+                json!({
+                    "protocol": "ctap2",
+                    "transport": "internal",
+                    "hasResidentKey": true,
+                    "hasUserVerification": true,
+                    "isUserConsenting": true,
+                    "isUserVerified": true,
+                }),
+            )
+            .await;
+        id.as_str().expect("an authenticator id").to_owned()
+    }
+
+    /// Whether the virtual authenticator `id` verifies its user (a
+    /// fingerprint that matches, or not).
+    pub async fn set_user_verified(&self, id: &str, verified: bool) {
+        self.post(
+            &format!("/webauthn/authenticator/{id}/uv"),
+            json!({"isUserVerified": verified}),
+        )
+        .await;
+    }
+
+    /// The credentials the virtual authenticator `id` holds.
+    pub async fn virtual_credentials(&self, id: &str) -> Vec<Value> {
+        self.get(&format!("/webauthn/authenticator/{id}/credentials"))
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
     pub async fn goto(&self, url: &str) {
         self.post("/url", json!({"url": url})).await;
     }

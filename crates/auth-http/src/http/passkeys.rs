@@ -29,7 +29,7 @@ pub(crate) struct CeremonyResponse {
     public_key: Value,
 }
 
-fn ceremony(ceremony: accounts::PasskeyCeremony) -> HttpResponse {
+pub(crate) fn ceremony(ceremony: accounts::PasskeyCeremony) -> HttpResponse {
     let mut options = ceremony.options;
     no_store(&mut HttpResponse::Ok()).json(CeremonyResponse {
         challenge_id: ceremony.challenge_id.expose_secret().to_owned(),

@@ -4,7 +4,7 @@
 //! its confirmation, recovery codes as text and as a download, removal.
 //! Every rule is `accounts::mfa`'s, as for the API.
 
-use accounts::{AccountsError, SecondFactor};
+use accounts::{AccountsError, PasskeyAssertion, SecondFactor};
 use actix_web::web;
 use minijinja::context;
 use qrcode::QrCode;
@@ -21,16 +21,42 @@ use crate::http::run_blocking;
 /// The second step after a right password (`mfa_required`): the form that
 /// carries the single-use `mfa_token` on.
 pub(super) fn second_step_page(visitor: &Visitor, error: &ApiError, next: &str) -> PageResult {
-    let token = error
-        .extensions
-        .as_ref()
-        .and_then(|members| members.get("mfa_token"))
-        .and_then(|t| t.as_str())
+    let member = |name: &str| {
+        error
+            .extensions
+            .as_ref()
+            .and_then(|members| members.get(name))
+            .cloned()
+    };
+    let token = member("mfa_token")
+        .and_then(|t| t.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let methods: Vec<String> = member("methods")
+        .and_then(|m| serde_json::from_value(m).ok())
         .unwrap_or_default();
     visitor.page(
         "login_mfa.html",
-        context! { mfa_token => token, next => next, method => "totp" },
+        second_step_context(&token, next, "totp", &methods),
     )
+}
+
+/// What the second step's page shows: a form for each method the user has.
+fn second_step_context(
+    token: &str,
+    next: &str,
+    method: &str,
+    methods: &[String],
+) -> minijinja::Value {
+    let has = |m: &str| methods.iter().any(|x| x == m);
+    context! {
+        mfa_token => token,
+        next => next,
+        method => method,
+        methods => methods.join(" "),
+        totp => has("totp"),
+        recovery => has("recovery_code"),
+        passkey => has("webauthn"),
+    }
 }
 
 /// `POST /login/mfa`: the code for the `mfa_token`.
@@ -38,6 +64,15 @@ pub async fn login_second_step(visitor: Visitor, body: web::Bytes) -> PageResult
     let form = posted(&visitor, &body)?;
     let next = safe_next(&form.text("next")).to_owned();
     let token = form.text("mfa_token");
+    // The forms carry the methods on, to show them again after a mistake.
+    let methods: Vec<String> = form
+        .text("methods")
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    let passkey = form.text("method") == "webauthn";
+    let challenge_id = form.text("challenge_id");
+    let credential = passkey_answer(&form);
     let recovery = form.text("method") == "recovery_code";
     let code = if recovery {
         form.text("recovery_code")
@@ -53,7 +88,12 @@ pub async fn login_second_step(visitor: Visitor, body: web::Bytes) -> PageResult
         Err(ApiError::from(AccountsError::InvalidSecondFactor))
     } else {
         run_blocking(move || {
-            let factor = if recovery {
+            let factor = if passkey {
+                SecondFactor::Passkey(PasskeyAssertion {
+                    challenge_id: &challenge_id,
+                    credential: &credential,
+                })
+            } else if recovery {
                 SecondFactor::RecoveryCode(&code)
             } else {
                 SecondFactor::Totp(&code)
@@ -82,14 +122,14 @@ pub async fn login_second_step(visitor: Visitor, body: web::Bytes) -> PageResult
             visitor.form_again(
                 &e,
                 "login_mfa.html",
-                context! { mfa_token => token, next => next, method => method },
+                second_step_context(&token, &next, method, &methods),
                 rename,
             )
         }
     }
 }
 
-async fn overview(signed_in: &SignedIn, extra: minijinja::Value) -> PageResult {
+pub(super) async fn overview(signed_in: &SignedIn, extra: minijinja::Value) -> PageResult {
     let visitor = &signed_in.0;
     let accounts = visitor.state.accounts.clone();
     let user_id = signed_in.user().view.id.clone();
@@ -97,11 +137,25 @@ async fn overview(signed_in: &SignedIn, extra: minijinja::Value) -> PageResult {
         .await
         .and_then(|r| r.map_err(ApiError::from))
         .map_err(|e| visitor.failure(e))?;
+    let time = |t: &chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    let passkeys: Vec<minijinja::Value> = status
+        .passkeys
+        .iter()
+        .map(|p| {
+            context! {
+                id => p.id.clone(),
+                name => p.name.clone(),
+                created_at => time(&p.created_at),
+                last_used_at => p.last_used_at.as_ref().map(time),
+            }
+        })
+        .collect();
     visitor.page(
         "mfa.html",
         context! {
             totp => status.totp,
             recovery_codes_left => status.recovery_codes_left,
+            passkeys => passkeys,
             ..extra
         },
     )
@@ -113,7 +167,7 @@ pub async fn show(signed_in: SignedIn) -> PageResult {
 }
 
 /// A refusal on the overview (step-up needed, already enrolled, …).
-async fn overview_again(signed_in: &SignedIn, error: &ApiError) -> PageResult {
+pub(super) async fn overview_again(signed_in: &SignedIn, error: &ApiError) -> PageResult {
     let feedback = signed_in.0.feedback(error, &[]);
     overview(signed_in, context! { error => feedback.error }).await
 }
@@ -267,7 +321,7 @@ pub async fn step_up_form(signed_in: SignedIn, query: web::Query<NextQuery>) -> 
         .map_err(|e| visitor.failure(e))?;
     visitor.page(
         "step_up.html",
-        context! { next => next, factor => status.totp },
+        context! { next => next, factor => status.totp, passkey => !status.passkeys.is_empty() },
     )
 }
 
@@ -281,6 +335,9 @@ pub async fn step_up(signed_in: SignedIn, body: web::Bytes) -> PageResult {
     let client = client_info(&visitor.req);
     let accounts = visitor.state.accounts.clone();
     let code = form.text("code");
+    let challenge_id = form.text("challenge_id");
+    let credential = passkey_answer(&form);
+    let passkey = !challenge_id.is_empty();
     let factor = !code.is_empty();
     let password = form.secret("password");
     let stepped = if code.chars().count() > crate::http::schema::CODE_MAX_CHARS
@@ -289,7 +346,12 @@ pub async fn step_up(signed_in: SignedIn, body: web::Bytes) -> PageResult {
         Err(ApiError::from(AccountsError::InvalidSecondFactor))
     } else {
         run_blocking(move || {
-            let proof = if factor {
+            let proof = if passkey {
+                accounts::StepUpProof::Factor(SecondFactor::Passkey(PasskeyAssertion {
+                    challenge_id: &challenge_id,
+                    credential: &credential,
+                }))
+            } else if factor {
                 accounts::StepUpProof::Factor(SecondFactor::Totp(&code))
             } else {
                 accounts::StepUpProof::Password(&password)
@@ -310,9 +372,15 @@ pub async fn step_up(signed_in: SignedIn, body: web::Bytes) -> PageResult {
             visitor.form_again(
                 &e,
                 "step_up.html",
-                context! { next => next, factor => factor },
+                context! { next => next, factor => factor && !passkey, passkey => passkey },
                 &[],
             )
         }
     }
+}
+
+/// The passkey's answer a form carries (JSON text in `credential`); not
+/// JSON: `null`, which no ceremony accepts.
+pub(super) fn passkey_answer(form: &super::form::Form) -> serde_json::Value {
+    serde_json::from_str(&form.text("credential")).unwrap_or_default()
 }

@@ -18,6 +18,7 @@ mod account;
 mod admin;
 mod form;
 mod mfa;
+mod passkeys;
 mod public;
 mod visitor;
 
@@ -70,6 +71,11 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("POST", "/dashboard/mfa/totp/confirm"),
     ("POST", "/dashboard/mfa/totp/remove"),
     ("POST", "/dashboard/mfa/recovery-codes"),
+    ("POST", "/dashboard/mfa/passkeys/options"),
+    ("POST", "/dashboard/mfa/passkeys"),
+    ("POST", "/dashboard/mfa/passkeys/{id}/remove"),
+    ("POST", "/login/passkey/options"),
+    ("POST", "/login/passkey"),
     ("GET", "/admin"),
     ("GET", "/admin/registrations"),
     ("GET", "/admin/registrations/{id}"),
@@ -93,6 +99,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(post().to(public::login)),
         )
         .service(at("/login/mfa").route(post().to(mfa::login_second_step)))
+        .service(at("/login/passkey/options").route(post().to(passkeys::sign_in_options)))
+        .service(at("/login/passkey").route(post().to(passkeys::sign_in)))
         .service(
             at("/step-up")
                 .route(get().to(mfa::step_up_form))
@@ -136,6 +144,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(at("/dashboard/mfa/totp/confirm").route(post().to(mfa::confirm)))
         .service(at("/dashboard/mfa/totp/remove").route(post().to(mfa::remove)))
         .service(at("/dashboard/mfa/recovery-codes").route(post().to(mfa::regenerate)))
+        .service(at("/dashboard/mfa/passkeys/options").route(post().to(passkeys::register_options)))
+        .service(at("/dashboard/mfa/passkeys").route(post().to(passkeys::register)))
+        .service(at("/dashboard/mfa/passkeys/{id}/remove").route(post().to(passkeys::remove)))
         .service(at("/admin").route(get().to(admin::index)))
         .service(at("/admin/registrations").route(get().to(admin::registrations)))
         .service(at("/admin/registrations/{id}").route(get().to(admin::registration)))
@@ -262,11 +273,18 @@ const STATIC_FILES: &[(&str, &str, &str)] = &[
         "text/javascript; charset=utf-8",
         include_str!("../../web/static/app.js"),
     ),
+    (
+        "passkeys.js",
+        "text/javascript; charset=utf-8",
+        include_str!("../../web/static/passkeys.js"),
+    ),
 ];
 
 /// Scripts and styles from this origin only; forms post here only.
+/// `connect-src 'self'`: the passkey script asks this server for options.
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
-     img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+     img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; \
+     frame-ancestors 'none'";
 
 /// A template or message catalog compiled into the binary does not parse
 /// (a build defect, caught by the page tests).

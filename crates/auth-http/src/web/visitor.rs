@@ -277,6 +277,8 @@ impl Visitor {
             lang => self.locale.as_str(),
             base => self.pages.base.clone(),
             csrf => self.csrf_token(),
+            passkeys_here => self.state.accounts.passkeys_available(),
+            passkey_rp => self.state.accounts.passkey_rp_id(),
             user => user,
             here => here,
             ..page
