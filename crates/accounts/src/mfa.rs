@@ -459,20 +459,32 @@ impl Accounts {
             Ok(Ok(amr))
         })?;
         self.give_back_mfa_attempt(&user_id);
+        self.session_after_factors(&user_id, &amr, client, AccountsError::InvalidMfaToken)
+    }
+
+    /// The session that an authentication with factors `amr` earned, if
+    /// the account is still active (else `refused`); audited as a login.
+    pub(crate) fn session_after_factors(
+        &self,
+        user_id: &str,
+        amr: &[&str],
+        client: &ClientInfo,
+        refused: AccountsError,
+    ) -> Result<IssuedTokens> {
         let user = {
             let mut conn = self.conn()?;
-            users::find_by_id(&mut conn, &user_id)?
+            users::find_by_id(&mut conn, user_id)?
         }
         .filter(|u| UserStatus::parse(&u.status) == Some(UserStatus::Active))
-        .ok_or(AccountsError::InvalidMfaToken)?;
-        let tokens = self.start_session(&user, client, None, &amr)?;
+        .ok_or(refused)?;
+        let tokens = self.start_session(&user, client, None, amr)?;
         self.audit(
             AuditEvent::new(events::LOGIN_SUCCEEDED)
                 .subject(&user.id)
                 .organization(user.organization_id.clone())
                 .detail("session_id", &tokens.claims.sid)
                 .detail("amr", amr.join(" ")),
-            &context,
+            &AuditContext::from(client),
         )?;
         Ok(tokens)
     }

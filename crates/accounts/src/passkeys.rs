@@ -25,7 +25,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use storage::AnyConnection;
-use storage::models::{PasskeyRow, UserRow, WebauthnCeremonyRow};
+use storage::models::{PasskeyRow, WebauthnCeremonyRow};
 use storage::repo::{passkeys, sessions, users};
 use webauthn_rs::prelude::{
     CredentialID, DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyRegistration,
@@ -35,7 +35,6 @@ use webauthn_rs::prelude::{
 use crate::audit::{AuditContext, AuditEvent, events};
 use crate::error::AccountsError;
 use crate::service::{Accounts, ClientInfo, IssuedTokens, now};
-use crate::types::UserStatus;
 
 type Result<T> = std::result::Result<T, AccountsError>;
 
@@ -532,22 +531,7 @@ impl Accounts {
             Ok(Ok(found))
         })?;
         let (user_id, amr) = found.ok_or(AccountsError::InvalidPasskey)?;
-        let user = {
-            let mut conn = self.conn()?;
-            users::find_by_id(&mut conn, &user_id)?
-        }
-        .filter(|u: &UserRow| UserStatus::parse(&u.status) == Some(UserStatus::Active))
-        .ok_or(AccountsError::InvalidPasskey)?;
-        let tokens = self.start_session(&user, client, None, &amr)?;
-        self.audit(
-            AuditEvent::new(events::LOGIN_SUCCEEDED)
-                .subject(&user.id)
-                .organization(user.organization_id.clone())
-                .detail("session_id", &tokens.claims.sid)
-                .detail("amr", amr.join(" ")),
-            &context,
-        )?;
-        Ok(tokens)
+        self.session_after_factors(&user_id, &amr, client, AccountsError::InvalidPasskey)
     }
 }
 
