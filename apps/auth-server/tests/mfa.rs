@@ -234,23 +234,38 @@ async fn sensitive_operations_answer_step_up_required_until_the_user_steps_up(ba
     let access = tokens["access_token"].as_str().unwrap();
     let sid = tokens["session_id"].as_str().unwrap();
     let new_token = json!({"name": "ci", "permissions": []});
+    let change_password =
+        json!({"current_password": PASSWORD, "new_password": "another long pass phrase 42"});
     age_session(&app, sid, "pwd");
-    for (path, body) in [
-        ("/api/v1/tokens", new_token.clone()),
-        (
-            "/api/v1/auth/password/change",
-            json!({"current_password": PASSWORD, "new_password": "another long pass phrase 42"}),
-        ),
-    ] {
-        let (status, problem) = app.send_json(Method::POST, path, Some(access), body).await;
-        assert_eq!(
-            (status, problem["code"].as_str()),
-            (StatusCode::FORBIDDEN, Some("step_up_required")),
-            "{path}"
-        );
-    }
+    let (status, problem) = app
+        .send_json(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(access),
+            new_token.clone(),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("step_up_required"))
+    );
     let (status, problem) = app.post_bearer("/api/v1/auth/mfa/totp", access).await;
     assert_eq!(problem["code"], "step_up_required", "{status}");
+    // The password change asks for the current password: without a second
+    // factor, that is the fresh authentication (another user, whose
+    // password may change).
+    app.create_user("lee@example.com", None).await;
+    let lee = app.login("lee@example.com").await;
+    age_session(&app, lee["session_id"].as_str().unwrap(), "pwd");
+    let (status, body) = app
+        .send_json(
+            Method::POST,
+            "/api/v1/auth/password/change",
+            lee["access_token"].as_str(),
+            change_password.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 
     // Neither shape: a bad request, not a server error.
     let (status, _) = app
@@ -300,6 +315,19 @@ async fn sensitive_operations_answer_step_up_required_until_the_user_steps_up(ba
     age_session(&app, sid, "pwd otp mfa");
     let (status, problem) = app
         .post_bearer("/api/v1/auth/mfa/recovery-codes", &access)
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("step_up_required"))
+    );
+    // Now the current password is not enough to change it.
+    let (status, problem) = app
+        .send_json(
+            Method::POST,
+            "/api/v1/auth/password/change",
+            Some(&access),
+            change_password,
+        )
         .await;
     assert_eq!(
         (status, problem["code"].as_str()),
