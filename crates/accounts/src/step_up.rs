@@ -9,7 +9,10 @@
 //! - second-factor changes: [`begin_totp`](Accounts::begin_totp),
 //!   [`remove_totp`](Accounts::remove_totp),
 //!   [`regenerate_recovery_codes`](Accounts::regenerate_recovery_codes)
-//!   ([`check_step_up`](Accounts::check_step_up), in `mfa`);
+//!   (in `mfa`),
+//!   [`begin_passkey_registration`](Accounts::begin_passkey_registration),
+//!   [`remove_passkey`](Accounts::remove_passkey) (in `passkeys`), each
+//!   calling [`check_step_up`](Accounts::check_step_up) first;
 //! - API token creation: [`create_api_token`](Accounts::create_api_token);
 //! - changes of roles or permissions:
 //!   [`update_user`](Accounts::update_user) when the update names roles or
