@@ -17,6 +17,7 @@ backend_tests!(
     enrol_then_log_in_with_a_code_and_with_a_recovery_code,
     the_mfa_token_dies_after_five_wrong_codes,
     sensitive_operations_answer_step_up_required_until_the_user_steps_up,
+    role_and_permission_changes_answer_step_up_required,
     admins_reach_only_their_enrolment_until_they_have_a_second_factor,
     profiles_refuse_second_factor_users_unless_allowed_password_only,
 );
@@ -234,23 +235,38 @@ async fn sensitive_operations_answer_step_up_required_until_the_user_steps_up(ba
     let access = tokens["access_token"].as_str().unwrap();
     let sid = tokens["session_id"].as_str().unwrap();
     let new_token = json!({"name": "ci", "permissions": []});
+    let change_password =
+        json!({"current_password": PASSWORD, "new_password": "another long pass phrase 42"});
     age_session(&app, sid, "pwd");
-    for (path, body) in [
-        ("/api/v1/tokens", new_token.clone()),
-        (
-            "/api/v1/auth/password/change",
-            json!({"current_password": PASSWORD, "new_password": "another long pass phrase 42"}),
-        ),
-    ] {
-        let (status, problem) = app.send_json(Method::POST, path, Some(access), body).await;
-        assert_eq!(
-            (status, problem["code"].as_str()),
-            (StatusCode::FORBIDDEN, Some("step_up_required")),
-            "{path}"
-        );
-    }
+    let (status, problem) = app
+        .send_json(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(access),
+            new_token.clone(),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("step_up_required"))
+    );
     let (status, problem) = app.post_bearer("/api/v1/auth/mfa/totp", access).await;
     assert_eq!(problem["code"], "step_up_required", "{status}");
+    // The password change asks for the current password: without a second
+    // factor, that is the fresh authentication (another user, whose
+    // password may change).
+    app.create_user("lee@example.com", None).await;
+    let lee = app.login("lee@example.com").await;
+    age_session(&app, lee["session_id"].as_str().unwrap(), "pwd");
+    let (status, body) = app
+        .send_json(
+            Method::POST,
+            "/api/v1/auth/password/change",
+            lee["access_token"].as_str(),
+            change_password.clone(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
 
     // Neither shape: a bad request, not a server error.
     let (status, _) = app
@@ -305,6 +321,19 @@ async fn sensitive_operations_answer_step_up_required_until_the_user_steps_up(ba
         (status, problem["code"].as_str()),
         (StatusCode::FORBIDDEN, Some("step_up_required"))
     );
+    // Now the current password is not enough to change it.
+    let (status, problem) = app
+        .send_json(
+            Method::POST,
+            "/api/v1/auth/password/change",
+            Some(&access),
+            change_password,
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("step_up_required"))
+    );
     let (status, problem) = app
         .send_json(
             Method::POST,
@@ -347,12 +376,13 @@ async fn sensitive_operations_answer_step_up_required_until_the_user_steps_up(ba
     app.login("kim@example.com").await;
 }
 
-async fn admins_reach_only_their_enrolment_until_they_have_a_second_factor(backend: Backend) {
-    let app = spawn_app_with(backend, &[("AUTH_MFA_REQUIRED_ROLES", "admin")]).await;
+/// An active user with the `admin` role and the test password; its id.
+async fn create_admin(app: &TestApp, email: &str) -> String {
     let accounts = app.accounts.clone();
+    let email = accounts::EmailAddress::parse(email).unwrap();
     tokio::task::spawn_blocking(move || {
         accounts.create_user(accounts::NewAccount {
-            email: accounts::EmailAddress::parse("root@example.com").unwrap(),
+            email,
             username: None,
             name: None,
             password: Some(accounts::Password::parse(PASSWORD.into()).unwrap()),
@@ -364,7 +394,68 @@ async fn admins_reach_only_their_enrolment_until_they_have_a_second_factor(backe
     })
     .await
     .unwrap()
-    .unwrap();
+    .unwrap()
+}
+
+/// Granting permissions or roles through the admin API is sensitive too
+/// (the rule is `update_user`'s; the handler only hands it the token's
+/// session); a change that grants nothing is not.
+async fn role_and_permission_changes_answer_step_up_required(backend: Backend) {
+    let app = spawn_app(backend).await;
+    create_admin(&app, "root@example.com").await;
+    let kim = app.create_user("kim@example.com", None).await;
+    let tokens = app.login("root@example.com").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    age_session(&app, tokens["session_id"].as_str().unwrap(), "pwd");
+    let path = format!("/api/v1/admin/users/{kim}");
+    for change in [
+        json!({"permissions": ["sms:send"]}),
+        json!({"roles": ["org_admin"]}),
+    ] {
+        let (status, problem) = app
+            .send_json(Method::PATCH, &path, Some(access), change.clone())
+            .await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("step_up_required")),
+            "{change}"
+        );
+    }
+    let (status, user) = app
+        .send_json(
+            Method::PATCH,
+            &path,
+            Some(access),
+            json!({"must_change_password": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(user["permissions"], json!([]));
+    let (status, stepped) = app
+        .send_json(
+            Method::POST,
+            "/api/v1/auth/step-up",
+            Some(access),
+            json!({"password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{stepped}");
+    let (status, user) = app
+        .send_json(
+            Method::PATCH,
+            &path,
+            stepped["access_token"].as_str(),
+            json!({"permissions": ["sms:send"], "roles": ["org_admin"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{user}");
+    assert_eq!(user["permissions"], json!(["sms:send"]));
+    assert_eq!(user["roles"], json!(["org_admin"]));
+}
+
+async fn admins_reach_only_their_enrolment_until_they_have_a_second_factor(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_MFA_REQUIRED_ROLES", "admin")]).await;
+    create_admin(&app, "root@example.com").await;
     let tokens = app.login("root@example.com").await;
     let access = tokens["access_token"].as_str().unwrap();
     for path in [

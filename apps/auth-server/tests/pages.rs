@@ -916,30 +916,28 @@ async fn admins_without_a_second_factor_are_led_to_its_enrolment(backend: Backen
     assert!(page.contains("id=\"enrol\""), "{page}");
 }
 
+/// Every session of `email` authenticated (with the password) an hour ago.
+fn age_sessions_of(app: &TestApp, email: &str) {
+    let mut conn = app.pool.get().unwrap();
+    let at = (chrono::Utc::now() - chrono::TimeDelta::hours(1)).naive_utc();
+    let user = app
+        .accounts
+        .user_by_email(&accounts::EmailAddress::parse(email).unwrap())
+        .unwrap()
+        .unwrap();
+    for session in app.accounts.sessions_of(&user.id).unwrap() {
+        storage::repo::sessions::set_authentication(&mut conn, &session.id, "pwd", at).unwrap();
+    }
+}
+
 async fn sensitive_forms_ask_to_confirm_it_is_you_and_then_carry_on(backend: Backend) {
     let app = spawn_app(backend).await;
-    app.create_user("kim@example.com", None).await;
+    let kim = app.create_user("kim@example.com", None).await;
     let mut visitor = Visitor::new();
     visitor.log_in(&app, "kim@example.com").await;
     let (_, _) = visitor.get(&app, "/dashboard").await;
     // The browser session authenticated an hour ago.
-    {
-        let mut conn = app.pool.get().unwrap();
-        let at = (chrono::Utc::now() - chrono::TimeDelta::hours(1)).naive_utc();
-        let sessions = app
-            .accounts
-            .sessions_of(
-                &app.accounts
-                    .user_by_email(&accounts::EmailAddress::parse("kim@example.com").unwrap())
-                    .unwrap()
-                    .unwrap()
-                    .id,
-            )
-            .unwrap();
-        for session in sessions {
-            storage::repo::sessions::set_authentication(&mut conn, &session.id, "pwd", at).unwrap();
-        }
-    }
+    age_sessions_of(&app, "kim@example.com");
     let csrf = visitor.csrf.clone();
     let token = [
         ("csrf", csrf.as_str()),
@@ -949,7 +947,10 @@ async fn sensitive_forms_ask_to_confirm_it_is_you_and_then_carry_on(backend: Bac
     let refused = visitor.post(&app, "/dashboard/tokens", &token).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let page = refused.text().await.unwrap();
-    assert!(page.contains("id=\"step-up-link\""), "{page}");
+    assert!(
+        page.contains("id=\"step-up-link\" href=\"/step-up?next=&#x2f;dashboard\""),
+        "{page}"
+    );
     let (status, page) = visitor.get(&app, "/step-up?next=/dashboard").await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("name=\"password\""), "{page}");
@@ -981,4 +982,57 @@ async fn sensitive_forms_ask_to_confirm_it_is_you_and_then_carry_on(backend: Bac
     assert_eq!(right.headers()[LOCATION], "/dashboard");
     let created = visitor.post(&app, "/dashboard/tokens", &token).await;
     assert_eq!(created.status(), StatusCode::CREATED);
+
+    // An operator granting a permission on a user's page: asked too, and
+    // brought back to that page.
+    let accounts = app.accounts.clone();
+    tokio::task::spawn_blocking(move || {
+        accounts.create_user(accounts::NewAccount {
+            email: accounts::EmailAddress::parse("root@example.com").unwrap(),
+            username: None,
+            name: None,
+            password: Some(accounts::Password::parse(PASSWORD.into()).unwrap()),
+            status: accounts::UserStatus::Active,
+            roles: vec!["admin".to_owned()],
+            organization_id: None,
+            locale: None,
+        })
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let mut root = Visitor::new();
+    root.log_in(&app, "root@example.com").await;
+    let page_path = format!("/admin/users/{kim}");
+    let (status, _) = root.get(&app, &page_path).await;
+    assert_eq!(status, StatusCode::OK);
+    age_sessions_of(&app, "root@example.com");
+    let csrf = root.csrf.clone();
+    let grant = [("csrf", csrf.as_str()), ("permissions", "sms:send")];
+    let refused = root.post(&app, &page_path, &grant).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let page = refused.text().await.unwrap();
+    // (`/` is HTML-escaped in the attribute; the browser reads `next=/admin/…`.)
+    let link = format!("href=\"/step-up?next=&#x2f;admin&#x2f;users&#x2f;{kim}\"");
+    assert!(page.contains(&link), "{page}");
+    let stepped = root
+        .post(
+            &app,
+            "/step-up",
+            &[
+                ("csrf", &csrf),
+                ("next", &page_path),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(stepped.status(), StatusCode::SEE_OTHER);
+    assert_eq!(stepped.headers()[LOCATION], page_path.as_str());
+    let saved = root.post(&app, &page_path, &grant).await;
+    assert_eq!(saved.status(), StatusCode::OK);
+    let accounts = app.accounts.clone();
+    let stored = tokio::task::spawn_blocking(move || accounts.user_view(&kim).unwrap().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(stored.permissions, ["sms:send"]);
 }

@@ -24,6 +24,11 @@ type Result<T> = std::result::Result<T, AccountsError>;
 #[derive(Clone, Debug)]
 pub struct Actor {
     pub user_id: String,
+    /// The session the actor acts through (the token's `sid`, the browser
+    /// session), for the step-up check of sensitive changes. `None` only for
+    /// [`Actor::operator`], which has no session and is exempt; any other
+    /// actor without one is refused those changes.
+    pub session_id: Option<String>,
     pub roles: Vec<String>,
     pub perms: Vec<String>,
     pub org: Option<String>,
@@ -38,6 +43,7 @@ impl Actor {
     pub fn operator() -> Self {
         Self {
             user_id: OPERATOR_ID.to_owned(),
+            session_id: None,
             roles: vec![Role::Admin.as_str().to_owned()],
             perms: Vec::new(),
             org: None,
@@ -46,6 +52,11 @@ impl Actor {
                 ..AuditContext::default()
             },
         }
+    }
+
+    /// The operator at the command line ([`Actor::operator`]).
+    pub fn is_operator(&self) -> bool {
+        self.user_id == OPERATOR_ID && self.session_id.is_none()
     }
 
     pub fn is_admin(&self) -> bool {
@@ -156,12 +167,20 @@ impl Accounts {
     }
 
     /// The one place user authority changes. See the module docs for effects.
+    ///
+    /// An update naming roles or permissions is sensitive: the actor's
+    /// session must have authenticated recently
+    /// ([`AccountsError::StepUpRequired`] otherwise; the operator at the
+    /// command line is exempt).
     pub fn update_user(
         &self,
         actor: &Actor,
         id: &str,
         update: UserUpdate,
     ) -> Result<(UserView, Revoked)> {
+        if update.roles.is_some() || update.permissions.is_some() {
+            self.check_actor_step_up(actor)?;
+        }
         let permissions = update
             .permissions
             .as_deref()
@@ -333,7 +352,7 @@ fn keeps_an_admin(
     let admin = Role::Admin.as_str();
     let demoted = roles.is_some_and(|r| !r.iter().any(|r| r == admin));
     let disabling = disabled == Some(true);
-    if actor.user_id == OPERATOR_ID || !(demoted || disabling) {
+    if actor.is_operator() || !(demoted || disabling) {
         return Ok(());
     }
     if UserStatus::parse(&target.status) != Some(UserStatus::Active)

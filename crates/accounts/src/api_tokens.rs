@@ -69,14 +69,21 @@ fn token_name(name: &str) -> Result<String> {
 }
 
 impl Accounts {
+    /// A new token for `owner_id`, created from its session `session_id`.
+    /// Sensitive: the session must have authenticated recently, with the
+    /// second factor if the owner has one
+    /// ([`AccountsError::StepUpRequired`] otherwise), since a token outlives
+    /// the session and every later sign-in.
     pub fn create_api_token(
         &self,
         owner_id: &str,
+        session_id: &str,
         name: &str,
         permissions: &[String],
         expires_in_days: Option<i64>,
         context: &AuditContext,
     ) -> Result<CreatedApiToken> {
+        self.check_step_up(owner_id, session_id)?;
         let name = token_name(name)?;
         let permissions = self.catalog.validate(permissions)?;
         let days = expires_in_days.unwrap_or(DEFAULT_LIFETIME_DAYS.min(self.api_token_max_days));

@@ -408,6 +408,12 @@ impl Accounts {
 
     /// Changes the password of a logged-in user after checking the current
     /// one; the user's other sessions are revoked, this one stays.
+    ///
+    /// Sensitive: for a user with a second factor the session must have
+    /// authenticated recently with it ([`AccountsError::StepUpRequired`]
+    /// before the password is looked at); for a user without one the
+    /// current password is that fresh authentication (see
+    /// `step_up::check_password_change_step_up`).
     pub fn change_password(
         &self,
         user_id: &str,
@@ -415,8 +421,7 @@ impl Accounts {
         current: &str,
         new_password: &Password,
     ) -> Result<Vec<RevokedSession>> {
-        // Sensitive: a recent authentication (with the second factor, if any).
-        self.check_step_up(user_id, session_id)?;
+        self.check_password_change_step_up(user_id, session_id)?;
         let mut conn = self.conn()?;
         let user = users::find_by_id(&mut conn, user_id)?.ok_or(AccountsError::UserNotFound)?;
         drop(conn);

@@ -29,6 +29,7 @@ mod rotation;
 pub mod secrets;
 pub mod service;
 pub mod sessions;
+mod step_up;
 pub mod throttle;
 pub mod types;
 

@@ -193,7 +193,7 @@ fn every_token_we_issue_is_introspectable_and_revocable(backend: Backend) {
 
     // API tokens.
     let api = accounts
-        .create_api_token(&user, "ci", &[], Some(30), &context)
+        .create_api_token(&user, &login().claims.sid, "ci", &[], Some(30), &context)
         .unwrap();
     let api_token = api.token.expose_secret().to_owned();
     assert!(matches!(
@@ -322,6 +322,7 @@ fn client_sessions_never_rotate_natively_and_their_users_get_no_api_tokens(backe
     assert!(matches!(
         accounts.create_api_token(
             &renewed.access_claims.user_id,
+            &renewed.access_claims.sid,
             "escape",
             &[],
             Some(365),
@@ -330,7 +331,14 @@ fn client_sessions_never_rotate_natively_and_their_users_get_no_api_tokens(backe
         Err(AccountsError::Forbidden)
     ));
     accounts
-        .create_api_token(&user, "mine", &[], Some(30), &AuditContext::default())
+        .create_api_token(
+            &user,
+            &native.claims.sid,
+            "mine",
+            &[],
+            Some(30),
+            &AuditContext::default(),
+        )
         .unwrap();
 }
 
@@ -724,8 +732,18 @@ fn the_last_active_admin_stays(backend: Backend) {
     let admin = || vec!["admin".to_owned()];
     let a = world.user_with_roles("a@example.com", None, admin());
     let b = world.user_with_roles("b@example.com", None, admin());
-    let acting = |id: &str| Actor {
+    let accounts = &world.accounts;
+    let session_of = |email: &str| {
+        accounts
+            .login(email, &secret(PASSWORD), &origin("10.0.0.1"))
+            .unwrap()
+            .claims
+            .sid
+    };
+    // Admins act through a (fresh) session of theirs.
+    let acting = |id: &str, session: &str| Actor {
         user_id: id.to_owned(),
+        session_id: Some(session.to_owned()),
         roles: admin(),
         perms: Vec::new(),
         org: None,
@@ -739,30 +757,36 @@ fn the_last_active_admin_stays(backend: Backend) {
         roles: Some(Vec::new()),
         ..UserUpdate::default()
     };
-    let accounts = &world.accounts;
-    accounts
-        .update_user(&acting(&a), &b, disable(true))
-        .unwrap();
+    let a_acting = acting(&a, &session_of("a@example.com"));
+    accounts.update_user(&a_acting, &b, disable(true)).unwrap();
     for update in [disable(true), demote()] {
         assert!(matches!(
-            accounts.update_user(&acting(&a), &a, update),
+            accounts.update_user(&a_acting, &a, update),
             Err(AccountsError::LastAdmin)
         ));
     }
-    accounts
-        .update_user(&acting(&a), &b, disable(false))
-        .unwrap();
+    accounts.update_user(&a_acting, &b, disable(false)).unwrap();
+    let b_acting = acting(&b, &session_of("b@example.com"));
     // Two admins demoting each other at once: one of them stays.
     let outcomes = std::thread::scope(|scope| {
-        let one = scope.spawn(|| accounts.update_user(&acting(&a), &b, demote()));
-        let other = scope.spawn(|| accounts.update_user(&acting(&b), &a, demote()));
+        let one = scope.spawn(|| accounts.update_user(&a_acting, &b, demote()));
+        let other = scope.spawn(|| accounts.update_user(&b_acting, &a, demote()));
         [one.join().unwrap(), other.join().unwrap()]
     });
+    // The loser is refused by the last-admin lock — or, if the winner
+    // committed before the loser's step-up check read its session, by the
+    // end of that session (a demotion ends the demoted admin's sessions).
     let refused = outcomes
         .iter()
-        .filter(|o| matches!(o, Err(AccountsError::LastAdmin)))
+        .filter(|o| {
+            matches!(
+                o,
+                Err(AccountsError::LastAdmin | AccountsError::StepUpRequired)
+            )
+        })
         .count();
     assert_eq!(refused, 1, "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| o.is_ok()).count(), 1);
     // The operator at the command line can always act (and make a new admin).
     let last = if outcomes[0].is_ok() { &a } else { &b };
     accounts

@@ -418,6 +418,7 @@ fn actor(req: &HttpRequest, allowed: &[Role]) -> Result<Actor, ApiError> {
     Ok(Actor {
         context: audit_context(req, Some(&claims.sub)),
         user_id: claims.sub,
+        session_id: Some(claims.sid),
         roles: claims.roles,
         perms: claims.perms,
         org: claims.org,

@@ -297,6 +297,10 @@ pub struct ChangeBody {
 }
 
 /// Change the password; the user's other sessions end.
+///
+/// For a user without a second factor the current password is the fresh
+/// authentication this sensitive operation needs; a user with one must have
+/// authenticated with it recently (else `step_up_required`).
 #[utoipa::path(
     post,
     path = "/api/v1/auth/password/change",
@@ -309,7 +313,7 @@ pub struct ChangeBody {
     responses(
         (status = 204, description = "The password is changed"),
         (status = 401, description = "`invalid_token`, `token_expired`, `token_revoked`; `invalid_credentials` for a wrong current password", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: an API token, not a login session; `step_up_required`: authenticate again first (POST /api/v1/auth/step-up)", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: an API token, not a login session; `step_up_required`: a user with a second factor whose session has not used it recently must authenticate again first (POST /api/v1/auth/step-up)", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`weak_password`, `validation_failed`", body = Problem, content_type = "application/problem+json"),
     )
 )]

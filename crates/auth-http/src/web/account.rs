@@ -125,9 +125,14 @@ pub async fn create_token(signed_in: SignedIn, body: web::Bytes) -> PageResult {
             let (owner, token_name) = (user.view.id.clone(), name.clone());
             let session_id = user.session_id.clone();
             run_blocking(move || {
-                // Sensitive, as in the API.
-                accounts.check_step_up(&owner, &session_id)?;
-                accounts.create_api_token(&owner, &token_name, &permissions, days, &context)
+                accounts.create_api_token(
+                    &owner,
+                    &session_id,
+                    &token_name,
+                    &permissions,
+                    days,
+                    &context,
+                )
             })
             .await
             .and_then(|r| r.map_err(ApiError::from))

@@ -271,7 +271,8 @@ impl Visitor {
                 is_manager => u.is_manager(),
             }
         });
-        let here = self.pages.url(&self.page_path());
+        let page_path = self.page_path();
+        let here = self.pages.url(&page_path);
         context! {
             m => self.pages.catalog(self.locale),
             lang => self.locale.as_str(),
@@ -281,6 +282,9 @@ impl Visitor {
             passkey_rp => self.state.accounts.passkey_rp_id(),
             user => user,
             here => here,
+            // The same page under the mount, for `next=` of our own forms
+            // (the step-up link: authenticate again, then back here).
+            here_path => page_path,
             ..page
         }
     }
