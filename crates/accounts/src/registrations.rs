@@ -208,6 +208,9 @@ impl Accounts {
             return Err(AccountsError::Forbidden);
         }
         let permissions = self.catalog.validate(permissions)?;
+        // Approving grants the new company's contact its permissions: a
+        // permission change like any other (see `step_up`).
+        self.check_actor_step_up(actor)?;
         let view = self.transact(|c, at| {
             let Some(registration) = registrations::find(c, id)? else {
                 return Ok(Err(AccountsError::RegistrationNotFound));

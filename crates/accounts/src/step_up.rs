@@ -16,8 +16,10 @@
 //! - API token creation: [`create_api_token`](Accounts::create_api_token);
 //! - changes of roles or permissions:
 //!   [`update_user`](Accounts::update_user) when the update names roles or
-//!   permissions ([`Accounts::check_actor_step_up`]); the operator at the
-//!   command line ([`Actor::operator`]) has no session and is exempt;
+//!   permissions ([`Accounts::check_actor_step_up`]), and
+//!   [`approve_registration`](Accounts::approve_registration), which grants
+//!   the new contact the chosen permissions; the operator at the command
+//!   line ([`Actor::operator`]) has no session and is exempt;
 //! - password change: [`change_password`](Accounts::change_password), see
 //!   [`Accounts::check_password_change_step_up`].
 //!

@@ -126,6 +126,30 @@ fn sensitive_operations_refuse_a_stale_session_until_it_steps_up(backend: Backen
         set_roles(&["org_admin"])
     )));
     assert!(is_step_up_required(accounts.begin_totp(&root, &sid)));
+    let registration = accounts
+        .submit_registration(
+            accounts::RegistrationForm::parse(
+                "Acme",
+                "Park Ji-hoon",
+                "park@acme.example",
+                "010-1234-5678",
+                "KR",
+            )
+            .unwrap(),
+            accounts::Locale::Ko,
+            &context,
+        )
+        .unwrap();
+    let approve = || {
+        accounts.approve_registration(
+            &actor(&tokens),
+            &registration.id,
+            &["sms:send".to_owned()],
+            None,
+            accounts::Locale::Ko,
+        )
+    };
+    assert!(is_step_up_required(approve()));
     // Nothing happened.
     assert!(accounts.list_api_tokens(&root).unwrap().is_empty());
     let view = accounts.user_view(&kim).unwrap().unwrap();
@@ -159,6 +183,7 @@ fn sensitive_operations_refuse_a_stale_session_until_it_steps_up(backend: Backen
         .unwrap();
     assert_eq!(view.roles, ["org_admin"]);
     accounts.begin_totp(&root, &sid).unwrap();
+    assert_eq!(approve().unwrap().status, "approved");
 }
 
 /// A user with a second factor whose session is recent but authenticated

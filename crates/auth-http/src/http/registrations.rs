@@ -237,7 +237,7 @@ pub struct ApproveBody {
     responses(
         (status = 200, description = "The approved registration", body = RegistrationJson),
         (status = 401, description = "`invalid_token`, `token_expired` or `token_revoked`", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`forbidden`: not an operator (`admin` role) with a login session", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: not an operator (`admin` role) with a login session; `step_up_required`: approving grants permissions, so the session must have authenticated recently (POST /api/v1/auth/step-up)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`not_found`", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`already_decided`, `email_taken`", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed` (unknown permissions), `permission_not_held`", body = Problem, content_type = "application/problem+json"),
