@@ -20,14 +20,28 @@ pub const SEEDED_PASSWORD: &str = "seeded password";
 /// One real PHC string (m=19456, t=2, p=1) for every seeded user: their
 /// password is [`SEEDED_PASSWORD`].
 pub fn shared_hash() -> Result<String> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
+    use argon2::password_hash::{Output, PasswordHash, SaltString};
     use argon2::{Algorithm, Argon2, Params, Version};
     let params = Params::new(19_456, 2, 1, Some(32)).map_err(|e| anyhow!("argon2: {e}"))?;
     let salt = SaltString::encode_b64(b"bench-seed-salt!").map_err(|e| anyhow!("salt: {e}"))?;
-    let hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password(SEEDED_PASSWORD.as_bytes(), &salt)
+    // As the server hashes (`accounts::password`): the salt's encoded text
+    // is what goes into Argon2, so the seeded users can really log in.
+    let mut out = [0_u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into(
+            SEEDED_PASSWORD.as_bytes(),
+            salt.as_str().as_bytes(),
+            &mut out,
+        )
         .map_err(|e| anyhow!("argon2: {e}"))?;
-    Ok(hash.to_string())
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: (&params).try_into().map_err(|e| anyhow!("argon2: {e}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| anyhow!("argon2: {e}"))?),
+    };
+    Ok(phc.to_string())
 }
 
 pub struct Seeded {
