@@ -805,6 +805,202 @@ async fn a_killed_server_loses_no_answered_signup_and_half_writes_nothing(backen
     );
 }
 
+/// The race, on the real binary: 200 wrong second-factor codes at
+/// once for one account, split across two `auth-server` processes on one
+/// PostgreSQL database, with the account's budget at 20 codes. Exactly 20
+/// get past the budget and are checked — each one a counted, audited wrong
+/// code — and the other 180 are refused with 429 before any check. The
+/// budget lives in the database, so afterwards even a right code waits.
+///
+/// The codes are spread over 40 `mfa_token`s, five each (five wrong codes
+/// kill a token), so every code admitted is checked and counted: what is
+/// measured is the account's budget alone, not the tokens dying.
+#[tokio::test]
+async fn wrong_second_factor_codes_racing_across_two_processes_count_exactly() {
+    use std::collections::BTreeMap;
+    use totp_rs::{Algorithm, Secret, TOTP};
+
+    const BUDGET: usize = 20;
+    const BURST: usize = 200;
+    const WRONG_CODES_PER_TOKEN: usize = 5; // a token dies after five
+    const TOKENS: usize = BURST / WRONG_CODES_PER_TOKEN;
+
+    let db = create_db(Backend::Postgres);
+    let added = user_add(&db, "race@example.com", PASSWORD);
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    let start = || {
+        let mut cmd = command(&db);
+        cmd.env("AUTH_THROTTLE_MFA_ACCOUNT", format!("{BUDGET}/1h"))
+            // The logins that fetch the tokens are not what is tested.
+            .env("AUTH_THROTTLE_LOGIN_ACCOUNT", "off")
+            .env("AUTH_THROTTLE_LOGIN_IP", "off")
+            // Room for the burst to really run in parallel in each process.
+            .env("AUTH_WORKERS", "2")
+            .env("AUTH_DB_POOL_SIZE", "8");
+        Server::start(cmd)
+    };
+    let servers = [start(), start()];
+    let http = reqwest::Client::new();
+    let post = |server: &Server, path: &str, bearer: Option<&str>, body: Value| {
+        let mut request = http.post(server.url(path)).json(&body);
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        async move { read(request.send().await.unwrap()).await }
+    };
+
+    // Enrol TOTP: the secret from one process, the first code to the other.
+    let session = login(&http, &servers[0], "race@example.com").await;
+    let access = session["access_token"].as_str().unwrap();
+    let (status, enrolment) = post(
+        &servers[0],
+        "/api/v1/auth/mfa/totp",
+        Some(access),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{enrolment}");
+    let secret = Secret::Encoded(enrolment["secret"].as_str().unwrap().to_owned())
+        .to_bytes()
+        .unwrap();
+    let app = TOTP::new(Algorithm::SHA1, 6, 1, 30, secret).unwrap();
+    let right_code = || app.generate(chrono::Utc::now().timestamp() as u64);
+    let (status, body) = post(
+        &servers[1],
+        "/api/v1/auth/mfa/totp/confirm",
+        Some(access),
+        json!({"code": right_code()}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // One mfa_token per five wrong codes, from both processes.
+    let mut tokens = Vec::with_capacity(TOKENS);
+    for n in 0..TOKENS {
+        let (status, body) = post(
+            &servers[n % 2],
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "race@example.com", "password": PASSWORD}),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::UNAUTHORIZED, Some("mfa_required")),
+            "{body}"
+        );
+        tokens.push(body["mfa_token"].as_str().unwrap().to_owned());
+    }
+
+    // The burst: request n goes to token n % 40 and to process (n / 40) % 2,
+    // so each token's five codes alternate between the processes.
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(BURST));
+    let mut burst = tokio::task::JoinSet::new();
+    for n in 0..BURST {
+        let process = (n / TOKENS) % 2;
+        let url = servers[process].url("/api/v1/auth/mfa/verify");
+        let body = json!({
+            "mfa_token": tokens[n % TOKENS],
+            "method": "totp",
+            // Seven digits: never a right code.
+            "code": "0000000",
+        });
+        let (http, barrier) = (http.clone(), barrier.clone());
+        burst.spawn(async move {
+            barrier.wait().await;
+            let response = http.post(url).json(&body).send().await.unwrap();
+            let retry_after = response.headers().contains_key("retry-after");
+            let (status, body) = read(response).await;
+            let code = body["code"].as_str().unwrap_or_default().to_owned();
+            (process, status.as_u16(), code, retry_after)
+        });
+    }
+    let mut answers = BTreeMap::<(u16, String), usize>::new();
+    let mut checked_by = [0_usize; 2];
+    while let Some(answer) = burst.join_next().await {
+        let (process, status, code, retry_after) = answer.unwrap();
+        if status == 429 {
+            assert!(retry_after, "429 without Retry-After");
+        } else {
+            checked_by[process] += 1;
+        }
+        *answers.entry((status, code)).or_default() += 1;
+    }
+    assert_eq!(
+        answers,
+        BTreeMap::from([
+            ((401, "invalid_code".to_owned()), BUDGET),
+            ((429, "too_many_attempts".to_owned()), BURST - BUDGET),
+        ]),
+        "checked by process A, B: {checked_by:?}"
+    );
+    eprintln!("wrong codes checked by process A, B: {checked_by:?}");
+
+    // The database agrees: as many wrong codes on the tokens and in the
+    // audit log as were answered, and the log's chain, appended to by two
+    // processes at once, is whole.
+    let url = db.url.clone();
+    let (failures, used, audited, chain) = tokio::task::spawn_blocking(move || {
+        use diesel::prelude::*;
+        use storage::schema::mfa_challenges;
+        let pool = storage::connect(&url, &storage::PoolOptions::default()).unwrap();
+        let mut conn = pool.get().unwrap();
+        let rows: Vec<(i64, Option<chrono::NaiveDateTime>)> = mfa_challenges::table
+            .select((mfa_challenges::failures, mfa_challenges::used_at))
+            .load(&mut conn)
+            .unwrap();
+        let failures: i64 = rows.iter().map(|(f, _)| f).sum();
+        let used = rows.iter().filter(|(_, u)| u.is_some()).count();
+        let filter = storage::audit::AuditFilter {
+            event: Some("mfa.failed".to_owned()),
+            ..Default::default()
+        };
+        let audited = storage::audit::page(&mut conn, &filter, None, 1000)
+            .unwrap()
+            .len();
+        let chain = storage::audit::verify_chain(&mut conn).unwrap();
+        (failures, used, audited, chain)
+    })
+    .await
+    .unwrap();
+    assert_eq!(failures, BUDGET as i64, "wrong codes counted on the tokens");
+    assert_eq!(used, 0, "no token was spent");
+    assert_eq!(audited, BUDGET, "mfa.failed audit rows");
+    assert!(
+        matches!(chain, storage::audit::ChainCheck::Intact { .. }),
+        "{chain:?}"
+    );
+
+    // The budget is spent for the account on both processes: a new token
+    // with the right code is refused before the code is looked at.
+    for server in &servers {
+        let (status, body) = post(
+            server,
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "race@example.com", "password": PASSWORD}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        let (status, body) = post(
+            server,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": body["mfa_token"], "method": "totp", "code": right_code()}),
+        )
+        .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::TOO_MANY_REQUESTS, Some("too_many_attempts")),
+            "{body}"
+        );
+    }
+}
+
 fn make_certificate(cert: &Path, key: &Path, name: &str) {
     let status = Command::new("openssl")
         .args([

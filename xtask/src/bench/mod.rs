@@ -11,6 +11,7 @@
 mod ceiling;
 mod enumeration;
 mod load;
+mod mfa;
 mod report;
 mod seed;
 mod server;
@@ -245,6 +246,8 @@ pub struct Run {
     pub overflow_login: Option<Measured>,
     /// Status and Retry-After of a login refused while the queue is full.
     pub overflow_answer: Option<String>,
+    /// Login with TOTP (password, then code) next to the password alone.
+    pub totp_login: Option<mfa::TotpLogin>,
 }
 
 impl Run {
@@ -342,6 +345,8 @@ impl Bench {
         run.overflow_answer = Some(refused);
         run.rss_peak_mib = Some(server.memory_mib()?.1);
         println!("peak RSS: {:.1} MiB", run.rss_peak_mib.unwrap_or_default());
+        // Last: its users and sessions must not weigh on the figures above.
+        run.totp_login = Some(self.totp_login(&env, &server)?);
         Ok(run)
     }
 
@@ -400,6 +405,9 @@ impl Bench {
         }
         run.login = Some(self.login(&server)?);
         run.rss_peak_mib = Some(server.memory_mib()?.1);
+        if seed.is_none() {
+            run.totp_login = Some(self.totp_login(env, &server)?);
+        }
         Ok(run)
     }
 
@@ -471,6 +479,12 @@ impl Bench {
             "POST /api/v1/auth/login",
             &self.spec("/api/v1/auth/login", login_workload(), LOGIN_CONNECTIONS),
         )
+    }
+
+    /// Login with TOTP next to the password alone, at the login run's
+    /// connections and at one (see `mfa`).
+    fn totp_login(&self, env: &Env, server: &Server) -> Result<mfa::TotpLogin> {
+        mfa::measure(env, &server.base_url, LOGIN_CONNECTIONS, self.seconds)
     }
 
     fn refresh(&self, server: &Server, api: &Api) -> Result<Measured> {

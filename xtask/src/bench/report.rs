@@ -229,6 +229,7 @@ impl Report {
                 "ms",
                 Some(Bound::Below(200.0)),
             );
+            self.totp_figures("SQLite", &sqlite);
         }
         if let Some(pg) = self.run("postgres").cloned() {
             self.refresh_figures(&format!("PostgreSQL, pool {}", self.concurrency), &pg);
@@ -238,6 +239,7 @@ impl Report {
                 "ms",
                 Some(Bound::Below(200.0)),
             );
+            self.totp_figures("PostgreSQL", &pg);
         }
         for (empty, seeded) in [("sqlite", "sqlite_seeded"), ("postgres", "postgres_seeded")] {
             let (Some(e), Some(s)) = (self.run(empty).cloned(), self.run(seeded).cloned()) else {
@@ -281,6 +283,71 @@ impl Report {
             self.notes.push(format!(
                 "taken under load: {} rustc processes at the start, {} at the end",
                 self.machine.compilers_at_start, self.machine.compilers_at_end
+            ));
+        }
+    }
+
+    /// Login with TOTP next to the password alone (same client): throughput
+    /// at the login run's connections, and the time TOTP adds to a login
+    /// with one connection (an idle server) and with all of them.
+    fn totp_figures(&mut self, label: &str, run: &Run) {
+        let Some(totp) = &run.totp_login else { return };
+        let (loaded, single) = (&totp.loaded, &totp.single);
+        let stalls = |c: &super::mfa::Comparison| {
+            if c.stalls > 0 {
+                format!("; {} stalls waiting for a fresh time step", c.stalls)
+            } else {
+                String::new()
+            }
+        };
+        self.push(
+            &format!(
+                "login with TOTP (password, then code), {label}, {} connections",
+                loaded.connections
+            ),
+            loaded.totp_flow.req_per_sec,
+            "req/s",
+            None,
+        );
+        self.note_last(format!(
+            "logins/s; p50 {:.2} ms, p99 {:.2} ms; password alone, same client: {:.1}/s, p50 {:.2} ms, p99 {:.2} ms; {} users{}",
+            loaded.totp_flow.p50_ms,
+            loaded.totp_flow.p99_ms,
+            loaded.password_only.req_per_sec,
+            loaded.password_only.p50_ms,
+            loaded.password_only.p99_ms,
+            totp.users,
+            stalls(loaded)
+        ));
+        self.push(
+            &format!("login with TOTP ÷ password alone, {label}"),
+            ratio(
+                loaded.totp_flow.req_per_sec,
+                loaded.password_only.req_per_sec,
+            ),
+            "ratio",
+            None,
+        );
+        for c in [single, loaded] {
+            self.push(
+                &format!(
+                    "time TOTP adds to a login (p50), {label}, {} connection{}",
+                    c.connections,
+                    if c.connections == 1 { "" } else { "s" }
+                ),
+                c.added_p50_ms(),
+                "ms",
+                None,
+            );
+            self.note_last(format!(
+                "with TOTP p50 {:.2} ms, p99 {:.2} ms vs password alone p50 {:.2} ms, p99 {:.2} ms; /mfa/verify alone p50 {:.2} ms, p99 {:.2} ms{}",
+                c.totp_flow.p50_ms,
+                c.totp_flow.p99_ms,
+                c.password_only.p50_ms,
+                c.password_only.p99_ms,
+                c.verify_step.p50_ms,
+                c.verify_step.p99_ms,
+                stalls(c)
             ));
         }
     }

@@ -14,17 +14,34 @@ use anyhow::{Context, Result, anyhow};
 use diesel::connection::SimpleConnection;
 use storage::{AnyConnection, DatabaseUrl, PoolOptions};
 
+/// The password of every seeded user (`seed{i}@example.com`).
+pub const SEEDED_PASSWORD: &str = "seeded password";
+
 /// One real PHC string (m=19456, t=2, p=1) for every seeded user: their
-/// password is `seeded password`.
+/// password is [`SEEDED_PASSWORD`].
 pub fn shared_hash() -> Result<String> {
-    use argon2::password_hash::{PasswordHasher, SaltString};
+    use argon2::password_hash::{Output, PasswordHash, SaltString};
     use argon2::{Algorithm, Argon2, Params, Version};
     let params = Params::new(19_456, 2, 1, Some(32)).map_err(|e| anyhow!("argon2: {e}"))?;
     let salt = SaltString::encode_b64(b"bench-seed-salt!").map_err(|e| anyhow!("salt: {e}"))?;
-    let hash = Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password(b"seeded password", &salt)
+    // As the server hashes (`accounts::password`): the salt's encoded text
+    // is what goes into Argon2, so the seeded users can really log in.
+    let mut out = [0_u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+        .hash_password_into(
+            SEEDED_PASSWORD.as_bytes(),
+            salt.as_str().as_bytes(),
+            &mut out,
+        )
         .map_err(|e| anyhow!("argon2: {e}"))?;
-    Ok(hash.to_string())
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: (&params).try_into().map_err(|e| anyhow!("argon2: {e}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|e| anyhow!("argon2: {e}"))?),
+    };
+    Ok(phc.to_string())
 }
 
 pub struct Seeded {
@@ -59,7 +76,7 @@ pub fn seed(url: &str, users: u64, revoked: u64, revocation_ttl_secs: i64) -> Re
         AnyConnection::Sqlite(_) => {
             let n = |count: u64| {
                 format!(
-                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count})"
+                    "WITH RECURSIVE n(i) AS (SELECT 1 WHERE {count} > 0 UNION ALL SELECT i + 1 FROM n WHERE i < {count})"
                 )
             };
             format!(
