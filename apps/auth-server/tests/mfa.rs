@@ -376,33 +376,12 @@ async fn sensitive_operations_answer_step_up_required_until_the_user_steps_up(ba
     app.login("kim@example.com").await;
 }
 
-/// An active user with the `admin` role and the test password; its id.
-async fn create_admin(app: &TestApp, email: &str) -> String {
-    let accounts = app.accounts.clone();
-    let email = accounts::EmailAddress::parse(email).unwrap();
-    tokio::task::spawn_blocking(move || {
-        accounts.create_user(accounts::NewAccount {
-            email,
-            username: None,
-            name: None,
-            password: Some(accounts::Password::parse(PASSWORD.into()).unwrap()),
-            status: accounts::UserStatus::Active,
-            roles: vec!["admin".to_owned()],
-            organization_id: None,
-            locale: None,
-        })
-    })
-    .await
-    .unwrap()
-    .unwrap()
-}
-
 /// Granting permissions or roles through the admin API is sensitive too
 /// (the rule is `update_user`'s; the handler only hands it the token's
 /// session); a change that grants nothing is not.
 async fn role_and_permission_changes_answer_step_up_required(backend: Backend) {
     let app = spawn_app(backend).await;
-    create_admin(&app, "root@example.com").await;
+    app.create_admin("root@example.com").await;
     let kim = app.create_user("kim@example.com", None).await;
     let tokens = app.login("root@example.com").await;
     let access = tokens["access_token"].as_str().unwrap();
@@ -455,7 +434,7 @@ async fn role_and_permission_changes_answer_step_up_required(backend: Backend) {
 
 async fn admins_reach_only_their_enrolment_until_they_have_a_second_factor(backend: Backend) {
     let app = spawn_app_with(backend, &[("AUTH_MFA_REQUIRED_ROLES", "admin")]).await;
-    create_admin(&app, "root@example.com").await;
+    app.create_admin("root@example.com").await;
     let tokens = app.login("root@example.com").await;
     let access = tokens["access_token"].as_str().unwrap();
     for path in [

@@ -882,22 +882,7 @@ async fn a_second_factor_is_enrolled_and_used_through_the_pages(backend: Backend
 
 async fn admins_without_a_second_factor_are_led_to_its_enrolment(backend: Backend) {
     let app = spawn_app_with(backend, &[("AUTH_MFA_REQUIRED_ROLES", "admin")]).await;
-    let accounts = app.accounts.clone();
-    tokio::task::spawn_blocking(move || {
-        accounts.create_user(accounts::NewAccount {
-            email: accounts::EmailAddress::parse("root@example.com").unwrap(),
-            username: None,
-            name: None,
-            password: Some(accounts::Password::parse(PASSWORD.into()).unwrap()),
-            status: accounts::UserStatus::Active,
-            roles: vec!["admin".to_owned()],
-            organization_id: None,
-            locale: None,
-        })
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    app.create_admin("root@example.com").await;
     let mut visitor = Visitor::new();
     visitor.log_in(&app, "root@example.com").await;
     for path in ["/dashboard", "/admin/users"] {
@@ -985,22 +970,7 @@ async fn sensitive_forms_ask_to_confirm_it_is_you_and_then_carry_on(backend: Bac
 
     // An operator granting a permission on a user's page: asked too, and
     // brought back to that page.
-    let accounts = app.accounts.clone();
-    tokio::task::spawn_blocking(move || {
-        accounts.create_user(accounts::NewAccount {
-            email: accounts::EmailAddress::parse("root@example.com").unwrap(),
-            username: None,
-            name: None,
-            password: Some(accounts::Password::parse(PASSWORD.into()).unwrap()),
-            status: accounts::UserStatus::Active,
-            roles: vec!["admin".to_owned()],
-            organization_id: None,
-            locale: None,
-        })
-    })
-    .await
-    .unwrap()
-    .unwrap();
+    app.create_admin("root@example.com").await;
     let mut root = Visitor::new();
     root.log_in(&app, "root@example.com").await;
     let page_path = format!("/admin/users/{kim}");

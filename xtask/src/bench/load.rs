@@ -401,6 +401,11 @@ where
         latencies.extend(l);
         errors += e;
     }
+    Ok(summarize(latencies, errors, window))
+}
+
+/// Rate and percentiles of the answers measured in `window`.
+pub(super) fn summarize(mut latencies: Vec<Duration>, errors: u64, window: Duration) -> Measured {
     latencies.sort_unstable();
     let ok = latencies.len() as u64;
     let pct = |p: f64| -> f64 {
@@ -410,14 +415,14 @@ where
         let rank = (p * latencies.len() as f64).ceil() as usize;
         latencies[rank.clamp(1, latencies.len()) - 1].as_secs_f64() * 1000.0
     };
-    Ok(Measured {
+    Measured {
         requests: ok + errors,
         req_per_sec: ok as f64 / window.as_secs_f64(),
         errors,
         p50_ms: pct(0.50),
         p99_ms: pct(0.99),
         max_ms: pct(1.0),
-    })
+    }
 }
 
 /// The body of a 2xx answer, or `None`.

@@ -431,14 +431,14 @@ async fn load(
         all.errors += samples.errors;
         all.stalls += samples.stalls;
     }
-    let flow = summarize(all.flows, all.errors, window);
+    let flow = super::load::summarize(all.flows, all.errors, window);
     if flow.req_per_sec == 0.0 {
         bail!("login load: no login succeeded ({} errors)", all.errors);
     }
     Ok(Outcome {
         flow,
-        password_step: summarize(all.password_steps, 0, window),
-        verify_step: summarize(all.verify_steps, 0, window),
+        password_step: super::load::summarize(all.password_steps, 0, window),
+        verify_step: super::load::summarize(all.verify_steps, 0, window),
         stalls: all.stalls,
     })
 }
@@ -502,24 +502,4 @@ fn field(body: &Value, name: &str) -> Result<String> {
         .as_str()
         .map(str::to_owned)
         .with_context(|| format!("the answer has no {name}: {body}"))
-}
-
-fn summarize(mut latencies: Vec<Duration>, errors: u64, window: Duration) -> Measured {
-    latencies.sort_unstable();
-    let ok = latencies.len() as u64;
-    let pct = |p: f64| -> f64 {
-        if latencies.is_empty() {
-            return 0.0;
-        }
-        let rank = (p * latencies.len() as f64).ceil() as usize;
-        latencies[rank.clamp(1, latencies.len()) - 1].as_secs_f64() * 1000.0
-    };
-    Measured {
-        requests: ok + errors,
-        req_per_sec: ok as f64 / window.as_secs_f64(),
-        errors,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        max_ms: pct(1.0),
-    }
 }

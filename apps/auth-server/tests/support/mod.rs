@@ -114,11 +114,28 @@ impl TestApp {
             .await
     }
 
+    /// An active operator (`admin` role) with [`PASSWORD`].
+    pub async fn create_admin(&self, email: &str) -> String {
+        self.create_account(email, None, UserStatus::Active, vec!["admin".to_owned()])
+            .await
+    }
+
     pub async fn create_user_with_status(
         &self,
         email: &str,
         username: Option<&str>,
         status: UserStatus,
+    ) -> String {
+        self.create_account(email, username, status, Vec::new())
+            .await
+    }
+
+    async fn create_account(
+        &self,
+        email: &str,
+        username: Option<&str>,
+        status: UserStatus,
+        roles: Vec<String>,
     ) -> String {
         let accounts = self.accounts.clone();
         let account = NewAccount {
@@ -127,7 +144,7 @@ impl TestApp {
             name: Some(accounts::DisplayName::parse("Test User").unwrap()),
             password: Some(Password::parse(PASSWORD.into()).unwrap()),
             status,
-            roles: Vec::new(),
+            roles,
             organization_id: None,
             locale: None,
         };
