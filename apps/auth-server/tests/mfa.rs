@@ -500,6 +500,22 @@ async fn profiles_refuse_second_factor_users_unless_allowed_password_only(backen
     assert_eq!(body["error"], "mfa_required", "{body}");
     assert!(body.get("mfa_token").is_none(), "{body}");
 
+    // envelope: its own code for it (not 5000, which means a server fault).
+    let response = app
+        .http
+        .post(app.url("/compat/envelope/api/v1/auth/login"))
+        .json(&json!({"user": "kim@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        (body["code"].as_u64(), body["error"].as_str()),
+        (Some(1004), Some("mfa_required")),
+        "{body}"
+    );
+
     // campus is listed in compat_password_only: the password alone.
     let response = app
         .http

@@ -284,6 +284,65 @@ async fn answers_that_must_not_work_do_not(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
+    // Two accounts registering one credential at the same moment: one
+    // wins, the other is refused (400, never a server error).
+    let (_, kim_options) = app
+        .post_bearer("/api/v1/auth/passkeys/register/options", kim_access)
+        .await;
+    let (_, lee_options) = app
+        .post_bearer("/api/v1/auth/passkeys/register/options", lee_access)
+        .await;
+    let (mut twin, kim_answer) = SoftPasskey::create(&kim_options);
+    let lee_answer = twin.attest(&lee_options);
+    let body = |options: &Value, answer: Value| json!({"challenge_id": options["challenge_id"], "name": "twin", "credential": answer});
+    let path = "/api/v1/auth/passkeys/register";
+    let (a, b) = tokio::join!(
+        app.send_json(
+            Method::POST,
+            path,
+            Some(kim_access),
+            body(&kim_options, kim_answer)
+        ),
+        app.send_json(
+            Method::POST,
+            path,
+            Some(lee_access),
+            body(&lee_options, lee_answer)
+        )
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [StatusCode::CREATED, StatusCode::BAD_REQUEST],
+        "{a:?} {b:?}"
+    );
+
+    // An instance on the same database whose public URL can't be a relying
+    // party still counts Kim's passkeys: the password alone doesn't do.
+    let mut settings = app.settings.clone();
+    settings.public_url = "http://10.1.2.3:8080".into();
+    let other = auth_server::start(settings)
+        .await
+        .expect("a second instance");
+    let other_base = other.base_url();
+    let other_server = other.server.handle();
+    tokio::spawn(other.server);
+    let answer = app
+        .http
+        .post(format!("{other_base}/api/v1/auth/login"))
+        .json(&json!({"login": "kim@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(answer).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("mfa_required")),
+        "{body}"
+    );
+    other_server.stop(true).await;
+
     // A server whose public URL is an IP address has no relying party.
     let ip = spawn_app_with(backend, &[("AUTH_PUBLIC_URL", "http://10.1.2.3:8080")]).await;
     let (status, body) = ip

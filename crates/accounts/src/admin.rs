@@ -168,17 +168,19 @@ impl Accounts {
 
     /// The one place user authority changes. See the module docs for effects.
     ///
-    /// An update naming roles or permissions is sensitive: the actor's
+    /// An update naming roles or permissions, or enabling an account (which
+    /// gives its roles and permissions back), is sensitive: the actor's
     /// session must have authenticated recently
     /// ([`AccountsError::StepUpRequired`] otherwise; the operator at the
-    /// command line is exempt).
+    /// command line is exempt). Disabling stays quick: it only takes away.
     pub fn update_user(
         &self,
         actor: &Actor,
         id: &str,
         update: UserUpdate,
     ) -> Result<(UserView, Revoked)> {
-        if update.roles.is_some() || update.permissions.is_some() {
+        if update.roles.is_some() || update.permissions.is_some() || update.disabled == Some(false)
+        {
             self.check_actor_step_up(actor)?;
         }
         let permissions = update

@@ -226,6 +226,17 @@ pub(crate) fn session_amr(session: &SessionRow) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Serializes changes to one user's second factors until the transaction
+/// ends (a PostgreSQL advisory lock; SQLite's writers are serial already):
+/// check-then-write rules (one recovery-code set, at most so many
+/// passkeys) hold under parallel requests on any number of instances.
+pub(crate) fn lock_second_factors(c: &mut AnyConnection, user_id: &str) -> Result<()> {
+    Ok(storage::repo::lock_key(
+        c,
+        &format!("second factors {user_id}"),
+    )?)
+}
+
 fn amr_has_second_factor(amr: &[String]) -> bool {
     amr.iter()
         .any(|v| auth_core::SECOND_FACTOR_AMR.contains(&v.as_str()))
@@ -295,8 +306,10 @@ impl Accounts {
         if mfa::totp(c, user_id)?.is_some_and(|t| t.confirmed_at.is_some()) {
             methods.push(MfaMethod::Totp);
         }
-        if self.relying_party.is_some() && storage::repo::passkeys::count_for_user(c, user_id)? > 0
-        {
+        // Counted even where this instance has no relying party (a public
+        // URL that is an IP address): the user then can't finish with a
+        // passkey here, but the password alone must never be let in.
+        if storage::repo::passkeys::count_for_user(c, user_id)? > 0 {
             methods.push(MfaMethod::Webauthn);
         }
         if !methods.is_empty() && mfa::recovery_codes_left(c, user_id)? > 0 {
@@ -578,6 +591,9 @@ impl Accounts {
         user_id: &str,
         at: DateTime<Utc>,
     ) -> Result<Vec<SecretString>> {
+        // One new set at a time per user (parallel regenerations on
+        // PostgreSQL would each delete the old rows and leave several sets).
+        lock_second_factors(c, user_id)?;
         let codes = (0..RECOVERY_CODE_COUNT)
             .map(|_| new_recovery_code())
             .collect::<Result<Vec<_>>>()?;

@@ -166,6 +166,14 @@ pub struct PasskeyAssertion<'a> {
     pub credential: &'a Value,
 }
 
+/// Serializes what touches one credential until the transaction ends.
+fn lock_credential(c: &mut AnyConnection, credential_id: &str) -> Result<()> {
+    Ok(storage::repo::lock_key(
+        c,
+        &format!("passkey {credential_id}"),
+    )?)
+}
+
 fn credential_id_text(id: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(id)
@@ -327,7 +335,13 @@ impl Accounts {
             return Err(AccountsError::InvalidPasskeyRegistration);
         };
         let hash = crate::secrets::token_hash(challenge_id);
+        let credential_id = credential_id_text(&answer.raw_id);
         self.transact(|c, at| {
+            // Parallel registrations of one credential (to two accounts) or
+            // of many passkeys to one account: one at a time, so the
+            // uniqueness and the count below hold. Always in this order.
+            lock_credential(c, &credential_id)?;
+            crate::mfa::lock_second_factors(c, user_id)?;
             let Some(ceremony) = passkeys::claim_ceremony(c, &hash, at.naive_utc())?
                 .filter(|row| row.purpose == PURPOSE_REGISTER)
                 .filter(|row| row.user_id.as_deref() == Some(user_id))
@@ -372,6 +386,14 @@ impl Accounts {
                 .detail("passkey_id", &row.id)
                 .record(c, &context)?;
             Ok(Ok(PasskeySummary::from(&row)))
+        })
+        .map_err(|e| match e {
+            // The unique index as the last word (the lock above is keyed
+            // by the id the browser claims).
+            AccountsError::Storage(storage::StorageError::UniqueViolation) => {
+                AccountsError::InvalidPasskeyRegistration
+            }
+            other => other,
         })
     }
 
@@ -475,7 +497,10 @@ impl Accounts {
         else {
             return Ok(None);
         };
-        let Some(row) = passkeys::by_credential_id(c, &credential_id_text(credential_id))? else {
+        let credential_id = credential_id_text(credential_id);
+        // The counter is read, checked and stored by one request at a time.
+        lock_credential(c, &credential_id)?;
+        let Some(row) = passkeys::by_credential_id(c, &credential_id)? else {
             return Ok(None);
         };
         let owner_matches = row.user_id == handle.to_string()

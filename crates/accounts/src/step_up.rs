@@ -16,7 +16,7 @@
 //! - API token creation: [`create_api_token`](Accounts::create_api_token);
 //! - changes of roles or permissions:
 //!   [`update_user`](Accounts::update_user) when the update names roles or
-//!   permissions ([`Accounts::check_actor_step_up`]), and
+//!   permissions or enables an account ([`Accounts::check_actor_step_up`]), and
 //!   [`approve_registration`](Accounts::approve_registration), which grants
 //!   the new contact the chosen permissions; the operator at the command
 //!   line ([`Actor::operator`]) has no session and is exempt;

@@ -135,7 +135,22 @@ pub async fn profile_password_login(
     password: SecretString,
 ) -> Result<IssuedTokens, ApiError> {
     let second_step = !state.compat_password_only.iter().any(|p| p == profile);
-    login_with(state, req, login, password, second_step).await
+    // A profile has no second step: its clients get no `mfa_token` (one
+    // they couldn't use) but where to go instead.
+    login_with(state, req, login, password, second_step)
+        .await
+        .map_err(|e| {
+            if e.code == "mfa_required" {
+                ApiError::unauthorized(
+                    "mfa_required",
+                    "this account signs in with a second factor, which this service's login \
+                     can't ask for: sign in through the native API (POST /api/v1/auth/login, \
+                     then /api/v1/auth/mfa/verify) or a passkey",
+                )
+            } else {
+                e
+            }
+        })
 }
 
 async fn login_with(

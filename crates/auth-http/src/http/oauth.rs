@@ -150,6 +150,7 @@ fn introspection(info: Option<TokenInfo>) -> Value {
             "active": true, "token_type": "access_token", "scope": c.perms.join(" "), "sub": c.sub,
             "username": c.preferred_username, "exp": c.exp, "iat": c.iat, "nbf": c.nbf, "iss": c.iss, "aud": c.aud,
             "jti": c.jti, "sid": c.sid, "org": c.org, "roles": c.roles,
+            "amr": c.amr, "auth_time": c.auth_time,
         }),
         Some(TokenInfo::Api(c)) => json!({
             "active": true, "token_type": "api_token", "scope": c.perms.join(" "), "sub": c.sub,

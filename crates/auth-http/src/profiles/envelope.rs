@@ -45,6 +45,7 @@ pub fn code_for(native: &str) -> u32 {
         "invalid_credentials" => 1001,
         "account_not_active" => 1002,
         "too_many_attempts" => 1003,
+        "mfa_required" => 1004,
         "invalid_token" | "token_expired" | "token_revoked" => 2001,
         "invalid_refresh_token" => 2002,
         "refresh_token_reused" => 2003,

@@ -438,7 +438,10 @@ impl FromRequest for SignedIn {
                 // Roles that must have a second factor reach nothing but its
                 // enrolment (and logging out) until they have one.
                 let path = visitor.page_path();
-                let open = path.starts_with("/dashboard/mfa") || path.starts_with("/logout");
+                // Step-up too: enrolling is itself a sensitive operation.
+                let open = path.starts_with("/dashboard/mfa")
+                    || path.starts_with("/step-up")
+                    || path.starts_with("/logout");
                 let required = &visitor.state.accounts.mfa_policy().required_roles;
                 if !open && user.view.roles.iter().any(|r| required.contains(r)) {
                     let accounts = visitor.state.accounts.clone();
