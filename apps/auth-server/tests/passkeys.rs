@@ -397,6 +397,9 @@ async fn removal_and_step_up_with_a_passkey(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::OK, "{stepped}");
     let access = stepped["access_token"].as_str().unwrap();
+    // No password was typed in this session, and its token says so.
+    let (_, me) = app.me(access).await;
+    assert_eq!(me["amr"], json!(["hwk", "user", "mfa"]), "{me}");
     let (status, _) = app
         .send_json(Method::DELETE, &path, Some(access), json!({}))
         .await;

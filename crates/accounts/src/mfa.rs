@@ -237,6 +237,28 @@ pub(crate) fn lock_second_factors(c: &mut AnyConnection, user_id: &str) -> Resul
     )?)
 }
 
+/// `before` and the methods of a step-up (`used`, whose `pwd` counts only
+/// when the step-up was the password itself), as stored: each value once,
+/// `mfa` when a password and another factor, or `mfa` already, are in.
+fn merged_amr(before: &[String], used: &[&str]) -> String {
+    let factor_step_up = used.iter().any(|v| *v != "pwd");
+    let mut all: Vec<&str> = before.iter().map(String::as_str).collect();
+    for value in used {
+        if (*value == "pwd" && factor_step_up) || all.contains(value) {
+            continue;
+        }
+        all.push(value);
+    }
+    let two_kinds = all.contains(&"pwd")
+        && all
+            .iter()
+            .any(|v| auth_core::SECOND_FACTOR_AMR.contains(v) && *v != "mfa");
+    if two_kinds && !all.contains(&"mfa") {
+        all.push("mfa");
+    }
+    all.join(" ")
+}
+
 fn amr_has_second_factor(amr: &[String]) -> bool {
     amr.iter()
         .any(|v| auth_core::SECOND_FACTOR_AMR.contains(&v.as_str()))
@@ -760,13 +782,20 @@ impl Accounts {
         let mut conn = self.conn()?;
         let session = conn.transaction(|c| {
             storage::repo::write_lock(c)?;
-            if !sessions::set_authentication(c, session_id, &amr.join(" "), at.naive_utc())? {
+            // The methods this session has now been authenticated with:
+            // those it had, and the one just used — never a password that
+            // wasn't typed (a passkey session stepping up with its app).
+            let before = sessions::find(c, session_id)?
+                .map(|s| session_amr(&s))
+                .unwrap_or_default();
+            let amr = merged_amr(&before, &amr);
+            if !sessions::set_authentication(c, session_id, &amr, at.naive_utc())? {
                 return Err(AccountsError::SessionNotFound);
             }
             AuditEvent::new(events::STEP_UP)
                 .subject(user_id)
                 .detail("session_id", session_id)
-                .detail("amr", amr.join(" "))
+                .detail("amr", amr)
                 .record(c, &context)?;
             sessions::find(c, session_id)?.ok_or(AccountsError::SessionNotFound)
         })?;
@@ -890,6 +919,21 @@ mod tests {
         assert_eq!(matching_step(&generator, "12345", now), None);
         assert_eq!(matching_step(&generator, "12345a", now), None);
         assert_eq!(matching_step(&generator, "", now), None);
+    }
+
+    #[test]
+    fn a_step_up_adds_what_was_used_and_invents_nothing() {
+        let owned = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        // A password session stepping up with its app.
+        assert_eq!(merged_amr(&owned(&["pwd"]), &TOTP_AMR), "pwd otp mfa");
+        // A passkey session stepping up with the app: no password appears.
+        assert_eq!(
+            merged_amr(&owned(&["hwk", "user", "mfa"]), &TOTP_AMR),
+            "hwk user mfa otp"
+        );
+        // A password step-up of a password session.
+        assert_eq!(merged_amr(&owned(&["pwd"]), &["pwd"]), "pwd");
+        assert_eq!(merged_amr(&[], &["pwd"]), "pwd");
     }
 
     #[test]
