@@ -104,7 +104,7 @@ impl PasskeyName {
     pub fn parse(name: &str) -> std::result::Result<PasskeyName, &'static str> {
         let name = name.trim();
         if name.is_empty() {
-            return Err("must not be empty");
+            return Err("is required");
         }
         if name.chars().count() > PASSKEY_NAME_MAX_CHARS {
             return Err("must be at most 64 characters");
