@@ -123,7 +123,6 @@ impl FieldError {
 pub fn describe_reason(reason: &str) -> (&'static str, &'static str) {
     match reason {
         "is required" => ("required", "필수 항목입니다."),
-        "is required for this method" => ("required", "이 방법에는 필수 항목입니다."),
         "must be at most 64 characters" => ("too_long", "64자 이하여야 합니다."),
         "is incomplete" => ("incomplete", "입력이 완전하지 않습니다."),
         "is too long" => ("too_long", "너무 깁니다."),

@@ -23,33 +23,39 @@ pub enum MfaMethodName {
     RecoveryCode,
 }
 
-/// Which second factor answers the login's second step.
+/// A passkey as the second factor.
 #[derive(Deserialize, Clone, Copy, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum VerifyMethod {
-    Totp,
-    RecoveryCode,
-    /// A passkey: `challenge_id` from POST /api/v1/auth/passkeys/login/options
-    /// and the browser's `credential`.
+pub enum PasskeyMethodName {
     Webauthn,
 }
 
+/// The login's second step: the `mfa_token` and a code, or a passkey's
+/// answer (`challenge_id` from POST /api/v1/auth/passkeys/login/options and
+/// the browser's `credential`).
 #[derive(Deserialize, utoipa::ToSchema)]
-pub struct VerifyBody {
-    /// From the login's `mfa_required` answer.
-    #[schema(value_type = String, max_length = 256)]
-    mfa_token: SecretString,
-    method: VerifyMethod,
-    /// `totp` and `recovery_code`: six digits from the authenticator app,
-    /// or a recovery code.
-    #[schema(schema_with = schema::second_factor_code)]
-    code: Option<String>,
-    /// `webauthn`: from the passkey sign-in options.
-    #[schema(max_length = 256)]
-    challenge_id: Option<String>,
-    /// `webauthn`: the browser's `PublicKeyCredential` (`toJSON()` form).
-    #[schema(value_type = Option<Object>)]
-    credential: Option<serde_json::Value>,
+#[serde(untagged)]
+pub enum VerifyBody {
+    Code {
+        /// From the login's `mfa_required` answer.
+        #[schema(value_type = String, max_length = 256)]
+        mfa_token: SecretString,
+        method: MfaMethodName,
+        /// Six digits from the authenticator app, or a recovery code.
+        #[schema(schema_with = schema::second_factor_code)]
+        code: String,
+    },
+    Passkey {
+        /// From the login's `mfa_required` answer.
+        #[schema(value_type = String, max_length = 256)]
+        mfa_token: SecretString,
+        method: PasskeyMethodName,
+        #[schema(max_length = 256)]
+        challenge_id: String,
+        /// The browser's `PublicKeyCredential` (`toJSON()` form).
+        #[schema(value_type = Object)]
+        credential: serde_json::Value,
+    },
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -161,38 +167,46 @@ pub async fn verify(
     req: HttpRequest,
     JsonOrForm(body): JsonOrForm<VerifyBody>,
 ) -> Result<HttpResponse, ApiError> {
-    if body.mfa_token.expose_secret().len() > schema::OPAQUE_TOKEN_MAX_BYTES {
+    let mfa_token = match &body {
+        VerifyBody::Code {
+            mfa_token, code, ..
+        } => {
+            code_too_long(code)?;
+            mfa_token
+        }
+        VerifyBody::Passkey {
+            mfa_token,
+            challenge_id,
+            ..
+        } => {
+            super::passkeys::challenge_id_checked(challenge_id)?;
+            mfa_token
+        }
+    };
+    if mfa_token.expose_secret().len() > schema::OPAQUE_TOKEN_MAX_BYTES {
         return Err(AccountsError::InvalidMfaToken.into());
-    }
-    let missing = |field: &'static str| ApiError::validation(field, "is required for this method");
-    match body.method {
-        VerifyMethod::Totp | VerifyMethod::RecoveryCode => {
-            code_too_long(body.code.as_deref().ok_or_else(|| missing("code"))?)?;
-        }
-        VerifyMethod::Webauthn => {
-            super::passkeys::challenge_id_checked(
-                body.challenge_id
-                    .as_deref()
-                    .ok_or_else(|| missing("challenge_id"))?,
-            )?;
-            body.credential
-                .as_ref()
-                .ok_or_else(|| missing("credential"))?;
-        }
     }
     let client = client_info(&req);
     let accounts = state.accounts.clone();
-    let tokens = run_blocking(move || {
-        let code = body.code.as_deref().unwrap_or_default();
-        let factor = match body.method {
-            VerifyMethod::Totp => SecondFactor::Totp(code),
-            VerifyMethod::RecoveryCode => SecondFactor::RecoveryCode(code),
-            VerifyMethod::Webauthn => SecondFactor::Passkey(PasskeyAssertion {
-                challenge_id: body.challenge_id.as_deref().unwrap_or_default(),
-                credential: body.credential.as_ref().unwrap_or(&serde_json::Value::Null),
+    let tokens = run_blocking(move || match &body {
+        VerifyBody::Code {
+            mfa_token,
+            method,
+            code,
+        } => accounts.verify_mfa(mfa_token, factor(*method, code), &client),
+        VerifyBody::Passkey {
+            mfa_token,
+            challenge_id,
+            credential,
+            ..
+        } => accounts.verify_mfa(
+            mfa_token,
+            SecondFactor::Passkey(PasskeyAssertion {
+                challenge_id,
+                credential,
             }),
-        };
-        accounts.verify_mfa(&body.mfa_token, factor, &client)
+            &client,
+        ),
     })
     .await??;
     state.metrics.record_login("success");

@@ -113,6 +113,7 @@ pub(crate) fn challenge_id_checked(challenge_id: &str) -> Result<&str, ApiError>
 #[utoipa::path(
     post,
     path = "/api/v1/auth/passkeys/register/options",
+    operation_id = "begin_passkey_registration",
     tag = "auth",
     security(("bearer" = [])),
     responses(
@@ -137,6 +138,7 @@ pub async fn register_options(
 #[utoipa::path(
     post,
     path = "/api/v1/auth/passkeys/register",
+    operation_id = "register_passkey",
     tag = "auth",
     security(("bearer" = [])),
     request_body(content((RegisterBody = "application/json"))),
@@ -181,6 +183,7 @@ pub async fn register(
 #[utoipa::path(
     delete,
     path = "/api/v1/auth/passkeys/{id}",
+    operation_id = "remove_passkey",
     tag = "auth",
     security(("bearer" = [])),
     params(("id" = String, Path, description = "The passkey's id", max_length = 64)),
@@ -209,6 +212,7 @@ pub async fn remove(
 #[utoipa::path(
     post,
     path = "/api/v1/auth/passkeys/login/options",
+    operation_id = "begin_passkey_login",
     tag = "auth",
     request_body(content((SignInOptionsBody = "application/json"))),
     responses(
@@ -248,6 +252,7 @@ pub async fn sign_in_options(
 #[utoipa::path(
     post,
     path = "/api/v1/auth/passkeys/login",
+    operation_id = "passkey_login",
     tag = "auth",
     request_body(content((SignInBody = "application/json"))),
     responses(
