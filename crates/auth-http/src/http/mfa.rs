@@ -150,10 +150,8 @@ fn recovery_codes(codes: Vec<SecretString>) -> HttpResponse {
     post,
     path = "/api/v1/auth/mfa/verify",
     tag = "auth",
-    request_body(content(
-        (VerifyBody = "application/json"),
-        (VerifyBody = "application/x-www-form-urlencoded")
-    )),
+    // JSON only: a passkey's answer is an object, which a form can't carry.
+    request_body(content((VerifyBody = "application/json"))),
     responses(
         (status = 200, description = "A new session; its tokens carry `amr` and `auth_time`", body = super::auth::TokenResponse),
         (status = 400, description = "`invalid_request` (a field is missing or of the wrong type)", body = Problem, content_type = "application/problem+json"),
