@@ -4,6 +4,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
+use accounts::keys::KeyStore;
 use accounts::{
     Accounts, AccountsConfig, BackgroundConfig, CodeKey, HashCost, KeyReload, PasswordHasher,
     SessionPolicy,
@@ -19,7 +20,7 @@ use auth_http::{FrontEnd, FrontEndConfig, Metrics};
 use mailer::{Mailer, OutboxConfig, OutboxWorker};
 use storage::{DbPool, PoolOptions};
 
-use crate::config::Settings;
+use crate::config::{KeyStoreKind, Settings};
 
 /// A server that is bound and ready to be awaited (or spawned).
 pub struct Application {
@@ -44,8 +45,27 @@ pub struct Services {
     /// commands waits in the outbox for the next server.
     pub outbox: OutboxWorker,
     /// The key of the pages' CSRF tokens (shared by instances through the
-    /// key folder).
+    /// key store).
     pub csrf_secret: Vec<u8>,
+    /// Where the signing keys and secrets came from, re-read for rotations.
+    pub key_store: Arc<dyn KeyStore>,
+}
+
+/// Keys moving into the database: on the first start with
+/// `key_store = database`, an empty database adopts the keys and secrets of
+/// the key folder, if it has any, so tokens, pending codes and sessions
+/// issued before stay valid. (Several instances adopting at once: the
+/// import is one locked step, and a second, different folder is refused.)
+fn adopt_key_folder(settings: &Settings, store: &dyn KeyStore) -> Result<()> {
+    let folder = settings.key_dir();
+    if !store.keys()?.is_empty() || folder.keys()?.is_empty() {
+        return Ok(());
+    }
+    let imported = store
+        .import(&folder.export()?)
+        .context("cannot move the key folder's keys into the database")?;
+    tracing::info!(?imported, dir = %settings.keys_dir.display(), "adopted the key folder's keys and secrets into the database");
+    Ok(())
 }
 
 /// Opens the pool, loads (or creates) the keys and builds the account
@@ -78,8 +98,11 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         leeway_secs: settings.leeway_secs,
     };
     let verify_window = settings.key_verify_window_secs();
-    let keys = settings
-        .key_dir()
+    let key_store = settings.key_store(&pool);
+    if settings.key_store == KeyStoreKind::Database {
+        adopt_key_folder(settings, key_store.as_ref())?;
+    }
+    let keys = key_store
         .load_or_create(
             settings.signing_algorithm,
             chrono::Utc::now().timestamp(),
@@ -96,24 +119,16 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         settings.argon2_queue_limit,
     )
     .context("invalid argon2 settings")?;
-    let key_dir = settings.key_dir();
-    let code_key = CodeKey::new(
-        &key_dir
-            .load_or_create_secret("code-hmac")
-            .context("cannot load the code key")?,
-    );
-    let csrf_secret = key_dir
-        .load_or_create_secret("csrf-hmac")
-        .context("cannot load the CSRF key")?;
-    let throttle_key = key_dir
-        .load_or_create_secret("throttle-hmac")
-        .context("cannot load the throttle key")?;
-    let sealing_key = accounts::SealingKey::from_bytes(
-        &key_dir
-            .load_or_create_secret("token-seal")
-            .context("cannot load the token sealing key")?,
-    )
-    .context("the token sealing key must be 32 bytes")?;
+    let secret = |name: &str, what: &str| {
+        key_store
+            .load_or_create_secret(name)
+            .with_context(|| format!("cannot load the {what}"))
+    };
+    let code_key = CodeKey::new(&secret("code-hmac", "code key")?);
+    let csrf_secret = secret("csrf-hmac", "CSRF key")?;
+    let throttle_key = secret("throttle-hmac", "throttle key")?;
+    let sealing_key = accounts::SealingKey::from_bytes(&secret("token-seal", "token sealing key")?)
+        .context("the token sealing key must be 32 bytes")?;
     let metrics = Arc::new(Metrics::default());
     let throttle_metrics = metrics.clone();
     let mailer = Mailer::new(&settings.mail.from, settings.mail.transport.clone())
@@ -155,6 +170,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         },
     ));
     Ok(Services {
+        key_store,
         csrf_secret,
         pool,
         accounts,
@@ -186,7 +202,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
         BackgroundConfig {
             revocation_poll: Duration::from_millis(settings.revocation_poll_ms),
             key_reload: Some(KeyReload {
-                store: Arc::new(settings.key_dir()),
+                store: services.key_store.clone(),
                 every: Duration::from_secs(settings.key_reload_secs),
                 verify_window_secs: settings.key_verify_window_secs(),
             }),

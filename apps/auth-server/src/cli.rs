@@ -1,8 +1,10 @@
 //! The command line: `serve` (default), `migrate`, `user add`, `keys list|rotate`.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use accounts::keys::KeyStore;
 use accounts::{
     Actor, DisplayName, Domain, EmailAddress, NewAccount, Password, UserStatus, UserUpdate,
     Username,
@@ -11,7 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use secrecy::SecretString;
 
-use crate::config::Settings;
+use crate::config::{KeyStoreKind, Settings};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -204,8 +206,32 @@ pub enum KeysCommand {
     /// List signing keys.
     List,
     /// Generate a new signing key; the old ones keep verifying until the
-    /// tokens they signed have expired. Restart the servers to pick it up.
+    /// tokens they signed have expired. Running servers pick it up within
+    /// `key_reload` (at once on PostgreSQL with the keys in the database).
     Rotate,
+    /// Write every signing key and server secret of the configured store to
+    /// a new file (0600; sealed with the key-encryption key when one is set),
+    /// to move them to another store.
+    Export {
+        /// The file to create (an existing file is never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Read a file written by `keys export` into the configured store, which
+    /// must be empty (or already hold exactly those keys and secrets).
+    Import {
+        #[arg(long)]
+        from: PathBuf,
+    },
+}
+
+/// The configured key store, its database migrated when the keys live there.
+fn key_store(settings: &Settings) -> Result<Arc<dyn KeyStore>> {
+    let pool = single_connection(settings)?;
+    if settings.key_store == KeyStoreKind::Database {
+        storage::migrations::run_pending(&mut *pool.get()?)?;
+    }
+    Ok(settings.key_store(&pool))
 }
 
 /// A one-connection pool for commands that touch only the database.
@@ -285,11 +311,12 @@ fn read_password() -> Result<SecretString> {
 }
 
 pub fn keys_list(settings: &Settings) -> Result<()> {
-    let keys = settings.key_dir().list()?;
+    let store = key_store(settings)?;
+    let keys = store.list()?;
     if keys.is_empty() {
         println!(
             "no keys in {} (one is generated at first start)",
-            settings.keys_dir.display()
+            store.describe()
         );
     }
     let now = chrono::Utc::now().timestamp();
@@ -316,14 +343,60 @@ pub fn keys_list(settings: &Settings) -> Result<()> {
 }
 
 pub fn keys_rotate(settings: &Settings) -> Result<()> {
-    let kid = settings
-        .key_dir()
-        .rotate(settings.signing_algorithm, chrono::Utc::now().timestamp())?;
+    let kid =
+        key_store(settings)?.rotate(settings.signing_algorithm, chrono::Utc::now().timestamp())?;
     let services = crate::app::services(settings, true)?;
     let event =
         accounts::audit::AuditEvent::new(accounts::audit::events::KEY_ROTATED).detail("kid", &kid);
     services.accounts.audit(event, &Actor::operator().context)?;
-    println!("new signing key {kid}; restart the servers to sign with it");
+    println!(
+        "new signing key {kid}; running servers sign with it within {} s",
+        settings.key_reload_secs
+    );
+    Ok(())
+}
+
+pub fn keys_export(settings: &Settings, out: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let store = key_store(settings)?;
+    let bundle = store.export()?;
+    let text = bundle.to_text(settings.key_encryption_key.as_ref())?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(out)
+        .with_context(|| format!("cannot create {}", out.display()))?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    let sealed = if settings.key_encryption_key.is_some() {
+        "sealed with the key-encryption key"
+    } else {
+        "NOT encrypted: keep it as secret as the keys"
+    };
+    println!(
+        "wrote {} keys and the server secrets of {} to {} ({sealed})",
+        bundle.key_count(),
+        store.describe(),
+        out.display()
+    );
+    Ok(())
+}
+
+pub fn keys_import(settings: &Settings, from: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(from).with_context(|| format!("cannot read {}", from.display()))?;
+    let bundle = accounts::keys::KeyBundle::parse(&text, settings.key_encryption_key.as_ref())?;
+    let store = key_store(settings)?;
+    match store.import(&bundle)? {
+        accounts::keys::Imported::Written { keys, secrets } => println!(
+            "imported {keys} keys and {secrets} secrets into {}",
+            store.describe()
+        ),
+        accounts::keys::Imported::AlreadyThere => {
+            println!("{} already holds these keys and secrets", store.describe())
+        }
+    }
     Ok(())
 }
 

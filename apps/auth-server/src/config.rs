@@ -8,6 +8,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 
 use auth_core::SigningAlgorithm;
 use storage::DatabaseUrl;
@@ -27,9 +28,11 @@ pub struct Settings {
     pub db_pool_timeout_ms: u64,
     pub migrate_on_start: bool,
     pub keys_dir: PathBuf,
-    /// Seals the key files when set.
+    /// Where the signing keys and server secrets live.
+    pub key_store: KeyStoreKind,
+    /// Seals the key files, and every key and secret in the database.
     pub key_encryption_key: Option<accounts::SealingKey>,
-    /// How often `keys_dir` is re-read (seconds).
+    /// How often the key store is re-read (seconds).
     pub key_reload_secs: u64,
     pub signing_algorithm: SigningAlgorithm,
     pub issuer: String,
@@ -96,10 +99,31 @@ pub struct MailSettings {
     pub max_attempts: i64,
 }
 
+/// Where the signing keys and server secrets live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStoreKind {
+    /// `keys_dir`.
+    Files,
+    /// The database, sealed with the key-encryption key.
+    Database,
+}
+
 impl Settings {
     /// The key folder, sealed when `key_encryption_key` is set.
     pub fn key_dir(&self) -> accounts::keys::KeyDir {
         accounts::keys::KeyDir::sealed(self.keys_dir.clone(), self.key_encryption_key.clone())
+    }
+
+    /// The configured key store; `pool` reaches the database when the keys
+    /// are kept there.
+    pub fn key_store(&self, pool: &storage::DbPool) -> Arc<dyn accounts::keys::KeyStore> {
+        match (self.key_store, &self.key_encryption_key) {
+            (KeyStoreKind::Database, Some(kek)) => {
+                Arc::new(accounts::keys::DbKeys::new(pool.clone(), kek.clone()))
+            }
+            // Parsing refuses `database` without a key-encryption key.
+            _ => Arc::new(self.key_dir()),
+        }
     }
 
     /// How long a retired signing key must keep verifying: the longest
@@ -149,14 +173,24 @@ pub const KEYS: &[Key] = &[
         help: "signing keys, one 0600 JSON file each",
     },
     Key {
+        name: "key_store",
+        default: "auto",
+        help: "where signing keys and server secrets live: files (keys_dir), database (sealed with key_encryption_key), or auto: database on PostgreSQL when key_encryption_key is set, files otherwise",
+    },
+    Key {
         name: "key_encryption_key",
         default: "",
-        help: "32 bytes, base64: encrypts key files at rest (AES-256-GCM); give it in the environment",
+        help: "32 bytes, base64: encrypts keys and secrets at rest (AES-256-GCM); give it in the environment",
+    },
+    Key {
+        name: "key_encryption_key_file",
+        default: "",
+        help: "a file (0600) holding key_encryption_key, instead of the environment",
     },
     Key {
         name: "key_reload",
         default: "10",
-        help: "how often the keys folder is re-read so a rotation takes effect without restart, seconds",
+        help: "how often the key store is re-read so a rotation takes effect without restart (at once on PostgreSQL with keys in the database), seconds",
     },
     Key {
         name: "signing_alg",
@@ -538,6 +572,56 @@ struct Reader {
 }
 
 impl Reader {
+    /// The key-encryption key, from the setting or from the file it names
+    /// (which, like a key file, must not be readable by others).
+    fn key_encryption_key(&self) -> Result<Option<accounts::SealingKey>, ConfigError> {
+        let (key, text) = match (
+            self.str("key_encryption_key"),
+            self.str("key_encryption_key_file"),
+        ) {
+            ("", "") => return Ok(None),
+            (text, "") => ("key_encryption_key", text.to_owned()),
+            ("", path) => {
+                use std::os::unix::fs::PermissionsExt;
+                let unreadable = |e: std::io::Error| {
+                    self.error(
+                        "key_encryption_key_file",
+                        format!("cannot read {path}: {e}"),
+                    )
+                };
+                let mode = std::fs::metadata(path)
+                    .map_err(unreadable)?
+                    .permissions()
+                    .mode();
+                if mode & 0o077 != 0 {
+                    return Err(self.error(
+                        "key_encryption_key_file",
+                        format!(
+                            "{path} is readable by other users (mode {:o}); run: chmod 600 {path}",
+                            mode & 0o777
+                        ),
+                    ));
+                }
+                (
+                    "key_encryption_key_file",
+                    std::fs::read_to_string(path).map_err(unreadable)?,
+                )
+            }
+            _ => {
+                return Err(self.error(
+                    "key_encryption_key_file",
+                    "set key_encryption_key or key_encryption_key_file, not both",
+                ));
+            }
+        };
+        accounts::SealingKey::parse(&text).map(Some).ok_or_else(|| {
+            self.error(
+                key,
+                "must be 32 bytes in base64 (e.g. from: openssl rand -base64 32)",
+            )
+        })
+    }
+
     fn error(&self, key: &str, problem: impl Into<String>) -> ConfigError {
         let setting = match &self.raw[key].origin {
             Origin::Env => env_name(key),
@@ -853,14 +937,26 @@ impl Reader {
         let metrics_token = Some(self.str("metrics_token"))
             .filter(|t| !t.is_empty())
             .map(|t| secrecy::SecretString::from(t.to_owned()));
-        let key_encryption_key = match self.str("key_encryption_key") {
-            "" => None,
-            text => Some(accounts::SealingKey::parse(text).ok_or_else(|| {
-                self.error(
-                    "key_encryption_key",
-                    "must be 32 bytes in base64 (e.g. from: openssl rand -base64 32)",
-                )
-            })?),
+        let key_encryption_key = self.key_encryption_key()?;
+        let key_store = match (self.str("key_store"), &key_encryption_key) {
+            ("files", _) => KeyStoreKind::Files,
+            ("database", Some(_)) => KeyStoreKind::Database,
+            ("database", None) => {
+                return Err(self.error(
+                    "key_store",
+                    "database needs key_encryption_key (or key_encryption_key_file): keys are stored sealed with it",
+                ));
+            }
+            ("auto", Some(_)) if database_url.backend() == storage::Backend::Postgres => {
+                KeyStoreKind::Database
+            }
+            ("auto", _) => KeyStoreKind::Files,
+            (other, _) => {
+                return Err(self.error(
+                    "key_store",
+                    format!("'{other}' is not files, database or auto"),
+                ));
+            }
         };
         let argon2_max_concurrent = self.count_or_cores("argon2_max_concurrent")?;
         let argon2_queue_limit = match self.str("argon2_queue_limit") {
@@ -871,6 +967,7 @@ impl Reader {
             mfa,
             compat_password_only,
             key_encryption_key,
+            key_store,
             metrics_token,
             throttle,
             trusted_proxies,

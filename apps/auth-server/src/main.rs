@@ -39,6 +39,8 @@ fn main() -> ExitCode {
         ),
         Command::Keys(KeysCommand::List) => cli::keys_list(&settings),
         Command::Keys(KeysCommand::Rotate) => cli::keys_rotate(&settings),
+        Command::Keys(KeysCommand::Export { out }) => cli::keys_export(&settings, &out),
+        Command::Keys(KeysCommand::Import { from }) => cli::keys_import(&settings, &from),
         Command::User(command) => cli::user_authority(&settings, command),
         Command::Admin(cli::AdminCommand::Create { email, invite }) => {
             cli::admin_create(&settings, &email, invite)

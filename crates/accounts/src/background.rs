@@ -8,7 +8,8 @@
 //!   as another instance commits one, and the interval is only the
 //!   fallback while that connection is down;
 //! - key reload: the key store is re-read every `every`, so a rotation on
-//!   any instance applies without a restart;
+//!   any instance applies without a restart; on PostgreSQL the listening
+//!   connection also wakes it as soon as a rotation in the database commits;
 //! - API-token last use, collected in memory, written every 10 s;
 //! - idle rate-limit rows deleted every 10 minutes;
 //! - mail delivery from the outbox, when a worker is given.
@@ -20,7 +21,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use mailer::OutboxWorker;
-use storage::{DatabaseUrl, RevocationListener};
+use storage::{ChangeListener, DatabaseUrl};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
@@ -44,8 +45,8 @@ pub struct BackgroundConfig {
     pub key_reload: Option<KeyReload>,
     /// `None`: queued mail waits for a process that delivers it.
     pub outbox: Option<OutboxWorker>,
-    /// The database to `LISTEN` on for revocations made elsewhere
-    /// (PostgreSQL; ignored for SQLite). `None`: polling only.
+    /// The database to `LISTEN` on for revocations and key changes made
+    /// elsewhere (PostgreSQL; ignored for SQLite). `None`: polling only.
     pub revocation_push: Option<DatabaseUrl>,
 }
 
@@ -89,11 +90,15 @@ pub async fn start(
             .map_err(|_| AccountsError::BackgroundTask)??
     };
     let wake = Arc::new(Notify::new());
+    let keys_changed = Arc::new(Notify::new());
     if let Some(url) = config.revocation_push {
-        let wake = Arc::downgrade(&wake);
+        let wakes = Wakes {
+            revocations: Arc::downgrade(&wake),
+            keys: Arc::downgrade(&keys_changed),
+        };
         std::thread::Builder::new()
-            .name("revocation-listener".into())
-            .spawn(move || listen_for_revocations(&url, &wake))
+            .name("change-listener".into())
+            .spawn(move || listen_for_changes(&url, &wakes))
             .map_err(|_| AccountsError::BackgroundTask)?;
     }
     let mut tasks = vec![
@@ -107,7 +112,11 @@ pub async fn start(
         tokio::spawn(forget_idle_throttles(accounts.clone())),
     ];
     if let Some(reload) = config.key_reload {
-        tasks.push(tokio::spawn(reload_keys(accounts.clone(), reload)));
+        tasks.push(tokio::spawn(reload_keys(
+            accounts.clone(),
+            reload,
+            keys_changed,
+        )));
     }
     if let Some(outbox) = config.outbox {
         tasks.push(tokio::spawn(outbox.run()));
@@ -143,19 +152,44 @@ async fn poll_revocations(
 /// read of what has arrived (libpq's `PQconsumeInput`), no round trip.
 const LISTEN_EVERY: Duration = Duration::from_millis(10);
 
+/// The tasks a [`ChangeListener`] wakes; weak, so the listener ends
+/// with them.
+struct Wakes {
+    revocations: Weak<Notify>,
+    keys: Weak<Notify>,
+}
+
+impl Wakes {
+    /// Wakes both (after a reconnection, for what was missed); false when
+    /// the revocation poll, which lives as long as the background work, is
+    /// gone.
+    fn all(&self) -> bool {
+        if let Some(keys) = self.keys.upgrade() {
+            keys.notify_one();
+        }
+        match self.revocations.upgrade() {
+            Some(poll) => {
+                poll.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// The listening connection's loop, on a thread of its own (the read never
-/// blocks, but it is database work all the same). It wakes the poll on
-/// every notice, reconnects after a loss (waking the poll then too, for
-/// what was missed) and ends when the poll task is gone.
-fn listen_for_revocations(url: &DatabaseUrl, wake: &Weak<Notify>) {
+/// blocks, but it is database work all the same). It wakes the revocation
+/// poll or the key reload on every notice, reconnects after a loss (waking
+/// both then too, for what was missed) and ends when the poll task is gone.
+fn listen_for_changes(url: &DatabaseUrl, wakes: &Wakes) {
     let mut was_down = false;
-    while wake.strong_count() > 0 {
-        let mut listener = match RevocationListener::connect(url) {
+    while wakes.revocations.strong_count() > 0 {
+        let mut listener = match ChangeListener::connect(url) {
             Ok(Some(listener)) => listener,
             Ok(None) => return,
             Err(e) => {
                 if !was_down {
-                    tracing::warn!(error = %e, "cannot listen for revocations; polling until it can");
+                    tracing::warn!(error = %e, "cannot listen for revocations and key changes; polling until it can");
                     was_down = true;
                 }
                 std::thread::sleep(Duration::from_secs(1));
@@ -163,19 +197,29 @@ fn listen_for_revocations(url: &DatabaseUrl, wake: &Weak<Notify>) {
             }
         };
         if was_down {
-            tracing::info!("listening for revocations again");
+            tracing::info!("listening for revocations and key changes again");
         }
-        let Some(poll) = wake.upgrade() else { return };
-        poll.notify_one();
-        drop(poll);
+        if !wakes.all() {
+            return;
+        }
         loop {
             std::thread::sleep(LISTEN_EVERY);
-            let Some(poll) = wake.upgrade() else { return };
+            let Some(poll) = wakes.revocations.upgrade() else {
+                return;
+            };
             match listener.arrived() {
-                Ok(0) => {}
-                Ok(_) => poll.notify_one(),
+                Ok(changes) => {
+                    if changes.revocations {
+                        poll.notify_one();
+                    }
+                    if changes.keys
+                        && let Some(keys) = wakes.keys.upgrade()
+                    {
+                        keys.notify_one();
+                    }
+                }
                 Err(e) => {
-                    tracing::warn!(error = %e, "lost the revocation listener; reconnecting");
+                    tracing::warn!(error = %e, "lost the change listener; reconnecting");
                     was_down = true;
                     break;
                 }
@@ -218,15 +262,19 @@ async fn forget_idle_throttles(accounts: Arc<Accounts>) {
     }
 }
 
-/// Re-reads the key store every `every`: the new key signs, retired keys
-/// verify until their tokens have expired and then leave the JWKS. A store
-/// that cannot be read keeps the keys in use.
-async fn reload_keys(accounts: Arc<Accounts>, reload: KeyReload) {
+/// Re-reads the key store every `every`, and at once when told of a
+/// change: the new key signs, retired keys verify until their tokens have
+/// expired and then leave the JWKS. A store that cannot be read keeps the
+/// keys in use.
+async fn reload_keys(accounts: Arc<Accounts>, reload: KeyReload, changed: Arc<Notify>) {
     let mut interval = tokio::time::interval(reload.every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await; // the first tick is immediate; the keys are fresh
     loop {
-        interval.tick().await;
+        tokio::select! {
+            _ = interval.tick() => {}
+            () = changed.notified() => {}
+        }
         let store = reload.store.clone();
         let window = reload.verify_window_secs;
         let loaded = run_blocking(move || store.load(chrono::Utc::now().timestamp(), window)).await;

@@ -12,6 +12,7 @@ use storage::models::EmailCodeRow;
 use storage::repo::email_codes;
 
 use crate::error::AccountsError;
+use crate::secrets::{hex, unhex};
 
 pub const CODE_TTL: TimeDelta = TimeDelta::minutes(10);
 pub const MAX_ATTEMPTS: i64 = 5;
@@ -83,17 +84,6 @@ impl CodeKey {
         );
         hmac::verify(&self.0, message.as_bytes(), &stored).is_ok()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
-        .collect()
 }
 
 /// How many digits a code has.

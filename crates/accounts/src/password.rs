@@ -180,7 +180,7 @@ impl PasswordHasher {
                 SystemRandom::new()
                     .fill(&mut random)
                     .map_err(|_| HashError::Random)?;
-                let secret: String = random.iter().map(|b| format!("{b:02x}")).collect();
+                let secret: String = crate::secrets::hex(&random);
                 // Kept only once made: a busy pool must not leave an empty
                 // dummy behind, which would make unknown users cost nothing.
                 let made = self.hash(&secret)?;

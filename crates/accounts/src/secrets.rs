@@ -22,10 +22,25 @@ pub fn new_opaque_token() -> SecretString {
 
 /// The stored form of a token: lowercase hex SHA-256.
 pub fn token_hash(token: &str) -> String {
-    digest(&SHA256, token.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
+    hex(digest(&SHA256, token.as_bytes()).as_ref())
+}
+
+/// Lowercase hex, the text form of stored hashes and secrets.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of [`hex`] text; `None` for anything else.
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() % 2 != 0 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            text.get(i..i + 2)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+        })
         .collect()
 }
 

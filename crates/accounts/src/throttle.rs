@@ -278,7 +278,7 @@ impl Throttle {
     fn row_key(&self, limit: Limit, subject: &str) -> String {
         let message = format!("{}\n{}", limit.name(), subject.trim().to_lowercase());
         let tag = hmac::sign(&self.key, message.as_bytes());
-        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        crate::secrets::hex(tag.as_ref())
     }
 }
 

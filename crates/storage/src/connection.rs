@@ -432,15 +432,26 @@ impl AnyConnection {
 /// The channel on which PostgreSQL announces new revocations (a trigger on
 /// the `revocations` table, so every inserting path notifies).
 pub const REVOCATIONS_CHANNEL: &str = "auth_revocations";
+/// The channel on which PostgreSQL announces a change of the signing keys
+/// kept in the database (a trigger on `signing_keys`).
+pub const KEYS_CHANNEL: &str = "auth_keys";
+
+/// What a [`ChangeListener`] heard of since it was last asked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    pub revocations: bool,
+    pub keys: bool,
+}
 
 /// A connection of its own, outside the pool, that `LISTEN`s for new
-/// revocations, so other instances hear of a logout as it commits instead
-/// of at their next poll. PostgreSQL only: SQLite has one process.
-pub struct RevocationListener {
+/// revocations and key changes, so other instances hear of a logout or a
+/// rotation as it commits instead of at their next poll. PostgreSQL only:
+/// SQLite has one process.
+pub struct ChangeListener {
     conn: PgConnection,
 }
 
-impl RevocationListener {
+impl ChangeListener {
     /// `None` on SQLite.
     pub fn connect(url: &DatabaseUrl) -> Result<Option<Self>, StorageError> {
         let DatabaseUrl::Postgres(url) = url else {
@@ -448,19 +459,23 @@ impl RevocationListener {
         };
         let mut conn =
             PgConnection::establish(url).map_err(|e| StorageError::Connect(e.to_string()))?;
-        conn.batch_execute(&format!("LISTEN {REVOCATIONS_CHANNEL}"))?;
+        conn.batch_execute(&format!(
+            "LISTEN {REVOCATIONS_CHANNEL}; LISTEN {KEYS_CHANNEL}"
+        ))?;
         Ok(Some(Self { conn }))
     }
 
-    /// How many notices arrived since the last call. Never waits: it reads
-    /// what the socket already holds. An error means the connection is
-    /// gone; connect again.
-    pub fn arrived(&mut self) -> Result<usize, StorageError> {
-        let mut count = 0;
+    /// What arrived since the last call. Never waits: it reads what the
+    /// socket already holds. An error means the connection is gone; connect
+    /// again.
+    pub fn arrived(&mut self) -> Result<Changes, StorageError> {
+        let mut changes = Changes::default();
         for notice in self.conn.notifications_iter() {
-            notice?;
-            count += 1;
+            match notice?.channel.as_str() {
+                KEYS_CHANNEL => changes.keys = true,
+                _ => changes.revocations = true,
+            }
         }
-        Ok(count)
+        Ok(changes)
     }
 }

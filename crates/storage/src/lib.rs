@@ -22,7 +22,8 @@ pub mod schema;
 pub mod test_support;
 
 pub use connection::{
-    AnyConnection, Backend, DatabaseUrl, DbConn, DbPool, PoolOptions, RevocationListener, connect,
+    AnyConnection, Backend, ChangeListener, Changes, DatabaseUrl, DbConn, DbPool, PoolOptions,
+    connect,
 };
 pub use diesel::Connection;
 pub use error::StorageError;

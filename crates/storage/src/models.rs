@@ -7,7 +7,8 @@ use diesel::prelude::*;
 use crate::schema::{
     activation_tokens, api_tokens, audit_log, clients, email_codes, external_identities,
     mfa_challenges, organization_domains, organizations, outbox, passkeys, refresh_tokens,
-    registrations, revocations, sessions, totp_credentials, users, webauthn_ceremonies,
+    registrations, revocations, server_secrets, sessions, signing_keys, totp_credentials, users,
+    webauthn_ceremonies,
 };
 
 #[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
@@ -316,4 +317,24 @@ pub struct WebauthnCeremonyRow {
     pub state: String,
     pub created_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
+}
+
+/// A signing key as stored by `key_store = database`: `document` is the
+/// key document sealed with the key-encryption key.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = signing_keys)]
+pub struct SigningKeyRow {
+    pub kid: String,
+    pub document: String,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+/// A named server secret (code HMAC key, CSRF key …), sealed.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = server_secrets)]
+pub struct ServerSecretRow {
+    pub name: String,
+    pub sealed_value: String,
+    pub created_at: i64,
 }

@@ -1784,3 +1784,58 @@ pub mod throttles {
         Ok(diesel::delete(throttles::table.filter(throttles::tat.lt(now_ms))).execute(conn)?)
     }
 }
+
+pub mod server_keys {
+    //! Signing keys and named server secrets for `key_store = database`.
+    //! Values arrive sealed; the rules (one active key, rotation, what a
+    //! retired key is still good for) are `accounts::keys`'.
+    use super::*;
+    use schema::{server_secrets, signing_keys};
+
+    pub fn all_keys(conn: &mut AnyConnection) -> Result<Vec<SigningKeyRow>> {
+        Ok(signing_keys::table
+            .order(signing_keys::created_at.asc())
+            .select(SigningKeyRow::as_select())
+            .load(conn)?)
+    }
+
+    pub fn insert_key(conn: &mut AnyConnection, row: &SigningKeyRow) -> Result<()> {
+        diesel::insert_into(signing_keys::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Retires every unretired key but `keep`.
+    pub fn retire_others(conn: &mut AnyConnection, keep: &str, at: i64) -> Result<usize> {
+        Ok(diesel::update(
+            signing_keys::table
+                .filter(signing_keys::retired_at.is_null())
+                .filter(signing_keys::kid.ne(keep)),
+        )
+        .set(signing_keys::retired_at.eq(at))
+        .execute(conn)?)
+    }
+
+    pub fn secret(conn: &mut AnyConnection, name: &str) -> Result<Option<ServerSecretRow>> {
+        Ok(server_secrets::table
+            .find(name)
+            .select(ServerSecretRow::as_select())
+            .load(conn)?
+            .pop())
+    }
+
+    pub fn all_secrets(conn: &mut AnyConnection) -> Result<Vec<ServerSecretRow>> {
+        Ok(server_secrets::table
+            .order(server_secrets::name.asc())
+            .select(ServerSecretRow::as_select())
+            .load(conn)?)
+    }
+
+    pub fn insert_secret(conn: &mut AnyConnection, row: &ServerSecretRow) -> Result<()> {
+        diesel::insert_into(server_secrets::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    }
+}

@@ -269,6 +269,23 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        document -> Text,
+        created_at -> BigInt,
+        retired_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    server_secrets (name) {
+        name -> Text,
+        sealed_value -> Text,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(users -> organizations (organization_id));
 diesel::joinable!(totp_credentials -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
@@ -312,4 +329,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     mfa_challenges,
     passkeys,
     webauthn_ceremonies,
+    signing_keys,
+    server_secrets,
 );

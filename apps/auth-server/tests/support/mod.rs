@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// Tests rotate and read the key folder through the store trait.
+pub use accounts::keys::KeyStore;
 use accounts::{EmailAddress, NewAccount, Password, UserStatus, Username};
 use auth_server::config::Settings;
 use reqwest::StatusCode;

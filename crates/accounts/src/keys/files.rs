@@ -1,126 +1,104 @@
-//! Signing keys on disk: one JSON document per key in `keys_dir`, written with
-//! 0600 permissions (the folder 0700). The newest key that is not retired
-//! signs; retired keys keep verifying until every token they signed has
-//! expired, then they are no longer loaded. The folder also holds the
-//! server's named secrets (code HMACs, rate-limit keys, CSRF, token sealing).
-//!
-//! A running server re-reads it ([`KeyStore::load`]) so a rotation made by
-//! `auth-server keys rotate` on any instance sharing the folder applies
-//! without a restart (see [`crate::background`]).
+//! The key folder: one JSON document per key, one hex file per secret,
+//! written with 0600 permissions (the folder 0700), sealed with the
+//! key-encryption key when one is configured.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use auth_core::{KeyDocument, KeySet, SigningAlgorithm, SigningKey};
+use auth_core::{KeyDocument, SigningAlgorithm, SigningKey};
 
-pub use crate::secrets::SealingKey;
+use super::{
+    Context, Imported, KeyBundle, KeyStore, Result, SEALED_PREFIX, SealingKey, bail, check_import,
+    new_kid, new_secret, open,
+};
+use crate::secrets::{hex, unhex};
 
-/// What went wrong with the key folder; the message names the file and
-/// what to do (it is for operators, never for clients).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct KeyStoreError(String);
-
-type Result<T> = std::result::Result<T, KeyStoreError>;
-
-impl From<std::io::Error> for KeyStoreError {
-    fn from(e: std::io::Error) -> Self {
-        KeyStoreError(format!("key folder: {e}"))
-    }
-}
-
-impl From<serde_json::Error> for KeyStoreError {
-    fn from(e: serde_json::Error) -> Self {
-        KeyStoreError(format!("key document: {e}"))
-    }
-}
-
-impl From<auth_core::KeyError> for KeyStoreError {
-    fn from(e: auth_core::KeyError) -> Self {
-        KeyStoreError(format!("signing key: {e}"))
-    }
-}
-
-/// `anyhow`-style context for the few fallible calls here.
-trait Context<T> {
-    fn context(self, message: impl std::fmt::Display) -> Result<T>;
-    fn with_context<M: std::fmt::Display>(self, message: impl FnOnce() -> M) -> Result<T>;
-}
-
-impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
-    fn context(self, message: impl std::fmt::Display) -> Result<T> {
-        self.map_err(|e| KeyStoreError(format!("{message}: {e}")))
-    }
-
-    fn with_context<M: std::fmt::Display>(self, message: impl FnOnce() -> M) -> Result<T> {
-        self.map_err(|e| KeyStoreError(format!("{}: {e}", message())))
-    }
-}
-
-impl<T> Context<T> for Option<T> {
-    fn context(self, message: impl std::fmt::Display) -> Result<T> {
-        self.ok_or_else(|| KeyStoreError(message.to_string()))
-    }
-
-    fn with_context<M: std::fmt::Display>(self, message: impl FnOnce() -> M) -> Result<T> {
-        self.ok_or_else(|| KeyStoreError(message().to_string()))
-    }
-}
-
-macro_rules! bail {
-    ($($arg:tt)*) => { return Err(KeyStoreError(format!($($arg)*))) };
-}
-
-/// Where a running server re-reads its signing keys from.
-pub trait KeyStore: Send + Sync {
-    /// The key set as stored now, creating nothing.
-    fn load(&self, now: i64, verify_window_secs: i64) -> Result<KeySet>;
-}
-
-impl KeyStore for KeyDir {
-    fn load(&self, now: i64, verify_window_secs: i64) -> Result<KeySet> {
-        KeyDir::load(self, now, verify_window_secs)
-    }
-}
-
-/// The key set from the keys on disk: retired keys only while tokens they
-/// signed may live (`verify_window_secs`), the newest unretired key signing.
-fn assemble(mut keys: Vec<SigningKey>, now: i64, verify_window_secs: i64) -> Result<KeySet> {
-    keys.retain(|k| {
-        k.retired_at()
-            .is_none_or(|retired| retired + verify_window_secs > now)
-    });
-    keys.sort_by_key(|k| (k.retired_at().is_none(), k.created_at()));
-    let active = keys.pop().context("no unretired signing key")?;
-    Ok(KeySet::new(active, keys)?)
-}
-
+/// The key folder.
 pub struct KeyDir {
     dir: PathBuf,
     /// When set, key and secret files are sealed with it (AES-256-GCM).
     sealing: Option<SealingKey>,
 }
 
-fn open(key: &SealingKey, label: &str, sealed: &str) -> Result<Vec<u8>> {
-    key.open(label, sealed).ok_or_else(|| {
-        KeyStoreError(format!(
-            "{label} cannot be decrypted: AUTH_KEY_ENCRYPTION_KEY is not the key it was sealed with"
-        ))
-    })
+impl KeyStore for KeyDir {
+    fn describe(&self) -> String {
+        format!("the key folder {}", self.dir.display())
+    }
+
+    fn keys(&self) -> Result<Vec<SigningKey>> {
+        self.read_all()
+    }
+
+    fn keys_with_active(&self, alg: SigningAlgorithm, now: i64) -> Result<Vec<SigningKey>> {
+        let mut keys = self.read_all()?;
+        if !keys.iter().any(|k| k.retired_at().is_none()) {
+            let key = self.generate(alg, now)?;
+            tracing::info!(kid = key.kid(), alg = %alg, dir = %self.dir.display(), "generated a signing key");
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+
+    fn rotate(&self, alg: SigningAlgorithm, now: i64) -> Result<String> {
+        let current = self.read_all()?;
+        let key = self.generate(alg, now)?;
+        for old in current.into_iter().filter(|k| k.retired_at().is_none()) {
+            self.write(&old.with_retired_at(Some(now)))?;
+        }
+        Ok(key.kid().to_owned())
+    }
+
+    fn load_or_create_secret(&self, name: &str) -> Result<Vec<u8>> {
+        if let Some(secret) = self.read_secret(name)? {
+            return Ok(secret);
+        }
+        let secret = new_secret()?;
+        self.write_private(&format!("{name}{SECRET_SUFFIX}"), hex(&secret).as_bytes())?;
+        Ok(secret)
+    }
+
+    fn secrets(&self) -> Result<BTreeMap<String, Vec<u8>>> {
+        let mut secrets = BTreeMap::new();
+        for name in self.file_names()? {
+            if let Some(name) = name.strip_suffix(SECRET_SUFFIX) {
+                let secret = self
+                    .read_secret(name)?
+                    .context("a secret file vanished while it was read")?;
+                secrets.insert(name.to_owned(), secret);
+            }
+        }
+        Ok(secrets)
+    }
+
+    fn import(&self, bundle: &KeyBundle) -> Result<Imported> {
+        if let Some(outcome) = check_import(
+            &self.describe(),
+            &self.read_all()?,
+            &self.secrets()?,
+            bundle,
+        )? {
+            return Ok(outcome);
+        }
+        let keys = bundle.signing_keys()?;
+        let secrets = bundle.secrets()?;
+        for key in &keys {
+            self.write(key)?;
+        }
+        for (name, value) in &secrets {
+            self.write_private(&format!("{name}{SECRET_SUFFIX}"), hex(value).as_bytes())?;
+        }
+        Ok(Imported::Written {
+            keys: keys.len(),
+            secrets: secrets.len(),
+        })
+    }
 }
 
-/// Marks a sealed file's contents.
-const SEALED_PREFIX: &str = "sealed:v1:";
-
-/// A key as listed by `keys list`.
-pub struct KeyInfo {
-    pub kid: String,
-    pub alg: SigningAlgorithm,
-    pub created_at: i64,
-    pub retired_at: Option<i64>,
-}
+/// A secret's file is its name and this.
+const SECRET_SUFFIX: &str = ".secret";
 
 impl KeyDir {
     /// Key files in `dir`, in plain JSON (protected by 0600 only).
@@ -141,107 +119,51 @@ impl KeyDir {
         }
     }
 
-    /// Loads the key set, generating the first key when the folder has none.
-    /// `verify_window_secs` is how long a retired key must keep verifying
-    /// (the longest lifetime of anything it signed, plus leeway).
-    pub fn load_or_create(
-        &self,
-        alg: SigningAlgorithm,
-        now: i64,
-        verify_window_secs: i64,
-    ) -> Result<KeySet> {
-        let mut keys = self.read_all()?;
-        if !keys.iter().any(|k| k.retired_at().is_none()) {
-            let key = self.generate(alg, now)?;
-            tracing::info!(kid = key.kid(), alg = %alg, dir = %self.dir.display(), "generated a signing key");
-            keys.push(key);
-        }
-        assemble(keys, now, verify_window_secs)
-    }
-
-    /// Loads the key set as it is on disk now, creating nothing: what a
-    /// running server re-reads to pick up `keys rotate` without a restart.
-    pub fn load(&self, now: i64, verify_window_secs: i64) -> Result<KeySet> {
-        let keys = self.read_all()?;
-        if !keys.iter().any(|k| k.retired_at().is_none()) {
-            bail!("{} has no unretired signing key", self.dir.display());
-        }
-        assemble(keys, now, verify_window_secs)
-    }
-
-    /// Generates a new signing key and retires the current ones.
-    pub fn rotate(&self, alg: SigningAlgorithm, now: i64) -> Result<String> {
-        let current = self.read_all()?;
-        let key = self.generate(alg, now)?;
-        for old in current.into_iter().filter(|k| k.retired_at().is_none()) {
-            self.write(&old.with_retired_at(Some(now)))?;
-        }
-        Ok(key.kid().to_owned())
-    }
-
-    pub fn list(&self) -> Result<Vec<KeyInfo>> {
-        let mut keys: Vec<KeyInfo> = self
-            .read_all()?
-            .into_iter()
-            .map(|k| KeyInfo {
-                kid: k.kid().to_owned(),
-                alg: k.algorithm(),
-                created_at: k.created_at(),
-                retired_at: k.retired_at(),
-            })
-            .collect();
-        keys.sort_by_key(|k| k.created_at);
-        Ok(keys)
-    }
-
-    /// A named 32-byte server secret (e.g. the key of email-code HMACs),
-    /// generated on first use and stored next to the signing keys.
-    pub fn load_or_create_secret(&self, name: &str) -> Result<Vec<u8>> {
-        let file_name = format!("{name}.secret");
+    /// A named secret's bytes, `None` when it has no file yet.
+    fn read_secret(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let file_name = format!("{name}{SECRET_SUFFIX}");
         let path = self.dir.join(&file_name);
-        if path.exists() {
-            check_private(&path)?;
-            let hex = self.read_private(&file_name)?;
-            let hex = String::from_utf8(hex)
-                .with_context(|| format!("{} is not a hex secret", path.display()))?;
-            let bytes: Option<Vec<u8>> = (0..hex.trim().len())
-                .step_by(2)
-                .map(|i| {
-                    hex.get(i..i + 2)
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                })
-                .collect();
-            return match bytes {
-                Some(bytes) if bytes.len() == 32 => Ok(bytes),
-                _ => bail!("{} is not a 32-byte hex secret", path.display()),
-            };
+        if !path.exists() {
+            return Ok(None);
         }
-        let mut secret = vec![0u8; 32];
-        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
-            .map_err(|_| KeyStoreError("the system random source failed".to_owned()))?;
-        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
-        self.write_private(&file_name, hex.as_bytes())?;
-        Ok(secret)
+        check_private(&path)?;
+        let text = self.read_private(&file_name)?;
+        match std::str::from_utf8(&text)
+            .ok()
+            .and_then(|t| unhex(t.trim()))
+        {
+            Some(bytes) if bytes.len() == 32 => Ok(Some(bytes)),
+            _ => bail!("{} is not a 32-byte hex secret", path.display()),
+        }
     }
 
-    fn generate(&self, alg: SigningAlgorithm, now: i64) -> Result<SigningKey> {
-        let kid = format!("k{now}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-        let key = SigningKey::generate(alg, kid)?.with_created_at(now);
-        self.write(&key)?;
-        Ok(key)
-    }
-
-    fn read_all(&self) -> Result<Vec<SigningKey>> {
+    /// The names of the files in the folder (none when it does not exist).
+    fn file_names(&self) -> Result<Vec<String>> {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(e).with_context(|| format!("reading {}", self.dir.display())),
         };
-        let mut keys = Vec::new();
+        let mut names = Vec::new();
         for entry in entries {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                keys.push(self.read_key(&path)?);
+            if let Some(name) = entry?.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        Ok(names)
+    }
+
+    fn generate(&self, alg: SigningAlgorithm, now: i64) -> Result<SigningKey> {
+        let key = SigningKey::generate(alg, new_kid(now))?.with_created_at(now);
+        self.write(&key)?;
+        Ok(key)
+    }
+
+    fn read_all(&self) -> Result<Vec<SigningKey>> {
+        let mut keys = Vec::new();
+        for name in self.file_names()? {
+            if name.ends_with(".json") {
+                keys.push(self.read_key(&self.dir.join(name))?);
             }
         }
         Ok(keys)

@@ -1,0 +1,295 @@
+//! Keys and secrets in the database (`key_store = database`), for
+//! instances that share nothing but it. Every value is sealed with the
+//! key-encryption key under a label naming the row, so a value copied onto
+//! another row does not open. First creation and rotation run under one
+//! lock, so instances starting together on an empty database agree on one
+//! key and one of each secret.
+
+use std::collections::BTreeMap;
+
+use auth_core::{KeyDocument, SigningAlgorithm, SigningKey};
+use diesel::Connection;
+use storage::models::{ServerSecretRow, SigningKeyRow};
+use storage::repo::{self, server_keys};
+use storage::{AnyConnection, DbConn, DbPool};
+
+use super::{
+    Context, Imported, KeyBundle, KeyStore, KeyStoreError, Result, SealingKey, check_import,
+    new_kid, new_secret, open,
+};
+
+/// The lock every change of keys or secrets takes (an advisory lock on
+/// PostgreSQL, the write lock on SQLite).
+const LOCK: &str = "server-keys";
+
+impl From<diesel::result::Error> for KeyStoreError {
+    fn from(e: diesel::result::Error) -> Self {
+        storage::StorageError::from(e).into()
+    }
+}
+
+/// The database as a key store.
+pub struct DbKeys {
+    pool: DbPool,
+    sealing: SealingKey,
+}
+
+impl DbKeys {
+    /// Keys in the database behind `pool`, sealed with `sealing` (the
+    /// key-encryption key: without it the database holds nothing usable).
+    pub fn new(pool: DbPool, sealing: SealingKey) -> DbKeys {
+        DbKeys { pool, sealing }
+    }
+
+    fn conn(&self) -> Result<DbConn> {
+        self.pool
+            .get()
+            .map_err(|e| KeyStoreError(format!("cannot reach the database for the keys: {e}")))
+    }
+
+    /// Runs `f` in a transaction holding the key lock.
+    fn locked<T>(&self, f: impl FnOnce(&mut AnyConnection) -> Result<T>) -> Result<T> {
+        self.conn()?.transaction(|c| {
+            repo::lock_key(c, LOCK)?;
+            f(c)
+        })
+    }
+
+    fn open_key(&self, row: &SigningKeyRow) -> Result<SigningKey> {
+        let json = open(&self.sealing, &key_label(&row.kid), &row.document)?;
+        let doc: KeyDocument = serde_json::from_slice(&json)
+            .with_context(|| format!("the stored key {} is not a key document", row.kid))?;
+        if doc.kid != row.kid {
+            return Err(KeyStoreError(format!(
+                "the stored key {} holds the document of {}",
+                row.kid, doc.kid
+            )));
+        }
+        // The row's retirement is what rotation updates; the sealed
+        // document keeps the key as it was created.
+        Ok(SigningKey::from_document(&doc)
+            .with_context(|| format!("the stored key {} is unusable", row.kid))?
+            .with_retired_at(row.retired_at))
+    }
+
+    fn seal_key(&self, key: &SigningKey) -> Result<SigningKeyRow> {
+        let doc = key.to_document();
+        let json = serde_json::to_vec(&doc)?;
+        Ok(SigningKeyRow {
+            document: self.sealing.seal(&key_label(&doc.kid), &json),
+            kid: doc.kid,
+            created_at: doc.created_at,
+            retired_at: doc.retired_at,
+        })
+    }
+
+    fn open_secret(&self, row: &ServerSecretRow) -> Result<Vec<u8>> {
+        let value = open(&self.sealing, &secret_label(&row.name), &row.sealed_value)?;
+        if value.len() != 32 {
+            return Err(KeyStoreError(format!(
+                "the stored secret {} is not 32 bytes",
+                row.name
+            )));
+        }
+        Ok(value)
+    }
+
+    fn seal_secret(&self, name: &str, value: &[u8], now: i64) -> ServerSecretRow {
+        ServerSecretRow {
+            name: name.to_owned(),
+            sealed_value: self.sealing.seal(&secret_label(name), value),
+            created_at: now,
+        }
+    }
+
+    fn read_keys(&self, conn: &mut AnyConnection) -> Result<Vec<SigningKey>> {
+        server_keys::all_keys(conn)?
+            .iter()
+            .map(|row| self.open_key(row))
+            .collect()
+    }
+
+    fn read_secrets(&self, conn: &mut AnyConnection) -> Result<BTreeMap<String, Vec<u8>>> {
+        server_keys::all_secrets(conn)?
+            .iter()
+            .map(|row| Ok((row.name.clone(), self.open_secret(row)?)))
+            .collect()
+    }
+
+    fn insert_new_key(
+        &self,
+        conn: &mut AnyConnection,
+        alg: SigningAlgorithm,
+        now: i64,
+    ) -> Result<SigningKey> {
+        let key = SigningKey::generate(alg, new_kid(now))?.with_created_at(now);
+        server_keys::insert_key(conn, &self.seal_key(&key)?)?;
+        Ok(key)
+    }
+}
+
+fn key_label(kid: &str) -> String {
+    format!("signing-key:{kid}")
+}
+
+fn secret_label(name: &str) -> String {
+    format!("server-secret:{name}")
+}
+
+impl KeyStore for DbKeys {
+    fn describe(&self) -> String {
+        "the database".to_owned()
+    }
+
+    fn keys(&self) -> Result<Vec<SigningKey>> {
+        self.read_keys(&mut *self.conn()?)
+    }
+
+    fn keys_with_active(&self, alg: SigningAlgorithm, now: i64) -> Result<Vec<SigningKey>> {
+        // Most starts find a key: read without the lock first.
+        let keys = self.keys()?;
+        if keys.iter().any(|k| k.retired_at().is_none()) {
+            return Ok(keys);
+        }
+        self.locked(|c| {
+            let mut keys = self.read_keys(c)?;
+            if !keys.iter().any(|k| k.retired_at().is_none()) {
+                let key = self.insert_new_key(c, alg, now)?;
+                tracing::info!(kid = key.kid(), alg = %alg, "generated a signing key in the database");
+                keys.push(key);
+            }
+            Ok(keys)
+        })
+    }
+
+    fn rotate(&self, alg: SigningAlgorithm, now: i64) -> Result<String> {
+        self.locked(|c| {
+            let key = self.insert_new_key(c, alg, now)?;
+            server_keys::retire_others(c, key.kid(), now)?;
+            Ok(key.kid().to_owned())
+        })
+    }
+
+    fn load_or_create_secret(&self, name: &str) -> Result<Vec<u8>> {
+        if let Some(row) = server_keys::secret(&mut *self.conn()?, name)? {
+            return self.open_secret(&row);
+        }
+        self.locked(|c| {
+            if let Some(row) = server_keys::secret(c, name)? {
+                return self.open_secret(&row);
+            }
+            let value = new_secret()?;
+            server_keys::insert_secret(
+                c,
+                &self.seal_secret(name, &value, chrono::Utc::now().timestamp()),
+            )?;
+            Ok(value)
+        })
+    }
+
+    fn secrets(&self) -> Result<BTreeMap<String, Vec<u8>>> {
+        self.read_secrets(&mut *self.conn()?)
+    }
+
+    fn import(&self, bundle: &KeyBundle) -> Result<Imported> {
+        self.locked(|c| {
+            let (keys, secrets) = (self.read_keys(c)?, self.read_secrets(c)?);
+            if let Some(outcome) = check_import(&self.describe(), &keys, &secrets, bundle)? {
+                return Ok(outcome);
+            }
+            let keys = bundle.signing_keys()?;
+            let secrets = bundle.secrets()?;
+            for key in &keys {
+                server_keys::insert_key(c, &self.seal_key(key)?)?;
+            }
+            let now = chrono::Utc::now().timestamp();
+            for (name, value) in &secrets {
+                server_keys::insert_secret(c, &self.seal_secret(name, value, now))?;
+            }
+            Ok(Imported::Written {
+                keys: keys.len(),
+                secrets: secrets.len(),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use storage::Backend;
+    use storage::test_support::MigratedDatabase;
+
+    use super::*;
+
+    fn store(db: &MigratedDatabase, byte: u8) -> DbKeys {
+        DbKeys::new(
+            db.pool.clone(),
+            SealingKey::from_bytes(&[byte; 32]).unwrap(),
+        )
+    }
+
+    fn keys_and_secrets_are_sealed_shared_and_rotated(backend: Backend) {
+        let db = &MigratedDatabase::create(backend, 2);
+        let a = store(db, 1);
+        let b = store(db, 1);
+        let first = a
+            .load_or_create(SigningAlgorithm::EdDSA, 1000, 1830)
+            .unwrap();
+        assert_eq!(
+            b.load_or_create(SigningAlgorithm::EdDSA, 1001, 1830)
+                .unwrap()
+                .active_kid(),
+            first.active_kid(),
+            "a second instance uses the stored key"
+        );
+        let secret = a.load_or_create_secret("code-hmac").unwrap();
+        assert_eq!(b.load_or_create_secret("code-hmac").unwrap(), secret);
+
+        let rows = server_keys::all_keys(&mut a.conn().unwrap()).unwrap();
+        assert!(rows.iter().all(|r| !r.document.contains("private_key")));
+        let hex_secret = crate::secrets::hex(&secret);
+        let secret_rows = server_keys::all_secrets(&mut a.conn().unwrap()).unwrap();
+        assert!(
+            secret_rows
+                .iter()
+                .all(|r| !r.sealed_value.contains(&hex_secret))
+        );
+
+        let new_kid = b.rotate(SigningAlgorithm::EdDSA, 2000).unwrap();
+        let after = a.load(2001, 1830).unwrap();
+        assert_eq!(after.active_kid(), new_kid);
+        assert!(after.kids().contains(&first.active_kid()));
+        assert!(
+            !a.load(3831, 1830)
+                .unwrap()
+                .kids()
+                .contains(&first.active_kid())
+        );
+
+        // Another key-encryption key opens nothing, and says what to set.
+        let error = store(db, 2).load(2001, 1830).unwrap_err().to_string();
+        assert!(error.contains("AUTH_KEY_ENCRYPTION_KEY"), "{error}");
+
+        // An export imports into an empty folder, and not back over keys.
+        let bundle = a.export().unwrap();
+        let dir = db.db.dir.join("imported");
+        assert!(matches!(
+            super::super::KeyDir::new(&dir).import(&bundle).unwrap(),
+            Imported::Written {
+                keys: 2,
+                secrets: 1
+            }
+        ));
+        assert_eq!(a.import(&bundle).unwrap(), Imported::AlreadyThere);
+    }
+
+    #[test]
+    fn sqlite_keys_and_secrets_are_sealed_shared_and_rotated() {
+        keys_and_secrets_are_sealed_shared_and_rotated(Backend::Sqlite);
+    }
+
+    #[test]
+    fn postgres_keys_and_secrets_are_sealed_shared_and_rotated() {
+        keys_and_secrets_are_sealed_shared_and_rotated(Backend::Postgres);
+    }
+}

@@ -1,0 +1,396 @@
+//! Signing keys and the server's named secrets (code HMACs, rate-limit keys,
+//! CSRF, token sealing), kept in one of two stores:
+//!
+//! - [`KeyDir`]: a folder of 0600 files (the zero-configuration default),
+//!   optionally sealed with the key-encryption key;
+//! - [`DbKeys`]: the database, every value sealed with the key-encryption
+//!   key, so instances that share nothing but PostgreSQL share their keys.
+//!
+//! The newest key that is not retired signs; retired keys keep verifying
+//! until every token they signed has expired, then they are no longer
+//! loaded. A running server re-reads its store ([`KeyStore::load`]) so a
+//! rotation made anywhere applies without a restart (see
+//! [`crate::background`]; on PostgreSQL a notice makes that immediate).
+//! [`KeyBundle`] moves keys and secrets between stores (`keys export` /
+//! `keys import`).
+
+mod database;
+mod files;
+
+use std::collections::BTreeMap;
+
+use auth_core::{KeyDocument, KeySet, SigningAlgorithm, SigningKey};
+use serde::{Deserialize, Serialize};
+
+pub use self::database::DbKeys;
+pub use self::files::KeyDir;
+pub use crate::secrets::SealingKey;
+use crate::secrets::{hex, unhex};
+
+/// What went wrong with a key store; the message names the place and what
+/// to do (it is for operators, never for clients).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct KeyStoreError(String);
+
+type Result<T> = std::result::Result<T, KeyStoreError>;
+
+impl From<std::io::Error> for KeyStoreError {
+    fn from(e: std::io::Error) -> Self {
+        KeyStoreError(format!("key folder: {e}"))
+    }
+}
+
+impl From<serde_json::Error> for KeyStoreError {
+    fn from(e: serde_json::Error) -> Self {
+        KeyStoreError(format!("key document: {e}"))
+    }
+}
+
+impl From<auth_core::KeyError> for KeyStoreError {
+    fn from(e: auth_core::KeyError) -> Self {
+        KeyStoreError(format!("signing key: {e}"))
+    }
+}
+
+impl From<storage::StorageError> for KeyStoreError {
+    fn from(e: storage::StorageError) -> Self {
+        KeyStoreError(format!("key store in the database: {e}"))
+    }
+}
+
+/// `anyhow`-style context for the few fallible calls here.
+trait Context<T> {
+    fn context(self, message: impl std::fmt::Display) -> Result<T>;
+    fn with_context<M: std::fmt::Display>(self, message: impl FnOnce() -> M) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
+    fn context(self, message: impl std::fmt::Display) -> Result<T> {
+        self.map_err(|e| KeyStoreError(format!("{message}: {e}")))
+    }
+
+    fn with_context<M: std::fmt::Display>(self, message: impl FnOnce() -> M) -> Result<T> {
+        self.map_err(|e| KeyStoreError(format!("{}: {e}", message())))
+    }
+}
+
+impl<T> Context<T> for Option<T> {
+    fn context(self, message: impl std::fmt::Display) -> Result<T> {
+        self.ok_or_else(|| KeyStoreError(message.to_string()))
+    }
+
+    fn with_context<M: std::fmt::Display>(self, message: impl FnOnce() -> M) -> Result<T> {
+        self.ok_or_else(|| KeyStoreError(message().to_string()))
+    }
+}
+
+macro_rules! bail {
+    ($($arg:tt)*) => { return Err($crate::keys::KeyStoreError(format!($($arg)*))) };
+}
+use bail;
+
+/// A key as listed by `keys list`.
+pub struct KeyInfo {
+    pub kid: String,
+    pub alg: SigningAlgorithm,
+    pub created_at: i64,
+    pub retired_at: Option<i64>,
+}
+
+/// What [`KeyStore::import`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Imported {
+    /// The keys and secrets were written.
+    Written { keys: usize, secrets: usize },
+    /// The store already held exactly these keys and secrets.
+    AlreadyThere,
+}
+
+/// Where the server keeps its signing keys and secrets. The primitives are
+/// each store's; the rules built on them (which key signs, what is listed,
+/// what an import may overwrite) are written once, here.
+pub trait KeyStore: Send + Sync {
+    /// Where the keys are, for operators' messages.
+    fn describe(&self) -> String;
+
+    /// Every stored key, retired ones included.
+    fn keys(&self) -> Result<Vec<SigningKey>>;
+
+    /// Every stored key, after generating one with `alg` when none is
+    /// unretired. Atomic in the database: instances starting together on
+    /// an empty database agree on one key.
+    fn keys_with_active(&self, alg: SigningAlgorithm, now: i64) -> Result<Vec<SigningKey>>;
+
+    /// Generates a key that signs from now on and retires the others;
+    /// answers its kid.
+    fn rotate(&self, alg: SigningAlgorithm, now: i64) -> Result<String>;
+
+    /// A named 32-byte secret, generated on first use (atomically in the
+    /// database, so every instance gets the same one).
+    fn load_or_create_secret(&self, name: &str) -> Result<Vec<u8>>;
+
+    /// Every stored secret, by name.
+    fn secrets(&self) -> Result<BTreeMap<String, Vec<u8>>>;
+
+    /// Writes `bundle` into the store if it holds no keys and no secrets
+    /// (checked and written as one step); otherwise see [`check_import`].
+    fn import(&self, bundle: &KeyBundle) -> Result<Imported>;
+
+    /// The key set as stored now, creating nothing: what a running server
+    /// re-reads to pick up a rotation without a restart.
+    fn load(&self, now: i64, verify_window_secs: i64) -> Result<KeySet> {
+        let keys = self.keys()?;
+        if !keys.iter().any(|k| k.retired_at().is_none()) {
+            bail!("{} has no unretired signing key", self.describe());
+        }
+        assemble(keys, now, verify_window_secs)
+    }
+
+    /// Loads the key set, generating the first key when the store has none.
+    /// `verify_window_secs` is how long a retired key must keep verifying
+    /// (the longest lifetime of anything it signed, plus leeway).
+    fn load_or_create(
+        &self,
+        alg: SigningAlgorithm,
+        now: i64,
+        verify_window_secs: i64,
+    ) -> Result<KeySet> {
+        assemble(self.keys_with_active(alg, now)?, now, verify_window_secs)
+    }
+
+    fn list(&self) -> Result<Vec<KeyInfo>> {
+        let mut keys: Vec<KeyInfo> = self
+            .keys()?
+            .into_iter()
+            .map(|k| KeyInfo {
+                kid: k.kid().to_owned(),
+                alg: k.algorithm(),
+                created_at: k.created_at(),
+                retired_at: k.retired_at(),
+            })
+            .collect();
+        keys.sort_by_key(|k| k.created_at);
+        Ok(keys)
+    }
+
+    /// Everything the store holds, to move it elsewhere.
+    fn export(&self) -> Result<KeyBundle> {
+        Ok(KeyBundle {
+            format: BUNDLE_FORMAT.to_owned(),
+            keys: self.keys()?.iter().map(SigningKey::to_document).collect(),
+            secrets: self
+                .secrets()?
+                .into_iter()
+                .map(|(name, value)| (name, hex(&value)))
+                .collect(),
+        })
+    }
+}
+
+/// Whether `bundle` may go into a store holding `keys` and `secrets`: into
+/// an empty store (`None`: write it), or already there. A store with other
+/// keys or secrets is refused: merging two key sets would silently change
+/// which key signs and which code or CSRF key is in force.
+fn check_import(
+    describe: &str,
+    keys: &[SigningKey],
+    secrets: &BTreeMap<String, Vec<u8>>,
+    bundle: &KeyBundle,
+) -> Result<Option<Imported>> {
+    if keys.is_empty() && secrets.is_empty() {
+        return Ok(None);
+    }
+    let mut held: Vec<&str> = keys.iter().map(SigningKey::kid).collect();
+    let mut given: Vec<&str> = bundle.keys.iter().map(|k| k.kid.as_str()).collect();
+    held.sort_unstable();
+    given.sort_unstable();
+    let same_secrets = bundle.secrets()? == *secrets;
+    if held == given && same_secrets {
+        return Ok(Some(Imported::AlreadyThere));
+    }
+    bail!(
+        "{describe} already holds other keys or secrets; import only into an empty store \
+         (a merge would change which key signs and invalidate codes and sessions)"
+    )
+}
+
+/// The key set from the stored keys: retired keys only while tokens they
+/// signed may live (`verify_window_secs`), the newest unretired key signing.
+fn assemble(mut keys: Vec<SigningKey>, now: i64, verify_window_secs: i64) -> Result<KeySet> {
+    keys.retain(|k| {
+        k.retired_at()
+            .is_none_or(|retired| retired + verify_window_secs > now)
+    });
+    keys.sort_by_key(|k| (k.retired_at().is_none(), k.created_at()));
+    let active = keys.pop().context("no unretired signing key")?;
+    Ok(KeySet::new(active, keys)?)
+}
+
+/// A fresh key id: its creation time and a random part.
+fn new_kid(now: i64) -> String {
+    format!("k{now}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// A fresh 32-byte secret.
+fn new_secret() -> Result<Vec<u8>> {
+    let mut secret = vec![0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+        .map_err(|_| KeyStoreError("the system random source failed".to_owned()))?;
+    Ok(secret)
+}
+
+fn open(key: &SealingKey, label: &str, sealed: &str) -> Result<Vec<u8>> {
+    key.open(label, sealed).ok_or_else(|| {
+        KeyStoreError(format!(
+            "{label} cannot be decrypted: AUTH_KEY_ENCRYPTION_KEY is not the key it was sealed with"
+        ))
+    })
+}
+
+/// Marks sealed contents (a key file, an exported bundle).
+const SEALED_PREFIX: &str = "sealed:v1:";
+
+const BUNDLE_FORMAT: &str = "auth-server-keys/1";
+/// The label an exported bundle is sealed under.
+const BUNDLE_LABEL: &str = "key-bundle";
+
+/// Every key and secret of a store, as `keys export` writes it and
+/// `keys import` reads it. Never printed: it holds private keys.
+#[derive(Serialize, Deserialize)]
+pub struct KeyBundle {
+    format: String,
+    keys: Vec<KeyDocument>,
+    /// name → hex
+    secrets: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for KeyBundle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyBundle")
+            .field("keys", &self.keys.len())
+            .field("secrets", &self.secrets.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl KeyBundle {
+    /// The file's text: sealed with `sealing` when given, plain JSON
+    /// otherwise (then the file is as secret as the keys themselves).
+    pub fn to_text(&self, sealing: Option<&SealingKey>) -> Result<String> {
+        let json = serde_json::to_string_pretty(self)?;
+        Ok(match sealing {
+            Some(key) => format!(
+                "{SEALED_PREFIX}{}\n",
+                key.seal(BUNDLE_LABEL, json.as_bytes())
+            ),
+            None => json + "\n",
+        })
+    }
+
+    /// Reads what [`to_text`](Self::to_text) wrote, checking every key and
+    /// secret before anything is stored.
+    pub fn parse(text: &str, sealing: Option<&SealingKey>) -> Result<KeyBundle> {
+        let json = match (text.trim().strip_prefix(SEALED_PREFIX), sealing) {
+            (Some(sealed), Some(key)) => key.open(BUNDLE_LABEL, sealed).context(
+                "the key bundle cannot be decrypted: AUTH_KEY_ENCRYPTION_KEY is not the key it was sealed with",
+            )?,
+            (Some(_), None) => {
+                bail!("the key bundle is encrypted; set AUTH_KEY_ENCRYPTION_KEY to the key it was sealed with")
+            }
+            (None, _) => text.as_bytes().to_vec(),
+        };
+        let bundle: KeyBundle =
+            serde_json::from_slice(&json).context("the file is not a key bundle")?;
+        if bundle.format != BUNDLE_FORMAT {
+            bail!(
+                "the key bundle's format is {:?}, expected {BUNDLE_FORMAT:?}",
+                bundle.format
+            );
+        }
+        for doc in &bundle.keys {
+            SigningKey::from_document(doc)
+                .with_context(|| format!("the bundle's key {} is unusable", doc.kid))?;
+        }
+        if !bundle.keys.iter().any(|k| k.retired_at.is_none()) {
+            bail!("the key bundle has no unretired signing key");
+        }
+        bundle.secrets()?;
+        Ok(bundle)
+    }
+
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn signing_keys(&self) -> Result<Vec<SigningKey>> {
+        self.keys
+            .iter()
+            .map(|doc| Ok(SigningKey::from_document(doc)?))
+            .collect()
+    }
+
+    fn secrets(&self) -> Result<BTreeMap<String, Vec<u8>>> {
+        self.secrets
+            .iter()
+            .map(|(name, value)| match unhex(value) {
+                Some(bytes) if bytes.len() == 32 => Ok((name.clone(), bytes)),
+                _ => bail!("the bundle's secret {name} is not 32 bytes of hex"),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sealing(byte: u8) -> SealingKey {
+        SealingKey::from_bytes(&[byte; 32]).unwrap()
+    }
+
+    #[test]
+    fn a_bundle_moves_keys_and_secrets_and_refuses_to_merge() {
+        let dir = std::env::temp_dir().join(format!("auth-keys-{}", uuid::Uuid::new_v4().simple()));
+        let from = KeyDir::new(dir.join("from"));
+        let set = from
+            .load_or_create(SigningAlgorithm::EdDSA, 1000, 1830)
+            .unwrap();
+        let secret = from.load_or_create_secret("code-hmac").unwrap();
+        from.rotate(SigningAlgorithm::EdDSA, 1500).unwrap();
+
+        let text = from.export().unwrap().to_text(Some(&sealing(3))).unwrap();
+        assert!(text.starts_with(SEALED_PREFIX) && !text.contains("private_key"));
+        assert!(KeyBundle::parse(&text, None).is_err());
+        assert!(KeyBundle::parse(&text, Some(&sealing(4))).is_err());
+        let bundle = KeyBundle::parse(&text, Some(&sealing(3))).unwrap();
+        assert_eq!(bundle.key_count(), 2);
+        assert!(!format!("{bundle:?}").contains("private"));
+
+        let into = KeyDir::sealed(dir.join("into"), Some(sealing(5)));
+        assert_eq!(
+            into.import(&bundle).unwrap(),
+            Imported::Written {
+                keys: 2,
+                secrets: 1
+            }
+        );
+        assert_eq!(into.import(&bundle).unwrap(), Imported::AlreadyThere);
+        assert_eq!(into.load_or_create_secret("code-hmac").unwrap(), secret);
+        let loaded = into.load(1600, 1830).unwrap();
+        assert_eq!(loaded.kids(), from.load(1600, 1830).unwrap().kids());
+        assert!(loaded.kids().contains(&set.active_kid()));
+
+        let other = KeyDir::new(dir.join("other"));
+        other
+            .load_or_create(SigningAlgorithm::EdDSA, 1000, 1830)
+            .unwrap();
+        let error = other.import(&bundle).unwrap_err().to_string();
+        assert!(error.contains("empty store"), "{error}");
+
+        for bad in ["", "{}", "not json", "sealed:v1:AAAA"] {
+            assert!(KeyBundle::parse(bad, Some(&sealing(3))).is_err(), "{bad}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
