@@ -173,9 +173,11 @@ impl From<StorageError> for AccountsError {
     }
 }
 
-/// Transactions report commit/rollback failures as diesel errors.
+/// Transactions report commit/rollback failures as diesel errors; they are
+/// sorted like any storage failure (a connection lost at `COMMIT` is the
+/// database being away: 503, not a fault).
 impl From<diesel::result::Error> for AccountsError {
     fn from(e: diesel::result::Error) -> Self {
-        AccountsError::Storage(e.into())
+        StorageError::from(e).into()
     }
 }

@@ -10,14 +10,31 @@ const SQLITE: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 const POSTGRES: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
 
 /// Applies every pending migration; returns the versions applied.
+///
+/// On PostgreSQL, instances starting together would each try the same
+/// migration (and all but one fail on the tables the first created): a
+/// session advisory lock makes them take turns, and the later ones find
+/// nothing pending. SQLite's write lock serializes them already.
 pub fn run_pending(conn: &mut AnyConnection) -> Result<Vec<String>, StorageError> {
+    let names = |applied: Vec<diesel::migration::MigrationVersion<'_>>| {
+        applied.into_iter().map(|v| v.to_string()).collect()
+    };
     let applied = match conn {
-        AnyConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES),
-        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE),
-    }
-    .map_err(|e| StorageError::Migration(e.to_string()))?;
-    Ok(applied.into_iter().map(|v| v.to_string()).collect())
+        AnyConnection::Postgresql(c) => {
+            use diesel::connection::SimpleConnection;
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+            let applied = c.run_pending_migrations(POSTGRES).map(names);
+            c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
+            applied
+        }
+        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE).map(names),
+    };
+    applied.map_err(|e| StorageError::Migration(e.to_string()))
 }
+
+/// The advisory lock migrations take on PostgreSQL (an arbitrary constant
+/// of ours: "auth" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6175_7468;
 
 /// True when migrations are still pending (the server refuses to serve then,
 /// unless it runs them itself).

@@ -334,6 +334,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 pub mod browser;
+pub mod own_postgres;
 pub mod passkey;
 
 /// Each field's JSON type as a seed's response table names it (`string`,
