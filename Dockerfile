@@ -9,15 +9,12 @@ WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p auth-server \
  && install -D target/release/auth-server /out/auth-server \
- && mkdir -p /out/var /out/keys
+ && mkdir -p /out/var
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/auth-server /usr/local/bin/auth-server
 # The embedded defaults write under ./var: make it the image's data volume.
 COPY --from=build --chown=nonroot:nonroot /out/var /var/lib/auth-server/var
-# Where docker-compose.yml mounts the shared key volume (owned by nonroot, so
-# a fresh volume is too).
-COPY --from=build --chown=nonroot:nonroot /out/keys /var/lib/auth-server/keys
 WORKDIR /var/lib/auth-server
 VOLUME ["/var/lib/auth-server/var"]
 ENV AUTH_BIND=0.0.0.0:8080

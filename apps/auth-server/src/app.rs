@@ -20,7 +20,7 @@ use auth_http::{FrontEnd, FrontEndConfig, Metrics};
 use mailer::{Mailer, OutboxConfig, OutboxWorker};
 use storage::{DbPool, PoolOptions};
 
-use crate::config::{KeyStoreKind, Settings};
+use crate::config::Settings;
 
 /// A server that is bound and ready to be awaited (or spawned).
 pub struct Application {
@@ -49,23 +49,6 @@ pub struct Services {
     pub csrf_secret: Vec<u8>,
     /// Where the signing keys and secrets came from, re-read for rotations.
     pub key_store: Arc<dyn KeyStore>,
-}
-
-/// Keys moving into the database: on the first start with
-/// `key_store = database`, an empty database adopts the keys and secrets of
-/// the key folder, if it has any, so tokens, pending codes and sessions
-/// issued before stay valid. (Several instances adopting at once: the
-/// import is one locked step, and a second, different folder is refused.)
-fn adopt_key_folder(settings: &Settings, store: &dyn KeyStore) -> Result<()> {
-    let folder = settings.key_dir();
-    if !store.keys()?.is_empty() || folder.keys()?.is_empty() {
-        return Ok(());
-    }
-    let imported = store
-        .import(&folder.export()?)
-        .context("cannot move the key folder's keys into the database")?;
-    tracing::info!(?imported, dir = %settings.keys_dir.display(), "adopted the key folder's keys and secrets into the database");
-    Ok(())
 }
 
 /// Opens the pool, loads (or creates) the keys and builds the account
@@ -98,10 +81,7 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         leeway_secs: settings.leeway_secs,
     };
     let verify_window = settings.key_verify_window_secs();
-    let key_store = settings.key_store(&pool);
-    if settings.key_store == KeyStoreKind::Database {
-        adopt_key_folder(settings, key_store.as_ref())?;
-    }
+    let key_store = settings.key_store(&pool)?;
     let keys = key_store
         .load_or_create(
             settings.signing_algorithm,

@@ -231,7 +231,7 @@ fn key_store(settings: &Settings) -> Result<Arc<dyn KeyStore>> {
     if settings.key_store == KeyStoreKind::Database {
         storage::migrations::run_pending(&mut *pool.get()?)?;
     }
-    Ok(settings.key_store(&pool))
+    settings.key_store(&pool)
 }
 
 /// A one-connection pool for commands that touch only the database.

@@ -114,16 +114,44 @@ impl Settings {
         accounts::keys::KeyDir::sealed(self.keys_dir.clone(), self.key_encryption_key.clone())
     }
 
-    /// The configured key store; `pool` reaches the database when the keys
-    /// are kept there.
-    pub fn key_store(&self, pool: &storage::DbPool) -> Arc<dyn accounts::keys::KeyStore> {
+    /// The configured key store; `pool` reaches the (migrated) database
+    /// when the keys are kept there. Every path that opens the database
+    /// store comes here first, so the folder is adopted before anything —
+    /// a `keys rotate` run first included — writes a key of its own.
+    pub fn key_store(
+        &self,
+        pool: &storage::DbPool,
+    ) -> anyhow::Result<Arc<dyn accounts::keys::KeyStore>> {
         match (self.key_store, &self.key_encryption_key) {
+            (KeyStoreKind::Files, _) => Ok(Arc::new(self.key_dir())),
             (KeyStoreKind::Database, Some(kek)) => {
-                Arc::new(accounts::keys::DbKeys::new(pool.clone(), kek.clone()))
+                let store = accounts::keys::DbKeys::new(pool.clone(), kek.clone());
+                self.adopt_key_folder(&store)?;
+                Ok(Arc::new(store))
             }
-            // Parsing refuses `database` without a key-encryption key.
-            _ => Arc::new(self.key_dir()),
+            (KeyStoreKind::Database, None) => {
+                anyhow::bail!("key_store = database needs key_encryption_key")
+            }
         }
+    }
+
+    /// Keys moving into the database: while it holds no keys, it adopts
+    /// the key folder's keys and secrets, if there are any, so tokens,
+    /// pending codes and sessions issued before stay valid. (Instances
+    /// adopting at once: the import is one locked step, and a second,
+    /// different folder is refused.)
+    fn adopt_key_folder(&self, store: &dyn accounts::keys::KeyStore) -> anyhow::Result<()> {
+        use accounts::keys::KeyStore;
+        use anyhow::Context;
+        let folder = self.key_dir();
+        if !store.keys()?.is_empty() || folder.keys()?.is_empty() {
+            return Ok(());
+        }
+        let imported = store
+            .import(&folder.export()?)
+            .context("cannot move the key folder's keys into the database")?;
+        tracing::info!(?imported, dir = %self.keys_dir.display(), "adopted the key folder's keys and secrets into the database");
+        Ok(())
     }
 
     /// How long a retired signing key must keep verifying: the longest
@@ -582,6 +610,9 @@ impl Reader {
             ("", "") => return Ok(None),
             (text, "") => ("key_encryption_key", text.to_owned()),
             ("", path) => {
+                // One open file for both the check and the read, so the
+                // file checked is the file read.
+                use std::io::Read;
                 use std::os::unix::fs::PermissionsExt;
                 let unreadable = |e: std::io::Error| {
                     self.error(
@@ -589,10 +620,8 @@ impl Reader {
                         format!("cannot read {path}: {e}"),
                     )
                 };
-                let mode = std::fs::metadata(path)
-                    .map_err(unreadable)?
-                    .permissions()
-                    .mode();
+                let mut file = std::fs::File::open(path).map_err(unreadable)?;
+                let mode = file.metadata().map_err(unreadable)?.permissions().mode();
                 if mode & 0o077 != 0 {
                     return Err(self.error(
                         "key_encryption_key_file",
@@ -602,10 +631,9 @@ impl Reader {
                         ),
                     ));
                 }
-                (
-                    "key_encryption_key_file",
-                    std::fs::read_to_string(path).map_err(unreadable)?,
-                )
+                let mut text = String::new();
+                file.read_to_string(&mut text).map_err(unreadable)?;
+                ("key_encryption_key_file", text)
             }
             _ => {
                 return Err(self.error(

@@ -4,6 +4,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -135,6 +136,132 @@ backend_tests!(
     a_killed_server_loses_no_answered_signup_and_half_writes_nothing,
     sigterm_turns_readiness_first_then_stops_gracefully,
 );
+
+/// Keys move from the folder into PostgreSQL and back out: the first start
+/// with a key-encryption key adopts the folder (tokens issued before stay
+/// valid), `keys rotate` then works on the database, `keys export` writes a
+/// sealed bundle that `keys import` reads into an empty folder; the key file
+/// variant of the key-encryption key must be private.
+#[tokio::test]
+async fn keys_move_into_the_database_and_back() {
+    const KEK: &str = "SsuqVwvGGlVGyN1NuSTlljTXzyb+iM9igdn3NTYy8Jc=";
+    let db = create_db(Backend::Postgres);
+    assert!(user_add(&db, "move@example.com", PASSWORD).status.success());
+    let http = reqwest::Client::new();
+    let server = Server::start(command(&db));
+    let before = login(&http, &server, "move@example.com").await;
+    let before = before["access_token"].as_str().unwrap().to_owned();
+    drop(server);
+
+    let with_kek = || {
+        let mut cmd = command(&db);
+        cmd.env("AUTH_KEY_ENCRYPTION_KEY", KEK);
+        cmd
+    };
+    // The key-encryption key from a file: refused while others can read it.
+    let kek_file = db.dir.join("kek");
+    std::fs::write(&kek_file, KEK).unwrap();
+    std::fs::set_permissions(&kek_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut cmd = command(&db);
+    cmd.env("AUTH_KEY_ENCRYPTION_KEY_FILE", &kek_file)
+        .args(["keys", "list"]);
+    let refused = cmd.output().unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("chmod 600"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    std::fs::set_permissions(&kek_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    // `keys rotate` before any server start adopts the folder first.
+    let mut cmd = command(&db);
+    cmd.env("AUTH_KEY_ENCRYPTION_KEY_FILE", &kek_file)
+        .args(["keys", "rotate"]);
+    let rotated = cmd.output().unwrap();
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    let listing = with_kek().args(["keys", "list"]).output().unwrap();
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    assert_eq!(listing.matches("active (signs)").count(), 1, "{listing}");
+    assert_eq!(
+        listing.matches("retired, verifies until").count(),
+        1,
+        "{listing}"
+    );
+
+    let server = Server::start(with_kek());
+    assert_eq!(
+        me(&http, &server, &before).await.0,
+        StatusCode::OK,
+        "a token from the folder's key is still accepted"
+    );
+    let after = login(&http, &server, "move@example.com").await;
+    assert_ne!(
+        token_kid(&before),
+        token_kid(after["access_token"].as_str().unwrap())
+    );
+    drop(server);
+
+    // Export (sealed, never over a file) and import into an empty folder.
+    let bundle = db.dir.join("keys.bundle");
+    let export = with_kek()
+        .args(["keys", "export", "--out"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        export.status.success(),
+        "{}",
+        String::from_utf8_lossy(&export.stderr)
+    );
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    assert!(text.starts_with("sealed:v1:") && !text.contains("private_key"));
+    assert_eq!(
+        std::fs::metadata(&bundle).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let again = with_kek()
+        .args(["keys", "export", "--out"])
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        !again.status.success(),
+        "an existing file is never overwritten"
+    );
+    let import = |dir: &Path| {
+        let mut cmd = with_kek();
+        cmd.env("AUTH_KEY_STORE", "files")
+            .env("AUTH_KEYS_DIR", dir)
+            .args(["keys", "import", "--from"])
+            .arg(&bundle);
+        cmd.output().unwrap()
+    };
+    let folder = db.dir.join("moved-keys");
+    let imported = import(&folder);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(String::from_utf8_lossy(&imported.stdout).contains("imported 2 keys"));
+    assert!(String::from_utf8_lossy(&import(&folder).stdout).contains("already holds"));
+    let mut cmd = with_kek();
+    cmd.env("AUTH_KEY_STORE", "files")
+        .env("AUTH_KEYS_DIR", &folder);
+    let server = Server::start(cmd);
+    assert_eq!(me(&http, &server, &before).await.0, StatusCode::OK);
+    assert_eq!(
+        me(&http, &server, after["access_token"].as_str().unwrap())
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
 
 /// A rolling restart: after SIGTERM the instance says "not ready" while it
 /// still answers (the balancer's cue), then exits cleanly by itself.

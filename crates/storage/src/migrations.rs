@@ -24,7 +24,11 @@ pub fn run_pending(conn: &mut AnyConnection) -> Result<Vec<String>, StorageError
             use diesel::connection::SimpleConnection;
             c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
             let applied = c.run_pending_migrations(POSTGRES).map(names);
-            c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))?;
+            let unlocked = c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+            // A migration's own error says more than a failed unlock.
+            if applied.is_ok() {
+                unlocked?;
+            }
             applied
         }
         AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE).map(names),

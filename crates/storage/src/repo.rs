@@ -1806,15 +1806,16 @@ pub mod server_keys {
         Ok(())
     }
 
-    /// Retires every unretired key but `keep`.
-    pub fn retire_others(conn: &mut AnyConnection, keep: &str, at: i64) -> Result<usize> {
-        Ok(diesel::update(
-            signing_keys::table
-                .filter(signing_keys::retired_at.is_null())
-                .filter(signing_keys::kid.ne(keep)),
-        )
-        .set(signing_keys::retired_at.eq(at))
-        .execute(conn)?)
+    /// Marks a key retired, with its re-sealed document (which says so too,
+    /// so clearing the column can't bring the key back).
+    pub fn retire(conn: &mut AnyConnection, kid: &str, document: &str, at: i64) -> Result<()> {
+        diesel::update(signing_keys::table.find(kid))
+            .set((
+                signing_keys::document.eq(document),
+                signing_keys::retired_at.eq(at),
+            ))
+            .execute(conn)?;
+        Ok(())
     }
 
     pub fn secret(conn: &mut AnyConnection, name: &str) -> Result<Option<ServerSecretRow>> {

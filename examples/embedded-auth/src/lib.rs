@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use accounts::keys::KeyDir;
+use accounts::keys::{KeyDir, KeyStore};
 use accounts::{Accounts, AccountsConfig, BackgroundConfig, HashCost, KeyReload, PasswordHasher};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;

@@ -65,11 +65,16 @@ impl DbKeys {
                 row.kid, doc.kid
             )));
         }
-        // The row's retirement is what rotation updates; the sealed
-        // document keeps the key as it was created.
+        // Rotation seals the retirement into the document too. The clear
+        // column can only retire a key earlier, never bring one back: a
+        // database write can't make a retired (perhaps leaked) key sign.
+        let retired_at = match (doc.retired_at, row.retired_at) {
+            (Some(sealed), Some(column)) => Some(sealed.min(column)),
+            (sealed, column) => sealed.or(column),
+        };
         Ok(SigningKey::from_document(&doc)
             .with_context(|| format!("the stored key {} is unusable", row.kid))?
-            .with_retired_at(row.retired_at))
+            .with_retired_at(retired_at))
     }
 
     fn seal_key(&self, key: &SigningKey) -> Result<SigningKeyRow> {
@@ -164,8 +169,13 @@ impl KeyStore for DbKeys {
 
     fn rotate(&self, alg: SigningAlgorithm, now: i64) -> Result<String> {
         self.locked(|c| {
+            for old in self.read_keys(c)? {
+                if old.retired_at().is_none() {
+                    let row = self.seal_key(&old.with_retired_at(Some(now)))?;
+                    server_keys::retire(c, &row.kid, &row.document, now)?;
+                }
+            }
             let key = self.insert_new_key(c, alg, now)?;
-            server_keys::retire_others(c, key.kid(), now)?;
             Ok(key.kid().to_owned())
         })
     }
@@ -216,6 +226,7 @@ impl KeyStore for DbKeys {
 
 #[cfg(test)]
 mod tests {
+    use diesel::RunQueryDsl;
     use storage::Backend;
     use storage::test_support::MigratedDatabase;
 
@@ -259,6 +270,18 @@ mod tests {
         let after = a.load(2001, 1830).unwrap();
         assert_eq!(after.active_kid(), new_kid);
         assert!(after.kids().contains(&first.active_kid()));
+        assert!(
+            !a.load(3831, 1830)
+                .unwrap()
+                .kids()
+                .contains(&first.active_kid())
+        );
+
+        // The retirement is sealed: clearing the clear column changes nothing.
+        diesel::sql_query("UPDATE signing_keys SET retired_at = NULL")
+            .execute(&mut *a.conn().unwrap())
+            .unwrap();
+        assert_eq!(a.load(2001, 1830).unwrap().active_kid(), new_kid);
         assert!(
             !a.load(3831, 1830)
                 .unwrap()

@@ -227,6 +227,14 @@ fn assemble(mut keys: Vec<SigningKey>, now: i64, verify_window_secs: i64) -> Res
     Ok(KeySet::new(active, keys)?)
 }
 
+/// A name that is safe as a file name in the key folder.
+fn is_plain_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// A fresh key id: its creation time and a random part.
 fn new_kid(now: i64) -> String {
     format!("k{now}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
@@ -308,6 +316,18 @@ impl KeyBundle {
                 bundle.format
             );
         }
+        // Names become file names in a key folder: nothing that could
+        // leave it.
+        for name in bundle
+            .keys
+            .iter()
+            .map(|k| &k.kid)
+            .chain(bundle.secrets.keys())
+        {
+            if !is_plain_name(name) {
+                bail!("the key bundle names {name:?}: names are 1–64 of A–Z, a–z, 0–9, - and _");
+            }
+        }
         for doc in &bundle.keys {
             SigningKey::from_document(doc)
                 .with_context(|| format!("the bundle's key {} is unusable", doc.kid))?;
@@ -387,6 +407,14 @@ mod tests {
             .unwrap();
         let error = other.import(&bundle).unwrap_err().to_string();
         assert!(error.contains("empty store"), "{error}");
+
+        let mut escaping: serde_json::Value =
+            serde_json::from_str(&from.export().unwrap().to_text(None).unwrap()).unwrap();
+        escaping["secrets"]["../../escape"] = escaping["secrets"]["code-hmac"].clone();
+        let error = KeyBundle::parse(&escaping.to_string(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("names are"), "{error}");
 
         for bad in ["", "{}", "not json", "sealed:v1:AAAA"] {
             assert!(KeyBundle::parse(bad, Some(&sealing(3))).is_err(), "{bad}");
