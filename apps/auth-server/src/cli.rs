@@ -349,10 +349,16 @@ pub fn keys_rotate(settings: &Settings) -> Result<()> {
     let event =
         accounts::audit::AuditEvent::new(accounts::audit::events::KEY_ROTATED).detail("kid", &kid);
     services.accounts.audit(event, &Actor::operator().context)?;
-    println!(
-        "new signing key {kid}; running servers sign with it within {} s",
-        settings.key_reload_secs
-    );
+    if settings.key_store == KeyStoreKind::Database
+        && settings.database_url.backend() == storage::Backend::Postgres
+    {
+        println!("new signing key {kid}; running servers sign with it as this commits");
+    } else {
+        println!(
+            "new signing key {kid}; running servers sign with it within {} s",
+            settings.key_reload_secs
+        );
+    }
     Ok(())
 }
 
