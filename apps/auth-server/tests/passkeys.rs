@@ -343,6 +343,27 @@ async fn answers_that_must_not_work_do_not(backend: Backend) {
     );
     other_server.stop(true).await;
 
+    // One registration at a time per account: asking again replaces the
+    // unfinished ceremony, whose answer is then refused.
+    let (_, first) = app
+        .post_bearer("/api/v1/auth/passkeys/register/options", kim_access)
+        .await;
+    let (_, second) = app
+        .post_bearer("/api/v1/auth/passkeys/register/options", kim_access)
+        .await;
+    for (options, expected) in [(&first, false), (&second, true)] {
+        let (_, credential) = SoftPasskey::create(options);
+        let (status, body) = app
+            .send_json(
+                Method::POST,
+                "/api/v1/auth/passkeys/register",
+                Some(kim_access),
+                json!({"challenge_id": options["challenge_id"], "name": "tablet", "credential": credential}),
+            )
+            .await;
+        assert_eq!(status == StatusCode::CREATED, expected, "{status} {body}");
+    }
+
     // A server whose public URL is an IP address has no relying party.
     let ip = spawn_app_with(backend, &[("AUTH_PUBLIC_URL", "http://10.1.2.3:8080")]).await;
     let (status, body) = ip

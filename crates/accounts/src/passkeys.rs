@@ -24,9 +24,9 @@
 use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
-use storage::AnyConnection;
 use storage::models::{PasskeyRow, WebauthnCeremonyRow};
 use storage::repo::{passkeys, sessions, users};
+use storage::{AnyConnection, Connection};
 use webauthn_rs::prelude::{
     CredentialID, DiscoverableAuthentication, DiscoverableKey, Passkey, PasskeyRegistration,
     PublicKeyCredential, RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
@@ -236,18 +236,26 @@ impl Accounts {
     ) -> Result<PasskeyCeremony> {
         let challenge_id = crate::secrets::new_opaque_token();
         let at = now();
-        let mut conn = self.conn()?;
-        passkeys::insert_ceremony(
-            &mut conn,
-            &WebauthnCeremonyRow {
-                challenge_hash: crate::secrets::token_hash(challenge_id.expose_secret()),
-                purpose: purpose.to_owned(),
-                user_id,
-                state,
-                created_at: at.naive_utc(),
-                expires_at: (at + TimeDelta::seconds(CEREMONY_TTL_SECS)).naive_utc(),
-            },
-        )?;
+        let row = WebauthnCeremonyRow {
+            challenge_hash: crate::secrets::token_hash(challenge_id.expose_secret()),
+            purpose: purpose.to_owned(),
+            user_id,
+            state,
+            created_at: at.naive_utc(),
+            expires_at: (at + TimeDelta::seconds(CEREMONY_TTL_SECS)).naive_utc(),
+        };
+        self.conn()?.transaction(|c| -> Result<()> {
+            // One registration at a time per account: a new one replaces
+            // the unfinished one, so asking again and again stores nothing
+            // more (sign-ins are limited per IP instead).
+            if purpose == PURPOSE_REGISTER
+                && let Some(user_id) = &row.user_id
+            {
+                passkeys::delete_ceremonies_of(c, user_id, PURPOSE_REGISTER)?;
+            }
+            passkeys::insert_ceremony(c, &row)?;
+            Ok(())
+        })?;
         Ok(PasskeyCeremony {
             challenge_id,
             options,

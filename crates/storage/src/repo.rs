@@ -1716,6 +1716,20 @@ pub mod passkeys {
         Ok(())
     }
 
+    /// Forgets a user's unfinished ceremonies of one purpose.
+    pub fn delete_ceremonies_of(
+        conn: &mut AnyConnection,
+        user_id: &str,
+        purpose: &str,
+    ) -> Result<usize> {
+        Ok(diesel::delete(
+            webauthn_ceremonies::table
+                .filter(webauthn_ceremonies::user_id.eq(user_id))
+                .filter(webauthn_ceremonies::purpose.eq(purpose)),
+        )
+        .execute(conn)?)
+    }
+
     /// Takes the unexpired ceremony: `Some` exactly once, however many ask
     /// at the same time (the row is deleted; only one delete finds it).
     pub fn claim_ceremony(
