@@ -12,6 +12,7 @@
 //! `cargo xtask ci` (`npm ci --prefix xtask/axe`); it is injected with
 //! WebDriver's execute script, which the pages' CSP does not govern.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -104,7 +105,11 @@ impl Browser {
     pub async fn start(test: &str, options: Options) -> Browser {
         axe_source();
         let port = super::free_port();
+        // A process group of its own: Chromium and its helpers, started by
+        // the driver, are in it too, so one signal ends them all — also
+        // when a test panics before closing its session.
         let driver = Command::new(binary("chromedriver"))
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -418,6 +423,11 @@ impl Browser {
     }
 
     fn stop_driver(&mut self) {
+        // SAFETY: kill(2) on the process group we made for the driver; no
+        // memory is involved.
+        unsafe {
+            libc::kill(-(self.driver.id() as libc::pid_t), libc::SIGKILL);
+        }
         let _ = self.driver.kill();
         let _ = self.driver.wait();
         let _ = std::fs::remove_dir_all(&self.profile);
@@ -426,8 +436,8 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // A failed test still ends its browser: without the session's
-        // DELETE, Chromium goes when its driver's pipe closes.
+        // A failed test still ends its browser: the driver's process group
+        // holds Chromium too.
         self.stop_driver();
     }
 }
