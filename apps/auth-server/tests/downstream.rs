@@ -148,6 +148,14 @@ async fn a_downstream_service_accepts_our_tokens_and_honours_revocation_and_rota
         (status, code(&body)),
         (StatusCode::FORBIDDEN, Some("forbidden"))
     );
+    let (status, body) = downstream
+        .call(Method::GET, "/reports", Some(&api_token))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, Some("second_factor_required")),
+        "no one signed in for an API token"
+    );
     let (status, _) = app
         .send_json(
             Method::DELETE,
@@ -210,6 +218,44 @@ async fn a_downstream_service_accepts_our_tokens_and_honours_revocation_and_rota
         .call(Method::POST, "/sms/send", Some(&before))
         .await;
     assert_eq!(status, StatusCode::OK, "retired key still verifies: {body}");
+
+    // Routes for second-factor sign-ins: a password-only token is refused,
+    // the token of a sign-in with a code is let through.
+    app.create_user("grace@example.test", None).await;
+    let password_only = app.login("grace@example.test").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = downstream
+        .call(Method::GET, "/reports", Some(&password_only))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (StatusCode::FORBIDDEN, Some("second_factor_required"))
+    );
+    let (authenticator, _) = totp::enrol(&app, &password_only).await;
+    let (_, challenge) = app
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"login": "grace@example.test", "password": PASSWORD}),
+        )
+        .await;
+    let (status, tokens) = app
+        .post_json(
+            "/api/v1/auth/mfa/verify",
+            json!({
+                "mfa_token": challenge["mfa_token"],
+                "method": "totp",
+                // The enrolment spent this step's code: the next one.
+                "code": authenticator.code(totp::App::step_now() + 1),
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let (status, body) = downstream
+        .call(Method::GET, "/reports", tokens["access_token"].as_str())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 #[tokio::test]

@@ -10,8 +10,8 @@ mod support;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use storage::Backend;
+use support::totp::{App, enrol};
 use support::*;
-use totp_rs::{Algorithm, Secret, TOTP};
 
 backend_tests!(
     enrol_then_log_in_with_a_code_and_with_a_recovery_code,
@@ -21,51 +21,6 @@ backend_tests!(
     admins_reach_only_their_enrolment_until_they_have_a_second_factor,
     profiles_refuse_second_factor_users_unless_allowed_password_only,
 );
-
-/// An authenticator app holding the enrolment's secret.
-struct App(TOTP);
-
-impl App {
-    fn new(secret: &str) -> App {
-        let bytes = Secret::Encoded(secret.to_owned()).to_bytes().unwrap();
-        App(TOTP::new(Algorithm::SHA1, 6, 1, 30, bytes).unwrap())
-    }
-
-    fn step_now() -> i64 {
-        chrono::Utc::now().timestamp() / 30
-    }
-
-    fn code(&self, step: i64) -> String {
-        self.0.generate((step * 30) as u64)
-    }
-}
-
-/// Enrols TOTP for the session of `access`; the app and the recovery codes.
-async fn enrol(app: &TestApp, access: &str) -> (App, Vec<String>) {
-    let (status, enrolment) = app.post_bearer("/api/v1/auth/mfa/totp", access).await;
-    assert_eq!(status, StatusCode::OK, "{enrolment}");
-    let uri = enrolment["otpauth_uri"].as_str().unwrap();
-    let secret = enrolment["secret"].as_str().unwrap();
-    assert!(uri.starts_with("otpauth://totp/"), "{uri}");
-    assert!(uri.contains(&format!("secret={secret}")), "{uri}");
-    let authenticator = App::new(secret);
-    let (status, body) = app
-        .send_json(
-            Method::POST,
-            "/api/v1/auth/mfa/totp/confirm",
-            Some(access),
-            json!({"code": authenticator.code(App::step_now())}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let codes: Vec<String> = body["recovery_codes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap().to_owned())
-        .collect();
-    (authenticator, codes)
-}
 
 /// Password → `mfa_required` with its token and methods.
 async fn mfa_token(app: &TestApp, login: &str) -> String {

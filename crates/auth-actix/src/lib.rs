@@ -3,13 +3,21 @@
 //! Register a connected [`RemoteVerifier`] as app data, then:
 //! - take [`Authenticated`] as a handler argument to get the verified token
 //!   (a `401` problem+json answers requests without a valid one);
-//! - wrap a route, resource or scope in [`RequirePermission`] to let only
-//!   tokens with that permission through (`403 forbidden` otherwise), or
-//!   call [`Authenticated::require`] inside a handler.
+//! - wrap a route, resource or scope in [`Require`] to let only tokens with
+//!   a permission through (`Require::permission`, `403 forbidden`
+//!   otherwise), or only people who signed in with a second factor
+//!   (`Require::second_factor`, `403 second_factor_required` otherwise:
+//!   password-only sign-ins and API tokens) — or both; or call
+//!   [`Authenticated::require`] inside a handler.
+//!
+//! The auth server makes the holders of `mfa_required_roles` (admins by
+//! default) enrol a second factor before its own API serves them, but a
+//! token issued to such a user before enrolment still carries their roles:
+//! put `Require::second_factor()` on the routes they guard here too.
 //!
 //! ```no_run
 //! use actix_web::{App, HttpServer, web};
-//! use auth_actix::{Authenticated, RequirePermission};
+//! use auth_actix::{Authenticated, Require};
 //! use auth_core::TokenPolicy;
 //! use auth_core::remote::{RemoteConfig, RemoteVerifier};
 //!
@@ -26,7 +34,7 @@
 //!     HttpServer::new(move || {
 //!         App::new().app_data(web::Data::new(verifier.clone())).service(
 //!             web::resource("/sms")
-//!                 .wrap(RequirePermission::new("sms:send"))
+//!                 .wrap(Require::permission("sms:send"))
 //!                 .route(web::post().to(send_sms)),
 //!         )
 //!     })
@@ -124,6 +132,9 @@ pub enum AuthError {
     Token(TokenError),
     /// The token lacks this permission.
     Forbidden(String),
+    /// The route is for people who signed in with a second factor; this
+    /// token's sign-in had none (or it is an API token).
+    SecondFactorRequired,
     /// No `RemoteVerifier` registered as app data: a bug in the service.
     NotConfigured,
 }
@@ -138,6 +149,9 @@ impl std::fmt::Display for AuthError {
             Self::Token(TokenError::Revoked) => f.write_str("the token has been revoked"),
             Self::Token(_) => f.write_str("the access token is invalid"),
             Self::Forbidden(permission) => write!(f, "this requires the permission {permission:?}"),
+            Self::SecondFactorRequired => {
+                f.write_str("this requires a sign-in with a second factor (a code or a passkey)")
+            }
             Self::NotConfigured => f.write_str("the service cannot check tokens right now"),
         }
     }
@@ -150,6 +164,7 @@ impl AuthError {
             Self::MissingToken => "invalid_token",
             Self::Token(e) => e.code(),
             Self::Forbidden(_) => "forbidden",
+            Self::SecondFactorRequired => "second_factor_required",
             Self::NotConfigured => "internal_error",
         }
     }
@@ -159,7 +174,7 @@ impl ResponseError for AuthError {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::MissingToken | Self::Token(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::SecondFactorRequired => StatusCode::FORBIDDEN,
             Self::NotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -198,49 +213,86 @@ impl ResponseError for AuthError {
     }
 }
 
-/// Middleware that lets a request through only with a valid token granting
-/// `permission`: `401` without one, `403 forbidden` without the permission.
-/// The verified token is then available to the handler as [`Authenticated`]
+/// Middleware that lets a request through only with a valid token that
+/// meets its requirements: `401` without one, `403 forbidden` without the
+/// permission, `403 second_factor_required` without a second factor. The
+/// verified token is then available to the handler as [`Authenticated`]
 /// without a second verification.
 #[derive(Clone)]
-pub struct RequirePermission {
-    permission: Rc<str>,
+pub struct Require {
+    permission: Option<Rc<str>>,
+    second_factor: bool,
 }
 
-impl RequirePermission {
-    pub fn new(permission: &str) -> RequirePermission {
-        RequirePermission {
-            permission: Rc::from(permission),
+/// The name this middleware had when it checked permissions only.
+pub type RequirePermission = Require;
+
+impl Require {
+    /// Tokens granting `permission` (e.g. `"sms:send"`).
+    pub fn permission(permission: &str) -> Require {
+        Require {
+            permission: Some(Rc::from(permission)),
+            second_factor: false,
+        }
+    }
+
+    /// Same as [`Require::permission`].
+    pub fn new(permission: &str) -> Require {
+        Require::permission(permission)
+    }
+
+    /// Tokens from a sign-in with a second factor (TOTP, a recovery code or
+    /// a passkey); API tokens are refused.
+    pub fn second_factor() -> Require {
+        Require {
+            permission: None,
+            second_factor: true,
+        }
+    }
+
+    /// This requirement, and a second factor as well.
+    pub fn and_second_factor(mut self) -> Require {
+        self.second_factor = true;
+        self
+    }
+
+    fn check(&self, token: &Authenticated) -> Result<(), AuthError> {
+        if self.second_factor && !token.has_second_factor() {
+            return Err(AuthError::SecondFactorRequired);
+        }
+        match &self.permission {
+            Some(permission) => token.require(permission),
+            None => Ok(()),
         }
     }
 }
 
-impl<S, B> Transform<S, ServiceRequest> for RequirePermission
+impl<S, B> Transform<S, ServiceRequest> for Require
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
     B: 'static,
 {
     type Response = ServiceResponse<B>;
     type Error = actix_web::Error;
-    type Transform = RequirePermissionService<S>;
+    type Transform = RequireService<S>;
     type InitError = ();
     type Future = Ready<Result<Self::Transform, ()>>;
 
     fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(RequirePermissionService {
+        ready(Ok(RequireService {
             service: Rc::new(service),
-            permission: self.permission.clone(),
+            requirement: Rc::new(self.clone()),
         }))
     }
 }
 
-/// The service [`RequirePermission`] wraps around a route.
-pub struct RequirePermissionService<S> {
+/// The service [`Require`] wraps around a route.
+pub struct RequireService<S> {
     service: Rc<S>,
-    permission: Rc<str>,
+    requirement: Rc<Require>,
 }
 
-impl<S, B> Service<ServiceRequest> for RequirePermissionService<S>
+impl<S, B> Service<ServiceRequest> for RequireService<S>
 where
     S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
     B: 'static,
@@ -253,10 +305,10 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let service = self.service.clone();
-        let permission = self.permission.clone();
+        let requirement = self.requirement.clone();
         Box::pin(async move {
             let authenticated = Authenticated::of(req.request()).await?;
-            authenticated.require(&permission)?;
+            requirement.check(&authenticated)?;
             service.call(req).await
         })
     }

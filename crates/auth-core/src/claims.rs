@@ -350,6 +350,15 @@ impl Bearer {
         self.permissions().iter().any(|p| p == permission)
     }
 
+    /// Whether a person signed in with a second factor to get this token
+    /// (its `amr`). API tokens never say so: no one signed in for them.
+    pub fn has_second_factor(&self) -> bool {
+        match self {
+            Self::Access(c) => c.has_second_factor(),
+            Self::ApiToken(_) => false,
+        }
+    }
+
     /// Expiry (unix seconds).
     pub fn expires_at(&self) -> i64 {
         match self {

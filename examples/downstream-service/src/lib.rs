@@ -2,15 +2,16 @@
 //! of `docs/embedding.md`, runnable and tested (`apps/auth-server/tests/downstream.rs`).
 //!
 //! - `GET /hello`: any valid token (access or API token);
-//! - `POST /sms/send`: needs `sms:send`, enforced by the `RequirePermission` middleware;
-//! - `POST /fame`: needs `fame:write`, checked inside the handler.
+//! - `POST /sms/send`: needs `sms:send`, enforced by the `Require` middleware;
+//! - `POST /fame`: needs `fame:write`, checked inside the handler;
+//! - `GET /reports`: for people who signed in with a second factor.
 
 use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::Server;
 use actix_web::{App, HttpResponse, HttpServer, web};
-use auth_actix::{AuthError, Authenticated, RequirePermission};
+use auth_actix::{AuthError, Authenticated, Require};
 use auth_core::TokenPolicy;
 use auth_core::remote::{RemoteConfig, RemoteError, RemoteVerifier};
 use serde_json::json;
@@ -20,10 +21,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/hello").route(web::get().to(hello)))
         .service(
             web::resource("/sms/send")
-                .wrap(RequirePermission::new("sms:send"))
+                .wrap(Require::permission("sms:send"))
                 .route(web::post().to(send_sms)),
         )
-        .service(web::resource("/fame").route(web::post().to(fame)));
+        .service(web::resource("/fame").route(web::post().to(fame)))
+        .service(
+            web::resource("/reports")
+                .wrap(Require::second_factor())
+                .route(web::get().to(reports)),
+        );
 }
 
 async fn hello(user: Authenticated) -> HttpResponse {
@@ -40,6 +46,10 @@ async fn send_sms(user: Authenticated) -> HttpResponse {
 async fn fame(user: Authenticated) -> Result<HttpResponse, AuthError> {
     user.require("fame:write")?;
     Ok(HttpResponse::Ok().json(json!({"famous": user.user_id()})))
+}
+
+async fn reports(user: Authenticated) -> HttpResponse {
+    HttpResponse::Ok().json(json!({"reports": [], "for": user.user_id()}))
 }
 
 /// Where the auth server is and what its tokens carry.

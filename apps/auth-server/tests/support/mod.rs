@@ -336,6 +336,7 @@ pub fn free_port() -> u16 {
 pub mod browser;
 pub mod own_postgres;
 pub mod passkey;
+pub mod totp;
 
 /// Each field's JSON type as a seed's response table names it (`string`,
 /// `integer`/`int`/`long`, `number`, `object`/`dict`, `array`, `boolean`),
