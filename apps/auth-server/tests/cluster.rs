@@ -115,6 +115,14 @@ impl Instance {
         format!("http://{}{path}", self.addr)
     }
 
+    async fn login(&self, http: &reqwest::Client, email: &str) -> Value {
+        login_at(http, &self.url(""), email).await
+    }
+
+    async fn me(&self, http: &reqwest::Client, token: &str) -> StatusCode {
+        me_at(http, &self.url(""), token).await.0
+    }
+
     fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) on our own child's pid; no memory is involved.
         assert_eq!(
@@ -431,27 +439,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
-async fn login_at(http: &reqwest::Client, instance: &Instance, email: &str) -> Value {
-    let response = http
-        .post(instance.url("/api/v1/auth/login"))
-        .json(&json!({"login": email, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = read(response).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
-}
-
-async fn me_at(http: &reqwest::Client, instance: &Instance, token: &str) -> StatusCode {
-    http.get(instance.url("/api/v1/auth/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_nothing_but_postgres() {
     let postgres = Arc::new(
@@ -512,10 +499,10 @@ async fn three_instances_share_nothing_but_postgres() {
     };
     assert!(jwks.iter().all(|j| *j == jwks[0]), "{jwks:?}");
     for issuer in &instances {
-        let session = login_at(&http, issuer, "ada@example.test").await;
+        let session = issuer.login(&http, "ada@example.test").await;
         let access = session["access_token"].as_str().unwrap();
         for verifier in &instances {
-            assert_eq!(me_at(&http, verifier, access).await, StatusCode::OK);
+            assert_eq!(verifier.me(&http, access).await, StatusCode::OK);
         }
     }
 
@@ -523,10 +510,10 @@ async fn three_instances_share_nothing_but_postgres() {
     let mut propagation = Vec::new();
     for round in 0..30 {
         let (at, elsewhere) = (&instances[round % 3], &instances[(round + 1) % 3]);
-        let session = login_at(&http, at, "ada@example.test").await;
+        let session = at.login(&http, "ada@example.test").await;
         let access = session["access_token"].as_str().unwrap().to_owned();
         // The other instance has seen (and cached) the token first.
-        assert_eq!(me_at(&http, elsewhere, &access).await, StatusCode::OK);
+        assert_eq!(elsewhere.me(&http, &access).await, StatusCode::OK);
         let (status, _) = read(
             http.post(at.url("/api/v1/auth/logout"))
                 .bearer_auth(&access)
@@ -538,7 +525,7 @@ async fn three_instances_share_nothing_but_postgres() {
         assert!(status.is_success(), "{status}");
         let logged_out = Instant::now();
         loop {
-            if me_at(&http, elsewhere, &access).await == StatusCode::UNAUTHORIZED {
+            if elsewhere.me(&http, &access).await == StatusCode::UNAUTHORIZED {
                 propagation.push(logged_out.elapsed());
                 break;
             }
@@ -591,11 +578,11 @@ async fn three_instances_share_nothing_but_postgres() {
     };
     for instance in &instances {
         loop {
-            let session = login_at(&http, instance, "ada@example.test").await;
+            let session = instance.login(&http, "ada@example.test").await;
             let access = session["access_token"].as_str().unwrap();
             if token_kid(access) == new_kid {
                 for verifier in &instances {
-                    assert_eq!(me_at(&http, verifier, access).await, StatusCode::OK);
+                    assert_eq!(verifier.me(&http, access).await, StatusCode::OK);
                 }
                 break;
             }

@@ -101,26 +101,11 @@ impl Drop for Server {
 }
 
 async fn login(http: &reqwest::Client, server: &Server, login: &str) -> Value {
-    let response = http
-        .post(server.url("/api/v1/auth/login"))
-        .json(&json!({"login": login, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    let (status, body) = read(response).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body
+    login_at(http, &server.base, login).await
 }
 
 async fn me(http: &reqwest::Client, server: &Server, token: &str) -> (StatusCode, Value) {
-    read(
-        http.get(server.url("/api/v1/auth/me"))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
+    me_at(http, &server.base, token).await
 }
 
 fn create_db(backend: Backend) -> TestDatabase {

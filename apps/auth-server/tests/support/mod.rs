@@ -209,6 +209,32 @@ impl TestApp {
     }
 }
 
+/// Logs in with [`PASSWORD`] at the server at `base` (e.g. a separate
+/// process); asserts it worked.
+pub async fn login_at(http: &reqwest::Client, base: &str, login: &str) -> Value {
+    let response = http
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"login": login, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = read(response).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// `/me` at the server at `base`.
+pub async fn me_at(http: &reqwest::Client, base: &str, token: &str) -> (StatusCode, Value) {
+    read(
+        http.get(format!("{base}/api/v1/auth/me"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
 /// Status and body (JSON, or `null` when empty). Asserts that errors are
 /// problem+json and that no response is a 5xx.
 pub async fn read(response: reqwest::Response) -> (StatusCode, Value) {
