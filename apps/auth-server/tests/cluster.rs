@@ -133,17 +133,7 @@ impl Instance {
 
     /// Waits for the process to end (after a signal).
     async fn exited(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still running a minute after the signal"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        exited(&mut self.child, Duration::from_secs(60)).await
     }
 }
 

@@ -278,17 +278,7 @@ async fn sigterm_turns_readiness_first_then_stops_gracefully(backend: Backend) {
     assert!(said_draining, "/readyz never said draining");
     // Still serving while draining.
     assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still running long after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = exited(&mut server.child, Duration::from_secs(30)).await;
     assert!(status.success(), "{status:?}");
 }
 

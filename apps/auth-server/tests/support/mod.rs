@@ -209,6 +209,24 @@ impl TestApp {
     }
 }
 
+/// Waits for a child process to end (after a signal), at most `within`.
+pub async fn exited(
+    child: &mut std::process::Child,
+    within: std::time::Duration,
+) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still running {within:?} after the signal"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Logs in with [`PASSWORD`] at the server at `base` (e.g. a separate
 /// process); asserts it worked.
 pub async fn login_at(http: &reqwest::Client, base: &str, login: &str) -> Value {
