@@ -82,6 +82,17 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
     };
     let verify_window = settings.key_verify_window_secs();
     let key_store = settings.key_store(&pool)?;
+    // The secrets before the first key: the database store makes them all
+    // together into an empty store, and refuses to remake one that went
+    // missing beside the others.
+    let [code_key, csrf_secret, throttle_key, sealing_key]: [Vec<u8>; 4] = key_store
+        .load_or_create_secrets(&["code-hmac", "csrf-hmac", "throttle-hmac", "token-seal"])
+        .context("cannot load the server secrets")?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the key store answered the wrong number of secrets"))?;
+    let code_key = CodeKey::new(&code_key);
+    let sealing_key = accounts::SealingKey::from_bytes(&sealing_key)
+        .context("the token sealing key must be 32 bytes")?;
     let keys = key_store
         .load_or_create(
             settings.signing_algorithm,
@@ -99,16 +110,6 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         settings.argon2_queue_limit,
     )
     .context("invalid argon2 settings")?;
-    let secret = |name: &str, what: &str| {
-        key_store
-            .load_or_create_secret(name)
-            .with_context(|| format!("cannot load the {what}"))
-    };
-    let code_key = CodeKey::new(&secret("code-hmac", "code key")?);
-    let csrf_secret = secret("csrf-hmac", "CSRF key")?;
-    let throttle_key = secret("throttle-hmac", "throttle key")?;
-    let sealing_key = accounts::SealingKey::from_bytes(&secret("token-seal", "token sealing key")?)
-        .context("the token sealing key must be 32 bytes")?;
     let metrics = Arc::new(Metrics::default());
     let throttle_metrics = metrics.clone();
     let mailer = Mailer::new(&settings.mail.from, settings.mail.transport.clone())

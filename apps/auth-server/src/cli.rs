@@ -225,10 +225,13 @@ pub enum KeysCommand {
     },
 }
 
-/// The configured key store, its database migrated when the keys live there.
+/// The configured key store, its database migrated when the keys may live
+/// there.
 fn key_store(settings: &Settings) -> Result<Arc<dyn KeyStore>> {
     let pool = single_connection(settings)?;
-    if settings.key_store == KeyStoreKind::Database {
+    if settings.database_url.backend() == storage::Backend::Postgres
+        || settings.key_store == KeyStoreKind::Database
+    {
         storage::migrations::run_pending(&mut *pool.get()?)?;
     }
     settings.key_store(&pool)

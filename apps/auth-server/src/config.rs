@@ -30,6 +30,9 @@ pub struct Settings {
     pub keys_dir: PathBuf,
     /// Where the signing keys and server secrets live.
     pub key_store: KeyStoreKind,
+    /// `key_store` was left to `auto` (so a choice of the folder may be a
+    /// forgotten key-encryption key: see [`Settings::key_store`]).
+    pub key_store_auto: bool,
     /// Seals the key files, and every key and secret in the database.
     pub key_encryption_key: Option<accounts::SealingKey>,
     /// How often the key store is re-read (seconds).
@@ -123,7 +126,23 @@ impl Settings {
         pool: &storage::DbPool,
     ) -> anyhow::Result<Arc<dyn accounts::keys::KeyStore>> {
         match (self.key_store, &self.key_encryption_key) {
-            (KeyStoreKind::Files, _) => Ok(Arc::new(self.key_dir())),
+            (KeyStoreKind::Files, _) => {
+                // `auto` picked the folder for want of a key-encryption key:
+                // if the database already holds sealed keys, the key was
+                // forgotten, and this instance would sign with keys of its
+                // own that no other instance accepts.
+                if self.key_store_auto
+                    && self.database_url.backend() == storage::Backend::Postgres
+                    && !storage::repo::server_keys::all_keys(&mut *pool.get()?)?.is_empty()
+                {
+                    anyhow::bail!(
+                        "the database holds the signing keys, sealed: set AUTH_KEY_ENCRYPTION_KEY \
+                         (or AUTH_KEY_ENCRYPTION_KEY_FILE) to the key they were sealed with \
+                         (AUTH_KEY_STORE=files to use a key folder anyway)"
+                    );
+                }
+                Ok(Arc::new(self.key_dir()))
+            }
             (KeyStoreKind::Database, Some(kek)) => {
                 let store = accounts::keys::DbKeys::new(pool.clone(), kek.clone());
                 self.adopt_key_folder(&store)?;
@@ -996,6 +1015,7 @@ impl Reader {
             compat_password_only,
             key_encryption_key,
             key_store,
+            key_store_auto: self.str("key_store") == "auto",
             metrics_token,
             throttle,
             trusted_proxies,

@@ -24,6 +24,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, RunQueryDsl};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::own_postgres::OwnPostgres;
@@ -72,6 +74,17 @@ impl Shared {
     fn folder(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
+}
+
+/// A stored signing key's row, as the test reads it from the database.
+#[derive(diesel::QueryableByName)]
+struct KeyRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    kid: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    document: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    created_at: i64,
 }
 
 /// One `auth-server serve`, killed on drop.
@@ -535,6 +548,14 @@ async fn three_instances_share_nothing_but_postgres() {
         propagation.last().unwrap()
     );
 
+    // The sealed row of the key in use, as a backup would hold it.
+    let mut db = diesel::PgConnection::establish(&shared.database_url).unwrap();
+    let old_row: Vec<KeyRow> =
+        diesel::sql_query("SELECT kid, document, created_at FROM signing_keys")
+            .load(&mut db)
+            .unwrap();
+    assert_eq!(old_row.len(), 1, "one signing key for the three instances");
+
     // A key rotated from the CLI is served and used by every instance (the
     // re-read is an hour away: only the database's notice explains it).
     let shared_for_cli = shared.clone();
@@ -597,6 +618,36 @@ async fn three_instances_share_nothing_but_postgres() {
         "key rotation → every instance signing with it: {:?}",
         rotated.elapsed()
     );
+
+    // The database rolled back to the old key (its sealed row replayed, the
+    // new one deleted): running instances refuse to sign with an older key.
+    let new_row: Vec<KeyRow> =
+        diesel::sql_query("SELECT kid, document, created_at FROM signing_keys WHERE kid = $1")
+            .bind::<diesel::sql_types::Text, _>(&new_kid)
+            .load(&mut db)
+            .unwrap();
+    let replay = |rows: &[KeyRow], delete: &str| {
+        format!(
+            "BEGIN; DELETE FROM signing_keys WHERE kid = '{delete}'; \
+             UPDATE signing_keys SET document = '{}', retired_at = NULL WHERE kid = '{}'; COMMIT",
+            rows[0].document, rows[0].kid
+        )
+    };
+    db.batch_execute(&replay(&old_row, &new_kid)).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for instance in &instances {
+        let session = instance.login(&http, "ada@example.test").await;
+        assert_eq!(
+            token_kid(session["access_token"].as_str().unwrap()),
+            new_kid,
+            "a replayed older key must not sign again"
+        );
+    }
+    db.batch_execute(&format!(
+        "INSERT INTO signing_keys (kid, document, created_at) VALUES ('{}', '{}', {})",
+        new_row[0].kid, new_row[0].document, new_row[0].created_at
+    ))
+    .unwrap();
 
     // Steady load through the balancer.
     let stop = Arc::new(AtomicBool::new(false));

@@ -178,6 +178,18 @@ async fn keys_move_into_the_database_and_back() {
         "{listing}"
     );
 
+    // The key-encryption key forgotten: nothing falls back to a folder of
+    // its own (its tokens would be refused by every other instance).
+    for args in [&["keys", "list"][..], &["serve"][..]] {
+        let forgot = command(&db).args(args).output().unwrap();
+        assert!(!forgot.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&forgot.stderr);
+        assert!(
+            stderr.contains("AUTH_KEY_ENCRYPTION_KEY"),
+            "{args:?}: {stderr}"
+        );
+    }
+
     let server = Server::start(with_kek());
     assert_eq!(
         me(&http, &server, &before).await.0,

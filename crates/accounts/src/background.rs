@@ -280,7 +280,18 @@ async fn reload_keys(accounts: Arc<Accounts>, reload: KeyReload, changed: Arc<No
         let loaded = run_blocking(move || store.load(chrono::Utc::now().timestamp(), window)).await;
         match loaded {
             Ok(Ok(keys)) => {
-                if keys.kids() != accounts.keys().kids() {
+                let current = accounts.keys();
+                if keys.active_created_at() < current.active_created_at() {
+                    // Rotation only ever moves to a newer key: an older one
+                    // signing again is a store rolled back or tampered with.
+                    tracing::error!(
+                        active = current.active_kid(),
+                        offered = keys.active_kid(),
+                        "the key store names an older signing key than the one in use; keeping the current keys"
+                    );
+                    continue;
+                }
+                if keys.kids() != current.kids() {
                     tracing::info!(
                         active = keys.active_kid(),
                         kids = ?keys.kids(),

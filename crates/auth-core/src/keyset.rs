@@ -83,6 +83,11 @@ impl KeySet {
         self.active().key.kid()
     }
 
+    /// When the key that signs new tokens was created (unix seconds).
+    pub fn active_created_at(&self) -> i64 {
+        self.active().key.created_at()
+    }
+
     /// Algorithm of the key that signs new tokens.
     pub fn active_algorithm(&self) -> SigningAlgorithm {
         self.active().key.algorithm()

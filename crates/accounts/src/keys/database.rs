@@ -107,11 +107,31 @@ impl DbKeys {
         }
     }
 
+    /// Every stored key. When some open and others don't, the message
+    /// names those rows as damaged (the key-encryption key is right, or
+    /// none would open); when none opens, it blames the key.
     fn read_keys(&self, conn: &mut AnyConnection) -> Result<Vec<SigningKey>> {
-        server_keys::all_keys(conn)?
-            .iter()
-            .map(|row| self.open_key(row))
-            .collect()
+        let rows = server_keys::all_keys(conn)?;
+        let mut keys = Vec::with_capacity(rows.len());
+        let mut damaged = Vec::new();
+        let mut first_error = None;
+        for row in &rows {
+            match self.open_key(row) {
+                Ok(key) => keys.push(key),
+                Err(e) => {
+                    damaged.push(row.kid.as_str());
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            None => Ok(keys),
+            Some(e) if keys.is_empty() => Err(e),
+            Some(_) => Err(KeyStoreError(format!(
+                "the stored key(s) {damaged:?} do not open, though the others do: the rows are \
+                 damaged or were tampered with; delete them or restore a backup"
+            ))),
+        }
     }
 
     fn read_secrets(&self, conn: &mut AnyConnection) -> Result<BTreeMap<String, Vec<u8>>> {
@@ -180,20 +200,42 @@ impl KeyStore for DbKeys {
         })
     }
 
-    fn load_or_create_secret(&self, name: &str) -> Result<Vec<u8>> {
-        if let Some(row) = server_keys::secret(&mut *self.conn()?, name)? {
-            return self.open_secret(&row);
+    fn load_or_create_secrets(&self, names: &[&str]) -> Result<Vec<Vec<u8>>> {
+        let found = |secrets: &BTreeMap<String, Vec<u8>>| -> Option<Vec<Vec<u8>>> {
+            names
+                .iter()
+                .map(|name| secrets.get(*name).cloned())
+                .collect()
+        };
+        if let Some(values) = found(&self.secrets()?) {
+            return Ok(values);
         }
         self.locked(|c| {
-            if let Some(row) = server_keys::secret(c, name)? {
-                return self.open_secret(&row);
+            let secrets = self.read_secrets(c)?;
+            if let Some(values) = found(&secrets) {
+                return Ok(values);
             }
-            let value = new_secret()?;
-            server_keys::insert_secret(
-                c,
-                &self.seal_secret(name, &value, chrono::Utc::now().timestamp()),
-            )?;
-            Ok(value)
+            if !secrets.is_empty() || !server_keys::all_keys(c)?.is_empty() {
+                let missing: Vec<&str> = names
+                    .iter()
+                    .copied()
+                    .filter(|name| !secrets.contains_key(*name))
+                    .collect();
+                return Err(KeyStoreError(format!(
+                    "the database holds keys but not the server secret(s) {missing:?}: restore them \
+                     (a backup, or `auth-server keys import`); a new one would void the TOTP \
+                     enrolments, codes and sessions the old one protected"
+                )));
+            }
+            let now = chrono::Utc::now().timestamp();
+            names
+                .iter()
+                .map(|name| {
+                    let value = new_secret()?;
+                    server_keys::insert_secret(c, &self.seal_secret(name, &value, now))?;
+                    Ok(value)
+                })
+                .collect()
         })
     }
 
@@ -243,6 +285,9 @@ mod tests {
         let db = &MigratedDatabase::create(backend, 2);
         let a = store(db, 1);
         let b = store(db, 1);
+        // Secrets first, as the server asks: all at once, before any key.
+        let secret = a.load_or_create_secrets(&["code-hmac"]).unwrap().remove(0);
+        assert_eq!(b.load_or_create_secret("code-hmac").unwrap(), secret);
         let first = a
             .load_or_create(SigningAlgorithm::EdDSA, 1000, 1830)
             .unwrap();
@@ -253,8 +298,12 @@ mod tests {
             first.active_kid(),
             "a second instance uses the stored key"
         );
-        let secret = a.load_or_create_secret("code-hmac").unwrap();
-        assert_eq!(b.load_or_create_secret("code-hmac").unwrap(), secret);
+        // A secret gone from beside the keys is not made again.
+        let error = a
+            .load_or_create_secret("csrf-hmac")
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("csrf-hmac"), "{error}");
 
         let rows = server_keys::all_keys(&mut a.conn().unwrap()).unwrap();
         assert!(rows.iter().all(|r| !r.document.contains("private_key")));
@@ -288,6 +337,22 @@ mod tests {
                 .kids()
                 .contains(&first.active_kid())
         );
+
+        // A row that doesn't open beside ones that do is named as damaged.
+        diesel::sql_query(
+            "INSERT INTO signing_keys (kid, document, created_at, retired_at) \
+             VALUES ('k-forged', 'sealed garbage', 9999999999, NULL)",
+        )
+        .execute(&mut *a.conn().unwrap())
+        .unwrap();
+        let error = a.load(2001, 1830).unwrap_err().to_string();
+        assert!(
+            error.contains("k-forged") && error.contains("damaged"),
+            "{error}"
+        );
+        diesel::sql_query("DELETE FROM signing_keys WHERE kid = 'k-forged'")
+            .execute(&mut *a.conn().unwrap())
+            .unwrap();
 
         // Another key-encryption key opens nothing, and says what to set.
         let error = store(db, 2).load(2001, 1830).unwrap_err().to_string();

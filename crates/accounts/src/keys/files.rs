@@ -51,13 +51,18 @@ impl KeyStore for KeyDir {
         Ok(key.kid().to_owned())
     }
 
-    fn load_or_create_secret(&self, name: &str) -> Result<Vec<u8>> {
-        if let Some(secret) = self.read_secret(name)? {
-            return Ok(secret);
-        }
-        let secret = new_secret()?;
-        self.write_private(&format!("{name}{SECRET_SUFFIX}"), hex(&secret).as_bytes())?;
-        Ok(secret)
+    fn load_or_create_secrets(&self, names: &[&str]) -> Result<Vec<Vec<u8>>> {
+        names
+            .iter()
+            .map(|name| {
+                if let Some(secret) = self.read_secret(name)? {
+                    return Ok(secret);
+                }
+                let secret = new_secret()?;
+                self.write_private(&format!("{name}{SECRET_SUFFIX}"), hex(&secret).as_bytes())?;
+                Ok(secret)
+            })
+            .collect()
     }
 
     fn secrets(&self) -> Result<BTreeMap<String, Vec<u8>>> {

@@ -126,9 +126,22 @@ pub trait KeyStore: Send + Sync {
     /// answers its kid.
     fn rotate(&self, alg: SigningAlgorithm, now: i64) -> Result<String>;
 
-    /// A named 32-byte secret, generated on first use (atomically in the
-    /// database, so every instance gets the same one).
-    fn load_or_create_secret(&self, name: &str) -> Result<Vec<u8>>;
+    /// Named 32-byte secrets, in the order of `names`. The folder makes a
+    /// missing one on first use. The database makes them all together, in
+    /// one locked step (so every instance gets the same ones), and only
+    /// into a store that holds no key and none of them: a secret missing
+    /// beside keys or other secrets is a store damaged or tampered with,
+    /// and a new one would silently void what the old one protected
+    /// (TOTP enrolments, codes, sessions), so that is an error.
+    fn load_or_create_secrets(&self, names: &[&str]) -> Result<Vec<Vec<u8>>>;
+
+    /// One of [`load_or_create_secrets`](Self::load_or_create_secrets).
+    fn load_or_create_secret(&self, name: &str) -> Result<Vec<u8>> {
+        Ok(self
+            .load_or_create_secrets(&[name])?
+            .pop()
+            .expect("one secret per name"))
+    }
 
     /// Every stored secret, by name.
     fn secrets(&self) -> Result<BTreeMap<String, Vec<u8>>>;
@@ -327,6 +340,11 @@ impl KeyBundle {
             if !is_plain_name(name) {
                 bail!("the key bundle names {name:?}: names are 1–64 of A–Z, a–z, 0–9, - and _");
             }
+        }
+        let mut kids: Vec<&str> = bundle.keys.iter().map(|k| k.kid.as_str()).collect();
+        kids.sort_unstable();
+        if let Some(pair) = kids.windows(2).find(|pair| pair[0] == pair[1]) {
+            bail!("the key bundle holds the key {} twice", pair[0]);
         }
         for doc in &bundle.keys {
             SigningKey::from_document(doc)
