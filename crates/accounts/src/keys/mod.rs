@@ -137,10 +137,9 @@ pub trait KeyStore: Send + Sync {
 
     /// One of [`load_or_create_secrets`](Self::load_or_create_secrets).
     fn load_or_create_secret(&self, name: &str) -> Result<Vec<u8>> {
-        Ok(self
-            .load_or_create_secrets(&[name])?
+        self.load_or_create_secrets(&[name])?
             .pop()
-            .expect("one secret per name"))
+            .context("the key store answered no secret")
     }
 
     /// Every stored secret, by name.
