@@ -209,6 +209,14 @@ pub enum KeysCommand {
     /// tokens they signed have expired. Running servers pick it up within
     /// `key_reload` (at once on PostgreSQL with the keys in the database).
     Rotate,
+    /// Delete a retired signing key at once (one that leaked): tokens it
+    /// signed are refused from the next key reload on (at once with the
+    /// keys in PostgreSQL), instead of at the end of its verify window.
+    /// The signing key can't be revoked: rotate first.
+    Revoke {
+        /// The key id, as `keys list` shows it.
+        kid: String,
+    },
     /// Write every signing key and server secret of the configured store to
     /// a new file (0600; sealed with the key-encryption key when one is set),
     /// to move them to another store.
@@ -362,6 +370,18 @@ pub fn keys_rotate(settings: &Settings) -> Result<()> {
             settings.key_reload_secs
         );
     }
+    Ok(())
+}
+
+pub fn keys_revoke(settings: &Settings, kid: &str) -> Result<()> {
+    key_store(settings)?.revoke(kid)?;
+    let services = crate::app::services(settings, true)?;
+    let event =
+        accounts::audit::AuditEvent::new(accounts::audit::events::KEY_REVOKED).detail("kid", kid);
+    services.accounts.audit(event, &Actor::operator().context)?;
+    println!(
+        "revoked signing key {kid}: tokens it signed are refused once servers reload their keys"
+    );
     Ok(())
 }
 

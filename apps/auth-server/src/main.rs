@@ -39,6 +39,7 @@ fn main() -> ExitCode {
         ),
         Command::Keys(KeysCommand::List) => cli::keys_list(&settings),
         Command::Keys(KeysCommand::Rotate) => cli::keys_rotate(&settings),
+        Command::Keys(KeysCommand::Revoke { kid }) => cli::keys_revoke(&settings, &kid),
         Command::Keys(KeysCommand::Export { out }) => cli::keys_export(&settings, &out),
         Command::Keys(KeysCommand::Import { from }) => cli::keys_import(&settings, &from),
         Command::User(command) => cli::user_authority(&settings, command),

@@ -252,12 +252,34 @@ async fn keys_move_into_the_database_and_back() {
         .env("AUTH_KEYS_DIR", &folder);
     let server = Server::start(cmd);
     assert_eq!(me(&http, &server, &before).await.0, StatusCode::OK);
-    assert_eq!(
-        me(&http, &server, after["access_token"].as_str().unwrap())
-            .await
-            .0,
-        StatusCode::OK
+    let after = after["access_token"].as_str().unwrap();
+    assert_eq!(me(&http, &server, after).await.0, StatusCode::OK);
+    drop(server);
+
+    // A leaked retired key revoked: a running server hears of it from the
+    // database and refuses its tokens; the signing key can't be revoked.
+    let server = Server::start(with_kek());
+    let refused = with_kek()
+        .args(["keys", "revoke", &token_kid(after)])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("rotate"));
+    let revoked = with_kek()
+        .args(["keys", "revoke", &token_kid(&before)])
+        .output()
+        .unwrap();
+    assert!(
+        revoked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&revoked.stderr)
     );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while me(&http, &server, &before).await.0 != StatusCode::UNAUTHORIZED {
+        assert!(Instant::now() < deadline, "the revoked key still verifies");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(me(&http, &server, after).await.0, StatusCode::OK);
 }
 
 /// A rolling restart: after SIGTERM the instance says "not ready" while it

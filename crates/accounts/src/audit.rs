@@ -30,6 +30,7 @@ pub mod events {
     pub const API_TOKEN_CREATED: &str = "api_token.created";
     pub const API_TOKEN_REVOKED: &str = "api_token.revoked";
     pub const KEY_ROTATED: &str = "key.rotated";
+    pub const KEY_REVOKED: &str = "key.revoked";
     pub const ADMIN_CREATED: &str = "admin.created";
     pub const SIGNUP: &str = "signup";
     pub const EMAIL_VERIFIED: &str = "email.verified";

@@ -1813,6 +1813,11 @@ pub mod server_keys {
             .load(conn)?)
     }
 
+    /// Deletes a key; false when there was none with that kid.
+    pub fn delete_key(conn: &mut AnyConnection, kid: &str) -> Result<bool> {
+        Ok(diesel::delete(signing_keys::table.find(kid)).execute(conn)? > 0)
+    }
+
     pub fn insert_key(conn: &mut AnyConnection, row: &SigningKeyRow) -> Result<()> {
         diesel::insert_into(signing_keys::table)
             .values(row)

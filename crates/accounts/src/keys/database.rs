@@ -15,7 +15,7 @@ use storage::{AnyConnection, DbConn, DbPool};
 
 use super::{
     Context, Imported, KeyBundle, KeyStore, KeyStoreError, Result, SealingKey, check_import,
-    new_kid, new_secret, open,
+    check_revocable, new_kid, new_secret, open,
 };
 
 /// The lock every change of keys or secrets takes (an advisory lock on
@@ -200,6 +200,14 @@ impl KeyStore for DbKeys {
         })
     }
 
+    fn revoke(&self, kid: &str) -> Result<()> {
+        self.locked(|c| {
+            check_revocable(&self.describe(), &self.read_keys(c)?, kid)?;
+            server_keys::delete_key(c, kid)?;
+            Ok(())
+        })
+    }
+
     fn load_or_create_secrets(&self, names: &[&str]) -> Result<Vec<Vec<u8>>> {
         let found = |secrets: &BTreeMap<String, Vec<u8>>| -> Option<Vec<Vec<u8>>> {
             names
@@ -325,6 +333,24 @@ mod tests {
                 .kids()
                 .contains(&first.active_kid())
         );
+
+        // Only a retired key can be revoked; then it verifies nothing.
+        assert!(
+            a.revoke(&new_kid)
+                .unwrap_err()
+                .to_string()
+                .contains("signs new tokens")
+        );
+        assert!(a.revoke("k-unknown").is_err());
+        let spare = a.rotate(SigningAlgorithm::EdDSA, 2000).unwrap();
+        a.revoke(&new_kid).unwrap();
+        assert!(
+            !a.load(2001, 1830)
+                .unwrap()
+                .kids()
+                .contains(&new_kid.as_str())
+        );
+        let new_kid = spare;
 
         // The retirement is sealed: clearing the clear column changes nothing.
         diesel::sql_query("UPDATE signing_keys SET retired_at = NULL")

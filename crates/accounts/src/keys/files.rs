@@ -12,7 +12,7 @@ use auth_core::{KeyDocument, SigningAlgorithm, SigningKey};
 
 use super::{
     Context, Imported, KeyBundle, KeyStore, Result, SEALED_PREFIX, SealingKey, bail, check_import,
-    new_kid, new_secret, open,
+    check_revocable, new_kid, new_secret, open,
 };
 use crate::secrets::{hex, unhex};
 
@@ -49,6 +49,12 @@ impl KeyStore for KeyDir {
             self.write(&old.with_retired_at(Some(now)))?;
         }
         Ok(key.kid().to_owned())
+    }
+
+    fn revoke(&self, kid: &str) -> Result<()> {
+        check_revocable(&self.describe(), &self.read_all()?, kid)?;
+        let path = self.dir.join(format!("{kid}.json"));
+        fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))
     }
 
     fn load_or_create_secrets(&self, names: &[&str]) -> Result<Vec<Vec<u8>>> {

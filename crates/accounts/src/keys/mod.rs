@@ -126,6 +126,12 @@ pub trait KeyStore: Send + Sync {
     /// answers its kid.
     fn rotate(&self, alg: SigningAlgorithm, now: i64) -> Result<String>;
 
+    /// Deletes a retired key, so it verifies nothing any more (a key that
+    /// leaked: its tokens are refused from the next reload on, instead of
+    /// at the end of its verify window). The key that signs can't be
+    /// revoked: rotate first.
+    fn revoke(&self, kid: &str) -> Result<()>;
+
     /// Named 32-byte secrets, in the order of `names`. The folder makes a
     /// missing one on first use. The database makes them all together, in
     /// one locked step (so every instance gets the same ones), and only
@@ -237,6 +243,17 @@ fn assemble(mut keys: Vec<SigningKey>, now: i64, verify_window_secs: i64) -> Res
     keys.sort_by_key(|k| (k.retired_at().is_none(), k.created_at()));
     let active = keys.pop().context("no unretired signing key")?;
     Ok(KeySet::new(active, keys)?)
+}
+
+/// Whether `kid` may be revoked among `keys`: known, and retired.
+fn check_revocable(describe: &str, keys: &[SigningKey], kid: &str) -> Result<()> {
+    match keys.iter().find(|k| k.kid() == kid) {
+        None => bail!("{describe} holds no key {kid:?}"),
+        Some(key) if key.retired_at().is_none() => {
+            bail!("{kid} signs new tokens: run `auth-server keys rotate` first, then revoke it")
+        }
+        Some(_) => Ok(()),
+    }
 }
 
 /// A name that is safe as a file name in the key folder.
