@@ -641,15 +641,8 @@ impl Reader {
                 };
                 let mut file = std::fs::File::open(path).map_err(unreadable)?;
                 let mode = file.metadata().map_err(unreadable)?.permissions().mode();
-                if mode & 0o077 != 0 {
-                    return Err(self.error(
-                        "key_encryption_key_file",
-                        format!(
-                            "{path} is readable by other users (mode {:o}); run: chmod 600 {path}",
-                            mode & 0o777
-                        ),
-                    ));
-                }
+                accounts::keys::check_private_mode(Path::new(path), mode)
+                    .map_err(|e| self.error("key_encryption_key_file", e.to_string()))?;
                 let mut text = String::new();
                 file.read_to_string(&mut text).map_err(unreadable)?;
                 ("key_encryption_key_file", text)

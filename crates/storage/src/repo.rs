@@ -1825,13 +1825,14 @@ pub mod server_keys {
         Ok(())
     }
 
-    /// Marks a key retired, with its re-sealed document (which says so too,
-    /// so clearing the column can't bring the key back).
-    pub fn retire(conn: &mut AnyConnection, kid: &str, document: &str, at: i64) -> Result<()> {
-        diesel::update(signing_keys::table.find(kid))
+    /// Marks a key retired: `row` is the key re-sealed with its
+    /// retirement in the document too (so clearing the column can't bring
+    /// the key back), and the same time in `retired_at`.
+    pub fn retire(conn: &mut AnyConnection, row: &SigningKeyRow) -> Result<()> {
+        diesel::update(signing_keys::table.find(&row.kid))
             .set((
-                signing_keys::document.eq(document),
-                signing_keys::retired_at.eq(at),
+                signing_keys::document.eq(&row.document),
+                signing_keys::retired_at.eq(row.retired_at),
             ))
             .execute(conn)?;
         Ok(())

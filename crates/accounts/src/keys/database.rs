@@ -15,7 +15,7 @@ use storage::{AnyConnection, DbConn, DbPool};
 
 use super::{
     Context, Imported, KeyBundle, KeyStore, KeyStoreError, Result, SealingKey, check_import,
-    check_revocable, new_kid, new_secret, open,
+    check_revocable, has_active, new_key, new_secret, open,
 };
 
 /// The lock every change of keys or secrets takes (an advisory lock on
@@ -147,7 +147,7 @@ impl DbKeys {
         alg: SigningAlgorithm,
         now: i64,
     ) -> Result<SigningKey> {
-        let key = SigningKey::generate(alg, new_kid(now))?.with_created_at(now);
+        let key = new_key(alg, now)?;
         server_keys::insert_key(conn, &self.seal_key(&key)?)?;
         Ok(key)
     }
@@ -173,12 +173,12 @@ impl KeyStore for DbKeys {
     fn keys_with_active(&self, alg: SigningAlgorithm, now: i64) -> Result<Vec<SigningKey>> {
         // Most starts find a key: read without the lock first.
         let keys = self.keys()?;
-        if keys.iter().any(|k| k.retired_at().is_none()) {
+        if has_active(&keys) {
             return Ok(keys);
         }
         self.locked(|c| {
             let mut keys = self.read_keys(c)?;
-            if !keys.iter().any(|k| k.retired_at().is_none()) {
+            if !has_active(&keys) {
                 let key = self.insert_new_key(c, alg, now)?;
                 tracing::info!(kid = key.kid(), alg = %alg, "generated a signing key in the database");
                 keys.push(key);
@@ -191,8 +191,7 @@ impl KeyStore for DbKeys {
         self.locked(|c| {
             for old in self.read_keys(c)? {
                 if old.retired_at().is_none() {
-                    let row = self.seal_key(&old.with_retired_at(Some(now)))?;
-                    server_keys::retire(c, &row.kid, &row.document, now)?;
+                    server_keys::retire(c, &self.seal_key(&old.with_retired_at(Some(now)))?)?;
                 }
             }
             let key = self.insert_new_key(c, alg, now)?;

@@ -12,7 +12,7 @@ use auth_core::{KeyDocument, SigningAlgorithm, SigningKey};
 
 use super::{
     Context, Imported, KeyBundle, KeyStore, Result, SEALED_PREFIX, SealingKey, bail, check_import,
-    check_revocable, new_kid, new_secret, open,
+    check_revocable, has_active, new_key, new_secret, open,
 };
 use crate::secrets::{hex, unhex};
 
@@ -34,7 +34,7 @@ impl KeyStore for KeyDir {
 
     fn keys_with_active(&self, alg: SigningAlgorithm, now: i64) -> Result<Vec<SigningKey>> {
         let mut keys = self.read_all()?;
-        if !keys.iter().any(|k| k.retired_at().is_none()) {
+        if !has_active(&keys) {
             let key = self.generate(alg, now)?;
             tracing::info!(kid = key.kid(), alg = %alg, dir = %self.dir.display(), "generated a signing key");
             keys.push(key);
@@ -65,7 +65,7 @@ impl KeyStore for KeyDir {
                     return Ok(secret);
                 }
                 let secret = new_secret()?;
-                self.write_private(&format!("{name}{SECRET_SUFFIX}"), hex(&secret).as_bytes())?;
+                self.write_secret(name, &secret)?;
                 Ok(secret)
             })
             .collect()
@@ -99,7 +99,7 @@ impl KeyStore for KeyDir {
             self.write(key)?;
         }
         for (name, value) in &secrets {
-            self.write_private(&format!("{name}{SECRET_SUFFIX}"), hex(value).as_bytes())?;
+            self.write_secret(name, value)?;
         }
         Ok(Imported::Written {
             keys: keys.len(),
@@ -148,6 +148,10 @@ impl KeyDir {
         }
     }
 
+    fn write_secret(&self, name: &str, value: &[u8]) -> Result<()> {
+        self.write_private(&format!("{name}{SECRET_SUFFIX}"), hex(value).as_bytes())
+    }
+
     /// The names of the files in the folder (none when it does not exist).
     fn file_names(&self) -> Result<Vec<String>> {
         let entries = match fs::read_dir(&self.dir) {
@@ -165,7 +169,7 @@ impl KeyDir {
     }
 
     fn generate(&self, alg: SigningAlgorithm, now: i64) -> Result<SigningKey> {
-        let key = SigningKey::generate(alg, new_kid(now))?.with_created_at(now);
+        let key = new_key(alg, now)?;
         self.write(&key)?;
         Ok(key)
     }
@@ -254,7 +258,12 @@ impl KeyDir {
 
 /// Secrets readable by other users are refused rather than used.
 fn check_private(path: &Path) -> Result<()> {
-    let mode = fs::metadata(path)?.permissions().mode();
+    check_private_mode(path, fs::metadata(path)?.permissions().mode())
+}
+
+/// The rule of [`check_private`] for a file whose `mode` the caller read
+/// itself (e.g. from the handle it then reads the file through).
+pub fn check_private_mode(path: &Path, mode: u32) -> Result<()> {
     if mode & 0o077 != 0 {
         bail!(
             "{} is readable by other users (mode {:o}); run: chmod 600 {}",

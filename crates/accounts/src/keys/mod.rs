@@ -23,7 +23,7 @@ use auth_core::{KeyDocument, KeySet, SigningAlgorithm, SigningKey};
 use serde::{Deserialize, Serialize};
 
 pub use self::database::DbKeys;
-pub use self::files::KeyDir;
+pub use self::files::{KeyDir, check_private_mode};
 pub use crate::secrets::SealingKey;
 use crate::secrets::{hex, unhex};
 
@@ -159,7 +159,7 @@ pub trait KeyStore: Send + Sync {
     /// re-reads to pick up a rotation without a restart.
     fn load(&self, now: i64, verify_window_secs: i64) -> Result<KeySet> {
         let keys = self.keys()?;
-        if !keys.iter().any(|k| k.retired_at().is_none()) {
+        if !has_active(&keys) {
             bail!("{} has no unretired signing key", self.describe());
         }
         assemble(keys, now, verify_window_secs)
@@ -264,9 +264,16 @@ fn is_plain_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// A fresh key id: its creation time and a random part.
-fn new_kid(now: i64) -> String {
-    format!("k{now}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+/// A fresh signing key created `now`; its id is the creation time and a
+/// random part.
+fn new_key(alg: SigningAlgorithm, now: i64) -> Result<SigningKey> {
+    let kid = format!("k{now}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    Ok(SigningKey::generate(alg, kid)?.with_created_at(now))
+}
+
+/// Whether one of `keys` may sign (is not retired).
+fn has_active(keys: &[SigningKey]) -> bool {
+    keys.iter().any(|k| k.retired_at().is_none())
 }
 
 /// A fresh 32-byte secret.
