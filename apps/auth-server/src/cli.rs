@@ -356,10 +356,7 @@ pub fn keys_list(settings: &Settings) -> Result<()> {
 pub fn keys_rotate(settings: &Settings) -> Result<()> {
     let kid =
         key_store(settings)?.rotate(settings.signing_algorithm, chrono::Utc::now().timestamp())?;
-    let services = crate::app::services(settings, true)?;
-    let event =
-        accounts::audit::AuditEvent::new(accounts::audit::events::KEY_ROTATED).detail("kid", &kid);
-    services.accounts.audit(event, &Actor::operator().context)?;
+    audit_key_change(settings, accounts::audit::events::KEY_ROTATED, &kid)?;
     if settings.key_store == KeyStoreKind::Database
         && settings.database_url.backend() == storage::Backend::Postgres
     {
@@ -375,13 +372,18 @@ pub fn keys_rotate(settings: &Settings) -> Result<()> {
 
 pub fn keys_revoke(settings: &Settings, kid: &str) -> Result<()> {
     key_store(settings)?.revoke(kid)?;
-    let services = crate::app::services(settings, true)?;
-    let event =
-        accounts::audit::AuditEvent::new(accounts::audit::events::KEY_REVOKED).detail("kid", kid);
-    services.accounts.audit(event, &Actor::operator().context)?;
+    audit_key_change(settings, accounts::audit::events::KEY_REVOKED, kid)?;
     println!(
         "revoked signing key {kid}: tokens it signed are refused once servers reload their keys"
     );
+    Ok(())
+}
+
+/// Records a key change made by the operator in the audit log.
+fn audit_key_change(settings: &Settings, kind: &'static str, kid: &str) -> Result<()> {
+    let services = crate::app::services(settings, true)?;
+    let event = accounts::audit::AuditEvent::new(kind).detail("kid", kid);
+    services.accounts.audit(event, &Actor::operator().context)?;
     Ok(())
 }
 

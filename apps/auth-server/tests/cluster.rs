@@ -132,6 +132,15 @@ impl Instance {
         login_at(http, &self.url(""), email).await
     }
 
+    async fn jwks(&self, http: &reqwest::Client) -> Value {
+        let response = http
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap();
+        response.json().await.unwrap()
+    }
+
     async fn me(&self, http: &reqwest::Client, token: &str) -> StatusCode {
         me_at(http, &self.url(""), token).await.0
     }
@@ -488,18 +497,10 @@ async fn three_instances_share_nothing_but_postgres() {
 
     let http = reqwest::Client::new();
     // Tokens from any instance work on all.
-    let jwks: Vec<Value> = {
-        let mut all = Vec::new();
-        for instance in &instances {
-            let response = http
-                .get(instance.url("/.well-known/jwks.json"))
-                .send()
-                .await
-                .unwrap();
-            all.push(response.json::<Value>().await.unwrap());
-        }
-        all
-    };
+    let mut jwks = Vec::new();
+    for instance in &instances {
+        jwks.push(instance.jwks(&http).await);
+    }
     assert!(jwks.iter().all(|j| *j == jwks[0]), "{jwks:?}");
     for issuer in &instances {
         let session = issuer.login(&http, "ada@example.test").await;
@@ -604,14 +605,7 @@ async fn three_instances_share_nothing_but_postgres() {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let jwks: Value = http
-            .get(instance.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let jwks = instance.jwks(&http).await;
         assert!(jwks.to_string().contains(&new_kid), "{jwks}");
     }
     println!(
