@@ -12,11 +12,23 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    let span = tracing::Span::current();
+    spawn_in(tracing::Span::current(), work).await.map_err(|e| {
+        tracing::error!(error = %e, "blocking task failed");
+        BlockingTaskFailed
+    })
+}
+
+/// Starts `work` on tokio's blocking pool, inside `span`, without waiting
+/// for it: for work that outlives the request that started it (the group
+/// commit's writer), which therefore gets a span of its own.
+pub(crate) fn spawn_detached(span: tracing::Span, work: impl FnOnce() + Send + 'static) {
+    drop(spawn_in(span, work));
+}
+
+fn spawn_in<F, R>(span: tracing::Span, work: F) -> tokio::task::JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
     tokio::task::spawn_blocking(move || span.in_scope(work))
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "blocking task failed");
-            BlockingTaskFailed
-        })
 }

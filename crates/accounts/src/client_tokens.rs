@@ -8,6 +8,8 @@
 //! by the native API, since a client session's tokens rotate only here.
 //! Rotation, reuse detection and revocation are the native ones.
 
+use std::sync::Arc;
+
 use auth_core::{CLIENT_TOKEN_TYP, ClientTokenClaims, ClientTokenKind, Freshness, TokenError};
 use secrecy::{ExposeSecret, SecretString};
 
@@ -95,21 +97,29 @@ impl Accounts {
         refresh: &ClientTokenClaims,
         origin: &ClientInfo,
     ) -> Result<ClientTokens> {
-        let native = self
-            .unseal_client_refresh(refresh)
-            .ok_or(AccountsError::InvalidRefreshToken)?;
-        let tokens = self.rotate(
-            &SecretString::from(native),
-            Some(&refresh.sid),
-            Channel::Client,
-            origin,
-        )?;
-        let identity = VouchedUser {
-            external_id: refresh.external_id.clone(),
-            login_id: refresh.login_id.clone(),
-            role: refresh.role.clone(),
-        };
-        self.client_tokens(&tokens, &identity)
+        let native = self.sealed_refresh(refresh)?;
+        let tokens = self.rotate(&native, Some(&refresh.sid), Channel::Client, origin)?;
+        self.client_tokens(&tokens, &vouched(refresh))
+    }
+
+    /// [`client_refresh`](Self::client_refresh) for async callers: waits
+    /// for the group commit without holding a thread.
+    pub async fn client_refresh_async(
+        self: &Arc<Self>,
+        refresh: &ClientTokenClaims,
+        origin: &ClientInfo,
+    ) -> Result<ClientTokens> {
+        let native = self.sealed_refresh(refresh)?;
+        let tokens = self
+            .rotate_async(&native, Some(&refresh.sid), Channel::Client, origin)
+            .await?;
+        self.client_tokens(&tokens, &vouched(refresh))
+    }
+
+    fn sealed_refresh(&self, refresh: &ClientTokenClaims) -> Result<SecretString> {
+        self.unseal_client_refresh(refresh)
+            .map(SecretString::from)
+            .ok_or(AccountsError::InvalidRefreshToken)
     }
 
     /// The native refresh credential inside a client refresh token, for
@@ -118,5 +128,14 @@ impl Accounts {
         let sealed = refresh.rt.as_deref()?;
         let plain = self.sealing_key.open(&seal_label(&refresh.sid), sealed)?;
         String::from_utf8(plain).ok()
+    }
+}
+
+/// The identity a client refresh token carries, vouched for again.
+fn vouched(refresh: &ClientTokenClaims) -> VouchedUser {
+    VouchedUser {
+        external_id: refresh.external_id.clone(),
+        login_id: refresh.login_id.clone(),
+        role: refresh.role.clone(),
     }
 }

@@ -2,32 +2,52 @@
 //! transaction, and each caller is answered only after the commit that
 //! holds its write (or with that transaction's error).
 //!
-//! There is no writer thread. A caller queues its job; if no batch is being
-//! written, it becomes the writer (the leader): it takes everything queued
-//! (up to `max_batch`), runs it, hands out the answers and wakes the others.
-//! Jobs queued meanwhile wait for the next batch, which one of their callers
-//! leads. So a lone request runs at once, and under load each transaction
-//! carries every request that arrived while the previous one ran.
+//! A caller queues its job with a one-shot channel for the answer. If no
+//! writer is running, the caller starts one ([`GroupCommit::enqueue`] says
+//! so); the writer takes everything queued (up to `max_batch`), writes it,
+//! sends each answer, and goes on while jobs are waiting, then stops. So a
+//! lone request is written at once, and under load each transaction carries
+//! every request that arrived while the previous one ran.
+//!
+//! Async callers wait on the channel without holding a thread: there is one
+//! blocking thread per writer, not one per waiting request, and a finished
+//! batch wakes exactly its own callers. (An earlier version parked every
+//! caller on a blocking thread and woke them all after each batch: on two
+//! cores, ≈ 25 context switches per refresh.)
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::collections::VecDeque;
+use std::sync::{Mutex, MutexGuard};
+
+use tokio::sync::oneshot;
 
 use crate::error::AccountsError;
 
-type Answer<R> = Result<R, AccountsError>;
+pub(crate) type Answer<R> = Result<R, AccountsError>;
 
 struct State<J, R> {
-    queue: VecDeque<(u64, J)>,
-    answers: HashMap<u64, Answer<R>>,
-    next_ticket: u64,
-    leading: bool,
+    queue: VecDeque<(J, oneshot::Sender<Answer<R>>)>,
+    writing: bool,
 }
 
 /// A queue of jobs `J`, written in batches, each answered with `R`.
 pub(crate) struct GroupCommit<J, R> {
     state: Mutex<State<J, R>>,
-    answered: Condvar,
     max_batch: usize,
+}
+
+/// Where a queued job's answer will arrive.
+pub(crate) struct Queued<R> {
+    pub(crate) answer: oneshot::Receiver<Answer<R>>,
+    /// No writer was running: the caller must start one
+    /// ([`GroupCommit::write_queued`]), or the job is never written.
+    pub(crate) start_writer: bool,
+}
+
+/// The answer of a writer that stopped without sending one (it panicked
+/// outside a batch, or its thread was lost).
+pub(crate) fn lost<R>(_: oneshot::error::RecvError) -> Answer<R> {
+    tracing::error!("group commit: a queued job was dropped unanswered");
+    Err(AccountsError::BackgroundTask)
 }
 
 impl<J, R> GroupCommit<J, R> {
@@ -35,11 +55,8 @@ impl<J, R> GroupCommit<J, R> {
         Self {
             state: Mutex::new(State {
                 queue: VecDeque::new(),
-                answers: HashMap::new(),
-                next_ticket: 0,
-                leading: false,
+                writing: false,
             }),
-            answered: Condvar::new(),
             max_batch: max_batch.max(1),
         }
     }
@@ -49,50 +66,71 @@ impl<J, R> GroupCommit<J, R> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `job` and blocks until a batch holding it was written by
-    /// `write`, which gets the batch in arrival order and must return one
-    /// answer per job, in the same order. A panic in `write` answers each
-    /// job of that batch with [`AccountsError::BackgroundTask`].
-    pub(crate) fn submit(&self, job: J, write: impl Fn(Vec<J>) -> Vec<Answer<R>>) -> Answer<R> {
+    /// Queues `job`. When the answer says `start_writer`, this caller is
+    /// now responsible for running [`write_queued`](Self::write_queued).
+    pub(crate) fn enqueue(&self, job: J) -> Queued<R> {
+        let (sender, answer) = oneshot::channel();
         let mut state = self.lock();
-        let ticket = state.next_ticket;
-        state.next_ticket += 1;
-        state.queue.push_back((ticket, job));
+        state.queue.push_back((job, sender));
+        let start_writer = !std::mem::replace(&mut state.writing, true);
+        Queued {
+            answer,
+            start_writer,
+        }
+    }
+
+    /// The writer: writes batches with `write`, which gets a batch in
+    /// arrival order and must return one answer per job, in the same order,
+    /// until the queue is empty. A panic in `write` answers each job of that
+    /// batch with [`AccountsError::BackgroundTask`]; the next batch runs.
+    pub(crate) fn write_queued(&self, write: impl Fn(Vec<J>) -> Vec<Answer<R>>) {
         loop {
-            if let Some(answer) = state.answers.remove(&ticket) {
-                return answer;
-            }
-            if state.leading {
-                state = self.answered.wait(state).unwrap_or_else(|e| e.into_inner());
-                continue;
-            }
-            state.leading = true;
-            let take = state.queue.len().min(self.max_batch);
-            let (tickets, jobs): (Vec<u64>, Vec<J>) = state.queue.drain(..take).unzip();
-            drop(state);
+            let (jobs, senders): (Vec<J>, Vec<oneshot::Sender<Answer<R>>>) = {
+                let mut state = self.lock();
+                if state.queue.is_empty() {
+                    state.writing = false;
+                    return;
+                }
+                let take = state.queue.len().min(self.max_batch);
+                state.queue.drain(..take).unzip()
+            };
+            let count = senders.len();
             let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(jobs)));
             let answers = match written {
-                Ok(answers) if answers.len() == tickets.len() => answers,
+                Ok(answers) if answers.len() == count => answers,
                 Ok(_) => {
                     tracing::error!("group commit: a batch answered the wrong number of jobs");
-                    tickets
-                        .iter()
+                    (0..count)
                         .map(|_| Err(AccountsError::BackgroundTask))
                         .collect()
                 }
                 Err(_) => {
                     tracing::error!("group commit: writing a batch panicked");
-                    tickets
-                        .iter()
+                    (0..count)
                         .map(|_| Err(AccountsError::BackgroundTask))
                         .collect()
                 }
             };
-            state = self.lock();
-            state.leading = false;
-            state.answers.extend(tickets.into_iter().zip(answers));
-            self.answered.notify_all();
+            for (sender, answer) in senders.into_iter().zip(answers) {
+                // A caller that stopped waiting (its request was cancelled)
+                // still had its write committed; nobody is left to tell.
+                let _ = sender.send(answer);
+            }
         }
+    }
+
+    /// [`enqueue`](Self::enqueue) and wait on this thread, writing the
+    /// queue here when no writer runs: for callers outside async code.
+    pub(crate) fn submit_blocking(
+        &self,
+        job: J,
+        write: impl Fn(Vec<J>) -> Vec<Answer<R>>,
+    ) -> Answer<R> {
+        let queued = self.enqueue(job);
+        if queued.start_writer {
+            self.write_queued(write);
+        }
+        queued.answer.blocking_recv().unwrap_or_else(lost)
     }
 }
 
@@ -111,7 +149,7 @@ mod tests {
             .map(|i| {
                 let (group, batches) = (group.clone(), batches.clone());
                 std::thread::spawn(move || {
-                    group.submit(i, |jobs| {
+                    group.submit_blocking(i, |jobs| {
                         assert!(!jobs.is_empty() && jobs.len() <= 8);
                         batches.fetch_add(1, Ordering::SeqCst);
                         jobs.into_iter().map(|j| Ok(j * 2)).collect()
@@ -126,15 +164,49 @@ mod tests {
     }
 
     #[test]
+    fn jobs_queued_while_a_batch_is_written_go_into_one_later_batch() {
+        let group = GroupCommit::<usize, usize>::new(256);
+        let first = group.enqueue(0);
+        assert!(first.start_writer);
+        let waiting: Vec<_> = (1..=5).map(|i| group.enqueue(i)).collect();
+        assert!(waiting.iter().all(|q| !q.start_writer));
+        let sizes = Mutex::new(Vec::new());
+        group.write_queued(|jobs| {
+            sizes.lock().unwrap().push(jobs.len());
+            jobs.into_iter().map(|j| Ok(j + 100)).collect()
+        });
+        assert_eq!(*sizes.lock().unwrap(), vec![6]);
+        for (i, mut queued) in std::iter::once(first).chain(waiting).enumerate() {
+            assert_eq!(queued.answer.try_recv().unwrap().unwrap(), i + 100);
+        }
+        // The writer stopped with the queue: the next job starts a new one.
+        assert!(group.enqueue(7).start_writer);
+    }
+
+    #[test]
     fn a_panicking_batch_answers_its_jobs_with_an_error_and_the_next_batch_runs() {
         let group = GroupCommit::<u8, u8>::new(4);
-        let answer = group.submit(1, |_| panic!("boom"));
+        let answer = group.submit_blocking(1, |_| panic!("boom"));
         assert!(matches!(answer, Err(AccountsError::BackgroundTask)));
         assert_eq!(
             group
-                .submit(2, |jobs| jobs.into_iter().map(Ok).collect())
+                .submit_blocking(2, |jobs| jobs.into_iter().map(Ok).collect())
                 .unwrap(),
             2
         );
+    }
+
+    #[tokio::test]
+    async fn async_callers_wait_without_a_thread_each() {
+        let group = Arc::new(GroupCommit::<usize, usize>::new(4));
+        let queued: Vec<_> = (0..10).map(|i| group.enqueue(i)).collect();
+        assert_eq!(queued.iter().filter(|q| q.start_writer).count(), 1);
+        let writer = group.clone();
+        std::thread::spawn(move || {
+            writer.write_queued(|jobs| jobs.into_iter().map(|j| Ok(j * 3)).collect())
+        });
+        for (i, queued) in queued.into_iter().enumerate() {
+            assert_eq!(queued.answer.await.unwrap().unwrap(), i * 3);
+        }
     }
 }

@@ -23,6 +23,7 @@
 //! When the database is unreachable every caller gets that answer at once.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::Connection;
@@ -33,8 +34,9 @@ use storage::repo::{refresh_tokens, sessions, users};
 use uuid::Uuid;
 
 use crate::audit::{AuditContext, AuditEvent, events};
+use crate::blocking::spawn_detached;
 use crate::error::AccountsError;
-use crate::group_commit::GroupCommit;
+use crate::group_commit::{GroupCommit, lost};
 use crate::secrets::{new_opaque_token, token_hash};
 use crate::service::{Accounts, Channel, ClientInfo, IssuedTokens, RevokedSession, now};
 use crate::types::UserStatus;
@@ -54,6 +56,27 @@ pub(crate) struct RotationJob {
     client: ClientInfo,
     /// SHA-256 of the new token (the caller keeps the token itself).
     new_hash: String,
+}
+
+impl RotationJob {
+    /// The job for `presented`, and the new token it will install (the
+    /// caller keeps the token; the job carries only its hash).
+    fn new(
+        presented: &SecretString,
+        session_id: Option<&str>,
+        channel: Channel,
+        client: &ClientInfo,
+    ) -> (SecretString, Self) {
+        let token = new_opaque_token();
+        let job = RotationJob {
+            hash: token_hash(presented.expose_secret()),
+            session_id: session_id.map(str::to_owned),
+            channel,
+            client: client.clone(),
+            new_hash: token_hash(token.expose_secret()),
+        };
+        (token, job)
+    }
 }
 
 /// What the writer decided and committed for one rotation.
@@ -103,7 +126,9 @@ impl Accounts {
     /// that, the session is revoked and [`AccountsError::RefreshTokenReused`]
     /// returned.
     ///
-    /// Blocks until the group commit holding this rotation has committed.
+    /// Blocks this thread until the group commit holding this rotation has
+    /// committed (writing it here when no writer runs): for callers outside
+    /// async code; servers use [`rotate_async`](Self::rotate_async).
     pub(crate) fn rotate(
         &self,
         presented: &SecretString,
@@ -111,19 +136,46 @@ impl Accounts {
         channel: Channel,
         client: &ClientInfo,
     ) -> Result<IssuedTokens> {
-        let token = new_opaque_token();
-        let job = RotationJob {
-            hash: token_hash(presented.expose_secret()),
-            session_id: session_id.map(str::to_owned),
-            channel,
-            client: client.clone(),
-            new_hash: token_hash(token.expose_secret()),
-        };
-        match self
+        let (token, job) = RotationJob::new(presented, session_id, channel, client);
+        let rotation = self
             .rotations
             .0
-            .submit(job, |jobs| self.write_rotations(jobs))?
-        {
+            .submit_blocking(job, |jobs| self.write_rotations(jobs))?;
+        self.answer(rotation, token)
+    }
+
+    /// [`rotate`](Self::rotate), waiting for the commit without holding a
+    /// thread. The first caller to find no writer running starts one on the
+    /// blocking pool; the access token is signed here, after the commit.
+    pub(crate) async fn rotate_async(
+        self: &Arc<Self>,
+        presented: &SecretString,
+        session_id: Option<&str>,
+        channel: Channel,
+        client: &ClientInfo,
+    ) -> Result<IssuedTokens> {
+        let (token, job) = RotationJob::new(presented, session_id, channel, client);
+        let queued = self.rotations.0.enqueue(job);
+        if queued.start_writer {
+            let accounts = Arc::clone(self);
+            spawn_detached(
+                tracing::info_span!(parent: None, "refresh_token_writer"),
+                move || {
+                    accounts
+                        .rotations
+                        .0
+                        .write_queued(|jobs| accounts.write_rotations(jobs))
+                },
+            );
+        }
+        let rotation = queued.answer.await.unwrap_or_else(lost)?;
+        self.answer(rotation, token)
+    }
+
+    /// The caller's answer for its committed rotation: on success, a new
+    /// access token beside the new refresh token `token`.
+    fn answer(&self, rotation: Rotation, token: SecretString) -> Result<IssuedTokens> {
+        match rotation {
             Rotation::Rotated {
                 user,
                 session,

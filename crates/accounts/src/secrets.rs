@@ -25,10 +25,7 @@ pub fn token_hash(token: &str) -> String {
     hex(digest(&SHA256, token.as_bytes()).as_ref())
 }
 
-/// Lowercase hex, the text form of stored hashes and secrets.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use storage::hex;
 
 /// The bytes of [`hex`] text; `None` for anything else.
 pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {

@@ -661,6 +661,19 @@ impl Accounts {
         self.rotate(presented, session_id, Channel::Native, client)
     }
 
+    /// [`refresh_in_session`](Self::refresh_in_session) for async callers
+    /// (every front-end): waits for the group commit that writes the
+    /// rotation without holding a thread, and needs no `run_blocking`.
+    pub async fn refresh_in_session_async(
+        self: &Arc<Self>,
+        presented: &SecretString,
+        session_id: Option<&str>,
+        client: &ClientInfo,
+    ) -> Result<IssuedTokens> {
+        self.rotate_async(presented, session_id, Channel::Native, client)
+            .await
+    }
+
     /// A new access token for the session of `old` (which may have expired),
     /// if that session is still alive: not revoked, within its absolute
     /// lifetime, its user active. For seed contracts that renew access

@@ -20,6 +20,7 @@ use ring::digest::{SHA256, digest};
 
 use crate::connection::AnyConnection;
 use crate::error::StorageError;
+use crate::hex;
 use crate::models::{AuditRow, NewAuditRow};
 use crate::repo;
 use crate::schema::audit_log;
@@ -73,16 +74,6 @@ pub fn canonical_hash(prev_hash: &str, entry: &AuditEntry) -> String {
     input.push('\n');
     input.push_str(&canonical);
     hex(digest(&SHA256, input.as_bytes()).as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
-            let _ = write!(out, "{b:02x}");
-            out
-        })
 }
 
 /// Appends `entry` to the chain and returns the stored row.

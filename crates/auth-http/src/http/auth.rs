@@ -233,11 +233,10 @@ pub async fn rotate_refresh_token(
         return Err(accounts::AccountsError::InvalidRefreshToken.into());
     }
     let client = client_info(req);
-    let accounts = state.accounts.clone();
-    let outcome = run_blocking(move || {
-        accounts.refresh_in_session(&refresh_token, session_id.as_deref(), &client)
-    })
-    .await?;
+    let outcome = state
+        .accounts
+        .refresh_in_session_async(&refresh_token, session_id.as_deref(), &client)
+        .await;
     match outcome {
         Ok(tokens) => Ok(tokens),
         Err(accounts::AccountsError::RefreshTokenReused(revoked)) => {

@@ -372,17 +372,15 @@ async fn info(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
         }
         Err(e) => return failure(&req, &state, &e),
     };
-    let accounts = state.accounts.clone();
     let origin = client_info(&req);
-    let issued = match run_blocking(move || accounts.client_refresh(&refresh, &origin)).await {
-        Ok(Ok(issued)) => issued,
-        Ok(Err(accounts::AccountsError::RefreshTokenReused(_))) => {
+    let issued = match state.accounts.client_refresh_async(&refresh, &origin).await {
+        Ok(issued) => issued,
+        Err(accounts::AccountsError::RefreshTokenReused(_)) => {
             state.metrics.record_refresh_reuse();
             let reused = accounts::AccountsError::RefreshTokenReused(None);
             return failure(&req, &state, &ApiError::from(reused));
         }
-        Ok(Err(e)) => return failure(&req, &state, &ApiError::from(e)),
-        Err(e) => return failure(&req, &state, &e),
+        Err(e) => return failure(&req, &state, &ApiError::from(e)),
     };
     let mut response = HttpResponse::Ok();
     cors(&req, &state, &mut response);
