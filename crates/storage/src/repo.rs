@@ -493,7 +493,11 @@ pub mod refresh_tokens {
         hash: &str,
     ) -> Result<Option<(RefreshTokenRow, SessionRow, UserRow)>> {
         use schema::{sessions, users};
-        Ok(refresh_tokens::table
+        // Per backend, not through `AnyConnection`: a query run through the
+        // multi-connection has no static query id, so diesel built its SQL
+        // text (≈ 40 quoted identifiers) on every run to find the cached
+        // statement (≈ 15 % of the SQLite refresh ceiling).
+        let mut rows: Vec<Rotating> = per_backend!(conn, c => refresh_tokens::table
             .inner_join(sessions::table.inner_join(users::table))
             .filter(refresh_tokens::token_hash.eq(hash))
             .select((
@@ -501,8 +505,8 @@ pub mod refresh_tokens {
                 SessionRow::as_select(),
                 UserRow::as_select(),
             ))
-            .load(conn)?
-            .pop())
+            .load(c))?;
+        Ok(rows.pop())
     }
 
     /// What [`claim_and_touch_session`] did.

@@ -131,7 +131,7 @@ mod ceiling {
     fn fresh_id() -> String {
         let mut bytes = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-            .map(|()| bytes.iter().map(|b| format!("{b:02x}")).collect())
+            .map(|()| storage::hex(&bytes))
             .unwrap_or_default()
     }
 
