@@ -171,10 +171,30 @@ pub enum MfaCommand {
 
 #[derive(Subcommand, Debug)]
 pub enum ClientCommand {
-    /// Register a client; prints client_id and client_secret once.
+    /// Register a client; prints client_id and client_secret once. With
+    /// `--redirect-uri` it is an OpenID Connect relying party too.
     Add {
         #[arg(long)]
         name: String,
+        /// An exact redirect URI (repeat for several).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Where RP-initiated logout may send the browser (repeat for several).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// A browser or native app: no secret, PKCE only.
+        #[arg(long, conflicts_with = "confidential")]
+        public: bool,
+        /// A server-side app with a secret (the default).
+        #[arg(long)]
+        confidential: bool,
+        /// The operator's own product: users are not asked to consent.
+        #[arg(long)]
+        first_party: bool,
+        /// Extra scopes it may ask for: organization, permissions
+        /// (comma or space separated).
+        #[arg(long, default_value = "")]
+        scopes: String,
     },
     /// Registered clients (without secrets).
     List,
@@ -663,14 +683,38 @@ pub fn audit_verify(settings: &Settings) -> Result<()> {
 pub fn client(settings: &Settings, command: ClientCommand) -> Result<()> {
     let services = crate::app::services(settings, true)?;
     match command {
-        ClientCommand::Add { name } => {
-            let created = services.accounts.create_client(&name)?;
+        ClientCommand::Add {
+            name,
+            redirect_uris,
+            post_logout_redirect_uris,
+            public,
+            confidential: _,
+            first_party,
+            scopes,
+        } => {
+            let created = services.accounts.register_client(accounts::NewClient {
+                name,
+                redirect_uris,
+                post_logout_redirect_uris,
+                scopes: scopes
+                    .split([',', ' '])
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                public,
+                first_party,
+            })?;
             println!("client_id={}", created.client_id);
-            println!(
-                "client_secret={}",
-                secrecy::ExposeSecret::expose_secret(&created.client_secret)
-            );
-            println!("(the secret is shown once; only its hash is stored)");
+            match &created.client_secret {
+                Some(secret) => {
+                    println!(
+                        "client_secret={}",
+                        secrecy::ExposeSecret::expose_secret(secret)
+                    );
+                    println!("(the secret is shown once; only its hash is stored)");
+                }
+                None => println!("(a public client: no secret; it must use PKCE)"),
+            }
         }
         ClientCommand::Remove { client_id } => {
             if !services.accounts.remove_client(&client_id)? {

@@ -21,7 +21,7 @@ async fn client(app: &TestApp) -> (String, String) {
             .unwrap();
     (
         created.client_id,
-        secrecy::ExposeSecret::expose_secret(&created.client_secret).to_owned(),
+        secrecy::ExposeSecret::expose_secret(created.client_secret.as_ref().unwrap()).to_owned(),
     )
 }
 

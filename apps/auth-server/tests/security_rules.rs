@@ -182,7 +182,7 @@ async fn client_pair(app: &TestApp, user_id: u64) -> (String, String, String) {
     let basic = base64::engine::general_purpose::STANDARD.encode(format!(
         "{}:{}",
         client.client_id,
-        client.client_secret.expose_secret()
+        client.client_secret.as_ref().unwrap().expose_secret()
     ));
     let response = app
         .http

@@ -41,6 +41,9 @@ pub mod events {
     pub const RECOVERY_CODE_USED: &str = "mfa.recovery_code_used";
     pub const RECOVERY_CODES_REGENERATED: &str = "mfa.recovery_codes_regenerated";
     pub const STEP_UP: &str = "mfa.step_up";
+    pub const OIDC_SIGNED_IN: &str = "oidc.signed_in";
+    pub const OIDC_CODE_REUSED: &str = "oidc.code_reused";
+    pub const OIDC_LOGOUT: &str = "oidc.logout";
 }
 
 /// Who is acting, and from where. `actor` is a user id, or `None` for an

@@ -5,14 +5,14 @@
 //! service-to-service token call) gets sessions for a shadow account bound to
 //! its own user id: stable, password-less, never able to log in by password.
 
-use secrecy::{ExposeSecret, SecretString};
-use storage::models::{ClientRow, ExternalIdentityRow};
+use secrecy::SecretString;
+use storage::models::ExternalIdentityRow;
 use storage::repo::{clients, users};
 use subtle::ConstantTimeEq;
 
 use crate::client_tokens::ClientTokens;
 use crate::error::AccountsError;
-use crate::secrets::{new_opaque_token, token_hash};
+use crate::secrets::token_hash;
 use crate::service::{Accounts, ClientInfo, NewAccount, now};
 use crate::types::{DisplayName, EmailAddress, UserStatus};
 
@@ -20,8 +20,8 @@ type Result<T> = std::result::Result<T, AccountsError>;
 
 pub struct CreatedClient {
     pub client_id: String,
-    /// Shown once.
-    pub client_secret: SecretString,
+    /// Shown once; none for a public client.
+    pub client_secret: Option<SecretString>,
 }
 
 /// A registered client as listed; the secret is never shown again.
@@ -66,31 +66,12 @@ fn well_formed_external_id(id: &str) -> bool {
 }
 
 impl Accounts {
+    /// Registers a service client (introspection, revocation, the buzzbook
+    /// profile's token call): a secret, no redirect URIs.
     pub fn create_client(&self, name: &str) -> Result<CreatedClient> {
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 100 {
-            return Err(crate::types::ParseError {
-                field: "name",
-                reason: "must be 1 to 100 characters",
-            }
-            .into());
-        }
-        let client_id = uuid::Uuid::new_v4().simple().to_string();
-        let secret = new_opaque_token();
-        let mut conn = self.conn()?;
-        clients::insert(
-            &mut conn,
-            &ClientRow {
-                id: client_id.clone(),
-                name: name.to_owned(),
-                secret_hash: token_hash(secret.expose_secret()),
-                created_at: now().naive_utc(),
-                revoked_at: None,
-            },
-        )?;
-        Ok(CreatedClient {
-            client_id,
-            client_secret: secret,
+        self.register_client(crate::oidc::NewClient {
+            name: name.to_owned(),
+            ..Default::default()
         })
     }
 

@@ -83,6 +83,11 @@ pub enum AccountsError {
     InvalidActivationToken,
     #[error("invalid client credentials")]
     InvalidClient,
+    /// An authorization code or a relying party's refresh token that is
+    /// unknown, expired, used, or bound to another client, redirect URI or
+    /// PKCE verifier (RFC 6749 `invalid_grant`, which says no more).
+    #[error("invalid grant")]
+    InvalidGrant,
     #[error("API token not found")]
     ApiTokenNotFound,
     #[error("session not found")]

@@ -19,6 +19,7 @@ mod group_commit;
 pub mod introspection;
 pub mod keys;
 pub mod mfa;
+pub mod oidc;
 pub mod organizations;
 pub mod passkeys;
 pub mod password;
@@ -47,6 +48,10 @@ pub use introspection::TokenInfo;
 pub use mailer::Locale;
 pub use mfa::{
     MfaChallenge, MfaMethod, MfaPolicy, MfaStatus, SecondFactor, StepUpProof, TotpEnrolment,
+};
+pub use oidc::{
+    AuthorizationRequest, AuthorizeError, Authorized, LoggedOut, LogoutRefused, NewClient,
+    RelyingParty, RelyingPartyTokens, ValidAuthorization,
 };
 pub use organizations::Organization;
 pub use passkeys::{PasskeyAssertion, PasskeyCeremony, PasskeyName, PasskeySignIn, PasskeySummary};

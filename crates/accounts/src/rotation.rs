@@ -91,8 +91,8 @@ pub(crate) enum Rotation {
     },
     Invalid,
     /// The user may no longer log in: the session was ended.
-    Ended(Option<RevokedSession>),
-    Reused(Option<RevokedSession>),
+    Ended(Vec<RevokedSession>),
+    Reused(Vec<RevokedSession>),
 }
 
 /// The queue of rotations of one [`Accounts`].
@@ -196,9 +196,9 @@ impl Accounts {
                 self.published(revoked);
                 Err(AccountsError::InvalidRefreshToken)
             }
-            Rotation::Reused(revoked) => {
-                Err(AccountsError::RefreshTokenReused(self.published(revoked)))
-            }
+            Rotation::Reused(revoked) => Err(AccountsError::RefreshTokenReused(
+                self.published(revoked).into_iter().next(),
+            )),
         }
     }
 

@@ -51,18 +51,28 @@ impl Default for SessionPolicy {
 }
 
 /// Whose sessions a refresh token may rotate in: the native API's and the
-/// pages' own, or those started for a registered client's users (whose
-/// tokens only that client's profile hands out). A token is never accepted
-/// on the other channel, so nothing a client's user holds works natively.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// pages' own, those started for a registered client's users (whose tokens
+/// only that client's profile hands out), or those a relying party holds
+/// (OpenID Connect; only that client's token requests rotate them). A token
+/// is never accepted on another channel, so nothing a client or a relying
+/// party holds works natively.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Channel {
     Native,
     Client,
+    /// The relying party with this `client_id`.
+    RelyingParty(String),
 }
 
 impl Channel {
-    pub(crate) fn admits(self, session: &SessionRow) -> bool {
-        session.client_id.is_some() == (self == Channel::Client)
+    pub(crate) fn admits(&self, session: &SessionRow) -> bool {
+        match self {
+            Channel::Native => session.client_id.is_none(),
+            Channel::Client => session.client_id.is_some() && session.scope.is_none(),
+            Channel::RelyingParty(client_id) => {
+                session.client_id.as_deref() == Some(client_id.as_str()) && session.scope.is_some()
+            }
+        }
     }
 }
 
@@ -539,6 +549,8 @@ impl Accounts {
             client_id: client_id.map(str::to_owned),
             amr: crate::mfa::amr_text(amr),
             auth_time: Some(at.naive_utc()),
+            scope: None,
+            sso_session_id: None,
         };
         let mut conn = self.conn()?;
         let (roles, perms) = users::roles_and_permissions(&mut conn, &user.id)?;
@@ -550,7 +562,7 @@ impl Accounts {
     }
 
     /// Stores a new refresh token for the session; returns it with its lifetime.
-    fn new_refresh_token(
+    pub(crate) fn new_refresh_token(
         &self,
         conn: &mut AnyConnection,
         session: &SessionRow,
@@ -634,6 +646,9 @@ impl Accounts {
                 .and_utc()
                 .timestamp(),
         );
+        if let (Some(client_id), Some(scope)) = (&session.client_id, &session.scope) {
+            crate::oidc::for_relying_party(&mut claims, client_id, scope);
+        }
         claims
     }
 
@@ -750,11 +765,15 @@ impl Accounts {
         })?;
         // Revoked before (perhaps on another instance, not yet polled here):
         // its tokens are refused here at once all the same.
-        self.published(revoked.clone().unwrap_or_else(|| RevokedSession {
-            session_id: session_id.to_owned(),
-            until: self.revocation_end(at).timestamp(),
-        }));
-        Ok(revoked)
+        let revoked = if revoked.is_empty() {
+            vec![RevokedSession {
+                session_id: session_id.to_owned(),
+                until: self.revocation_end(at).timestamp(),
+            }]
+        } else {
+            revoked
+        };
+        Ok(self.published(revoked).into_iter().next())
     }
 
     /// Revokes every live session of the user.
@@ -804,18 +823,24 @@ impl Accounts {
             .collect()
     }
 
+    /// Revokes a session and, single sign-on, the sessions relying parties
+    /// got from it. Empty when the session was not live (its followers
+    /// ended with it then); otherwise the session comes first.
     pub(crate) fn revoke_session_in(
         &self,
         conn: &mut AnyConnection,
         session_id: &str,
         reason: &str,
         at: DateTime<Utc>,
-    ) -> Result<Option<RevokedSession>> {
+    ) -> Result<Vec<RevokedSession>> {
         if !sessions::revoke(conn, session_id, at.naive_utc(), reason)? {
-            return Ok(None);
+            return Ok(Vec::new());
         }
-        self.record_revocation(conn, session_id.to_owned(), at)
-            .map(Some)
+        let followers = sessions::revoke_live_from(conn, session_id, at.naive_utc(), reason)?;
+        std::iter::once(session_id.to_owned())
+            .chain(followers)
+            .map(|id| self.record_revocation(conn, id, at))
+            .collect()
     }
 
     /// Until when a session revoked at `at` matters: its last access token

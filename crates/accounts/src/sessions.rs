@@ -77,16 +77,20 @@ impl Accounts {
             if !owned {
                 return Err(AccountsError::SessionNotFound);
             }
-            let revoked = self
-                .revoke_session_in(c, session_id, "logout", at)?
-                .ok_or(AccountsError::SessionNotFound)?;
+            let revoked = self.revoke_session_in(c, session_id, "logout", at)?;
+            if revoked.is_empty() {
+                return Err(AccountsError::SessionNotFound);
+            }
             AuditEvent::new(events::LOGOUT)
                 .subject(user_id)
                 .detail("session_id", session_id)
                 .record(c, context)?;
             Ok::<_, AccountsError>(revoked)
         })?;
-        Ok(self.published(revoked))
+        self.published(revoked)
+            .into_iter()
+            .next()
+            .ok_or(AccountsError::SessionNotFound)
     }
 
     /// The account an activation token would activate; `None` when the
@@ -158,7 +162,9 @@ impl Accounts {
                     .record(c, &AuditContext::from(origin))?;
                 Ok::<_, AccountsError>(revoked)
             })?;
-            return Err(AccountsError::RefreshTokenReused(self.published(revoked)));
+            return Err(AccountsError::RefreshTokenReused(
+                self.published(revoked).into_iter().next(),
+            ));
         }
         let active = UserStatus::parse(&user.status) == Some(UserStatus::Active);
         if !live_session || !active || row.expires_at <= at.naive_utc() {

@@ -207,7 +207,10 @@ fn every_token_we_issue_is_introspectable_and_revocable(backend: Backend) {
     // another instance agrees at once.
     let client = accounts.create_client("buzzbook backend").unwrap();
     let client = accounts
-        .authenticate_client(&client.client_id, client.client_secret.expose_secret())
+        .authenticate_client(
+            &client.client_id,
+            client.client_secret.as_ref().unwrap().expose_secret(),
+        )
         .unwrap();
     let vouched = VouchedUser {
         external_id: "42".into(),
@@ -255,7 +258,10 @@ fn client_sessions_never_rotate_natively_and_their_users_get_no_api_tokens(backe
     let accounts = &world.accounts;
     let client = accounts.create_client("buzzbook backend").unwrap();
     let client = accounts
-        .authenticate_client(&client.client_id, client.client_secret.expose_secret())
+        .authenticate_client(
+            &client.client_id,
+            client.client_secret.as_ref().unwrap().expose_secret(),
+        )
         .unwrap();
     let vouched = VouchedUser {
         external_id: "7".into(),
@@ -676,7 +682,10 @@ fn client_users_never_get_a_password_and_die_with_their_client(backend: Backend)
     let accounts = &world.accounts;
     let created = accounts.create_client("buzzbook backend").unwrap();
     let client = accounts
-        .authenticate_client(&created.client_id, created.client_secret.expose_secret())
+        .authenticate_client(
+            &created.client_id,
+            created.client_secret.as_ref().unwrap().expose_secret(),
+        )
         .unwrap();
     let vouched = VouchedUser {
         external_id: "5".into(),
@@ -718,9 +727,10 @@ fn client_users_never_get_a_password_and_die_with_their_client(backend: Backend)
     );
     assert_eq!(accounts.introspect(&pair.refresh).unwrap(), None);
     assert!(matches!(
-        world
-            .second_instance()
-            .authenticate_client(&created.client_id, created.client_secret.expose_secret()),
+        world.second_instance().authenticate_client(
+            &created.client_id,
+            created.client_secret.as_ref().unwrap().expose_secret()
+        ),
         Err(AccountsError::InvalidClient)
     ));
 }

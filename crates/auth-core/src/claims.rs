@@ -57,6 +57,13 @@ pub struct AccessClaims {
     /// When the user last authenticated interactively (unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// The relying party the token was issued to (OpenID Connect, RFC 9068
+    /// §2.2); its `aud` is then that client, so no native API accepts it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The scopes granted to that relying party, space separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
 }
 
 /// `amr` values that are a second factor, or say two were used.
@@ -144,6 +151,8 @@ impl TokenPolicy {
             name: subject.name,
             amr: Vec::new(),
             auth_time: None,
+            client_id: None,
+            scope: None,
         }
     }
 
@@ -264,11 +273,24 @@ impl TokenPolicy {
         nbf: i64,
         now: i64,
     ) -> Result<(), TokenError> {
+        if iss == self.issuer && aud != self.audience {
+            return Err(TokenError::WrongAudience);
+        }
+        self.check_registered_for(iss, sub, exp, nbf, now)
+    }
+
+    /// [`check_registered`](Self::check_registered) without the audience,
+    /// for tokens whose audience is a relying party (checked by the caller).
+    pub(crate) fn check_registered_for(
+        &self,
+        iss: &str,
+        sub: &str,
+        exp: i64,
+        nbf: i64,
+        now: i64,
+    ) -> Result<(), TokenError> {
         if iss != self.issuer {
             return Err(TokenError::WrongIssuer);
-        }
-        if aud != self.audience {
-            return Err(TokenError::WrongAudience);
         }
         // A negative leeway would be a configuration mistake; it must not
         // shorten token lifetimes behind the operator's back either way.
@@ -288,6 +310,9 @@ impl TokenPolicy {
 }
 
 /// A verified bearer token of either kind: what a resource server acts on.
+// Unboxed on purpose: one lives per request, moved rarely; a box would be
+// an allocation per verification for the common (access-token) case.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum Bearer {
     /// A user's access token, tied to a login session.

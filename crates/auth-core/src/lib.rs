@@ -44,6 +44,7 @@ mod error;
 mod jwks;
 mod key;
 mod keyset;
+mod oidc;
 #[cfg(feature = "remote")]
 pub mod remote;
 mod revocation;
@@ -60,6 +61,7 @@ pub use error::{KeyError, TokenError};
 pub use jwks::PublicKeySet;
 pub use key::{KeyDocument, SigningKey};
 pub use keyset::KeySet;
+pub use oidc::{ACR_SINGLE_FACTOR, ACR_TWO_FACTORS, ID_TOKEN_TYP, IdTokenClaims, at_hash};
 pub use revocation::{Revocation, RevocationKind, RevocationSet};
 pub use verifier::{Freshness, Verifier};
 pub use verify::VerificationKeys;

@@ -93,6 +93,16 @@ impl<K: VerificationKeys + Clone> Verifier<K> {
         Ok(claims)
     }
 
+    /// An access token issued to a relying party, valid at `now` and not
+    /// revoked ([`TokenPolicy::verify_relying_party_access`]).
+    pub fn relying_party_access(&self, token: &str, now: i64) -> Result<AccessClaims, TokenError> {
+        let claims = self
+            .policy
+            .verify_relying_party_access(&self.keys(), token, now)?;
+        self.refuse_revoked(&claims.sid, &claims.jti)?;
+        Ok(claims)
+    }
+
     /// An access token that may have expired, otherwise fully checked
     /// (signature, `typ`, `iss`, `aud`, `nbf`, not revoked).
     pub fn access_or_expired(

@@ -5,10 +5,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::schema::{
-    activation_tokens, api_tokens, audit_log, clients, email_codes, external_identities,
-    mfa_challenges, organization_domains, organizations, outbox, passkeys, refresh_tokens,
-    registrations, revocations, server_secrets, sessions, signing_keys, totp_credentials, users,
-    webauthn_ceremonies,
+    activation_tokens, api_tokens, audit_log, authorization_codes, clients, email_codes,
+    external_identities, mfa_challenges, organization_domains, organizations, outbox, passkeys,
+    refresh_tokens, registrations, revocations, server_secrets, sessions, signing_keys,
+    totp_credentials, users, webauthn_ceremonies,
 };
 
 #[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
@@ -68,6 +68,12 @@ pub struct SessionRow {
     /// When the user last authenticated interactively in this session
     /// (`None`: at `created_at`).
     pub auth_time: Option<NaiveDateTime>,
+    /// What a relying party was granted (OpenID Connect scopes, space
+    /// separated); `None` for native and profile sessions.
+    pub scope: Option<String>,
+    /// The browser session a relying party's session came from: ending that
+    /// one ends this one.
+    pub sso_session_id: Option<String>,
 }
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
@@ -252,6 +258,36 @@ pub struct ClientRow {
     pub secret_hash: String,
     pub created_at: NaiveDateTime,
     pub revoked_at: Option<NaiveDateTime>,
+    /// Exact redirect URIs, space separated (OpenID Connect clients).
+    pub redirect_uris: String,
+    /// Where RP-initiated logout may send the browser, space separated.
+    pub post_logout_redirect_uris: String,
+    /// Scopes the client may ask for beyond `openid profile email`.
+    pub scopes: String,
+    /// No secret: a browser or native app (PKCE is its only proof).
+    pub public: bool,
+    /// The operator's own product: no consent page.
+    pub first_party: bool,
+}
+
+/// An authorization code: only its hash is stored.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = authorization_codes)]
+pub struct AuthorizationCodeRow {
+    pub code_hash: String,
+    pub client_id: String,
+    pub user_id: String,
+    pub sso_session_id: String,
+    pub redirect_uri: String,
+    /// PKCE S256 challenge (base64url of SHA-256 of the verifier).
+    pub code_challenge: String,
+    pub nonce: Option<String>,
+    pub scope: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub used_at: Option<NaiveDateTime>,
+    /// The session the exchange started (ended if the code comes again).
+    pub session_id: Option<String>,
 }
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]

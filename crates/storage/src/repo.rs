@@ -445,6 +445,68 @@ pub mod sessions {
         .returning(sessions::id)
         .get_results(conn)?)
     }
+
+    /// Revokes the live sessions relying parties hold from the browser
+    /// session `sso_session_id` (single sign-on: ending one ends them all);
+    /// returns their ids.
+    pub fn revoke_live_from(
+        conn: &mut AnyConnection,
+        sso_session_id: &str,
+        now: NaiveDateTime,
+        reason: &str,
+    ) -> Result<Vec<String>> {
+        Ok(diesel::update(
+            sessions::table
+                .filter(sessions::sso_session_id.eq(sso_session_id))
+                .filter(sessions::revoked_at.is_null())
+                .filter(sessions::expires_at.gt(now)),
+        )
+        .set((
+            sessions::revoked_at.eq(now),
+            sessions::revoke_reason.eq(reason),
+        ))
+        .returning(sessions::id)
+        .get_results(conn)?)
+    }
+}
+
+pub mod authorization_codes {
+    use super::*;
+    use schema::authorization_codes as codes;
+
+    pub fn insert(conn: &mut AnyConnection, row: &AuthorizationCodeRow) -> Result<()> {
+        diesel::insert_into(codes::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn find(conn: &mut AnyConnection, hash: &str) -> Result<Option<AuthorizationCodeRow>> {
+        Ok(codes::table
+            .find(hash)
+            .select(AuthorizationCodeRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    /// Marks the code used by the exchange that starts `session_id`.
+    /// Conditional on it being unused: of two racing exchanges one wins.
+    pub fn claim(
+        conn: &mut AnyConnection,
+        hash: &str,
+        session_id: &str,
+        now: NaiveDateTime,
+    ) -> Result<bool> {
+        let changed = diesel::update(codes::table.find(hash).filter(codes::used_at.is_null()))
+            .set((codes::used_at.eq(now), codes::session_id.eq(session_id)))
+            .execute(conn)?;
+        Ok(changed == 1)
+    }
+
+    /// Forgets codes that expired before `before`.
+    pub fn delete_expired(conn: &mut AnyConnection, before: NaiveDateTime) -> Result<usize> {
+        Ok(diesel::delete(codes::table.filter(codes::expires_at.lt(before))).execute(conn)?)
+    }
 }
 
 pub mod refresh_tokens {

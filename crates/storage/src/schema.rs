@@ -58,6 +58,8 @@ diesel::table! {
         client_id -> Nullable<Text>,
         amr -> Nullable<Text>,
         auth_time -> Nullable<Timestamp>,
+        scope -> Nullable<Text>,
+        sso_session_id -> Nullable<Text>,
     }
 }
 
@@ -194,6 +196,28 @@ diesel::table! {
         secret_hash -> Text,
         created_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
+        redirect_uris -> Text,
+        post_logout_redirect_uris -> Text,
+        scopes -> Text,
+        public -> Bool,
+        first_party -> Bool,
+    }
+}
+
+diesel::table! {
+    authorization_codes (code_hash) {
+        code_hash -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        sso_session_id -> Text,
+        redirect_uri -> Text,
+        code_challenge -> Text,
+        nonce -> Nullable<Text>,
+        scope -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+        session_id -> Nullable<Text>,
     }
 }
 
@@ -306,6 +330,7 @@ diesel::joinable!(external_identities -> clients (client_id));
 diesel::joinable!(external_identities -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    authorization_codes,
     throttles,
     organizations,
     users,

@@ -87,6 +87,8 @@ fn add_session(conn: &mut AnyConnection, id: &str, user_id: &str) -> SessionRow 
         client_id: None,
         amr: Some("pwd".to_owned()),
         auth_time: Some(at),
+        scope: None,
+        sso_session_id: None,
     };
     sessions::insert(conn, &session).unwrap();
     session

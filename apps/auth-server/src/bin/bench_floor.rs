@@ -167,6 +167,8 @@ mod ceiling {
                 client_id: None,
                 amr: None,
                 auth_time: None,
+                scope: None,
+                sso_session_id: None,
             };
             sessions::insert(&mut conn, &session).map_err(|e| anyhow::anyhow!("{e}"))?;
             let token = new_token(&session.id, None, at);

@@ -519,6 +519,11 @@ impl From<AccountsError> for ApiError {
                 "invalid_activation_token",
                 "the activation link is invalid, expired or already used; ask for a new one at POST /api/v1/auth/activation/resend",
             ),
+            E::InvalidGrant => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                "the code or refresh token is invalid, expired, used, or not this client's",
+            ),
             E::InvalidClient => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",

@@ -295,6 +295,8 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonOrForm<T> {
 /// no database: the signature and claims are checked with the in-memory key
 /// set, revocation against the in-memory revocation set.
 #[derive(Clone, Debug)]
+// Unboxed: it lives in an `Arc` in the token cache already.
+#[allow(clippy::large_enum_variant)]
 pub enum Principal {
     /// A login session's access token.
     Session(AccessClaims),

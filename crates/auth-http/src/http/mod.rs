@@ -8,6 +8,7 @@ pub mod extract;
 pub mod flows;
 pub mod mfa;
 pub mod oauth;
+pub mod oidc;
 pub mod openapi;
 pub mod paging;
 pub mod passkeys;
@@ -93,6 +94,12 @@ pub const NATIVE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/admin/audit"),
     ("POST", "/oauth/introspect"),
     ("POST", "/oauth/revoke"),
+    ("GET", "/.well-known/openid-configuration"),
+    ("GET", "/oauth/authorize"),
+    ("POST", "/oauth/token"),
+    ("GET", "/oauth/userinfo"),
+    ("POST", "/oauth/userinfo"),
+    ("GET", "/oauth/logout"),
 ];
 
 /// All routes of the native API, mounted under `prefix`.
@@ -165,6 +172,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, prefix: &str) {
         .service(resource("/api/v1/revocations").route(web::get().to(admin::revocations)))
         .service(resource("/oauth/introspect").route(web::post().to(oauth::introspect)))
         .service(resource("/oauth/revoke").route(web::post().to(oauth::revoke)))
+        .service(
+            resource("/.well-known/openid-configuration").route(web::get().to(oidc::discovery)),
+        )
+        .service(resource("/oauth/authorize").route(web::get().to(crate::web::authorize)))
+        .service(resource("/oauth/token").route(web::post().to(oidc::token)))
+        .service(
+            resource("/oauth/userinfo")
+                .route(web::get().to(oidc::userinfo))
+                .route(web::post().to(oidc::userinfo_post)),
+        )
+        .service(resource("/oauth/logout").route(web::get().to(crate::web::relying_party_logout)))
         .service(
             web::scope("/api/v1/tokens")
                 .service(

@@ -31,7 +31,7 @@ pub struct TokenForm {
     token_type_hint: Option<String>,
 }
 
-fn invalid_client() -> HttpResponse {
+pub(super) fn invalid_client() -> HttpResponse {
     HttpResponse::Unauthorized()
         .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"auth-server\""))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -40,13 +40,9 @@ fn invalid_client() -> HttpResponse {
         )
 }
 
-/// The client behind `Authorization: Basic`, or the 401 to send.
-async fn authenticate(
-    state: &AppState,
-    req: &HttpRequest,
-) -> Result<AuthenticatedClient, HttpResponse> {
-    let credentials = req
-        .headers()
+/// `client_id:client_secret` from `Authorization: Basic`, if well formed.
+pub(super) fn basic_credentials(req: &HttpRequest) -> Option<(String, String)> {
+    req.headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
@@ -60,8 +56,15 @@ async fn authenticate(
         .and_then(|pair| {
             pair.split_once(':')
                 .map(|(id, secret)| (id.to_owned(), secret.to_owned()))
-        });
-    let Some((id, secret)) = credentials else {
+        })
+}
+
+/// The client behind `Authorization: Basic`, or the 401 to send.
+async fn authenticate(
+    state: &AppState,
+    req: &HttpRequest,
+) -> Result<AuthenticatedClient, HttpResponse> {
+    let Some((id, secret)) = basic_credentials(req) else {
         return Err(invalid_client());
     };
     let accounts = state.accounts.clone();

@@ -17,7 +17,7 @@ use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{admin, api_tokens, auth, flows, mfa, oauth, passkeys, registrations, sessions};
+use super::{admin, api_tokens, auth, flows, mfa, oauth, oidc, passkeys, registrations, sessions};
 use crate::profiles::{Mounts, Profile};
 
 #[derive(OpenApi)]
@@ -81,6 +81,12 @@ use crate::profiles::{Mounts, Profile};
         admin::audit,
         oauth::introspect,
         oauth::revoke,
+        oidc::discovery,
+        crate::web::oidc::authorize,
+        oidc::token,
+        oidc::userinfo,
+        oidc::userinfo_post,
+        crate::web::oidc::logout,
     ),
     modifiers(&SecuritySchemes, &BodyErrors),
     tags(
@@ -91,6 +97,7 @@ use crate::profiles::{Mounts, Profile};
         (name = "tokens", description = "Personal API tokens"),
         (name = "admin", description = "Operators and organization admins"),
         (name = "oauth", description = "RFC 7662 introspection and RFC 7009 revocation for registered clients (HTTP Basic)"),
+        (name = "oidc", description = "OpenID Connect provider: discovery, authorization code flow with PKCE, tokens, UserInfo, RP-initiated logout"),
         (name = "keys", description = "What offline verifiers need: the JWK Set and the revocation feed"),
         (name = "health", description = "Liveness and readiness"),
         (name = "docs", description = "This document and its Swagger UI"),

@@ -362,7 +362,7 @@ pub async fn step_up(signed_in: SignedIn, body: web::Bytes) -> PageResult {
         .and_then(|r| r.map_err(ApiError::from))
     };
     match stepped {
-        Ok(_) => Ok(visitor.redirect(&next)),
+        Ok(_) => Ok(visitor.proceed(&next)),
         Err(e) => {
             let e = if e.code == "invalid_credentials" {
                 ApiError::validation("password", "is not your password")

@@ -18,6 +18,7 @@ mod account;
 mod admin;
 mod form;
 mod mfa;
+pub mod oidc;
 mod passkeys;
 mod public;
 mod visitor;
@@ -32,6 +33,7 @@ use minijinja::value::Serde;
 use minijinja::{Environment, UndefinedBehavior, Value};
 
 pub use form::Form;
+pub use oidc::{authorize, logout as relying_party_logout};
 pub use visitor::{SignedIn, Visitor};
 
 /// Every (method, path) the pages serve, relative to the native mount: the
@@ -85,6 +87,7 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/users/{id}"),
     ("POST", "/admin/users/{id}"),
     ("GET", "/admin/audit"),
+    ("POST", "/oauth/authorize/consent"),
 ];
 
 /// Routes of the pages, inside the native API's scope.
@@ -158,7 +161,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(get().to(admin::user))
                 .route(post().to(admin::update_user)),
         )
-        .service(at("/admin/audit").route(get().to(admin::audit)));
+        .service(at("/admin/audit").route(get().to(admin::audit)))
+        .service(at("/oauth/authorize/consent").route(post().to(oidc::consent)));
 }
 
 /// Templates, catalogs and keys, built once at start-up.
@@ -250,6 +254,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "admin_audit.html",
         include_str!("../../web/templates/admin_audit.html"),
+    ),
+    (
+        "consent.html",
+        include_str!("../../web/templates/consent.html"),
     ),
     (
         "admin_nav.html",

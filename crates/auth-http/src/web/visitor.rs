@@ -339,16 +339,61 @@ impl Visitor {
         let csrf = self.pages.cookie_name(CSRF_COOKIE);
         cookies.retain(|c| !c.starts_with(&format!("{csrf}=")));
         cookies.push(self.set_cookie(CSRF_COOKIE, &random_token(), None));
+        self.go_on(path, &cookies)
+    }
+
+    /// Goes to `path` (under the native mount) after a form: a 303, or, for
+    /// the authorization endpoint, a page that goes on by itself. That
+    /// endpoint may send the browser on to a relying party, and browsers
+    /// hold a redirect that follows a form to the form page's CSP
+    /// (`form-action 'self'`); a page loaded afresh starts a new navigation.
+    pub fn go_on(&self, path: &str, cookies: &[String]) -> HttpResponse {
         let location = self.pages.url(path);
-        html_response(StatusCode::SEE_OTHER, "", Some(&location), &cookies)
+        if path.starts_with("/oauth/") {
+            continue_page(&location, cookies)
+        } else {
+            html_response(StatusCode::SEE_OTHER, "", Some(&location), cookies)
+        }
+    }
+
+    /// [`go_on`](Self::go_on) with this visitor's cookies.
+    pub fn proceed(&self, path: &str) -> HttpResponse {
+        self.go_on(path, &self.cookies())
+    }
+
+    /// Sends the browser to a relying party's URL (already checked against
+    /// its registration): a 303, or after a form a page that goes on by
+    /// itself (see [`go_on`](Self::go_on)).
+    pub fn to_relying_party(&self, url: &str, after_form: bool) -> HttpResponse {
+        if after_form {
+            continue_page(url, &self.cookies())
+        } else {
+            html_response(StatusCode::SEE_OTHER, "", Some(url), &self.cookies())
+        }
+    }
+
+    /// A refusal that sends the browser to `url` (a relying party's
+    /// redirect URI with an error), as an error for extractors' callers.
+    pub fn redirect_error(&self, url: &str) -> PageError {
+        PageError {
+            status: StatusCode::SEE_OTHER,
+            body: String::new(),
+            location: Some(url.to_owned()),
+            cookies: self.cookies(),
+        }
     }
 
     /// Forgets the session cookie and goes to `path`.
     pub fn signed_out(&self, path: &str) -> HttpResponse {
+        self.signed_out_to(&self.pages.url(path))
+    }
+
+    /// Forgets the session cookie and goes to `location` (a full URL, or a
+    /// path already under the mount).
+    pub fn signed_out_to(&self, location: &str) -> HttpResponse {
         let mut cookies = self.cookies();
         cookies.push(self.set_cookie(SESSION_COOKIE, "", Some(0)));
-        let location = self.pages.url(path);
-        html_response(StatusCode::SEE_OTHER, "", Some(&location), &cookies)
+        html_response(StatusCode::SEE_OTHER, "", Some(location), &cookies)
     }
 
     /// Remembers the chosen language for a year and goes to `path`.
@@ -414,6 +459,33 @@ impl Visitor {
         }
         feedback
     }
+}
+
+/// A page that loads `url` at once (a meta refresh, which the CSP allows),
+/// with a link for browsers that don't.
+fn continue_page(url: &str, cookies: &[String]) -> HttpResponse {
+    let url = html_escape(url);
+    let body = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"0;url={url}\"><title>…</title></head>\
+         <body><p><a id=\"continue\" href=\"{url}\">Continue / 계속</a></p></body></html>"
+    );
+    html_response(StatusCode::OK, &body, None, cookies)
+}
+
+fn html_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// A visitor who must be signed in; others are sent to the login page,

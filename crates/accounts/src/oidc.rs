@@ -1,0 +1,845 @@
+//! OpenID Connect provider: the rules of single sign-on, for every front-end.
+//!
+//! A relying party is a registered client with redirect URIs. It sends the
+//! browser to the authorization endpoint; the user signs in on our pages
+//! (or already is: the browser session is the single sign-on session); the
+//! relying party gets a code, single use, 60 s, bound to it, its redirect
+//! URI and its PKCE challenge (S256 only), and exchanges it for tokens.
+//!
+//! Each exchange starts a session of its own for the relying party
+//! ([`Channel::RelyingParty`]): its refresh tokens rotate with the same
+//! reuse detection as native ones, but only through that client's token
+//! requests; its access tokens have the client as audience, so no native
+//! API accepts them. The session follows the browser session it came from
+//! (`sso_session_id`): ending that one (logout anywhere, a reused refresh
+//! token, an operator) ends every relying party's session with it.
+
+use std::sync::Arc;
+
+use auth_core::{ACR_SINGLE_FACTOR, ACR_TWO_FACTORS, AccessClaims, ID_TOKEN_TYP, IdTokenClaims};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::TimeDelta;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value, json};
+use storage::models::{AuthorizationCodeRow, ClientRow, SessionRow};
+use storage::repo::{authorization_codes, clients, sessions, users};
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::audit::{AuditContext, AuditEvent, events};
+use crate::clients::CreatedClient;
+use crate::error::AccountsError;
+use crate::secrets::{new_opaque_token, token_hash};
+use crate::service::{Accounts, Channel, ClientInfo, IssuedTokens, now};
+use crate::types::{ParseError, UserStatus};
+
+type Result<T> = std::result::Result<T, AccountsError>;
+
+/// How long an authorization code lives.
+pub const CODE_TTL_SECS: i64 = 60;
+
+/// Scopes every relying party may ask for.
+pub const STANDARD_SCOPES: [&str; 4] = ["openid", "profile", "email", "offline_access"];
+/// Scopes a relying party may ask for only when the operator granted them
+/// (`client add --scopes`): the user's organization and permissions.
+pub const GRANTED_SCOPES: [&str; 2] = ["organization", "permissions"];
+
+/// A client to register (`auth-server client add`).
+#[derive(Clone, Debug, Default)]
+pub struct NewClient {
+    pub name: String,
+    /// Exact redirect URIs; none for a service that only calls the API.
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Beyond [`STANDARD_SCOPES`]: some of [`GRANTED_SCOPES`].
+    pub scopes: Vec<String>,
+    /// No secret (a browser or native app); PKCE is its proof.
+    pub public: bool,
+    /// The operator's own product: no consent page.
+    pub first_party: bool,
+}
+
+/// A registered client, as a relying party sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RelyingParty {
+    pub id: String,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub public: bool,
+    pub first_party: bool,
+}
+
+fn words(list: &str) -> Vec<String> {
+    list.split_whitespace().map(str::to_owned).collect()
+}
+
+impl From<ClientRow> for RelyingParty {
+    fn from(row: ClientRow) -> Self {
+        RelyingParty {
+            redirect_uris: words(&row.redirect_uris),
+            post_logout_redirect_uris: words(&row.post_logout_redirect_uris),
+            scopes: words(&row.scopes),
+            id: row.id,
+            name: row.name,
+            public: row.public,
+            first_party: row.first_party,
+        }
+    }
+}
+
+/// A redirect URI a client may register: absolute, no fragment, no
+/// user info; `https`, or `http` on a loopback host (RFC 8252 §7.3), or a
+/// private-use scheme with a dot for a public (native) client (§7.1).
+fn check_redirect_uri(uri: &str, public: bool) -> std::result::Result<(), &'static str> {
+    let parsed = url::Url::parse(uri).map_err(|_| "must be an absolute URI")?;
+    if parsed.fragment().is_some() || !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("must have no fragment and no user info");
+    }
+    if uri.len() > 2000 || uri.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("must be at most 2000 characters without spaces");
+    }
+    let loopback = matches!(parsed.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => Err("must use https (http only on localhost)"),
+        scheme if public && scheme.contains('.') => Ok(()),
+        _ => Err("must use https, http on localhost, or (public clients) a reverse-domain scheme"),
+    }
+}
+
+impl Accounts {
+    /// Registers a client. Services that only call the API (introspection,
+    /// the buzzbook profile) have no redirect URIs; relying parties have at
+    /// least one. A public client gets no secret.
+    pub fn register_client(&self, new: NewClient) -> Result<CreatedClient> {
+        let name = new.name.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(ParseError {
+                field: "name",
+                reason: "must be 1 to 100 characters",
+            }
+            .into());
+        }
+        for uri in new
+            .redirect_uris
+            .iter()
+            .chain(&new.post_logout_redirect_uris)
+        {
+            check_redirect_uri(uri, new.public).map_err(|reason| ParseError {
+                field: "redirect_uri",
+                reason,
+            })?;
+        }
+        if new.public && new.redirect_uris.is_empty() {
+            return Err(ParseError {
+                field: "redirect_uri",
+                reason: "a public client needs at least one",
+            }
+            .into());
+        }
+        if let Some(_unknown) = new
+            .scopes
+            .iter()
+            .find(|s| !GRANTED_SCOPES.contains(&s.as_str()))
+        {
+            return Err(ParseError {
+                field: "scopes",
+                reason: "may be organization and permissions",
+            }
+            .into());
+        }
+        let client_id = Uuid::new_v4().simple().to_string();
+        let secret = (!new.public).then(new_opaque_token);
+        let mut conn = self.conn()?;
+        clients::insert(
+            &mut conn,
+            &ClientRow {
+                id: client_id.clone(),
+                name: name.to_owned(),
+                // A public client's empty hash matches no presented secret.
+                secret_hash: secret
+                    .as_ref()
+                    .map_or_else(String::new, |s| token_hash(s.expose_secret())),
+                created_at: now().naive_utc(),
+                revoked_at: None,
+                redirect_uris: new.redirect_uris.join(" "),
+                post_logout_redirect_uris: new.post_logout_redirect_uris.join(" "),
+                scopes: new.scopes.join(" "),
+                public: new.public,
+                first_party: new.first_party,
+            },
+        )?;
+        Ok(CreatedClient {
+            client_id,
+            client_secret: secret,
+        })
+    }
+
+    /// An active client by id (no credentials checked: for the
+    /// authorization endpoint, which only the browser calls).
+    pub fn find_relying_party(&self, client_id: &str) -> Result<Option<RelyingParty>> {
+        if client_id.is_empty()
+            || client_id.len() > 64
+            || !client_id.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Ok(None);
+        }
+        let mut conn = self.conn()?;
+        Ok(clients::find(&mut conn, client_id)?
+            .filter(|row| row.revoked_at.is_none())
+            .map(RelyingParty::from))
+    }
+
+    /// The client making a token request: a confidential client with its
+    /// secret (Basic or form), a public client with none. Unknown ids cost
+    /// the same hash; a public client presenting a secret, or a
+    /// confidential one presenting none, is [`AccountsError::InvalidClient`].
+    pub fn authenticate_relying_party(
+        &self,
+        client_id: &str,
+        secret: Option<&str>,
+    ) -> Result<RelyingParty> {
+        let presented = token_hash(secret.unwrap_or(""));
+        let client = self.find_relying_party(client_id)?;
+        let mut conn = self.conn()?;
+        let row = match &client {
+            Some(c) => clients::find(&mut conn, &c.id)?,
+            None => None,
+        };
+        let stored = row.as_ref().map_or("", |r| r.secret_hash.as_str());
+        let matches: bool = presented.as_bytes().ct_eq(stored.as_bytes()).into();
+        match client {
+            Some(client) if client.public && secret.is_none() => Ok(client),
+            Some(client) if !client.public && secret.is_some() && matches => Ok(client),
+            _ => Err(AccountsError::InvalidClient),
+        }
+    }
+}
+
+/// An authorization request as the browser brought it (every parameter
+/// optional here; [`Accounts::check_authorization`] decides).
+#[derive(Clone, Debug, Default)]
+pub struct AuthorizationRequest {
+    pub response_type: Option<String>,
+    pub client_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub prompt: Option<String>,
+    pub max_age: Option<String>,
+    pub login_hint: Option<String>,
+}
+
+/// A request that passed every check: what the code will be bound to.
+#[derive(Clone, Debug)]
+pub struct ValidAuthorization {
+    pub client: RelyingParty,
+    pub redirect_uri: String,
+    /// The scopes granted, in a fixed order.
+    pub scope: String,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: String,
+    /// `prompt=none`: answer without any page.
+    pub prompt_none: bool,
+    /// `prompt=login`: authenticate again even with a session.
+    pub prompt_login: bool,
+    /// `prompt=consent`: ask even a remembered (or first-party) client.
+    pub prompt_consent: bool,
+    /// Longest time since the user last authenticated, in seconds.
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+}
+
+/// Why an authorization request is refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AuthorizeError {
+    /// The client or the redirect URI can't be trusted: the user is told,
+    /// and the browser is not sent anywhere (RFC 6749 §4.1.2.1).
+    #[error("authorization request refused: {0}")]
+    NoRedirect(&'static str),
+    /// Sent back to the relying party's redirect URI as `error`.
+    #[error("authorization request refused: {error}")]
+    Redirect {
+        redirect_uri: String,
+        state: Option<String>,
+        error: &'static str,
+        description: &'static str,
+    },
+}
+
+/// What the authorization endpoint does for a valid request and the
+/// browser's session.
+#[derive(Debug)]
+pub enum Authorized {
+    /// Send the browser back with this code.
+    Code(SecretString),
+    /// The user must authenticate (again): `prompt=login`, or the last
+    /// authentication is older than `max_age`.
+    Reauthenticate,
+    /// A third-party client the user has not consented to.
+    ConsentRequired,
+}
+
+/// Unreserved characters (RFC 7636 §4.1): the alphabet of verifiers and
+/// of S256 challenges (base64url).
+fn pkce_alphabet(value: &str, len: std::ops::RangeInclusive<usize>) -> bool {
+    len.contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+}
+
+impl Accounts {
+    /// Checks an authorization request (OpenID Connect Core §3.1.2.2):
+    /// first the client and the exact redirect URI (else nothing is
+    /// redirected), then the rest, refused at the redirect URI.
+    pub fn check_authorization(
+        &self,
+        request: &AuthorizationRequest,
+    ) -> Result<std::result::Result<ValidAuthorization, AuthorizeError>> {
+        let client_id = request.client_id.as_deref().unwrap_or("");
+        let Some(client) = self.find_relying_party(client_id)? else {
+            return Ok(Err(AuthorizeError::NoRedirect("unknown_client")));
+        };
+        let Some(redirect_uri) = request
+            .redirect_uri
+            .as_deref()
+            .filter(|uri| client.redirect_uris.iter().any(|r| r == uri))
+        else {
+            return Ok(Err(AuthorizeError::NoRedirect("invalid_redirect_uri")));
+        };
+        let state = request.state.clone().filter(|s| !s.is_empty());
+        let refuse = |error: &'static str, description: &'static str| {
+            Ok(Err(AuthorizeError::Redirect {
+                redirect_uri: redirect_uri.to_owned(),
+                state: state.clone(),
+                error,
+                description,
+            }))
+        };
+        if state.as_ref().is_some_and(|s| s.len() > 1024) {
+            return refuse("invalid_request", "state is longer than 1024 characters");
+        }
+        match request.response_type.as_deref() {
+            Some("code") => {}
+            Some(_) => {
+                return refuse(
+                    "unsupported_response_type",
+                    "only response_type=code is supported",
+                );
+            }
+            None => return refuse("invalid_request", "response_type is missing"),
+        }
+        let asked: Vec<&str> = request
+            .scope
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if !asked.contains(&"openid") {
+            return refuse("invalid_scope", "scope must include openid");
+        }
+        let allowed = |s: &str| {
+            STANDARD_SCOPES.contains(&s) || client.scopes.iter().any(|granted| granted == s)
+        };
+        if asked.iter().any(|s| !allowed(s)) {
+            return refuse(
+                "invalid_scope",
+                "a scope is unknown or not granted to this client",
+            );
+        }
+        // A fixed order, each scope once.
+        let scope = STANDARD_SCOPES
+            .iter()
+            .chain(GRANTED_SCOPES.iter())
+            .filter(|s| asked.contains(s))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" ");
+        match (
+            request.code_challenge.as_deref(),
+            request.code_challenge_method.as_deref(),
+        ) {
+            (None, _) => {
+                return refuse("invalid_request", "code_challenge is required (PKCE, S256)");
+            }
+            (Some(_), Some("S256")) => {}
+            (Some(_), _) => {
+                return refuse("invalid_request", "code_challenge_method must be S256");
+            }
+        }
+        let code_challenge = request.code_challenge.clone().unwrap_or_default();
+        // base64url of a SHA-256: exactly 43 characters.
+        if !pkce_alphabet(&code_challenge, 43..=43) {
+            return refuse("invalid_request", "code_challenge is not an S256 challenge");
+        }
+        let nonce = request.nonce.clone().filter(|n| !n.is_empty());
+        if nonce.as_ref().is_some_and(|n| n.len() > 512) {
+            return refuse("invalid_request", "nonce is longer than 512 characters");
+        }
+        let prompts: Vec<&str> = request
+            .prompt
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .collect();
+        if prompts
+            .iter()
+            .any(|p| !matches!(*p, "none" | "login" | "consent" | "select_account"))
+        {
+            return refuse(
+                "invalid_request",
+                "prompt is none, login, consent or select_account",
+            );
+        }
+        let prompt_none = prompts.contains(&"none");
+        if prompt_none && prompts.len() > 1 {
+            return refuse("invalid_request", "prompt=none goes with no other value");
+        }
+        let max_age = match request.max_age.as_deref() {
+            None | Some("") => None,
+            Some(text) => match text.parse::<i64>() {
+                Ok(secs) if secs >= 0 => Some(secs),
+                _ => return refuse("invalid_request", "max_age is a number of seconds"),
+            },
+        };
+        Ok(Ok(ValidAuthorization {
+            client,
+            redirect_uri: redirect_uri.to_owned(),
+            scope,
+            state,
+            nonce,
+            code_challenge,
+            prompt_none,
+            prompt_login: prompts.contains(&"login"),
+            prompt_consent: prompts.contains(&"consent"),
+            max_age,
+            login_hint: request.login_hint.clone().filter(|h| h.len() <= 320),
+        }))
+    }
+
+    /// Decides a valid request for the browser session `sso_session_id` of
+    /// `user_id`: a code, or what must happen first. `reauthenticated`:
+    /// the user has just signed in for this request (so `prompt=login` is
+    /// satisfied).
+    pub fn authorize(
+        &self,
+        request: &ValidAuthorization,
+        user_id: &str,
+        sso_session_id: &str,
+        reauthenticated: bool,
+    ) -> Result<Authorized> {
+        let at = now();
+        let mut conn = self.conn()?;
+        let Some(session) = sessions::find(&mut conn, sso_session_id)?.filter(|s| {
+            s.user_id == user_id && s.revoked_at.is_none() && Channel::Native.admits(s)
+        }) else {
+            return Ok(Authorized::Reauthenticate);
+        };
+        let auth_time = session.auth_time.unwrap_or(session.created_at);
+        let too_old = request
+            .max_age
+            .is_some_and(|secs| at.naive_utc() - auth_time > TimeDelta::seconds(secs));
+        if (request.prompt_login && !reauthenticated) || too_old {
+            return Ok(Authorized::Reauthenticate);
+        }
+        if !request.client.first_party || request.prompt_consent {
+            return Ok(Authorized::ConsentRequired);
+        }
+        self.issue_code(&mut conn, request, user_id, sso_session_id)
+            .map(Authorized::Code)
+    }
+
+    /// A code for `request`, after the user consented on the consent page.
+    pub fn authorize_with_consent(
+        &self,
+        request: &ValidAuthorization,
+        user_id: &str,
+        sso_session_id: &str,
+    ) -> Result<SecretString> {
+        let mut conn = self.conn()?;
+        self.issue_code(&mut conn, request, user_id, sso_session_id)
+    }
+
+    fn issue_code(
+        &self,
+        conn: &mut storage::DbConn,
+        request: &ValidAuthorization,
+        user_id: &str,
+        sso_session_id: &str,
+    ) -> Result<SecretString> {
+        let at = now();
+        let code = new_opaque_token();
+        authorization_codes::insert(
+            conn,
+            &AuthorizationCodeRow {
+                code_hash: token_hash(code.expose_secret()),
+                client_id: request.client.id.clone(),
+                user_id: user_id.to_owned(),
+                sso_session_id: sso_session_id.to_owned(),
+                redirect_uri: request.redirect_uri.clone(),
+                code_challenge: request.code_challenge.clone(),
+                nonce: request.nonce.clone(),
+                scope: request.scope.clone(),
+                created_at: at.naive_utc(),
+                expires_at: (at + TimeDelta::seconds(CODE_TTL_SECS)).naive_utc(),
+                used_at: None,
+                session_id: None,
+            },
+        )?;
+        Ok(code)
+    }
+}
+
+/// What a token request answers a relying party.
+#[derive(Debug)]
+pub struct RelyingPartyTokens {
+    pub access_token: String,
+    pub expires_in: i64,
+    pub refresh_token: SecretString,
+    /// On the code exchange only.
+    pub id_token: Option<String>,
+    pub scope: String,
+}
+
+impl Accounts {
+    /// Exchanges a code (RFC 6749 §4.1.3, RFC 7636 §4.6): the client, the
+    /// redirect URI and the verifier must be those the code was bound to,
+    /// within 60 s, once. A code presented again ends the session its first
+    /// exchange started (RFC 6749 §4.1.2). Every refusal is
+    /// [`AccountsError::InvalidGrant`].
+    pub fn exchange_code(
+        &self,
+        client: &RelyingParty,
+        code: &str,
+        redirect_uri: &str,
+        code_verifier: &str,
+        info: &ClientInfo,
+    ) -> Result<RelyingPartyTokens> {
+        let hash = token_hash(code);
+        let context = AuditContext::from(info);
+        let (tokens, revoked) = self.transact(|c, at| {
+            let Some(row) = authorization_codes::find(c, &hash)? else {
+                return Ok(Err(AccountsError::InvalidGrant));
+            };
+            if row.client_id != client.id {
+                return Ok(Err(AccountsError::InvalidGrant));
+            }
+            if row.used_at.is_some() {
+                // Replayed: whatever the first exchange got is suspect.
+                let revoked = match &row.session_id {
+                    Some(id) => self.revoke_session_in(c, id, "authorization_code_reused", at)?,
+                    None => Vec::new(),
+                };
+                AuditEvent::new(events::OIDC_CODE_REUSED)
+                    .subject(&row.user_id)
+                    .detail("client_id", &client.id)
+                    .record(c, &context)?;
+                return Ok(Ok((None, revoked)));
+            }
+            let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(
+                &ring::digest::SHA256,
+                code_verifier.as_bytes(),
+            ));
+            let verified: bool = challenge
+                .as_bytes()
+                .ct_eq(row.code_challenge.as_bytes())
+                .into();
+            if row.expires_at <= at.naive_utc()
+                || row.redirect_uri != redirect_uri
+                || !pkce_alphabet(code_verifier, 43..=128)
+                || !verified
+            {
+                return Ok(Err(AccountsError::InvalidGrant));
+            }
+            let sso = sessions::find(c, &row.sso_session_id)?
+                .filter(|s| s.revoked_at.is_none() && s.expires_at > at.naive_utc());
+            let user = users::find_by_id(c, &row.user_id)?
+                .filter(|u| UserStatus::parse(&u.status) == Some(UserStatus::Active));
+            let (Some(sso), Some(user)) = (sso, user) else {
+                return Ok(Err(AccountsError::InvalidGrant));
+            };
+            let session = SessionRow {
+                id: Uuid::new_v4().to_string(),
+                user_id: user.id.clone(),
+                created_at: at.naive_utc(),
+                last_used_at: at.naive_utc(),
+                expires_at: (at + TimeDelta::seconds(self.sessions.absolute_ttl_secs)).naive_utc(),
+                revoked_at: None,
+                revoke_reason: None,
+                user_agent: info.user_agent.clone(),
+                ip: info.ip.clone(),
+                client_id: Some(client.id.clone()),
+                // How and when the user signed in is the browser session's.
+                amr: sso.amr.clone(),
+                auth_time: Some(sso.auth_time.unwrap_or(sso.created_at)),
+                scope: Some(row.scope.clone()),
+                sso_session_id: Some(sso.id.clone()),
+            };
+            if !authorization_codes::claim(c, &hash, &session.id, at.naive_utc())? {
+                return Ok(Err(AccountsError::InvalidGrant));
+            }
+            sessions::insert(c, &session)?;
+            let refresh = self.new_refresh_token(c, &session, None, at)?;
+            let (roles, perms) = users::roles_and_permissions(c, &user.id)?;
+            AuditEvent::new(events::OIDC_SIGNED_IN)
+                .subject(&user.id)
+                .organization(user.organization_id.clone())
+                .detail("client_id", &client.id)
+                .detail("session_id", &session.id)
+                .record(c, &context)?;
+            let issued = self.issue(&user, &session, roles, perms, refresh, at)?;
+            Ok(Ok((Some((issued, row.nonce, sso.id)), Vec::new())))
+        })?;
+        self.published(revoked);
+        let Some((issued, nonce, sso_session_id)) = tokens else {
+            return Err(AccountsError::InvalidGrant);
+        };
+        let id_token = self.id_token(client, &issued, nonce, &sso_session_id)?;
+        Ok(relying_party_tokens(issued, Some(id_token)))
+    }
+
+    /// Rotates a relying party's refresh token: the same rotation, reuse
+    /// detection and grace window as native refresh, on the client's own
+    /// channel. Refusals are [`AccountsError::InvalidGrant`].
+    pub async fn relying_party_refresh(
+        self: &Arc<Self>,
+        client: &RelyingParty,
+        presented: &SecretString,
+        info: &ClientInfo,
+    ) -> Result<RelyingPartyTokens> {
+        let channel = Channel::RelyingParty(client.id.clone());
+        match self.rotate_async(presented, None, channel, info).await {
+            Ok(issued) => Ok(relying_party_tokens(issued, None)),
+            Err(
+                AccountsError::InvalidRefreshToken
+                | AccountsError::RefreshTokenReused(_)
+                | AccountsError::TokenRevoked,
+            ) => Err(AccountsError::InvalidGrant),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The ID token for tokens just issued by a code exchange.
+    fn id_token(
+        &self,
+        client: &RelyingParty,
+        issued: &IssuedTokens,
+        nonce: Option<String>,
+        sso_session_id: &str,
+    ) -> Result<String> {
+        let keys = self.keys();
+        let claims = &issued.claims;
+        let two_factors = claims.has_second_factor();
+        let id = IdTokenClaims {
+            iss: claims.iss.clone(),
+            sub: claims.sub.clone(),
+            aud: client.id.clone(),
+            exp: claims.exp,
+            iat: claims.iat,
+            auth_time: claims.auth_time.unwrap_or(claims.iat),
+            nonce,
+            amr: claims.amr.clone(),
+            acr: if two_factors {
+                ACR_TWO_FACTORS
+            } else {
+                ACR_SINGLE_FACTOR
+            }
+            .to_owned(),
+            at_hash: Some(auth_core::at_hash(
+                &issued.access_token,
+                keys.active_algorithm(),
+            )),
+            sid: sso_session_id.to_owned(),
+            email_verified: claims.email.as_ref().map(|_| true),
+            email: claims.email.clone(),
+            name: claims.name.clone(),
+            preferred_username: claims.preferred_username.clone(),
+        };
+        Ok(keys.sign(ID_TOKEN_TYP, &id)?)
+    }
+
+    /// The UserInfo response (OpenID Connect Core §5.3) for a relying
+    /// party's access token: the user as stored now, claims by scope.
+    /// A token that is not a live relying-party token is
+    /// [`AccountsError::TokenRevoked`] or a token error.
+    pub fn userinfo(&self, access_token: &str) -> Result<Value> {
+        let claims = self
+            .verifier()
+            .relying_party_access(access_token, now().timestamp())?;
+        let mut conn = self.conn()?;
+        let live = sessions::find(&mut conn, &claims.sid)?
+            .is_some_and(|s| s.revoked_at.is_none() && s.expires_at > now().naive_utc());
+        let user = users::find_by_id(&mut conn, &claims.sub)?
+            .filter(|u| UserStatus::parse(&u.status) == Some(UserStatus::Active));
+        let (true, Some(user)) = (live, user) else {
+            return Err(AccountsError::TokenRevoked);
+        };
+        let scope = claims.scope.as_deref().unwrap_or("");
+        let has = |s: &str| scope.split_whitespace().any(|granted| granted == s);
+        let mut out = Map::new();
+        out.insert("sub".into(), json!(user.id));
+        if has("email") {
+            out.insert("email".into(), json!(user.email));
+            // Every account's address was verified (activation link or code).
+            out.insert("email_verified".into(), json!(true));
+        }
+        if has("profile") {
+            out.insert("name".into(), json!(user.name));
+            out.insert("preferred_username".into(), json!(user.username));
+            out.insert("locale".into(), json!(user.locale));
+            out.insert(
+                "updated_at".into(),
+                json!(user.updated_at.and_utc().timestamp()),
+            );
+        }
+        if has("organization") {
+            out.insert("organization".into(), json!(user.organization_id));
+        }
+        if has("permissions") {
+            let (roles, perms) = users::roles_and_permissions(&mut conn, &user.id)?;
+            out.insert("roles".into(), json!(roles));
+            out.insert("permissions".into(), json!(perms));
+        }
+        Ok(Value::Object(out))
+    }
+}
+
+/// Why an RP-initiated logout was refused (shown to the user; nothing is
+/// redirected and no session ends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LogoutRefused {
+    /// No `id_token_hint`, or not one of ours.
+    #[error("id_token_hint is missing or not ours")]
+    InvalidHint,
+    /// `post_logout_redirect_uri` is not registered for the hint's client.
+    #[error("post_logout_redirect_uri is not registered")]
+    InvalidRedirectUri,
+}
+
+/// An RP-initiated logout that was carried out.
+#[derive(Clone, Debug)]
+pub struct LoggedOut {
+    /// The browser session that ended (with every relying party's).
+    pub sso_session_id: String,
+    /// Where to send the browser, if the relying party asked.
+    pub redirect_uri: Option<String>,
+}
+
+impl Accounts {
+    /// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): the
+    /// hint must be an ID token we issued (expired or not); its browser
+    /// session ends, and with it every relying party's session from it,
+    /// as a native logout does.
+    pub fn relying_party_logout(
+        &self,
+        id_token_hint: &str,
+        post_logout_redirect_uri: Option<&str>,
+        context: &AuditContext,
+    ) -> Result<std::result::Result<LoggedOut, LogoutRefused>> {
+        let Ok(hint) = self
+            .verifier()
+            .policy()
+            .verify_id_token_hint(&self.keys(), id_token_hint)
+        else {
+            return Ok(Err(LogoutRefused::InvalidHint));
+        };
+        let Some(client) = self.find_relying_party(&hint.aud)? else {
+            return Ok(Err(LogoutRefused::InvalidHint));
+        };
+        if let Some(uri) = post_logout_redirect_uri
+            && !client.post_logout_redirect_uris.iter().any(|r| r == uri)
+        {
+            return Ok(Err(LogoutRefused::InvalidRedirectUri));
+        }
+        self.logout(&hint.sub, &hint.sid, context)?;
+        self.audit(
+            AuditEvent::new(events::OIDC_LOGOUT)
+                .subject(&hint.sub)
+                .detail("client_id", &client.id)
+                .detail("session_id", &hint.sid),
+            context,
+        )?;
+        Ok(Ok(LoggedOut {
+            sso_session_id: hint.sid,
+            redirect_uri: post_logout_redirect_uri.map(str::to_owned),
+        }))
+    }
+}
+
+fn relying_party_tokens(issued: IssuedTokens, id_token: Option<String>) -> RelyingPartyTokens {
+    RelyingPartyTokens {
+        expires_in: issued.claims.exp - issued.claims.iat,
+        scope: issued.claims.scope.clone().unwrap_or_default(),
+        access_token: issued.access_token,
+        refresh_token: issued.refresh_token,
+        id_token,
+    }
+}
+
+/// Shapes access-token claims for a relying party's session: the client
+/// is the audience, and the user's details appear only as far as the
+/// granted scopes reach (RFC 9068 §2.2.3).
+pub(crate) fn for_relying_party(claims: &mut AccessClaims, client_id: &str, scope: &str) {
+    let has = |s: &str| scope.split_whitespace().any(|granted| granted == s);
+    claims.aud = client_id.to_owned();
+    claims.client_id = Some(client_id.to_owned());
+    claims.scope = Some(scope.to_owned());
+    if !has("email") {
+        claims.email = None;
+    }
+    if !has("profile") {
+        claims.name = None;
+        claims.preferred_username = None;
+    }
+    if !has("organization") {
+        claims.org = None;
+    }
+    if !has("permissions") {
+        claims.roles.clear();
+        claims.perms.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_follow_rfc_8252_and_9700() {
+        for ok in [
+            "https://app.example/cb",
+            "http://127.0.0.1:8123/cb",
+            "http://localhost/cb",
+            "http://[::1]:9/cb",
+        ] {
+            assert_eq!(check_redirect_uri(ok, false), Ok(()), "{ok}");
+        }
+        assert_eq!(check_redirect_uri("com.example.app:/cb", true), Ok(()));
+        for bad in [
+            "http://app.example/cb",
+            "https://app.example/cb#x",
+            "https://user@app.example/cb",
+            "/cb",
+            "com.example.app:/cb",
+            "javascript:alert(1)",
+        ] {
+            assert!(check_redirect_uri(bad, false).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn verifiers_and_challenges_use_the_unreserved_alphabet() {
+        assert!(pkce_alphabet(&"a".repeat(43), 43..=128));
+        assert!(!pkce_alphabet(&"a".repeat(42), 43..=128));
+        assert!(!pkce_alphabet(&format!("{}+", "a".repeat(43)), 43..=128));
+    }
+}

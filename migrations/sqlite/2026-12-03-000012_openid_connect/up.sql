@@ -1,0 +1,36 @@
+-- OpenID Connect: registered clients become relying parties too.
+-- Redirect URIs are matched exactly (space-separated, as OAuth writes lists);
+-- a public client (a native or browser app) has no secret and must use PKCE,
+-- as every client must; a first-party client skips the consent page;
+-- `scopes` are the extra scopes it may ask for beyond `openid profile email`.
+ALTER TABLE clients ADD COLUMN redirect_uris TEXT NOT NULL DEFAULT '';
+ALTER TABLE clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '';
+ALTER TABLE clients ADD COLUMN scopes TEXT NOT NULL DEFAULT '';
+ALTER TABLE clients ADD COLUMN public BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE clients ADD COLUMN first_party BOOLEAN NOT NULL DEFAULT FALSE;
+
+-- A session a relying party holds for a user: `scope` is what was granted
+-- (NULL for native and profile sessions), `sso_session_id` the browser
+-- session that signed the user in; ending that one ends this one too.
+ALTER TABLE sessions ADD COLUMN scope TEXT;
+ALTER TABLE sessions ADD COLUMN sso_session_id TEXT;
+CREATE INDEX sessions_sso_session_id ON sessions(sso_session_id);
+
+-- Authorization codes: SHA-256 of the code only, single use, bound to the
+-- client, the redirect URI and the PKCE challenge. `session_id` is the
+-- session its exchange started, so a second exchange can end it.
+CREATE TABLE authorization_codes (
+    code_hash TEXT PRIMARY KEY NOT NULL,
+    client_id TEXT NOT NULL REFERENCES clients(id),
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    sso_session_id TEXT NOT NULL,
+    redirect_uri TEXT NOT NULL,
+    code_challenge TEXT NOT NULL,
+    nonce TEXT,
+    scope TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP NOT NULL,
+    used_at TIMESTAMP,
+    session_id TEXT
+);
+CREATE INDEX authorization_codes_expires_at ON authorization_codes(expires_at);
