@@ -10,6 +10,7 @@ use reqwest::header::{CONTENT_SECURITY_POLICY, LOCATION, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 use storage::Backend;
+use support::visitor::Visitor;
 use support::*;
 
 backend_tests!(
@@ -29,89 +30,6 @@ backend_tests!(
     admins_without_a_second_factor_are_led_to_its_enrolment,
     sensitive_forms_ask_to_confirm_it_is_you_and_then_carry_on,
 );
-
-/// A browser of our own: keeps cookies by hand (reqwest's jar is a feature
-/// we don't build) and reads the CSRF token from the last page.
-struct Visitor {
-    cookies: Vec<(String, String)>,
-    csrf: String,
-}
-
-impl Visitor {
-    fn new() -> Self {
-        Self {
-            cookies: Vec::new(),
-            csrf: String::new(),
-        }
-    }
-
-    fn header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn keep(&mut self, response: &reqwest::Response) {
-        for value in response.headers().get_all(SET_COOKIE) {
-            let value = value.to_str().unwrap();
-            let (pair, attributes) = value.split_once(';').unwrap_or((value, ""));
-            let (name, content) = pair.split_once('=').unwrap();
-            self.cookies.retain(|(k, _)| k != name);
-            if !attributes.contains("Max-Age=0") {
-                self.cookies.push((name.to_owned(), content.to_owned()));
-            }
-        }
-    }
-
-    async fn get(&mut self, app: &TestApp, path: &str) -> (StatusCode, String) {
-        let response = app
-            .http
-            .get(app.url(path))
-            .header("cookie", self.header())
-            .send()
-            .await
-            .unwrap();
-        self.keep(&response);
-        let status = response.status();
-        let body = response.text().await.unwrap();
-        if let Some(start) = body.find("name=\"csrf\" value=\"") {
-            let rest = &body[start + 19..];
-            self.csrf = rest[..rest.find('"').unwrap()].to_owned();
-        }
-        (status, body)
-    }
-
-    async fn post(
-        &mut self,
-        app: &TestApp,
-        path: &str,
-        form: &[(&str, &str)],
-    ) -> reqwest::Response {
-        let response = app
-            .http
-            .post(app.url(path))
-            .header("cookie", self.header())
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        self.keep(&response);
-        response
-    }
-
-    async fn log_in(&mut self, app: &TestApp, login: &str) -> reqwest::Response {
-        self.get(app, "/login").await;
-        let csrf = self.csrf.clone();
-        self.post(
-            app,
-            "/login",
-            &[("csrf", &csrf), ("login", login), ("password", PASSWORD)],
-        )
-        .await
-    }
-}
 
 async fn pages_send_a_strict_policy_and_cookie_flags(backend: Backend) {
     let app = spawn_app_with(backend, &[("AUTH_PUBLIC_URL", "https://auth.example.com")]).await;

@@ -44,6 +44,7 @@ pub mod events {
     pub const OIDC_SIGNED_IN: &str = "oidc.signed_in";
     pub const OIDC_CODE_REUSED: &str = "oidc.code_reused";
     pub const OIDC_LOGOUT: &str = "oidc.logout";
+    pub const OIDC_CONSENT_REVOKED: &str = "oidc.consent_revoked";
 }
 
 /// Who is acting, and from where. `actor` is a user id, or `None` for an

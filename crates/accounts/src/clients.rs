@@ -102,8 +102,10 @@ impl Accounts {
                 at.naive_utc(),
                 "client_removed",
             )?;
+            // Its own tokens (client credentials) too.
             let sessions: Vec<_> = ids
                 .into_iter()
+                .chain(std::iter::once(crate::oidc::client_sid(client_id)))
                 .map(|id| self.record_revocation(c, id, at))
                 .collect::<Result<_>>()?;
             Ok(Ok(Some(sessions)))

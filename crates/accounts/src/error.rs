@@ -88,6 +88,13 @@ pub enum AccountsError {
     /// PKCE verifier (RFC 6749 `invalid_grant`, which says no more).
     #[error("invalid grant")]
     InvalidGrant,
+    /// The client may not use this grant (a public client asking for
+    /// client credentials).
+    #[error("unauthorized client")]
+    UnauthorizedClient,
+    /// A scope the client was not granted.
+    #[error("invalid scope")]
+    InvalidScope,
     #[error("API token not found")]
     ApiTokenNotFound,
     #[error("session not found")]

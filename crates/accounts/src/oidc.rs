@@ -22,8 +22,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::TimeDelta;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
-use storage::models::{AuthorizationCodeRow, ClientRow, SessionRow};
-use storage::repo::{authorization_codes, clients, sessions, users};
+use storage::models::{AuthorizationCodeRow, ClientRow, ConsentRow, SessionRow};
+use storage::repo::{authorization_codes, clients, consents, sessions, users};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
@@ -141,14 +141,14 @@ impl Accounts {
             }
             .into());
         }
-        if let Some(_unknown) = new
+        if new
             .scopes
             .iter()
-            .find(|s| !GRANTED_SCOPES.contains(&s.as_str()))
+            .any(|s| !GRANTED_SCOPES.contains(&s.as_str()) && !self.catalog.contains(s))
         {
             return Err(ParseError {
                 field: "scopes",
-                reason: "may be organization and permissions",
+                reason: "may be organization, permissions, and permission names of the catalog",
             }
             .into());
         }
@@ -451,22 +451,96 @@ impl Accounts {
         if (request.prompt_login && !reauthenticated) || too_old {
             return Ok(Authorized::Reauthenticate);
         }
-        if !request.client.first_party || request.prompt_consent {
+        let mut consented = || -> Result<bool> {
+            let granted = consents::find(&mut conn, user_id, &request.client.id)?;
+            Ok(granted.is_some_and(|g| {
+                let granted: Vec<&str> = g.scope.split_whitespace().collect();
+                request
+                    .scope
+                    .split_whitespace()
+                    .all(|s| granted.contains(&s))
+            }))
+        };
+        let ask = request.prompt_consent || !(request.client.first_party || consented()?);
+        if ask {
             return Ok(Authorized::ConsentRequired);
         }
         self.issue_code(&mut conn, request, user_id, sso_session_id)
             .map(Authorized::Code)
     }
 
-    /// A code for `request`, after the user consented on the consent page.
+    /// A code for `request`, after the user consented on the consent page:
+    /// the consent is remembered (its scopes replace earlier ones), so the
+    /// page is not shown again for these scopes.
     pub fn authorize_with_consent(
         &self,
         request: &ValidAuthorization,
         user_id: &str,
         sso_session_id: &str,
     ) -> Result<SecretString> {
+        self.transact(|c, at| {
+            storage::repo::lock_key(c, &format!("consent:{user_id}"))?;
+            consents::put(
+                c,
+                &ConsentRow {
+                    user_id: user_id.to_owned(),
+                    client_id: request.client.id.clone(),
+                    scope: request.scope.clone(),
+                    created_at: at.naive_utc(),
+                    updated_at: at.naive_utc(),
+                },
+            )?;
+            Ok(Ok(()))
+        })?;
         let mut conn = self.conn()?;
         self.issue_code(&mut conn, request, user_id, sso_session_id)
+    }
+
+    /// The relying parties the user consented to, newest first.
+    pub fn consents_of(&self, user_id: &str) -> Result<Vec<ConsentView>> {
+        let mut conn = self.conn()?;
+        Ok(consents::for_user(&mut conn, user_id)?
+            .into_iter()
+            .map(|(row, client_name)| ConsentView {
+                client_id: row.client_id,
+                client_name,
+                scopes: words(&row.scope),
+                granted_at: row.updated_at,
+            })
+            .collect())
+    }
+
+    /// Withdraws a consent: the consent page comes back, and the client's
+    /// sessions of this user end now. False when there was none.
+    pub fn revoke_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        context: &AuditContext,
+    ) -> Result<bool> {
+        let revoked = self.transact(|c, at| {
+            if !consents::delete(c, user_id, client_id)? {
+                return Ok(Ok(None));
+            }
+            let ids = sessions::revoke_live_for_user_and_client(
+                c,
+                user_id,
+                client_id,
+                at.naive_utc(),
+                "consent_revoked",
+            )?;
+            let revoked = ids
+                .into_iter()
+                .map(|id| self.record_revocation(c, id, at))
+                .collect::<Result<Vec<_>>>()?;
+            AuditEvent::new(events::OIDC_CONSENT_REVOKED)
+                .subject(user_id)
+                .detail("client_id", client_id)
+                .detail("sessions", revoked.len())
+                .record(c, context)?;
+            Ok(Ok(Some(revoked)))
+        })?;
+        Ok(self.published(revoked).is_some())
     }
 
     fn issue_code(
@@ -499,12 +573,22 @@ impl Accounts {
     }
 }
 
+/// A consent, as the dashboard lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentView {
+    pub client_id: String,
+    pub client_name: String,
+    pub scopes: Vec<String>,
+    pub granted_at: chrono::NaiveDateTime,
+}
+
 /// What a token request answers a relying party.
 #[derive(Debug)]
 pub struct RelyingPartyTokens {
     pub access_token: String,
     pub expires_in: i64,
-    pub refresh_token: SecretString,
+    /// None for the client credentials grant.
+    pub refresh_token: Option<SecretString>,
     /// On the code exchange only.
     pub id_token: Option<String>,
     pub scope: String,
@@ -605,6 +689,65 @@ impl Accounts {
         };
         let id_token = self.id_token(client, &issued, nonce, &sso_session_id)?;
         Ok(relying_party_tokens(issued, Some(id_token)))
+    }
+
+    /// The client credentials grant (RFC 6749 §4.4) for a confidential
+    /// client acting for itself: an access token whose subject is the
+    /// client, carrying the permission scopes the operator granted it
+    /// (`client add --scopes sms:send`), or the requested subset of them.
+    /// No refresh token: the client asks again. Its audience is the client
+    /// (no native API accepts it); removing the client revokes it (`sid` =
+    /// `client:<id>`).
+    pub fn client_credentials(
+        &self,
+        client: &RelyingParty,
+        requested: Option<&str>,
+    ) -> Result<RelyingPartyTokens> {
+        if client.public {
+            return Err(AccountsError::UnauthorizedClient);
+        }
+        let granted: Vec<&String> = client
+            .scopes
+            .iter()
+            .filter(|s| self.catalog.contains(s))
+            .collect();
+        let scopes: Vec<String> = match requested.map(str::split_whitespace) {
+            Some(asked) => {
+                let asked: Vec<&str> = asked.collect();
+                if asked.iter().any(|a| !granted.iter().any(|g| g == a)) {
+                    return Err(AccountsError::InvalidScope);
+                }
+                granted
+                    .into_iter()
+                    .filter(|g| asked.contains(&g.as_str()))
+                    .cloned()
+                    .collect()
+            }
+            None => granted.into_iter().cloned().collect(),
+        };
+        let at = now().timestamp();
+        let policy = self.verifier().policy();
+        let mut claims = policy.access_claims(
+            auth_core::Subject {
+                user_id: client.id.clone(),
+                session_id: client_sid(&client.id),
+                perms: scopes.clone(),
+                ..Default::default()
+            },
+            at,
+        );
+        for_relying_party(&mut claims, &client.id, &scopes.join(" "));
+        // `for_relying_party` keeps permissions only under a `permissions`
+        // scope (a user's); a client's own are its scopes.
+        claims.perms = scopes;
+        let access_token = self.keys().sign(auth_core::ACCESS_TOKEN_TYP, &claims)?;
+        Ok(RelyingPartyTokens {
+            expires_in: claims.exp - claims.iat,
+            scope: claims.scope.clone().unwrap_or_default(),
+            access_token,
+            refresh_token: None,
+            id_token: None,
+        })
     }
 
     /// Rotates a relying party's refresh token: the same rotation, reuse
@@ -780,9 +923,15 @@ fn relying_party_tokens(issued: IssuedTokens, id_token: Option<String>) -> Relyi
         expires_in: issued.claims.exp - issued.claims.iat,
         scope: issued.claims.scope.clone().unwrap_or_default(),
         access_token: issued.access_token,
-        refresh_token: issued.refresh_token,
+        refresh_token: Some(issued.refresh_token),
         id_token,
     }
+}
+
+/// The `sid` of a client's own tokens (client credentials): revoked when
+/// the client is removed.
+pub(crate) fn client_sid(client_id: &str) -> String {
+    format!("client:{client_id}")
 }
 
 /// Shapes access-token claims for a relying party's session: the client

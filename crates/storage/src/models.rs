@@ -5,7 +5,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::schema::{
-    activation_tokens, api_tokens, audit_log, authorization_codes, clients, email_codes,
+    activation_tokens, api_tokens, audit_log, authorization_codes, clients, consents, email_codes,
     external_identities, mfa_challenges, organization_domains, organizations, outbox, passkeys,
     refresh_tokens, registrations, revocations, server_secrets, sessions, signing_keys,
     totp_credentials, users, webauthn_ceremonies,
@@ -268,6 +268,18 @@ pub struct ClientRow {
     pub public: bool,
     /// The operator's own product: no consent page.
     pub first_party: bool,
+}
+
+/// What a user allowed a relying party to receive.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = consents)]
+pub struct ConsentRow {
+    pub user_id: String,
+    pub client_id: String,
+    /// Scopes, space separated.
+    pub scope: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
 }
 
 /// An authorization code: only its hash is stored.

@@ -446,6 +446,30 @@ pub mod sessions {
         .get_results(conn)?)
     }
 
+    /// Revokes the user's live sessions held by the relying party
+    /// `client_id` (a consent withdrawn); returns their ids.
+    pub fn revoke_live_for_user_and_client(
+        conn: &mut AnyConnection,
+        user_id: &str,
+        client_id: &str,
+        now: NaiveDateTime,
+        reason: &str,
+    ) -> Result<Vec<String>> {
+        Ok(diesel::update(
+            sessions::table
+                .filter(sessions::user_id.eq(user_id))
+                .filter(sessions::client_id.eq(client_id))
+                .filter(sessions::revoked_at.is_null())
+                .filter(sessions::expires_at.gt(now)),
+        )
+        .set((
+            sessions::revoked_at.eq(now),
+            sessions::revoke_reason.eq(reason),
+        ))
+        .returning(sessions::id)
+        .get_results(conn)?)
+    }
+
     /// Revokes the live sessions relying parties hold from the browser
     /// session `sso_session_id` (single sign-on: ending one ends them all);
     /// returns their ids.
@@ -506,6 +530,56 @@ pub mod authorization_codes {
     /// Forgets codes that expired before `before`.
     pub fn delete_expired(conn: &mut AnyConnection, before: NaiveDateTime) -> Result<usize> {
         Ok(diesel::delete(codes::table.filter(codes::expires_at.lt(before))).execute(conn)?)
+    }
+}
+
+pub mod consents {
+    use super::*;
+    use schema::consents;
+
+    pub fn find(
+        conn: &mut AnyConnection,
+        user_id: &str,
+        client_id: &str,
+    ) -> Result<Option<ConsentRow>> {
+        Ok(consents::table
+            .find((user_id, client_id))
+            .select(ConsentRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    /// Records the consent, replacing the scopes of an earlier one. Call
+    /// it in a transaction holding the write lock ([`super::write_lock`]).
+    pub fn put(conn: &mut AnyConnection, row: &ConsentRow) -> Result<()> {
+        let updated = diesel::update(consents::table.find((&row.user_id, &row.client_id)))
+            .set((
+                consents::scope.eq(&row.scope),
+                consents::updated_at.eq(row.updated_at),
+            ))
+            .execute(conn)?;
+        if updated == 0 {
+            diesel::insert_into(consents::table)
+                .values(row)
+                .execute(conn)?;
+        }
+        Ok(())
+    }
+
+    /// The user's consents with the client's name, newest first.
+    pub fn for_user(conn: &mut AnyConnection, user_id: &str) -> Result<Vec<(ConsentRow, String)>> {
+        use schema::clients;
+        Ok(consents::table
+            .inner_join(clients::table)
+            .filter(consents::user_id.eq(user_id))
+            .order(consents::updated_at.desc())
+            .select((ConsentRow::as_select(), clients::name))
+            .load(conn)?)
+    }
+
+    /// False when there was none.
+    pub fn delete(conn: &mut AnyConnection, user_id: &str, client_id: &str) -> Result<bool> {
+        Ok(diesel::delete(consents::table.find((user_id, client_id))).execute(conn)? == 1)
     }
 }
 

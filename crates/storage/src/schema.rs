@@ -205,6 +205,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    consents (user_id, client_id) {
+        user_id -> Text,
+        client_id -> Text,
+        scope -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     authorization_codes (code_hash) {
         code_hash -> Text,
         client_id -> Text,
@@ -327,10 +337,12 @@ diesel::joinable!(registrations -> organizations (organization_id));
 diesel::joinable!(activation_tokens -> users (user_id));
 diesel::joinable!(api_tokens -> users (user_id));
 diesel::joinable!(external_identities -> clients (client_id));
+diesel::joinable!(consents -> clients (client_id));
 diesel::joinable!(external_identities -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     authorization_codes,
+    consents,
     throttles,
     organizations,
     users,

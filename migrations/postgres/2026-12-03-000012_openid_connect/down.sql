@@ -1,3 +1,4 @@
+DROP TABLE consents;
 DROP TABLE authorization_codes;
 DROP INDEX sessions_sso_session_id;
 ALTER TABLE sessions DROP COLUMN sso_session_id;

@@ -34,3 +34,15 @@ CREATE TABLE authorization_codes (
     session_id TEXT
 );
 CREATE INDEX authorization_codes_expires_at ON authorization_codes(expires_at);
+
+-- What a user allowed a third-party relying party to receive: the consent
+-- page is skipped while the scopes asked for are within it. Revoking it on
+-- the dashboard ends that client's sessions of the user.
+CREATE TABLE consents (
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    client_id TEXT NOT NULL REFERENCES clients(id),
+    scope TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (user_id, client_id)
+);

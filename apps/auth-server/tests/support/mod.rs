@@ -381,6 +381,7 @@ pub mod browser;
 pub mod own_postgres;
 pub mod passkey;
 pub mod totp;
+pub mod visitor;
 
 /// Each field's JSON type as a seed's response table names it (`string`,
 /// `integer`/`int`/`long`, `number`, `object`/`dict`, `array`, `boolean`),

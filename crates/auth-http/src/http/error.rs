@@ -524,6 +524,16 @@ impl From<AccountsError> for ApiError {
                 "invalid_grant",
                 "the code or refresh token is invalid, expired, used, or not this client's",
             ),
+            E::UnauthorizedClient => Self::new(
+                StatusCode::BAD_REQUEST,
+                "unauthorized_client",
+                "this client may not use this grant",
+            ),
+            E::InvalidScope => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_scope",
+                "a scope asked for was not granted to this client",
+            ),
             E::InvalidClient => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",

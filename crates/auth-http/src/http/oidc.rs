@@ -47,7 +47,7 @@ pub async fn discovery(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
             "scopes_supported": ["openid", "profile", "email", "offline_access", "organization", "permissions"],
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [alg],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
@@ -78,8 +78,8 @@ pub struct TokenRequest {
     /// Public clients, and `client_secret_post`.
     client_id: Option<String>,
     client_secret: Option<String>,
-    /// Ignored on refresh: the scope granted stays.
-    #[allow(dead_code)]
+    /// Client credentials: the permission scopes wanted (default: all
+    /// granted). Ignored on refresh: the scope granted stays.
     scope: Option<String>,
 }
 
@@ -124,7 +124,8 @@ async fn token_client(
     }
 }
 
-/// The token endpoint: a code for tokens (with PKCE), or a refresh.
+/// The token endpoint: a code for tokens (with PKCE), a refresh, or a
+/// confidential client's own token (client credentials).
 #[utoipa::path(
     post,
     path = "/oauth/token",
@@ -132,7 +133,7 @@ async fn token_client(
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "`access_token`, `token_type`, `expires_in`, `refresh_token`, `id_token` (code exchange), `scope`", body = Object),
-        (status = 400, description = "`invalid_grant`, `invalid_request`, `unsupported_grant_type` (RFC 6749 error body)", body = bodies::OAuthError),
+        (status = 400, description = "`invalid_grant`, `invalid_request`, `invalid_scope`, `unauthorized_client`, `unsupported_grant_type` (RFC 6749 error body)", body = bodies::OAuthError),
         (status = 401, description = "`invalid_client` (RFC 6749 error body)", body = bodies::OAuthError),
     )
 )]
@@ -176,16 +177,33 @@ pub async fn token(
                 .relying_party_refresh(&client, &SecretString::from(refresh), &info)
                 .await
         }
+        Some("client_credentials") => {
+            let accounts = state.accounts.clone();
+            let scope = form.scope;
+            match run_blocking(move || accounts.client_credentials(&client, scope.as_deref())).await
+            {
+                Ok(answer) => answer,
+                Err(e) => return actix_web::ResponseError::error_response(&e),
+            }
+        }
         Some(_) => {
             return oauth_error(
                 "unsupported_grant_type",
-                "grant_type is authorization_code or refresh_token",
+                "grant_type is authorization_code, refresh_token or client_credentials",
             );
         }
         None => return oauth_error("invalid_request", "grant_type is required"),
     };
     match answer {
         Ok(tokens) => tokens_response(tokens),
+        Err(AccountsError::UnauthorizedClient) => oauth_error(
+            "unauthorized_client",
+            "a public client can't use the client credentials grant",
+        ),
+        Err(AccountsError::InvalidScope) => oauth_error(
+            "invalid_scope",
+            "a scope asked for was not granted to this client",
+        ),
         Err(AccountsError::InvalidGrant) => oauth_error(
             "invalid_grant",
             "the code or refresh token is invalid, expired, used, or not this client's",
@@ -199,9 +217,11 @@ fn tokens_response(tokens: RelyingPartyTokens) -> HttpResponse {
         "access_token": tokens.access_token,
         "token_type": "Bearer",
         "expires_in": tokens.expires_in,
-        "refresh_token": tokens.refresh_token.expose_secret(),
         "scope": tokens.scope,
     });
+    if let Some(refresh) = &tokens.refresh_token {
+        body["refresh_token"] = json!(refresh.expose_secret());
+    }
     if let Some(id_token) = tokens.id_token {
         body["id_token"] = json!(id_token);
     }

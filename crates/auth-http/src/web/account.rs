@@ -24,13 +24,26 @@ async fn dashboard_page(signed_in: &SignedIn, extra: Value) -> Result<Value, Api
     let user = signed_in.user();
     let accounts = visitor.state.accounts.clone();
     let user_id = user.view.id.clone();
-    let (sessions, tokens) = run_blocking(move || -> Result<_, accounts::AccountsError> {
-        Ok((
-            accounts.sessions_of(&user_id)?,
-            accounts.list_api_tokens(&user_id)?,
-        ))
-    })
-    .await??;
+    let (sessions, tokens, consents) =
+        run_blocking(move || -> Result<_, accounts::AccountsError> {
+            Ok((
+                accounts.sessions_of(&user_id)?,
+                accounts.list_api_tokens(&user_id)?,
+                accounts.consents_of(&user_id)?,
+            ))
+        })
+        .await??;
+    let consents: Vec<_> = consents
+        .into_iter()
+        .map(|c| {
+            context! {
+                client_id => c.client_id,
+                client_name => c.client_name,
+                scopes => c.scopes,
+                granted_at => time(c.granted_at),
+            }
+        })
+        .collect();
     let sessions: Vec<_> = sessions
         .into_iter()
         .map(|s| {
@@ -69,6 +82,7 @@ async fn dashboard_page(signed_in: &SignedIn, extra: Value) -> Result<Value, Api
         },
         sessions => sessions,
         tokens => tokens,
+        consents => consents,
         notice => (),
         token_name => "",
         token_permissions => Vec::<String>::new(),
@@ -194,6 +208,26 @@ pub async fn end_session(
     } else {
         Ok(visitor.redirect("/dashboard#sessions"))
     }
+}
+
+/// Withdraws a consent: the application's sessions of this user end, and
+/// it must ask again.
+pub async fn revoke_consent(
+    signed_in: SignedIn,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> PageResult {
+    let visitor = &signed_in.0;
+    posted(visitor, &body)?;
+    let user_id = signed_in.user().view.id.clone();
+    let client_id = path.into_inner();
+    let accounts = visitor.state.accounts.clone();
+    let context = audit_context(&visitor.req, Some(&user_id));
+    run_blocking(move || accounts.revoke_consent(&user_id, &client_id, &context))
+        .await
+        .and_then(|r| r.map_err(ApiError::from))
+        .map_err(|e| visitor.failure(e))?;
+    Ok(visitor.redirect("/dashboard#apps"))
 }
 
 /// "Sign out everywhere", this browser included.

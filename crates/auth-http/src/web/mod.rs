@@ -67,6 +67,7 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("POST", "/dashboard/tokens/{id}/revoke"),
     ("POST", "/dashboard/sessions/{id}/end"),
     ("POST", "/dashboard/sessions/end-all"),
+    ("POST", "/dashboard/apps/{id}/revoke"),
     ("POST", "/dashboard/password"),
     ("GET", "/dashboard/mfa"),
     ("POST", "/dashboard/mfa/totp"),
@@ -141,6 +142,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(at("/dashboard/tokens/{id}/revoke").route(post().to(account::revoke_token)))
         .service(at("/dashboard/sessions/{id}/end").route(post().to(account::end_session)))
         .service(at("/dashboard/sessions/end-all").route(post().to(account::end_all_sessions)))
+        .service(at("/dashboard/apps/{id}/revoke").route(post().to(account::revoke_consent)))
         .service(at("/dashboard/password").route(post().to(account::change_password)))
         .service(at("/dashboard/mfa").route(get().to(mfa::show)))
         .service(at("/dashboard/mfa/totp").route(post().to(mfa::begin)))
