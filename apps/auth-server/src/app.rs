@@ -189,6 +189,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
             }),
             outbox: Some(services.outbox),
             revocation_push: Some(settings.database_url.clone()),
+            logout_sender: auth_http::backchannel::HttpLogoutSender::shared(),
         },
     )
     .await

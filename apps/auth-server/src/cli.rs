@@ -182,6 +182,10 @@ pub enum ClientCommand {
         /// Where RP-initiated logout may send the browser (repeat for several).
         #[arg(long = "post-logout-redirect-uri")]
         post_logout_redirect_uris: Vec<String>,
+        /// Where to POST a logout token when a session of this client ends
+        /// (OpenID Connect Back-Channel Logout).
+        #[arg(long = "backchannel-logout-uri")]
+        backchannel_logout_uri: Option<String>,
         /// A browser or native app: no secret, PKCE only.
         #[arg(long, conflicts_with = "confidential")]
         public: bool,
@@ -191,8 +195,9 @@ pub enum ClientCommand {
         /// The operator's own product: users are not asked to consent.
         #[arg(long)]
         first_party: bool,
-        /// Extra scopes it may ask for: organization, permissions
-        /// (comma or space separated).
+        /// Extra scopes it may ask for: organization, permissions; and for
+        /// its own tokens (client credentials) permission names such as
+        /// sms:send (comma or space separated).
         #[arg(long, default_value = "")]
         scopes: String,
     },
@@ -687,6 +692,7 @@ pub fn client(settings: &Settings, command: ClientCommand) -> Result<()> {
             name,
             redirect_uris,
             post_logout_redirect_uris,
+            backchannel_logout_uri,
             public,
             confidential: _,
             first_party,
@@ -703,6 +709,7 @@ pub fn client(settings: &Settings, command: ClientCommand) -> Result<()> {
                     .collect(),
                 public,
                 first_party,
+                backchannel_logout_uri,
             })?;
             println!("client_id={}", created.client_id);
             match &created.client_secret {

@@ -20,6 +20,9 @@ backend_tests!(
     third_party_clients_ask_for_consent_once_and_lose_it_when_withdrawn,
     the_consent_form_is_checked_like_the_request,
     service_clients_get_their_own_tokens_with_granted_scopes,
+    logging_out_anywhere_posts_a_logout_token_to_the_client,
+    max_age_zero_asks_once_then_gives_a_code,
+    other_clients_neither_see_nor_end_a_relying_partys_tokens,
 );
 
 const CALLBACK: &str = "http://127.0.0.1:9/cb";
@@ -31,6 +34,16 @@ struct Client {
 }
 
 async fn register(app: &TestApp, first_party: bool, public: bool, scopes: &[&str]) -> Client {
+    register_with(app, first_party, public, scopes, None).await
+}
+
+async fn register_with(
+    app: &TestApp,
+    first_party: bool,
+    public: bool,
+    scopes: &[&str],
+    backchannel_logout_uri: Option<String>,
+) -> Client {
     let accounts = app.accounts.clone();
     let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
     let created = tokio::task::spawn_blocking(move || {
@@ -42,6 +55,7 @@ async fn register(app: &TestApp, first_party: bool, public: bool, scopes: &[&str
                 scopes,
                 public,
                 first_party,
+                backchannel_logout_uri,
             })
             .unwrap()
     })
@@ -391,4 +405,222 @@ async fn service_clients_get_their_own_tokens_with_granted_scopes(backend: Backe
         (status, body["error"].as_str()),
         (StatusCode::BAD_REQUEST, Some("unauthorized_client"))
     );
+}
+
+/// A relying party's back-channel logout endpoint: answers 200 to every
+/// request and hands over each request's body.
+async fn logout_endpoint() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then as much body as Content-Length says.
+            let body = loop {
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break None;
+                }
+                raw.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&raw).into_owned();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        break Some(body.to_owned());
+                    }
+                }
+            };
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+            if let Some(body) = body {
+                let _ = tx.send(body);
+            }
+        }
+    });
+    (url, rx)
+}
+
+fn claims_of(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+async fn logging_out_anywhere_posts_a_logout_token_to_the_client(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user_id = app.create_user("kim@example.com", None).await;
+    let (endpoint, mut received) = logout_endpoint().await;
+    let client = register_with(&app, true, false, &[], Some(endpoint)).await;
+    let mut kim = Visitor::new();
+    kim.log_in(&app, "kim@example.com").await;
+    let to = destination(
+        kim.get_response(&app, &authorize_path(&client, "openid", &[]))
+            .await,
+    )
+    .await;
+    let (status, tokens) = exchange(&app, &client, &query_of(&to)["code"]).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let sid = claims_of(tokens["id_token"].as_str().unwrap())["sid"].clone();
+
+    // Signing out on our own pages ends the relying party's session too,
+    // and the relying party hears of it.
+    let (_, _) = kim.get(&app, "/dashboard").await;
+    let csrf = kim.csrf.clone();
+    kim.post(&app, "/logout", &[("csrf", &csrf)]).await;
+    let body = tokio::time::timeout(std::time::Duration::from_secs(15), received.recv())
+        .await
+        .expect("a logout token within 15 s")
+        .unwrap();
+    let form: HashMap<String, String> = openidconnect::url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    let token = &form["logout_token"];
+    let claims: Value = app
+        .accounts
+        .keys()
+        .verify(token, "logout+jwt")
+        .expect("signed by the provider, typ logout+jwt");
+    assert_eq!(claims["iss"], "http://auth.test");
+    assert_eq!(claims["aud"], client.id.as_str());
+    assert_eq!(claims["sub"], user_id.as_str());
+    assert_eq!(claims["sid"], sid, "the session the ID token named");
+    assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+    assert!(claims.get("nonce").is_none());
+    let (status, body) =
+        token_refresh(&app, &client, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    // One notice per ended session, not one per poll.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert!(received.try_recv().is_err(), "sent once");
+}
+
+async fn token_refresh(app: &TestApp, client: &Client, refresh: &str) -> (StatusCode, Value) {
+    token(
+        app,
+        client,
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+    )
+    .await
+}
+
+async fn max_age_zero_asks_once_then_gives_a_code(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    let client = register(&app, true, false, &[]).await;
+    let mut kim = Visitor::new();
+    kim.log_in(&app, "kim@example.com").await;
+    let step_up = destination(
+        kim.get_response(
+            &app,
+            &authorize_path(&client, "openid", &[("max_age", "0")]),
+        )
+        .await,
+    )
+    .await;
+    assert!(step_up.starts_with("/step-up?next="), "{step_up}");
+    let (_, _) = kim.get(&app, &step_up).await;
+    let next = query_of(&step_up)["next"].clone();
+    let csrf = kim.csrf.clone();
+    let back = destination(
+        kim.post(
+            &app,
+            "/step-up",
+            &[("csrf", &csrf), ("next", &next), ("password", PASSWORD)],
+        )
+        .await,
+    )
+    .await;
+    assert!(back.starts_with("/oauth/authorize?"), "{back}");
+    // Authenticated just now: the request is answered, not asked again.
+    let to = destination(kim.get_response(&app, &back).await).await;
+    assert!(query_of(&to).contains_key("code"), "{to}");
+}
+
+async fn introspect(app: &TestApp, client: &Client, token: &str) -> Value {
+    let response = app
+        .http
+        .post(app.url("/oauth/introspect"))
+        .basic_auth(&client.id, client.secret.as_deref())
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn other_clients_neither_see_nor_end_a_relying_partys_tokens(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    let rp = register(&app, true, false, &[]).await;
+    let other = register(&app, false, false, &[]).await;
+    let mut kim = Visitor::new();
+    kim.log_in(&app, "kim@example.com").await;
+    let to = destination(
+        kim.get_response(&app, &authorize_path(&rp, "openid email", &[]))
+            .await,
+    )
+    .await;
+    let code = query_of(&to)["code"].clone();
+    let (_, tokens) = exchange(&app, &rp, &code).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+
+    // Introspection: the relying party sees its own tokens, no one else does.
+    let own = introspect(&app, &rp, access).await;
+    assert_eq!(own["active"], true, "{own}");
+    assert_eq!(own["client_id"], rp.id.as_str());
+    assert_eq!(own["scope"], "openid email");
+    assert_eq!(introspect(&app, &rp, refresh).await["active"], true);
+    assert_eq!(introspect(&app, &other, access).await["active"], false);
+    assert_eq!(introspect(&app, &other, refresh).await["active"], false);
+
+    // Revocation by another client is answered 200 and changes nothing.
+    let response = app
+        .http
+        .post(app.url("/oauth/revoke"))
+        .basic_auth(&other.id, other.secret.as_deref())
+        .form(&[("token", refresh)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let (status, renewed) = token_refresh(&app, &rp, refresh).await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    let refresh = renewed["refresh_token"].as_str().unwrap().to_owned();
+
+    // The code again without its verifier: refused, and the session lives.
+    let (status, body) = token(
+        &app,
+        &rp,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", CALLBACK),
+            ("code_verifier", &"x".repeat(43)),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+    assert_eq!(introspect(&app, &rp, &refresh).await["active"], true);
+    // With its verifier, a replay ends what the code gave.
+    let (status, _) = exchange(&app, &rp, &code).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(introspect(&app, &rp, &refresh).await["active"], false);
 }

@@ -12,7 +12,9 @@
 //!   connection also wakes it as soon as a rotation in the database commits;
 //! - API-token last use, collected in memory, written every 10 s;
 //! - idle rate-limit rows deleted every 10 minutes;
-//! - mail delivery from the outbox, when a worker is given.
+//! - mail delivery from the outbox, when a worker is given;
+//! - back-channel logout tokens POSTed to relying parties, when a sender
+//!   is given.
 //!
 //! Everything runs on the current tokio runtime; database work goes
 //! through [`run_blocking`](crate::blocking::run_blocking).
@@ -28,6 +30,7 @@ use tokio::task::JoinHandle;
 use crate::blocking::run_blocking;
 use crate::error::AccountsError;
 use crate::keys::KeyStore;
+use crate::oidc::LogoutSender;
 use crate::service::Accounts;
 
 /// Where the signing keys are re-read from, how often, and how long a
@@ -48,6 +51,8 @@ pub struct BackgroundConfig {
     /// The database to `LISTEN` on for revocations and key changes made
     /// elsewhere (PostgreSQL; ignored for SQLite). `None`: polling only.
     pub revocation_push: Option<DatabaseUrl>,
+    /// `None`: logout tokens wait for a process that sends them.
+    pub logout_sender: Option<Arc<dyn LogoutSender>>,
 }
 
 impl Default for BackgroundConfig {
@@ -57,6 +62,7 @@ impl Default for BackgroundConfig {
             key_reload: None,
             outbox: None,
             revocation_push: None,
+            logout_sender: None,
         }
     }
 }
@@ -121,6 +127,9 @@ pub async fn start(
     if let Some(outbox) = config.outbox {
         tasks.push(tokio::spawn(outbox.run()));
     }
+    if let Some(sender) = config.logout_sender {
+        tasks.push(tokio::spawn(send_logout_tokens(accounts.clone(), sender)));
+    }
     Ok(Background { tasks })
 }
 
@@ -144,6 +153,38 @@ async fn poll_revocations(
             Ok(Ok(next)) => cursor = next,
             Ok(Err(e)) => tracing::warn!(error = %e, "polling revocations failed; retrying"),
             Err(_) => tracing::warn!("polling revocations failed; retrying"),
+        }
+    }
+}
+
+/// POSTs queued logout tokens to relying parties, every second: a few at
+/// a time, each with a 5 s limit, each attempt recorded (see
+/// [`Accounts::logout_notice_attempted`]).
+async fn send_logout_tokens(accounts: Arc<Accounts>, sender: Arc<dyn LogoutSender>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(1));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let leasing = accounts.clone();
+        let due = match run_blocking(move || leasing.lease_logout_notices(20)).await {
+            Ok(Ok(due)) => due,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading logout tokens to send failed; retrying");
+                continue;
+            }
+            Err(_) => continue,
+        };
+        for notice in due {
+            let sent = sender.send(&notice.uri, &notice.logout_token);
+            let delivered = tokio::time::timeout(Duration::from_secs(5), sent)
+                .await
+                .unwrap_or(false);
+            let recording = accounts.clone();
+            let recorded =
+                run_blocking(move || recording.logout_notice_attempted(&notice, delivered)).await;
+            if !matches!(recorded, Ok(Ok(()))) {
+                tracing::warn!("recording a back-channel logout attempt failed");
+            }
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct AuthenticatedClient {
 pub struct LiveRefreshToken {
     pub user_id: String,
     pub session_id: String,
+    /// The relying party whose session it is (OpenID Connect), if any.
+    pub relying_party: Option<String>,
     pub issued_at: i64,
     pub expires_at: i64,
 }
@@ -141,6 +143,7 @@ impl Accounts {
             Some(user) if live && UserStatus::parse(&user.status) == Some(UserStatus::Active) => {
                 Ok(Some(LiveRefreshToken {
                     user_id: user.id,
+                    relying_party: session.client_id.filter(|_| session.scope.is_some()),
                     session_id: session.id,
                     issued_at: row.created_at.and_utc().timestamp(),
                     expires_at: row.expires_at.and_utc().timestamp(),

@@ -60,7 +60,10 @@ impl Accounts {
                 }
                 _ => None,
             },
-            Some(ACCESS_TOKEN_TYP) => match verifier.access(token, now) {
+            Some(ACCESS_TOKEN_TYP) => match verifier
+                .access(token, now)
+                .or_else(|_| verifier.relying_party_access(token, now))
+            {
                 Ok(claims)
                     if self.session_live(&mut conn, &claims.sid, &claims.sub, &claims.jti)? =>
                 {
@@ -92,6 +95,34 @@ impl Accounts {
             _ => None,
         };
         Ok(info)
+    }
+
+    /// [`introspect`](Self::introspect) for the registered client
+    /// `client_id`: a relying party's tokens are active to that client
+    /// only (RFC 7662 §2.2: a client learns nothing of another's tokens).
+    pub fn introspect_as(&self, client_id: &str, token: &str) -> Result<Option<TokenInfo>> {
+        Ok(self
+            .introspect(token)?
+            .filter(|info| owner(info).is_none_or(|owner| owner == client_id)))
+    }
+
+    /// [`revoke_token`](Self::revoke_token) for the registered client
+    /// `client_id`: a relying party's tokens are revoked by that client
+    /// only (RFC 7009 §2.1); another client's attempt changes nothing and,
+    /// as for any unknown token, is answered as done.
+    pub fn revoke_token_as(
+        &self,
+        client_id: &str,
+        token: &str,
+        context: &AuditContext,
+    ) -> Result<bool> {
+        let foreign = self
+            .introspect(token)?
+            .is_some_and(|info| owner(&info).is_some_and(|owner| owner != client_id));
+        if foreign {
+            return Ok(false);
+        }
+        self.revoke_token(token, context)
     }
 
     /// Ends what `token` stands for (RFC 7009): a session token of any kind
@@ -163,6 +194,15 @@ impl Accounts {
         Ok(session_ok
             && !revocations::exists(conn, RevocationKind::Token.as_str(), jti)?
             && user_active(conn, user_id)?)
+    }
+}
+
+/// The relying party a token was issued to, if any.
+fn owner(info: &TokenInfo) -> Option<&str> {
+    match info {
+        TokenInfo::Access(claims) => claims.client_id.as_deref(),
+        TokenInfo::Refresh(live) => live.relying_party.as_deref(),
+        _ => None,
     }
 }
 

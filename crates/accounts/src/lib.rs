@@ -50,8 +50,8 @@ pub use mfa::{
     MfaChallenge, MfaMethod, MfaPolicy, MfaStatus, SecondFactor, StepUpProof, TotpEnrolment,
 };
 pub use oidc::{
-    AuthorizationRequest, AuthorizeError, Authorized, ConsentView, LoggedOut, LogoutRefused,
-    NewClient, RelyingParty, RelyingPartyTokens, ValidAuthorization,
+    AuthorizationRequest, AuthorizeError, Authorized, ConsentView, LoggedOut, LogoutNotice,
+    LogoutRefused, LogoutSender, NewClient, RelyingParty, RelyingPartyTokens, ValidAuthorization,
 };
 pub use organizations::Organization;
 pub use passkeys::{PasskeyAssertion, PasskeyCeremony, PasskeyName, PasskeySignIn, PasskeySummary};

@@ -58,6 +58,9 @@ pub struct NewClient {
     pub public: bool,
     /// The operator's own product: no consent page.
     pub first_party: bool,
+    /// Where to POST logout tokens when a session of this client ends
+    /// (OpenID Connect Back-Channel Logout 1.0).
+    pub backchannel_logout_uri: Option<String>,
 }
 
 /// A registered client, as a relying party sees it.
@@ -70,6 +73,7 @@ pub struct RelyingParty {
     pub scopes: Vec<String>,
     pub public: bool,
     pub first_party: bool,
+    pub backchannel_logout_uri: Option<String>,
 }
 
 fn words(list: &str) -> Vec<String> {
@@ -86,6 +90,7 @@ impl From<ClientRow> for RelyingParty {
             name: row.name,
             public: row.public,
             first_party: row.first_party,
+            backchannel_logout_uri: Some(row.backchannel_logout_uri).filter(|u| !u.is_empty()),
         }
     }
 }
@@ -171,6 +176,7 @@ impl Accounts {
                 scopes: new.scopes.join(" "),
                 public: new.public,
                 first_party: new.first_party,
+                backchannel_logout_uri: new.backchannel_logout_uri.clone().unwrap_or_default(),
             },
         )?;
         Ok(CreatedClient {
@@ -427,15 +433,14 @@ impl Accounts {
     }
 
     /// Decides a valid request for the browser session `sso_session_id` of
-    /// `user_id`: a code, or what must happen first. `reauthenticated`:
-    /// the user has just signed in for this request (so `prompt=login` is
-    /// satisfied).
+    /// `user_id`: a code, or what must happen first. The front-end answers
+    /// `prompt=login` and `max_age` by having the user authenticate and
+    /// then coming back without them.
     pub fn authorize(
         &self,
         request: &ValidAuthorization,
         user_id: &str,
         sso_session_id: &str,
-        reauthenticated: bool,
     ) -> Result<Authorized> {
         let at = now();
         let mut conn = self.conn()?;
@@ -448,7 +453,7 @@ impl Accounts {
         let too_old = request
             .max_age
             .is_some_and(|secs| at.naive_utc() - auth_time > TimeDelta::seconds(secs));
-        if (request.prompt_login && !reauthenticated) || too_old {
+        if request.prompt_login || too_old {
             return Ok(Authorized::Reauthenticate);
         }
         let mut consented = || -> Result<bool> {
@@ -598,7 +603,8 @@ impl Accounts {
     /// Exchanges a code (RFC 6749 §4.1.3, RFC 7636 §4.6): the client, the
     /// redirect URI and the verifier must be those the code was bound to,
     /// within 60 s, once. A code presented again ends the session its first
-    /// exchange started (RFC 6749 §4.1.2). Every refusal is
+    /// exchange started (RFC 6749 §4.1.2), when presented with the right
+    /// client, redirect URI and verifier. Every refusal is
     /// [`AccountsError::InvalidGrant`].
     pub fn exchange_code(
         &self,
@@ -617,6 +623,22 @@ impl Accounts {
             if row.client_id != client.id {
                 return Ok(Err(AccountsError::InvalidGrant));
             }
+            let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(
+                &ring::digest::SHA256,
+                code_verifier.as_bytes(),
+            ));
+            let verified: bool = challenge
+                .as_bytes()
+                .ct_eq(row.code_challenge.as_bytes())
+                .into();
+            // Checked before reuse: a code without its verifier (leaked from
+            // a URL) can neither be redeemed nor end what it was redeemed for.
+            if row.redirect_uri != redirect_uri
+                || !pkce_alphabet(code_verifier, 43..=128)
+                || !verified
+            {
+                return Ok(Err(AccountsError::InvalidGrant));
+            }
             if row.used_at.is_some() {
                 // Replayed: whatever the first exchange got is suspect.
                 let revoked = match &row.session_id {
@@ -629,19 +651,7 @@ impl Accounts {
                     .record(c, &context)?;
                 return Ok(Ok((None, revoked)));
             }
-            let challenge = URL_SAFE_NO_PAD.encode(ring::digest::digest(
-                &ring::digest::SHA256,
-                code_verifier.as_bytes(),
-            ));
-            let verified: bool = challenge
-                .as_bytes()
-                .ct_eq(row.code_challenge.as_bytes())
-                .into();
-            if row.expires_at <= at.naive_utc()
-                || row.redirect_uri != redirect_uri
-                || !pkce_alphabet(code_verifier, 43..=128)
-                || !verified
-            {
+            if row.expires_at <= at.naive_utc() {
                 return Ok(Err(AccountsError::InvalidGrant));
             }
             let sso = sessions::find(c, &row.sso_session_id)?
@@ -915,6 +925,129 @@ impl Accounts {
             sso_session_id: hint.sid,
             redirect_uri: post_logout_redirect_uri.map(str::to_owned),
         }))
+    }
+}
+
+/// `typ` of logout tokens (Back-Channel Logout §2.4): not an ID token,
+/// not an access token.
+pub const LOGOUT_TOKEN_TYP: &str = "logout+jwt";
+
+/// How many times a logout token is POSTed before it is given up.
+const LOGOUT_ATTEMPTS: i64 = 6;
+
+/// A logout token to POST (the background worker's job).
+#[derive(Clone, Debug)]
+pub struct LogoutNotice {
+    pub id: String,
+    pub uri: String,
+    pub logout_token: String,
+    pub attempts: i64,
+}
+
+/// Delivers logout tokens: the server gives one with an HTTP client
+/// (accounts makes no HTTP calls of its own).
+pub trait LogoutSender: Send + Sync + 'static {
+    /// POSTs `logout_token=<token>` as a form to `uri`; true on a 2xx.
+    fn send(
+        &self,
+        uri: &str,
+        logout_token: &str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>>;
+}
+
+impl Accounts {
+    /// Queues a logout token for the session `session_id` that was just
+    /// revoked in `conn`'s transaction, if it is a relying party's with a
+    /// back-channel logout URI. Every revocation passes here
+    /// ([`Accounts::record_revocation`]), so logout anywhere reaches every
+    /// relying party that asked to hear of it.
+    pub(crate) fn queue_backchannel_logout(
+        &self,
+        conn: &mut storage::AnyConnection,
+        session_id: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<()> {
+        let Some(session) = sessions::find(conn, session_id)? else {
+            return Ok(());
+        };
+        let (Some(client_id), Some(_)) = (&session.client_id, &session.scope) else {
+            return Ok(());
+        };
+        let Some(client) = clients::find(conn, client_id)? else {
+            return Ok(());
+        };
+        if client.backchannel_logout_uri.is_empty() {
+            return Ok(());
+        }
+        let iat = at.timestamp();
+        let claims = json!({
+            "iss": self.verifier().policy().issuer,
+            "sub": session.user_id,
+            "aud": client.id,
+            "iat": iat,
+            "exp": iat + 300,
+            "jti": Uuid::new_v4().to_string(),
+            "sid": session.sso_session_id.as_deref().unwrap_or(&session.id),
+            "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+        });
+        let logout_token = self.keys().sign(LOGOUT_TOKEN_TYP, &claims)?;
+        storage::repo::logout_notifications::insert(
+            conn,
+            &storage::models::LogoutNotificationRow {
+                id: Uuid::new_v4().to_string(),
+                client_id: client.id,
+                uri: client.backchannel_logout_uri,
+                logout_token,
+                created_at: at.naive_utc(),
+                attempts: 0,
+                next_attempt_at: at.naive_utc(),
+                done_at: None,
+                delivered: false,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Logout tokens due now, leased to this caller for a minute.
+    pub fn lease_logout_notices(&self, limit: i64) -> Result<Vec<LogoutNotice>> {
+        self.transact(|c, at| {
+            let rows = storage::repo::logout_notifications::lease_due(
+                c,
+                at.naive_utc(),
+                (at + TimeDelta::seconds(60)).naive_utc(),
+                limit,
+            )?;
+            Ok(Ok(rows
+                .into_iter()
+                .map(|r| LogoutNotice {
+                    id: r.id,
+                    uri: r.uri,
+                    logout_token: r.logout_token,
+                    attempts: r.attempts,
+                })
+                .collect()))
+        })
+    }
+
+    /// Records a delivery attempt: done when delivered or after the last
+    /// attempt; otherwise due again after 5 s, 10 s, 20 s … .
+    pub fn logout_notice_attempted(&self, notice: &LogoutNotice, delivered: bool) -> Result<()> {
+        let at = now();
+        let attempts = notice.attempts + 1;
+        let next = (!delivered && attempts < LOGOUT_ATTEMPTS)
+            .then(|| (at + TimeDelta::seconds(5 << notice.attempts.clamp(0, 10))).naive_utc());
+        if !delivered && next.is_none() {
+            tracing::warn!(uri = %notice.uri, attempts, "back-channel logout given up");
+        }
+        let mut conn = self.conn()?;
+        storage::repo::logout_notifications::attempted(
+            &mut conn,
+            &notice.id,
+            delivered,
+            next,
+            at.naive_utc(),
+        )?;
+        Ok(())
     }
 }
 

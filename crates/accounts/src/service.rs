@@ -869,6 +869,7 @@ impl Accounts {
                 created_at: at.naive_utc(),
             },
         )?;
+        self.queue_backchannel_logout(conn, &session_id, at)?;
         Ok(RevokedSession {
             session_id,
             until: until.timestamp(),

@@ -32,6 +32,7 @@
 //! The caller also starts the account service's background work
 //! (`accounts::background::start`), as the server does.
 
+pub mod backchannel;
 pub mod http;
 pub mod metrics;
 pub mod profiles;

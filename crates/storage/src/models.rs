@@ -6,9 +6,9 @@ use diesel::prelude::*;
 
 use crate::schema::{
     activation_tokens, api_tokens, audit_log, authorization_codes, clients, consents, email_codes,
-    external_identities, mfa_challenges, organization_domains, organizations, outbox, passkeys,
-    refresh_tokens, registrations, revocations, server_secrets, sessions, signing_keys,
-    totp_credentials, users, webauthn_ceremonies,
+    external_identities, logout_notifications, mfa_challenges, organization_domains, organizations,
+    outbox, passkeys, refresh_tokens, registrations, revocations, server_secrets, sessions,
+    signing_keys, totp_credentials, users, webauthn_ceremonies,
 };
 
 #[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
@@ -268,6 +268,24 @@ pub struct ClientRow {
     pub public: bool,
     /// The operator's own product: no consent page.
     pub first_party: bool,
+    /// Where logout tokens are POSTed; empty for none.
+    pub backchannel_logout_uri: String,
+}
+
+/// A logout token waiting to be POSTed to a relying party.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = logout_notifications)]
+pub struct LogoutNotificationRow {
+    pub id: String,
+    pub client_id: String,
+    pub uri: String,
+    /// A signed JWT that says which session ended: no secret.
+    pub logout_token: String,
+    pub created_at: NaiveDateTime,
+    pub attempts: i64,
+    pub next_attempt_at: NaiveDateTime,
+    pub done_at: Option<NaiveDateTime>,
+    pub delivered: bool,
 }
 
 /// What a user allowed a relying party to receive.

@@ -533,6 +533,69 @@ pub mod authorization_codes {
     }
 }
 
+pub mod logout_notifications {
+    use super::*;
+    use schema::logout_notifications as notices;
+
+    pub fn insert(conn: &mut AnyConnection, row: &LogoutNotificationRow) -> Result<()> {
+        diesel::insert_into(notices::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Up to `limit` notifications due at `now`, each leased until `lease`
+    /// (another worker, or this one after a crash, takes it again then).
+    /// Call it in a transaction holding the write lock.
+    pub fn lease_due(
+        conn: &mut AnyConnection,
+        now: NaiveDateTime,
+        lease: NaiveDateTime,
+        limit: i64,
+    ) -> Result<Vec<LogoutNotificationRow>> {
+        let due: Vec<LogoutNotificationRow> = notices::table
+            .filter(notices::done_at.is_null())
+            .filter(notices::next_attempt_at.le(now))
+            .order(notices::next_attempt_at)
+            .limit(limit)
+            .select(LogoutNotificationRow::as_select())
+            .load(conn)?;
+        let ids: Vec<&str> = due.iter().map(|n| n.id.as_str()).collect();
+        diesel::update(notices::table.filter(notices::id.eq_any(&ids)))
+            .set(notices::next_attempt_at.eq(lease))
+            .execute(conn)?;
+        Ok(due)
+    }
+
+    /// Records an attempt: done (delivered or given up), or due again at
+    /// `next`.
+    pub fn attempted(
+        conn: &mut AnyConnection,
+        id: &str,
+        delivered: bool,
+        next: Option<NaiveDateTime>,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        diesel::update(notices::table.find(id))
+            .set((
+                notices::attempts.eq(notices::attempts + 1),
+                notices::delivered.eq(delivered),
+                notices::done_at.eq(if next.is_none() { Some(now) } else { None }),
+                notices::next_attempt_at.eq(next.unwrap_or(now)),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn find(conn: &mut AnyConnection, id: &str) -> Result<Option<LogoutNotificationRow>> {
+        Ok(notices::table
+            .find(id)
+            .select(LogoutNotificationRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+}
+
 pub mod consents {
     use super::*;
     use schema::consents;

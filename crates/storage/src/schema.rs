@@ -201,6 +201,21 @@ diesel::table! {
         scopes -> Text,
         public -> Bool,
         first_party -> Bool,
+        backchannel_logout_uri -> Text,
+    }
+}
+
+diesel::table! {
+    logout_notifications (id) {
+        id -> Text,
+        client_id -> Text,
+        uri -> Text,
+        logout_token -> Text,
+        created_at -> Timestamp,
+        attempts -> BigInt,
+        next_attempt_at -> Timestamp,
+        done_at -> Nullable<Timestamp>,
+        delivered -> Bool,
     }
 }
 
@@ -343,6 +358,7 @@ diesel::joinable!(external_identities -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     authorization_codes,
     consents,
+    logout_notifications,
     throttles,
     organizations,
     users,

@@ -92,6 +92,7 @@ pub async fn start(config: Config) -> Result<Running> {
             }),
             outbox: Some(outbox),
             revocation_push: storage::DatabaseUrl::parse(&config.database_url).ok(),
+            logout_sender: auth_http::backchannel::HttpLogoutSender::shared(),
         },
     )
     .await?;

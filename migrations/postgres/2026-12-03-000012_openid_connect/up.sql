@@ -8,6 +8,8 @@ ALTER TABLE clients ADD COLUMN post_logout_redirect_uris TEXT NOT NULL DEFAULT '
 ALTER TABLE clients ADD COLUMN scopes TEXT NOT NULL DEFAULT '';
 ALTER TABLE clients ADD COLUMN public BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE clients ADD COLUMN first_party BOOLEAN NOT NULL DEFAULT FALSE;
+-- Where to POST logout tokens (OpenID Connect Back-Channel Logout 1.0).
+ALTER TABLE clients ADD COLUMN backchannel_logout_uri TEXT NOT NULL DEFAULT '';
 
 -- A session a relying party holds for a user: `scope` is what was granted
 -- (NULL for native and profile sessions), `sso_session_id` the browser
@@ -46,3 +48,19 @@ CREATE TABLE consents (
     updated_at TIMESTAMP NOT NULL,
     PRIMARY KEY (user_id, client_id)
 );
+
+-- Back-channel logout: a logout token per ended relying-party session,
+-- written in the transaction that ended it and POSTed to the client by the
+-- background worker, retried with backoff until `done_at`.
+CREATE TABLE logout_notifications (
+    id TEXT PRIMARY KEY NOT NULL,
+    client_id TEXT NOT NULL REFERENCES clients(id),
+    uri TEXT NOT NULL,
+    logout_token TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at TIMESTAMP NOT NULL,
+    done_at TIMESTAMP,
+    delivered BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX logout_notifications_due ON logout_notifications(done_at, next_attempt_at);

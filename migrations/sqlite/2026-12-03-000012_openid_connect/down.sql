@@ -1,8 +1,10 @@
+DROP TABLE logout_notifications;
 DROP TABLE consents;
 DROP TABLE authorization_codes;
 DROP INDEX sessions_sso_session_id;
 ALTER TABLE sessions DROP COLUMN sso_session_id;
 ALTER TABLE sessions DROP COLUMN scope;
+ALTER TABLE clients DROP COLUMN backchannel_logout_uri;
 ALTER TABLE clients DROP COLUMN first_party;
 ALTER TABLE clients DROP COLUMN public;
 ALTER TABLE clients DROP COLUMN scopes;

@@ -101,7 +101,8 @@ pub async fn introspect(
     };
     let accounts = state.accounts.clone();
     let token = form.token.clone();
-    let answer: Value = match run_blocking(move || accounts.introspect(&token)).await {
+    let caller = client.id.clone();
+    let answer: Value = match run_blocking(move || accounts.introspect_as(&caller, &token)).await {
         Ok(Ok(info)) => introspection(info),
         Ok(Err(e)) => return actix_web::ResponseError::error_response(&ApiError::from(e)),
         Err(e) => return actix_web::ResponseError::error_response(&e),
@@ -137,7 +138,8 @@ pub async fn revoke(
     let context = super::extract::audit_context(&req, Some(&format!("client:{}", client.id)));
     let accounts = state.accounts.clone();
     let token = form.token.clone();
-    match run_blocking(move || accounts.revoke_token(&token, &context)).await {
+    let caller = client.id.clone();
+    match run_blocking(move || accounts.revoke_token_as(&caller, &token, &context)).await {
         Ok(Ok(_)) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .finish(),
@@ -150,7 +152,8 @@ pub async fn revoke(
 fn introspection(info: Option<TokenInfo>) -> Value {
     match info {
         Some(TokenInfo::Access(c)) => json!({
-            "active": true, "token_type": "access_token", "scope": c.perms.join(" "), "sub": c.sub,
+            "active": true, "token_type": "access_token",
+            "scope": c.scope.clone().unwrap_or_else(|| c.perms.join(" ")), "client_id": c.client_id, "sub": c.sub,
             "username": c.preferred_username, "exp": c.exp, "iat": c.iat, "nbf": c.nbf, "iss": c.iss, "aud": c.aud,
             "jti": c.jti, "sid": c.sid, "org": c.org, "roles": c.roles,
             "amr": c.amr, "auth_time": c.auth_time,

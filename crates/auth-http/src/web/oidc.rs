@@ -54,7 +54,9 @@ impl From<AuthorizeQuery> for AuthorizationRequest {
 }
 
 /// The request's parameters, to carry through a form or a login: every
-/// one except `prompt` (which has been answered by then).
+/// one except `prompt` and `max_age`, which have been answered by then (the
+/// user signs in or steps up now; carried, `max_age=0` would send them
+/// round again for ever).
 fn carried(request: &ValidAuthorization) -> Vec<(&'static str, String)> {
     let mut params = vec![
         ("response_type", "code".to_owned()),
@@ -67,7 +69,6 @@ fn carried(request: &ValidAuthorization) -> Vec<(&'static str, String)> {
     let optional = [
         ("state", request.state.clone()),
         ("nonce", request.nonce.clone()),
-        ("max_age", request.max_age.map(|s| s.to_string())),
         ("login_hint", request.login_hint.clone()),
     ];
     params.extend(optional.into_iter().filter_map(|(k, v)| Some((k, v?))));
@@ -207,7 +208,7 @@ pub async fn authorize(visitor: Visitor, query: web::Query<AuthorizeQuery>) -> P
     let (user_id, session_id) = (user.view.id.clone(), user.session_id.clone());
     let accounts = visitor.state.accounts.clone();
     let decided = request.clone();
-    let outcome = run_blocking(move || accounts.authorize(&decided, &user_id, &session_id, false))
+    let outcome = run_blocking(move || accounts.authorize(&decided, &user_id, &session_id))
         .await
         .and_then(|r| r.map_err(ApiError::from))
         .map_err(|e| visitor.failure(e))?;
