@@ -23,6 +23,7 @@ backend_tests!(
     logging_out_anywhere_posts_a_logout_token_to_the_client,
     max_age_zero_asks_once_then_gives_a_code,
     other_clients_neither_see_nor_end_a_relying_partys_tokens,
+    a_device_signs_in_with_a_code_typed_in_the_browser,
 );
 
 const CALLBACK: &str = "http://127.0.0.1:9/cb";
@@ -623,4 +624,137 @@ async fn other_clients_neither_see_nor_end_a_relying_partys_tokens(backend: Back
     let (status, _) = exchange(&app, &rp, &code).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(introspect(&app, &rp, &refresh).await["active"], false);
+}
+
+const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+async fn start_device(app: &TestApp, client: &Client) -> Value {
+    let response = app
+        .http
+        .post(app.url("/oauth/device_authorization"))
+        .form(&[("client_id", client.id.as_str()), ("scope", "openid email")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+async fn poll(app: &TestApp, client: &Client, device: &Value) -> (StatusCode, Value) {
+    let code = device["device_code"].as_str().unwrap();
+    token(
+        app,
+        client,
+        &[("grant_type", DEVICE_GRANT), ("device_code", code)],
+    )
+    .await
+}
+
+async fn a_device_signs_in_with_a_code_typed_in_the_browser(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let user_id = app.create_user("kim@example.com", None).await;
+    // A command-line tool: public, no redirect URI.
+    let cli = Client {
+        id: {
+            let accounts = app.accounts.clone();
+            tokio::task::spawn_blocking(move || {
+                accounts
+                    .register_client(accounts::NewClient {
+                        name: "kim's CLI".into(),
+                        public: true,
+                        ..Default::default()
+                    })
+                    .unwrap()
+                    .client_id
+            })
+            .await
+            .unwrap()
+        },
+        secret: None,
+    };
+    let device = start_device(&app, &cli).await;
+    let user_code = device["user_code"].as_str().unwrap().to_owned();
+    assert_eq!(user_code.len(), 9, "{device}");
+    assert_eq!(device["verification_uri"], "http://auth.test/device");
+    assert_eq!(device["interval"], 5);
+
+    // Polling before the user answers: pending, and too fast: slow down.
+    let (_, body) = poll(&app, &cli, &device).await;
+    assert_eq!(body["error"], "authorization_pending", "{body}");
+    let (_, body) = poll(&app, &cli, &device).await;
+    assert_eq!(body["error"], "slow_down", "{body}");
+
+    // The user types the code (any case, spaces) and approves.
+    let mut kim = Visitor::new();
+    kim.log_in(&app, "kim@example.com").await;
+    let (status, page) = kim.get(&app, "/device").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"f-code\""), "{page}");
+    let csrf = kim.csrf.clone();
+    let response = kim
+        .post(&app, "/device", &[("csrf", &csrf), ("code", "BCDF-GHJK")])
+        .await;
+    assert!(response.status().is_client_error(), "a wrong code");
+    let typed = user_code.to_lowercase().replace('-', " ");
+    let response = kim
+        .post(&app, "/device", &[("csrf", &csrf), ("code", &typed)])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("kim&#x27;s CLI") || page.contains("kim's CLI"),
+        "{page}"
+    );
+    assert!(page.contains(&user_code), "{page}");
+    let response = kim
+        .post(
+            &app,
+            "/device/confirm",
+            &[("csrf", &csrf), ("code", &user_code), ("decision", "allow")],
+        )
+        .await;
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("id=\"device-outcome\"")
+    );
+
+    // The device's next poll gets tokens, once.
+    let (status, tokens) = poll(&app, &cli, &device).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    let id = claims_of(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["sub"], user_id.as_str());
+    assert_eq!(id["aud"], cli.id.as_str());
+    assert!(tokens["refresh_token"].is_string());
+    let (_, again) = poll(&app, &cli, &device).await;
+    assert_eq!(again["error"], "invalid_grant");
+    // The code can't be answered twice either.
+    let response = kim
+        .post(
+            &app,
+            "/device/confirm",
+            &[("csrf", &csrf), ("code", &user_code), ("decision", "deny")],
+        )
+        .await;
+    assert!(response.status().is_client_error());
+
+    // Denied: the device hears so.
+    let denied = start_device(&app, &cli).await;
+    let code = denied["user_code"].as_str().unwrap().to_owned();
+    kim.post(
+        &app,
+        "/device/confirm",
+        &[("csrf", &csrf), ("code", &code), ("decision", "deny")],
+    )
+    .await;
+    let (_, body) = poll(&app, &cli, &denied).await;
+    assert_eq!(body["error"], "access_denied", "{body}");
+
+    // Another client can't poll with this device code.
+    let other = register(&app, false, false, &[]).await;
+    let third = start_device(&app, &cli).await;
+    let (_, body) = poll(&app, &other, &third).await;
+    assert_eq!(body["error"], "invalid_grant");
 }

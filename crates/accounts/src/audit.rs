@@ -45,6 +45,7 @@ pub mod events {
     pub const OIDC_CODE_REUSED: &str = "oidc.code_reused";
     pub const OIDC_LOGOUT: &str = "oidc.logout";
     pub const OIDC_CONSENT_REVOKED: &str = "oidc.consent_revoked";
+    pub const OIDC_DEVICE_DECIDED: &str = "oidc.device_decided";
 }
 
 /// Who is acting, and from where. `actor` is a user id, or `None` for an

@@ -95,6 +95,18 @@ pub enum AccountsError {
     /// A scope the client was not granted.
     #[error("invalid scope")]
     InvalidScope,
+    /// Device grant: the user has not answered yet (RFC 8628 §3.5).
+    #[error("authorization pending")]
+    AuthorizationPending,
+    /// Device grant: polled sooner than the interval, which grew by 5 s.
+    #[error("slow down")]
+    SlowDown,
+    /// Device grant: the device code expired.
+    #[error("expired token")]
+    ExpiredToken,
+    /// Device grant: the user said no.
+    #[error("access denied")]
+    AccessDenied,
     #[error("API token not found")]
     ApiTokenNotFound,
     #[error("session not found")]

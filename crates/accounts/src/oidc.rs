@@ -139,13 +139,6 @@ impl Accounts {
                 reason,
             })?;
         }
-        if new.public && new.redirect_uris.is_empty() {
-            return Err(ParseError {
-                field: "redirect_uri",
-                reason: "a public client needs at least one",
-            }
-            .into());
-        }
         if new
             .scopes
             .iter()
@@ -294,6 +287,27 @@ pub enum Authorized {
     ConsentRequired,
 }
 
+/// The scopes a user may grant `client` for `asked` (space separated), in
+/// a fixed order, each once; `None` without `openid` or with a scope the
+/// client may not ask for.
+pub(crate) fn granted_scope(client: &RelyingParty, asked: &str) -> Option<String> {
+    let asked: Vec<&str> = asked.split_whitespace().collect();
+    let allowed =
+        |s: &str| STANDARD_SCOPES.contains(&s) || client.scopes.iter().any(|granted| granted == s);
+    if !asked.contains(&"openid") || asked.iter().any(|s| !allowed(s)) {
+        return None;
+    }
+    Some(
+        STANDARD_SCOPES
+            .iter()
+            .chain(GRANTED_SCOPES.iter())
+            .filter(|s| asked.contains(s))
+            .copied()
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
 /// Unreserved characters (RFC 7636 §4.1): the alphabet of verifiers and
 /// of S256 challenges (base64url).
 fn pkce_alphabet(value: &str, len: std::ops::RangeInclusive<usize>) -> bool {
@@ -344,32 +358,12 @@ impl Accounts {
             }
             None => return refuse("invalid_request", "response_type is missing"),
         }
-        let asked: Vec<&str> = request
-            .scope
-            .as_deref()
-            .unwrap_or("")
-            .split_whitespace()
-            .collect();
-        if !asked.contains(&"openid") {
-            return refuse("invalid_scope", "scope must include openid");
-        }
-        let allowed = |s: &str| {
-            STANDARD_SCOPES.contains(&s) || client.scopes.iter().any(|granted| granted == s)
-        };
-        if asked.iter().any(|s| !allowed(s)) {
+        let Some(scope) = granted_scope(&client, request.scope.as_deref().unwrap_or("")) else {
             return refuse(
                 "invalid_scope",
-                "a scope is unknown or not granted to this client",
+                "scope must include openid, and only scopes this client may ask for",
             );
-        }
-        // A fixed order, each scope once.
-        let scope = STANDARD_SCOPES
-            .iter()
-            .chain(GRANTED_SCOPES.iter())
-            .filter(|s| asked.contains(s))
-            .copied()
-            .collect::<Vec<_>>()
-            .join(" ");
+        };
         match (
             request.code_challenge.as_deref(),
             request.code_challenge_method.as_deref(),
@@ -587,6 +581,16 @@ pub struct ConsentView {
     pub granted_at: chrono::NaiveDateTime,
 }
 
+/// What a relying party's new session starts from.
+pub(crate) struct Start<'a> {
+    pub client_id: &'a str,
+    pub user_id: &'a str,
+    pub sso_session_id: &'a str,
+    pub scope: &'a str,
+    pub info: &'a ClientInfo,
+    pub context: &'a AuditContext,
+}
+
 /// What a token request answers a relying party.
 #[derive(Debug)]
 pub struct RelyingPartyTokens {
@@ -654,44 +658,25 @@ impl Accounts {
             if row.expires_at <= at.naive_utc() {
                 return Ok(Err(AccountsError::InvalidGrant));
             }
-            let sso = sessions::find(c, &row.sso_session_id)?
-                .filter(|s| s.revoked_at.is_none() && s.expires_at > at.naive_utc());
-            let user = users::find_by_id(c, &row.user_id)?
-                .filter(|u| UserStatus::parse(&u.status) == Some(UserStatus::Active));
-            let (Some(sso), Some(user)) = (sso, user) else {
-                return Ok(Err(AccountsError::InvalidGrant));
+            let claim = |c: &mut storage::AnyConnection, session_id: &str| {
+                authorization_codes::claim(c, &hash, session_id, at.naive_utc())
             };
-            let session = SessionRow {
-                id: Uuid::new_v4().to_string(),
-                user_id: user.id.clone(),
-                created_at: at.naive_utc(),
-                last_used_at: at.naive_utc(),
-                expires_at: (at + TimeDelta::seconds(self.sessions.absolute_ttl_secs)).naive_utc(),
-                revoked_at: None,
-                revoke_reason: None,
-                user_agent: info.user_agent.clone(),
-                ip: info.ip.clone(),
-                client_id: Some(client.id.clone()),
-                // How and when the user signed in is the browser session's.
-                amr: sso.amr.clone(),
-                auth_time: Some(sso.auth_time.unwrap_or(sso.created_at)),
-                scope: Some(row.scope.clone()),
-                sso_session_id: Some(sso.id.clone()),
+            let start = Start {
+                client_id: &client.id,
+                user_id: &row.user_id,
+                sso_session_id: &row.sso_session_id,
+                scope: &row.scope,
+                info,
+                context: &context,
             };
-            if !authorization_codes::claim(c, &hash, &session.id, at.naive_utc())? {
-                return Ok(Err(AccountsError::InvalidGrant));
-            }
-            sessions::insert(c, &session)?;
-            let refresh = self.new_refresh_token(c, &session, None, at)?;
-            let (roles, perms) = users::roles_and_permissions(c, &user.id)?;
-            AuditEvent::new(events::OIDC_SIGNED_IN)
-                .subject(&user.id)
-                .organization(user.organization_id.clone())
-                .detail("client_id", &client.id)
-                .detail("session_id", &session.id)
-                .record(c, &context)?;
-            let issued = self.issue(&user, &session, roles, perms, refresh, at)?;
-            Ok(Ok((Some((issued, row.nonce, sso.id)), Vec::new())))
+            let issued = match self.start_relying_party_session(c, &start, at, claim)? {
+                Ok(issued) => issued,
+                Err(e) => return Ok(Err(e)),
+            };
+            Ok(Ok((
+                Some((issued, row.nonce, row.sso_session_id)),
+                Vec::new(),
+            )))
         })?;
         self.published(revoked);
         let Some((issued, nonce, sso_session_id)) = tokens else {
@@ -699,6 +684,62 @@ impl Accounts {
         };
         let id_token = self.id_token(client, &issued, nonce, &sso_session_id)?;
         Ok(relying_party_tokens(issued, Some(id_token)))
+    }
+
+    /// Starts a relying party's session from a browser session, if both
+    /// the browser session and the user are still good: `claim` spends the
+    /// code (or device code) for the new session's id first, and false
+    /// from it, like anything no longer good, is
+    /// [`AccountsError::InvalidGrant`] (the inner error; the outer one is
+    /// the database's). Runs in the caller's transaction.
+    pub(crate) fn start_relying_party_session(
+        &self,
+        c: &mut storage::AnyConnection,
+        start: &Start<'_>,
+        at: chrono::DateTime<chrono::Utc>,
+        claim: impl FnOnce(
+            &mut storage::AnyConnection,
+            &str,
+        ) -> std::result::Result<bool, storage::StorageError>,
+    ) -> Result<Result<IssuedTokens>> {
+        let sso = sessions::find(c, start.sso_session_id)?
+            .filter(|s| s.revoked_at.is_none() && s.expires_at > at.naive_utc());
+        let user = users::find_by_id(c, start.user_id)?
+            .filter(|u| UserStatus::parse(&u.status) == Some(UserStatus::Active));
+        let (Some(sso), Some(user)) = (sso, user) else {
+            return Ok(Err(AccountsError::InvalidGrant));
+        };
+        let session = SessionRow {
+            id: Uuid::new_v4().to_string(),
+            user_id: user.id.clone(),
+            created_at: at.naive_utc(),
+            last_used_at: at.naive_utc(),
+            expires_at: (at + TimeDelta::seconds(self.sessions.absolute_ttl_secs)).naive_utc(),
+            revoked_at: None,
+            revoke_reason: None,
+            user_agent: start.info.user_agent.clone(),
+            ip: start.info.ip.clone(),
+            client_id: Some(start.client_id.to_owned()),
+            // How and when the user signed in is the browser session's.
+            amr: sso.amr.clone(),
+            auth_time: Some(sso.auth_time.unwrap_or(sso.created_at)),
+            scope: Some(start.scope.to_owned()),
+            sso_session_id: Some(sso.id.clone()),
+        };
+        if !claim(c, &session.id)? {
+            return Ok(Err(AccountsError::InvalidGrant));
+        }
+        sessions::insert(c, &session)?;
+        let refresh = self.new_refresh_token(c, &session, None, at)?;
+        let (roles, perms) = users::roles_and_permissions(c, &user.id)?;
+        AuditEvent::new(events::OIDC_SIGNED_IN)
+            .subject(&user.id)
+            .organization(user.organization_id.clone())
+            .detail("client_id", start.client_id)
+            .detail("session_id", &session.id)
+            .record(c, start.context)?;
+        self.issue(&user, &session, roles, perms, refresh, at)
+            .map(Ok)
     }
 
     /// The client credentials grant (RFC 6749 §4.4) for a confidential
@@ -782,7 +823,7 @@ impl Accounts {
     }
 
     /// The ID token for tokens just issued by a code exchange.
-    fn id_token(
+    pub(crate) fn id_token(
         &self,
         client: &RelyingParty,
         issued: &IssuedTokens,
@@ -1051,7 +1092,10 @@ impl Accounts {
     }
 }
 
-fn relying_party_tokens(issued: IssuedTokens, id_token: Option<String>) -> RelyingPartyTokens {
+pub(crate) fn relying_party_tokens(
+    issued: IssuedTokens,
+    id_token: Option<String>,
+) -> RelyingPartyTokens {
     RelyingPartyTokens {
         expires_in: issued.claims.exp - issued.claims.iat,
         scope: issued.claims.scope.clone().unwrap_or_default(),

@@ -5,10 +5,10 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use crate::schema::{
-    activation_tokens, api_tokens, audit_log, authorization_codes, clients, consents, email_codes,
-    external_identities, logout_notifications, mfa_challenges, organization_domains, organizations,
-    outbox, passkeys, refresh_tokens, registrations, revocations, server_secrets, sessions,
-    signing_keys, totp_credentials, users, webauthn_ceremonies,
+    activation_tokens, api_tokens, audit_log, authorization_codes, clients, consents, device_codes,
+    email_codes, external_identities, logout_notifications, mfa_challenges, organization_domains,
+    organizations, outbox, passkeys, refresh_tokens, registrations, revocations, server_secrets,
+    sessions, signing_keys, totp_credentials, users, webauthn_ceremonies,
 };
 
 #[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
@@ -286,6 +286,26 @@ pub struct LogoutNotificationRow {
     pub next_attempt_at: NaiveDateTime,
     pub done_at: Option<NaiveDateTime>,
     pub delivered: bool,
+}
+
+/// A device authorization (RFC 8628); both codes stored as hashes only.
+#[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]
+#[diesel(table_name = device_codes)]
+pub struct DeviceCodeRow {
+    pub device_code_hash: String,
+    pub user_code_hash: String,
+    pub client_id: String,
+    pub scope: String,
+    pub created_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub interval_secs: i64,
+    pub last_polled_at: Option<NaiveDateTime>,
+    /// Who approved or denied it, and from which browser session.
+    pub user_id: Option<String>,
+    pub sso_session_id: Option<String>,
+    pub approved_at: Option<NaiveDateTime>,
+    pub denied_at: Option<NaiveDateTime>,
+    pub consumed_at: Option<NaiveDateTime>,
 }
 
 /// What a user allowed a relying party to receive.

@@ -596,6 +596,92 @@ pub mod logout_notifications {
     }
 }
 
+pub mod device_codes {
+    use super::*;
+    use schema::device_codes as codes;
+
+    pub fn insert(conn: &mut AnyConnection, row: &DeviceCodeRow) -> Result<()> {
+        diesel::insert_into(codes::table)
+            .values(row)
+            .execute(conn)?;
+        Ok(())
+    }
+
+    pub fn by_device_code(conn: &mut AnyConnection, hash: &str) -> Result<Option<DeviceCodeRow>> {
+        Ok(codes::table
+            .find(hash)
+            .select(DeviceCodeRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    pub fn by_user_code(conn: &mut AnyConnection, hash: &str) -> Result<Option<DeviceCodeRow>> {
+        Ok(codes::table
+            .filter(codes::user_code_hash.eq(hash))
+            .select(DeviceCodeRow::as_select())
+            .first(conn)
+            .optional()?)
+    }
+
+    /// Approves or denies a pending code, once. False when it was decided
+    /// already.
+    pub fn decide(
+        conn: &mut AnyConnection,
+        device_code_hash: &str,
+        user_id: &str,
+        sso_session_id: &str,
+        approved: bool,
+        now: NaiveDateTime,
+    ) -> Result<bool> {
+        let changed = diesel::update(
+            codes::table
+                .find(device_code_hash)
+                .filter(codes::approved_at.is_null())
+                .filter(codes::denied_at.is_null()),
+        )
+        .set((
+            codes::user_id.eq(user_id),
+            codes::sso_session_id.eq(sso_session_id),
+            codes::approved_at.eq(approved.then_some(now)),
+            codes::denied_at.eq((!approved).then_some(now)),
+        ))
+        .execute(conn)?;
+        Ok(changed == 1)
+    }
+
+    /// Records a poll and the interval the device must keep from now on.
+    pub fn polled(
+        conn: &mut AnyConnection,
+        device_code_hash: &str,
+        interval_secs: i64,
+        now: NaiveDateTime,
+    ) -> Result<()> {
+        diesel::update(codes::table.find(device_code_hash))
+            .set((
+                codes::last_polled_at.eq(now),
+                codes::interval_secs.eq(interval_secs),
+            ))
+            .execute(conn)?;
+        Ok(())
+    }
+
+    /// Marks an approved code consumed, once: of two racing polls one wins.
+    pub fn consume(
+        conn: &mut AnyConnection,
+        device_code_hash: &str,
+        now: NaiveDateTime,
+    ) -> Result<bool> {
+        let changed = diesel::update(
+            codes::table
+                .find(device_code_hash)
+                .filter(codes::consumed_at.is_null()),
+        )
+        .set(codes::consumed_at.eq(now))
+        .execute(conn)?;
+        Ok(changed == 1)
+    }
+}
+
 pub mod consents {
     use super::*;
     use schema::consents;

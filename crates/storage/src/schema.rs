@@ -220,6 +220,24 @@ diesel::table! {
 }
 
 diesel::table! {
+    device_codes (device_code_hash) {
+        device_code_hash -> Text,
+        user_code_hash -> Text,
+        client_id -> Text,
+        scope -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        interval_secs -> BigInt,
+        last_polled_at -> Nullable<Timestamp>,
+        user_id -> Nullable<Text>,
+        sso_session_id -> Nullable<Text>,
+        approved_at -> Nullable<Timestamp>,
+        denied_at -> Nullable<Timestamp>,
+        consumed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     consents (user_id, client_id) {
         user_id -> Text,
         client_id -> Text,
@@ -358,6 +376,7 @@ diesel::joinable!(external_identities -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     authorization_codes,
     consents,
+    device_codes,
     logout_notifications,
     throttles,
     organizations,

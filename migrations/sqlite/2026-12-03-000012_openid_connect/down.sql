@@ -1,3 +1,4 @@
+DROP TABLE device_codes;
 DROP TABLE logout_notifications;
 DROP TABLE consents;
 DROP TABLE authorization_codes;

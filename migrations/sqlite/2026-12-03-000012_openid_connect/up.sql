@@ -64,3 +64,23 @@ CREATE TABLE logout_notifications (
     delivered BOOLEAN NOT NULL DEFAULT FALSE
 );
 CREATE INDEX logout_notifications_due ON logout_notifications(done_at, next_attempt_at);
+
+-- Device authorization grant (RFC 8628): the device polls with the device
+-- code, the user types the user code on another screen. Both stored as
+-- SHA-256 only. Approved or denied once; consumed by one token request.
+CREATE TABLE device_codes (
+    device_code_hash TEXT PRIMARY KEY NOT NULL,
+    user_code_hash TEXT NOT NULL UNIQUE,
+    client_id TEXT NOT NULL REFERENCES clients(id),
+    scope TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    expires_at TIMESTAMP NOT NULL,
+    interval_secs BIGINT NOT NULL,
+    last_polled_at TIMESTAMP,
+    user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+    sso_session_id TEXT,
+    approved_at TIMESTAMP,
+    denied_at TIMESTAMP,
+    consumed_at TIMESTAMP
+);
+CREATE INDEX device_codes_expires_at ON device_codes(expires_at);

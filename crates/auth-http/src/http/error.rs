@@ -534,6 +534,26 @@ impl From<AccountsError> for ApiError {
                 "invalid_scope",
                 "a scope asked for was not granted to this client",
             ),
+            E::AuthorizationPending => Self::new(
+                StatusCode::BAD_REQUEST,
+                "authorization_pending",
+                "the user has not answered yet",
+            ),
+            E::SlowDown => Self::new(
+                StatusCode::BAD_REQUEST,
+                "slow_down",
+                "polled too often; wait 5 s longer between polls",
+            ),
+            E::ExpiredToken => Self::new(
+                StatusCode::BAD_REQUEST,
+                "expired_token",
+                "the device code expired; start again",
+            ),
+            E::AccessDenied => Self::new(
+                StatusCode::BAD_REQUEST,
+                "access_denied",
+                "the user denied the request",
+            ),
             E::InvalidClient => Self::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",

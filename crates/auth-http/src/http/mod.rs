@@ -97,6 +97,7 @@ pub const NATIVE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/.well-known/openid-configuration"),
     ("GET", "/oauth/authorize"),
     ("POST", "/oauth/token"),
+    ("POST", "/oauth/device_authorization"),
     ("GET", "/oauth/userinfo"),
     ("POST", "/oauth/userinfo"),
     ("GET", "/oauth/logout"),
@@ -177,6 +178,10 @@ pub fn configure(cfg: &mut web::ServiceConfig, prefix: &str) {
         )
         .service(resource("/oauth/authorize").route(web::get().to(crate::web::authorize)))
         .service(resource("/oauth/token").route(web::post().to(oidc::token)))
+        .service(
+            resource("/oauth/device_authorization")
+                .route(web::post().to(oidc::device_authorization)),
+        )
         .service(
             resource("/oauth/userinfo")
                 .route(web::get().to(oidc::userinfo))

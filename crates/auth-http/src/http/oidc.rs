@@ -47,7 +47,8 @@ pub async fn discovery(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
             "scopes_supported": ["openid", "profile", "email", "offline_access", "organization", "permissions"],
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", DEVICE_CODE_GRANT],
+            "device_authorization_endpoint": at("/oauth/device_authorization"),
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": [alg],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
@@ -65,6 +66,74 @@ pub async fn discovery(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         }))
 }
 
+/// `grant_type` of a device's poll (RFC 8628 §3.4).
+const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// A device authorization request (RFC 8628 §3.1).
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct DeviceRequest {
+    /// Public clients, and `client_secret_post`.
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    /// Must include `openid`; default `openid`.
+    scope: Option<String>,
+}
+
+/// Starts the device authorization grant: a device code to poll with and
+/// a user code for the user to type at `verification_uri`.
+#[utoipa::path(
+    post,
+    path = "/oauth/device_authorization",
+    tag = "oidc",
+    request_body(content = DeviceRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "`device_code`, `user_code`, `verification_uri`, `verification_uri_complete`, `expires_in`, `interval` (RFC 8628 §3.2)", body = Object),
+        (status = 400, description = "`invalid_scope`, `invalid_request` (RFC 6749 error body)", body = bodies::OAuthError),
+        (status = 401, description = "`invalid_client` (RFC 6749 error body)", body = bodies::OAuthError),
+    )
+)]
+pub async fn device_authorization(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    form: web::Form<DeviceRequest>,
+) -> HttpResponse {
+    let form = form.into_inner();
+    let client = match token_client(&state, &req, &form.client_id, &form.client_secret).await {
+        Ok(client) => client,
+        Err(response) => return response,
+    };
+    let accounts = state.accounts.clone();
+    let scope = form.scope;
+    let started =
+        run_blocking(move || accounts.start_device_authorization(&client, scope.as_deref())).await;
+    let device = match started {
+        Ok(Ok(device)) => device,
+        Ok(Err(AccountsError::InvalidScope)) => {
+            return oauth_error(
+                "invalid_scope",
+                "scope must include openid, and only scopes this client may ask for",
+            );
+        }
+        Ok(Err(e)) => return actix_web::ResponseError::error_response(&ApiError::from(e)),
+        Err(e) => return actix_web::ResponseError::error_response(&e),
+    };
+    let issuer = state.token_policy.issuer.trim_end_matches('/');
+    let mount = req
+        .path()
+        .strip_suffix("/oauth/device_authorization")
+        .unwrap_or("");
+    let verification_uri = format!("{issuer}{mount}/device");
+    let complete = format!("{verification_uri}?user_code={}", device.user_code);
+    no_store(&mut HttpResponse::Ok()).json(json!({
+        "device_code": device.device_code.expose_secret(),
+        "user_code": device.user_code,
+        "verification_uri": verification_uri,
+        "verification_uri_complete": complete,
+        "expires_in": device.expires_in,
+        "interval": device.interval,
+    }))
+}
+
 /// A token request (RFC 6749 §4.1.3, §6).
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenRequest {
@@ -75,6 +144,8 @@ pub struct TokenRequest {
     /// The PKCE verifier (RFC 7636).
     code_verifier: Option<String>,
     refresh_token: Option<String>,
+    /// The device authorization grant (RFC 8628 §3.4).
+    device_code: Option<String>,
     /// Public clients, and `client_secret_post`.
     client_id: Option<String>,
     client_secret: Option<String>,
@@ -96,10 +167,11 @@ fn oauth_error(error: &str, description: &str) -> HttpResponse {
 async fn token_client(
     state: &AppState,
     req: &HttpRequest,
-    form: &TokenRequest,
+    form_id: &Option<String>,
+    form_secret: &Option<String>,
 ) -> Result<RelyingParty, HttpResponse> {
     let basic = basic_credentials(req);
-    let (id, secret) = match (basic, &form.client_id, &form.client_secret) {
+    let (id, secret) = match (basic, form_id, form_secret) {
         (Some(_), _, Some(_)) => {
             return Err(oauth_error(
                 "invalid_request",
@@ -143,7 +215,7 @@ pub async fn token(
     form: web::Form<TokenRequest>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    let client = match token_client(&state, &req, &form).await {
+    let client = match token_client(&state, &req, &form.client_id, &form.client_secret).await {
         Ok(client) => client,
         Err(response) => return response,
     };
@@ -177,6 +249,16 @@ pub async fn token(
                 .relying_party_refresh(&client, &SecretString::from(refresh), &info)
                 .await
         }
+        Some(DEVICE_CODE_GRANT) => {
+            let Some(device_code) = form.device_code.filter(|c| c.len() <= 256) else {
+                return oauth_error("invalid_request", "device_code is required");
+            };
+            let accounts = state.accounts.clone();
+            match run_blocking(move || accounts.device_token(&client, &device_code, &info)).await {
+                Ok(answer) => answer,
+                Err(e) => return actix_web::ResponseError::error_response(&e),
+            }
+        }
         Some("client_credentials") => {
             let accounts = state.accounts.clone();
             let scope = form.scope;
@@ -196,6 +278,15 @@ pub async fn token(
     };
     match answer {
         Ok(tokens) => tokens_response(tokens),
+        Err(
+            e @ (AccountsError::AuthorizationPending
+            | AccountsError::SlowDown
+            | AccountsError::ExpiredToken
+            | AccountsError::AccessDenied),
+        ) => {
+            let problem = ApiError::from(e);
+            oauth_error(problem.code, &problem.detail)
+        }
         Err(AccountsError::UnauthorizedClient) => oauth_error(
             "unauthorized_client",
             "a public client can't use the client credentials grant",

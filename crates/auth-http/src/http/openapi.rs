@@ -84,6 +84,7 @@ use crate::profiles::{Mounts, Profile};
         oidc::discovery,
         crate::web::oidc::authorize,
         oidc::token,
+        oidc::device_authorization,
         oidc::userinfo,
         oidc::userinfo_post,
         crate::web::oidc::logout,

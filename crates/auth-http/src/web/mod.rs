@@ -16,6 +16,7 @@
 
 mod account;
 mod admin;
+mod device;
 mod form;
 mod mfa;
 pub mod oidc;
@@ -89,6 +90,9 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/users/{id}"),
     ("GET", "/admin/audit"),
     ("POST", "/oauth/authorize/consent"),
+    ("GET", "/device"),
+    ("POST", "/device"),
+    ("POST", "/device/confirm"),
 ];
 
 /// Routes of the pages, inside the native API's scope.
@@ -164,7 +168,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(post().to(admin::update_user)),
         )
         .service(at("/admin/audit").route(get().to(admin::audit)))
-        .service(at("/oauth/authorize/consent").route(post().to(oidc::consent)));
+        .service(at("/oauth/authorize/consent").route(post().to(oidc::consent)))
+        .service(
+            at("/device")
+                .route(get().to(device::form))
+                .route(post().to(device::lookup)),
+        )
+        .service(at("/device/confirm").route(post().to(device::confirm)));
 }
 
 /// Templates, catalogs and keys, built once at start-up.
@@ -256,6 +266,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "admin_audit.html",
         include_str!("../../web/templates/admin_audit.html"),
+    ),
+    (
+        "device.html",
+        include_str!("../../web/templates/device.html"),
     ),
     (
         "consent.html",
