@@ -724,7 +724,10 @@ pub fn client(settings: &Settings, command: ClientCommand) -> Result<()> {
             }
         }
         ClientCommand::Remove { client_id } => {
-            if !services.accounts.remove_client(&client_id)? {
+            if !services
+                .accounts
+                .remove_client(&client_id, &Actor::operator().context)?
+            {
                 bail!("no active client {client_id}");
             }
             println!("client {client_id} removed");
@@ -736,7 +739,17 @@ pub fn client(settings: &Settings, command: ClientCommand) -> Result<()> {
                 } else {
                     "active"
                 };
-                println!("{}  {:<8} {}", client.id, state, client.name);
+                let rp = &client.relying_party;
+                let kind = match (rp.redirect_uris.is_empty(), rp.public, rp.first_party) {
+                    (true, false, _) => "service",
+                    (_, true, _) => "public",
+                    (false, false, true) => "first-party",
+                    (false, false, false) => "third-party",
+                };
+                println!("{}  {:<8} {:<12} {}", rp.id, state, kind, rp.name);
+                for uri in &rp.redirect_uris {
+                    println!("    redirect {uri}");
+                }
             }
         }
     }

@@ -127,9 +127,13 @@ async fn introspection_and_revocation(backend: Backend) {
 
     // A removed client can't call anymore.
     let accounts = app.accounts.clone();
-    let removed = tokio::task::spawn_blocking(move || accounts.remove_client(&other_id).unwrap())
-        .await
-        .unwrap();
+    let removed = tokio::task::spawn_blocking(move || {
+        accounts
+            .remove_client(&other_id, &Default::default())
+            .unwrap()
+    })
+    .await
+    .unwrap();
     assert!(removed);
     let second = app.login("svc-user@example.com").await;
     let (status, _) = call(
@@ -150,8 +154,9 @@ async fn client_id_of(app: &TestApp, name: &str) -> String {
             .list_clients()
             .unwrap()
             .into_iter()
-            .find(|c| c.name == name)
+            .find(|c| c.relying_party.name == name)
             .unwrap()
+            .relying_party
             .id
     })
     .await

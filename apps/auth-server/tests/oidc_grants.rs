@@ -24,6 +24,7 @@ backend_tests!(
     max_age_zero_asks_once_then_gives_a_code,
     other_clients_neither_see_nor_end_a_relying_partys_tokens,
     a_device_signs_in_with_a_code_typed_in_the_browser,
+    operators_see_and_remove_clients_on_the_admin_pages,
 );
 
 const CALLBACK: &str = "http://127.0.0.1:9/cb";
@@ -387,9 +388,11 @@ async fn service_clients_get_their_own_tokens_with_granted_scopes(backend: Backe
     let accounts = app.accounts.clone();
     let id = service.id.clone();
     assert!(
-        tokio::task::spawn_blocking(move || accounts.remove_client(&id).unwrap())
-            .await
-            .unwrap()
+        tokio::task::spawn_blocking(move || accounts
+            .remove_client(&id, &Default::default())
+            .unwrap())
+        .await
+        .unwrap()
     );
     assert!(
         app.accounts
@@ -757,4 +760,48 @@ async fn a_device_signs_in_with_a_code_typed_in_the_browser(backend: Backend) {
     let third = start_device(&app, &cli).await;
     let (_, body) = poll(&app, &other, &third).await;
     assert_eq!(body["error"], "invalid_grant");
+}
+
+async fn operators_see_and_remove_clients_on_the_admin_pages(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_admin("boss@example.com").await;
+    app.create_user("kim@example.com", None).await;
+    let rp = register(&app, true, false, &["organization"]).await;
+
+    let mut kim = Visitor::new();
+    kim.log_in(&app, "kim@example.com").await;
+    let (status, _) = kim.get(&app, "/admin/clients").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "operators only");
+    let to = destination(
+        kim.get_response(&app, &authorize_path(&rp, "openid", &[]))
+            .await,
+    )
+    .await;
+    let (_, tokens) = exchange(&app, &rp, &query_of(&to)["code"]).await;
+
+    let mut boss = Visitor::new();
+    boss.log_in(&app, "boss@example.com").await;
+    let (status, page) = boss.get(&app, "/admin/clients").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        page.contains("Partner app") && unescape(&page).contains(CALLBACK) && page.contains(&rp.id),
+        "{page}"
+    );
+    assert!(
+        !page.contains(rp.secret.as_deref().unwrap()),
+        "no secret shown"
+    );
+    let csrf = boss.csrf.clone();
+    let response = boss
+        .post(
+            &app,
+            &format!("/admin/clients/{}/remove", rp.id),
+            &[("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let (status, _) = token_refresh(&app, &rp, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the client is gone");
+    let (_, audit) = boss.get(&app, "/admin/audit?event=client.removed").await;
+    assert!(audit.contains(&rp.id), "{audit}");
 }

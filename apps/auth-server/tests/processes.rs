@@ -762,6 +762,46 @@ fn clients_and_admins_are_bootstrapped_from_the_cli() {
             && !listed.contains(&secret),
         "{listed}"
     );
+    // A relying party: redirect URIs checked, listed with its kind.
+    let (ok, out) = run(
+        &[
+            "client",
+            "add",
+            "--name",
+            "intranet",
+            "--redirect-uri",
+            "https://intranet.example/callback",
+            "--first-party",
+            "--scopes",
+            "organization",
+        ],
+        None,
+    );
+    assert!(ok && out.contains("client_secret="), "{out}");
+    let (ok, out) = run(
+        &[
+            "client",
+            "add",
+            "--name",
+            "bad",
+            "--redirect-uri",
+            "http://intranet.example/cb",
+        ],
+        None,
+    );
+    assert!(!ok && out.contains("redirect_uri"), "{out}");
+    let (ok, out) = run(&["client", "add", "--name", "cli", "--public"], None);
+    assert!(
+        ok && !out.contains("client_secret=") && out.contains("public"),
+        "{out}"
+    );
+    let (ok, listed) = run(&["client", "list"], None);
+    assert!(
+        ok && listed.contains("first-party")
+            && listed.contains("redirect https://intranet.example/callback")
+            && listed.contains("public"),
+        "{listed}"
+    );
 
     let (ok, out) = run(
         &[

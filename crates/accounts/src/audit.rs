@@ -46,6 +46,8 @@ pub mod events {
     pub const OIDC_LOGOUT: &str = "oidc.logout";
     pub const OIDC_CONSENT_REVOKED: &str = "oidc.consent_revoked";
     pub const OIDC_DEVICE_DECIDED: &str = "oidc.device_decided";
+    pub const CLIENT_ADDED: &str = "client.added";
+    pub const CLIENT_REMOVED: &str = "client.removed";
 }
 
 /// Who is acting, and from where. `actor` is a user id, or `None` for an

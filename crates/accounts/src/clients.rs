@@ -10,6 +10,7 @@ use storage::models::ExternalIdentityRow;
 use storage::repo::{clients, users};
 use subtle::ConstantTimeEq;
 
+use crate::audit::{AuditContext, AuditEvent, events};
 use crate::client_tokens::ClientTokens;
 use crate::error::AccountsError;
 use crate::secrets::token_hash;
@@ -27,10 +28,10 @@ pub struct CreatedClient {
 /// A registered client as listed; the secret is never shown again.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientView {
-    pub id: String,
-    pub name: String,
     pub created_at: chrono::NaiveDateTime,
     pub revoked_at: Option<chrono::NaiveDateTime>,
+    /// Its id, name and, for a relying party, redirect URIs and the rest.
+    pub relying_party: crate::oidc::RelyingParty,
 }
 
 /// A client whose credentials were just checked.
@@ -82,10 +83,9 @@ impl Accounts {
         Ok(clients::list(&mut conn)?
             .into_iter()
             .map(|row| ClientView {
-                id: row.id,
-                name: row.name,
                 created_at: row.created_at,
                 revoked_at: row.revoked_at,
+                relying_party: crate::oidc::RelyingParty::from(row),
             })
             .collect())
     }
@@ -93,11 +93,14 @@ impl Accounts {
     /// Revokes a client (after a leaked secret, say): its credentials stop
     /// working, and every session it started ends at once, its users' tokens
     /// with them. False when there was no such active client.
-    pub fn remove_client(&self, client_id: &str) -> Result<bool> {
+    pub fn remove_client(&self, client_id: &str, context: &AuditContext) -> Result<bool> {
         let revoked = self.transact(|c, at| {
             if !clients::revoke(c, client_id, at.naive_utc())? {
                 return Ok(Ok(None));
             }
+            AuditEvent::new(events::CLIENT_REMOVED)
+                .detail("client_id", client_id)
+                .record(c, context)?;
             let ids = storage::repo::sessions::revoke_live_for_client(
                 c,
                 client_id,

@@ -20,6 +20,7 @@ use auth_core::{ACR_SINGLE_FACTOR, ACR_TWO_FACTORS, AccessClaims, ID_TOKEN_TYP, 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::TimeDelta;
+use diesel::Connection;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value, json};
 use storage::models::{AuthorizationCodeRow, ClientRow, ConsentRow, SessionRow};
@@ -153,15 +154,39 @@ impl Accounts {
         let client_id = Uuid::new_v4().simple().to_string();
         let secret = (!new.public).then(new_opaque_token);
         let mut conn = self.conn()?;
+        conn.transaction(|c| -> Result<()> {
+            storage::repo::write_lock(c)?;
+            self.insert_client(c, &client_id, name, secret.as_ref(), &new)?;
+            // Only operators register clients (the CLI).
+            AuditEvent::new(events::CLIENT_ADDED)
+                .detail("client_id", &client_id)
+                .detail("name", name)
+                .detail("redirect_uris", new.redirect_uris.join(" "))
+                .detail("first_party", new.first_party)
+                .record(c, &crate::Actor::operator().context)?;
+            Ok(())
+        })?;
+        Ok(CreatedClient {
+            client_id,
+            client_secret: secret,
+        })
+    }
+
+    fn insert_client(
+        &self,
+        conn: &mut storage::AnyConnection,
+        client_id: &str,
+        name: &str,
+        secret: Option<&SecretString>,
+        new: &NewClient,
+    ) -> Result<()> {
         clients::insert(
-            &mut conn,
+            conn,
             &ClientRow {
-                id: client_id.clone(),
+                id: client_id.to_owned(),
                 name: name.to_owned(),
                 // A public client's empty hash matches no presented secret.
-                secret_hash: secret
-                    .as_ref()
-                    .map_or_else(String::new, |s| token_hash(s.expose_secret())),
+                secret_hash: secret.map_or_else(String::new, |s| token_hash(s.expose_secret())),
                 created_at: now().naive_utc(),
                 revoked_at: None,
                 redirect_uris: new.redirect_uris.join(" "),
@@ -172,10 +197,7 @@ impl Accounts {
                 backchannel_logout_uri: new.backchannel_logout_uri.clone().unwrap_or_default(),
             },
         )?;
-        Ok(CreatedClient {
-            client_id,
-            client_secret: secret,
-        })
+        Ok(())
     }
 
     /// An active client by id (no credentials checked: for the

@@ -720,7 +720,11 @@ fn client_users_never_get_a_password_and_die_with_their_client(backend: Backend)
     users.dedup();
     assert_eq!(users.len(), 3);
     // Removing the client ends the sessions it started.
-    assert!(accounts.remove_client(&created.client_id).unwrap());
+    assert!(
+        accounts
+            .remove_client(&created.client_id, &Default::default())
+            .unwrap()
+    );
     assert_eq!(
         accounts.check_client_token(&pair.access, ClientTokenKind::Access),
         Err(auth_core::TokenError::Revoked)

@@ -420,3 +420,53 @@ pub async fn audit(signed_in: SignedIn, query: web::Query<AuditQuery>) -> PageRe
         context! { filter => shown, items => items, next => next },
     )
 }
+
+/// `GET /admin/clients`: registered clients (services and relying
+/// parties), operators only. Registering one stays a CLI step: its secret
+/// is shown once, on the operator's terminal.
+pub async fn clients(signed_in: SignedIn) -> PageResult {
+    actor(&signed_in, true)?;
+    let accounts = signed_in.0.state.accounts.clone();
+    let listed = run_blocking(move || accounts.list_clients())
+        .await
+        .and_then(|r| r.map_err(ApiError::from))
+        .map_err(failure(&signed_in))?;
+    let items: Vec<_> = listed
+        .into_iter()
+        .map(|c| {
+            let rp = c.relying_party;
+            context! {
+                id => rp.id,
+                name => rp.name,
+                redirect_uris => rp.redirect_uris,
+                scopes => rp.scopes,
+                public => rp.public,
+                first_party => rp.first_party,
+                backchannel => rp.backchannel_logout_uri.is_some(),
+                created_at => time(c.created_at),
+                removed_at => c.revoked_at.map(time),
+            }
+        })
+        .collect();
+    signed_in
+        .0
+        .page("admin_clients.html", context! { items => items })
+}
+
+/// `POST /admin/clients/{id}/remove`: its credentials stop working and
+/// every session it holds ends.
+pub async fn remove_client(
+    signed_in: SignedIn,
+    path: web::Path<String>,
+    body: web::Bytes,
+) -> PageResult {
+    let actor = actor(&signed_in, true)?;
+    posted(&signed_in.0, &body)?;
+    let client_id = path.into_inner();
+    let accounts = signed_in.0.state.accounts.clone();
+    run_blocking(move || accounts.remove_client(&client_id, &actor.context))
+        .await
+        .and_then(|r| r.map_err(ApiError::from))
+        .map_err(failure(&signed_in))?;
+    Ok(signed_in.0.redirect("/admin/clients"))
+}

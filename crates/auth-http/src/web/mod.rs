@@ -89,6 +89,8 @@ pub const PAGE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/admin/users/{id}"),
     ("POST", "/admin/users/{id}"),
     ("GET", "/admin/audit"),
+    ("GET", "/admin/clients"),
+    ("POST", "/admin/clients/{id}/remove"),
     ("POST", "/oauth/authorize/consent"),
     ("GET", "/device"),
     ("POST", "/device"),
@@ -168,6 +170,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(post().to(admin::update_user)),
         )
         .service(at("/admin/audit").route(get().to(admin::audit)))
+        .service(at("/admin/clients").route(get().to(admin::clients)))
+        .service(at("/admin/clients/{id}/remove").route(post().to(admin::remove_client)))
         .service(at("/oauth/authorize/consent").route(post().to(oidc::consent)))
         .service(
             at("/device")
@@ -274,6 +278,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "consent.html",
         include_str!("../../web/templates/consent.html"),
+    ),
+    (
+        "admin_clients.html",
+        include_str!("../../web/templates/admin_clients.html"),
     ),
     (
         "admin_nav.html",
