@@ -9,6 +9,9 @@
 //!    the mailed code and a username, with JavaScript off.
 //! 3. A forgotten password is reset from the mailed link, on a phone-wide
 //!    window.
+//! 4. Single sign-on pages: a third-party application's consent page (and
+//!    the way back to it after the form, past the CSP), the device code
+//!    pages, the dashboard's connected applications, the admin's clients.
 //!
 //! Screenshots of every page land in `target/tmp/screenshots/<test>/`, and
 //! each page photographed is then checked with axe-core (WCAG 2.1 AA and best practice):
@@ -499,4 +502,96 @@ async fn passkeys_in_the_browser() {
         browser.wait_for("#profile-email").await;
         browser.close().await;
     }
+}
+
+#[tokio::test]
+async fn single_sign_on_pages_in_the_browser() {
+    let app = spawn_app(Backend::Sqlite).await;
+    app.create_admin("boss@example.com").await;
+    let callback = "http://127.0.0.1:9/callback";
+    let accounts = app.accounts.clone();
+    let (partner, cli) = tokio::task::spawn_blocking(move || {
+        let partner = accounts
+            .register_client(accounts::NewClient {
+                name: "Partner app".into(),
+                redirect_uris: vec![callback.into()],
+                ..Default::default()
+            })
+            .unwrap();
+        let cli = accounts
+            .register_client(accounts::NewClient {
+                name: "Deploy tool".into(),
+                public: true,
+                ..Default::default()
+            })
+            .unwrap();
+        (partner.client_id, cli.client_id)
+    })
+    .await
+    .unwrap();
+    let browser = Browser::start("single_sign_on", Options::default()).await;
+    log_in(&browser, &app, "boss@example.com", PASSWORD).await;
+
+    // A third-party application asks; the user allows; the browser ends up
+    // at the application with a code (a page after the form goes on by
+    // itself, so `form-action 'self'` does not stop the redirect).
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    browser
+        .goto(&app.url(&format!(
+            "/oauth/authorize?response_type=code&client_id={partner}&redirect_uri={}\
+             &scope=openid%20email%20profile&state=s1&code_challenge={challenge}\
+             &code_challenge_method=S256",
+            "http%3A%2F%2F127.0.0.1%3A9%2Fcallback"
+        )))
+        .await;
+    browser.wait_for("#allow").await;
+    assert_eq!(browser.text("#client-name").await, "Partner app");
+    browser.screenshot("consent").await;
+    browser.click("#allow").await;
+    let mut landed = String::new();
+    for _ in 0..50 {
+        landed = browser.url().await;
+        if landed.starts_with(callback) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        landed.starts_with(callback) && landed.contains("code=") && landed.contains("state=s1"),
+        "{landed}"
+    );
+
+    // The device pages: a code typed, the request confirmed.
+    let device: serde_json::Value = app
+        .http
+        .post(app.url("/oauth/device_authorization"))
+        .form(&[("client_id", cli.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    browser.goto(&app.url("/device")).await;
+    browser.screenshot("device-code").await;
+    browser
+        .fill("#f-code", device["user_code"].as_str().unwrap())
+        .await;
+    browser.click("#submit").await;
+    browser.wait_for("#allow").await;
+    assert_eq!(browser.text("#client-name").await, "Deploy tool");
+    browser.screenshot("device-confirm").await;
+    browser.click("#allow").await;
+    browser.wait_for("#device-outcome").await;
+    browser.screenshot("device-done").await;
+
+    // Where the user sees and withdraws what they allowed; where the
+    // operator sees every client.
+    browser.goto(&app.url("/dashboard")).await;
+    browser.wait_for("#apps").await;
+    browser.screenshot("dashboard-apps").await;
+    browser.goto(&app.url("/admin/clients")).await;
+    browser.wait_for("#clients").await;
+    browser.screenshot("admin-clients").await;
+    browser.close().await;
 }
