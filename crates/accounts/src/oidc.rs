@@ -359,7 +359,7 @@ impl Accounts {
             return Ok(Err(AuthorizeError::NoRedirect("invalid_redirect_uri")));
         };
         let state = request.state.clone().filter(|s| !s.is_empty());
-        let refuse = |error: &'static str, description: &'static str| {
+        let send_back = |error: &'static str, description: &'static str| {
             Ok(Err(AuthorizeError::Redirect {
                 redirect_uri: redirect_uri.to_owned(),
                 state: state.clone(),
@@ -368,20 +368,20 @@ impl Accounts {
             }))
         };
         if state.as_ref().is_some_and(|s| s.len() > 1024) {
-            return refuse("invalid_request", "state is longer than 1024 characters");
+            return send_back("invalid_request", "state is longer than 1024 characters");
         }
         match request.response_type.as_deref() {
             Some("code") => {}
             Some(_) => {
-                return refuse(
+                return send_back(
                     "unsupported_response_type",
                     "only response_type=code is supported",
                 );
             }
-            None => return refuse("invalid_request", "response_type is missing"),
+            None => return send_back("invalid_request", "response_type is missing"),
         }
         let Some(scope) = granted_scope(&client, request.scope.as_deref().unwrap_or("")) else {
-            return refuse(
+            return send_back(
                 "invalid_scope",
                 "scope must include openid, and only scopes this client may ask for",
             );
@@ -391,21 +391,21 @@ impl Accounts {
             request.code_challenge_method.as_deref(),
         ) {
             (None, _) => {
-                return refuse("invalid_request", "code_challenge is required (PKCE, S256)");
+                return send_back("invalid_request", "code_challenge is required (PKCE, S256)");
             }
             (Some(_), Some("S256")) => {}
             (Some(_), _) => {
-                return refuse("invalid_request", "code_challenge_method must be S256");
+                return send_back("invalid_request", "code_challenge_method must be S256");
             }
         }
         let code_challenge = request.code_challenge.clone().unwrap_or_default();
         // base64url of a SHA-256: exactly 43 characters.
         if !pkce_alphabet(&code_challenge, 43..=43) {
-            return refuse("invalid_request", "code_challenge is not an S256 challenge");
+            return send_back("invalid_request", "code_challenge is not an S256 challenge");
         }
         let nonce = request.nonce.clone().filter(|n| !n.is_empty());
         if nonce.as_ref().is_some_and(|n| n.len() > 512) {
-            return refuse("invalid_request", "nonce is longer than 512 characters");
+            return send_back("invalid_request", "nonce is longer than 512 characters");
         }
         let prompts: Vec<&str> = request
             .prompt
@@ -417,20 +417,20 @@ impl Accounts {
             .iter()
             .any(|p| !matches!(*p, "none" | "login" | "consent" | "select_account"))
         {
-            return refuse(
+            return send_back(
                 "invalid_request",
                 "prompt is none, login, consent or select_account",
             );
         }
         let prompt_none = prompts.contains(&"none");
         if prompt_none && prompts.len() > 1 {
-            return refuse("invalid_request", "prompt=none goes with no other value");
+            return send_back("invalid_request", "prompt=none goes with no other value");
         }
         let max_age = match request.max_age.as_deref() {
             None | Some("") => None,
             Some(text) => match text.parse::<i64>() {
                 Ok(secs) if secs >= 0 => Some(secs),
-                _ => return refuse("invalid_request", "max_age is a number of seconds"),
+                _ => return send_back("invalid_request", "max_age is a number of seconds"),
             },
         };
         Ok(Ok(ValidAuthorization {

@@ -170,6 +170,26 @@ pub fn describe_reason(reason: &str) -> (&'static str, &'static str) {
         "is not your password" => ("wrong_password", "현재 비밀번호와 다릅니다."),
         "does not match" => ("mismatch", "일치하지 않습니다."),
         "is not acceptable" => ("invalid_value", "사용할 수 없는 값입니다."),
+        "may be organization, permissions, and permission names of the catalog" => (
+            "invalid_value",
+            "organization, permissions, 또는 권한 목록의 권한 이름만 쓸 수 있습니다.",
+        ),
+        "must be an absolute URI" => ("invalid_uri", "절대 URI여야 합니다."),
+        "must have no fragment and no user info" => (
+            "invalid_uri",
+            "프래그먼트(#)나 사용자 정보가 없어야 합니다.",
+        ),
+        "must be at most 2000 characters without spaces" => {
+            ("invalid_uri", "공백 없이 2000자 이하여야 합니다.")
+        }
+        "must use https (http only on localhost)" => (
+            "invalid_uri",
+            "https를 써야 합니다(http는 localhost에서만).",
+        ),
+        "must use https, http on localhost, or (public clients) a reverse-domain scheme" => (
+            "invalid_uri",
+            "https, localhost의 http, 또는 (공개 클라이언트) 역도메인 스킴을 써야 합니다.",
+        ),
         _ => ("invalid", "올바르지 않은 값입니다."),
     }
 }
