@@ -12,6 +12,9 @@
 //!    `plain` PKCE, `prompt=none` without a session, reused codes, wrong
 //!    client credentials, verifier or redirect URI, unknown grant types.
 //! 3. The same code flow with ES256 keys (a different at_hash hash).
+//! 4. `examples/sso-client`, a whole "Sign in with …" application, in
+//!    Chromium: its sign-in link, our login page, back at the application
+//!    showing the user; its sign-out ends our browser session too.
 
 mod support;
 
@@ -44,6 +47,7 @@ backend_tests!(
     sign_in_single_sign_on_and_logout_in_the_browser,
     the_provider_refuses_what_it_must,
     es256_id_tokens_verify_too,
+    the_sso_client_example_signs_in_and_out_in_the_browser,
 );
 
 /// A client as `from_provider_metadata` leaves it: authorization endpoint
@@ -96,6 +100,7 @@ async fn register(
         scopes: Vec::new(),
         public,
         first_party: true,
+        backchannel_logout_uri: None,
     };
     let created = tokio::task::spawn_blocking(move || accounts.register_client(client))
         .await
@@ -999,4 +1004,139 @@ async fn es256_id_tokens_verify_too(backend: Backend) {
         &auth.nonce,
         CoreJwsSigningAlgorithm::EcdsaP256Sha256,
     );
+}
+
+/// The application's page after the browser came back from the provider:
+/// panics with the example's error page, or where the browser is, unless
+/// it shows a signed-in user within 15 s.
+async fn signed_in_at_example(browser: &Browser) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if browser.has("#user-email").await {
+            return;
+        }
+        if browser.has("#error").await {
+            panic!(
+                "the example refused the sign-in: {} ({})",
+                browser.text("main").await,
+                browser.url().await
+            );
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not signed in at the example; the browser is at {}",
+            browser.url().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn the_sso_client_example_signs_in_and_out_in_the_browser(backend: Backend) {
+    let app = provider(backend, &[]).await;
+    let user_id = app.create_user("noa@example.com", Some("noa")).await;
+    // The example under another host name than ours: its cookies and the
+    // provider's stay apart, and going between them crosses sites, as
+    // between two real domains (SameSite=Lax cookies must survive it).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let app_url = format!("http://localhost:{}", listener.local_addr().unwrap().port());
+    let settings = sso_client::Settings {
+        issuer: app.settings.issuer.clone(),
+        client_id: String::new(),
+        client_secret: None,
+        app_url: app_url.clone(),
+        provider_name: "Example Corp".into(),
+    };
+    // A first-party confidential client, as the README registers it.
+    let client = register(
+        &app,
+        "SSO example",
+        &settings.redirect_uri(),
+        &[&settings.post_logout_redirect_uri()],
+        false,
+    )
+    .await;
+    let settings = sso_client::Settings {
+        client_id: client.id.clone(),
+        client_secret: client.secret.clone(),
+        ..settings
+    };
+    tokio::spawn(sso_client::serve(listener, settings).unwrap());
+
+    // Errors at the callback are a plain page, whatever arrives.
+    for (query, expected) in [
+        (
+            "error=access_denied&error_description=the+user+declined&state=s",
+            "access_denied",
+        ),
+        ("code=c&state=s", "not started in this browser"),
+        ("state=a&state=b", "malformed"),
+    ] {
+        let response = app
+            .http
+            .get(format!("{app_url}/callback?{query}"))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let page = response.text().await.unwrap();
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {page}");
+        assert!(page.contains(expected), "{query}: {page}");
+    }
+
+    // Signed out, "Sign in with …", our login page, back at the example.
+    let browser = Browser::start(
+        &format!("oidc_example_{}", label(backend)),
+        Options::default(),
+    )
+    .await;
+    browser.goto(&format!("{app_url}/")).await;
+    browser.wait_for("#sign-in").await;
+    assert!(!browser.has("#user-email").await);
+    assert_eq!(browser.text("#sign-in").await, "Sign in with Example Corp");
+    browser.screenshot("example-signed-out").await;
+    browser.click("#sign-in").await;
+    browser.wait_for("#f-login").await;
+    let at = browser.url().await;
+    assert!(
+        at.starts_with(&format!("{}/login?next=", app.base)),
+        "the provider's login page: {at}"
+    );
+    browser.fill("#f-login", "noa@example.com").await;
+    browser.fill("#f-password", PASSWORD).await;
+    browser.click("#submit").await;
+    signed_in_at_example(&browser).await;
+    assert_eq!(browser.url().await, format!("{app_url}/"));
+    assert_eq!(browser.text("#user-email").await, "noa@example.com");
+    assert_eq!(browser.text("#user-name").await, "Test User");
+    assert_eq!(browser.text("#user-sub").await, user_id);
+    browser.screenshot("example-signed-in").await;
+
+    // Sign out at the example: its session ends, then ours, and the
+    // browser comes back to the example with the state it sent.
+    browser.click("#sign-out").await;
+    browser.wait_for("#signed-out").await;
+    let at = browser.url().await;
+    assert!(
+        at.starts_with(&format!("{app_url}/?state=")),
+        "back at the example from the provider's logout: {at}"
+    );
+    assert!(!browser.has("#user-email").await);
+    assert!(browser.has("#sign-in").await);
+    browser.screenshot("example-signed-out-everywhere").await;
+    browser.goto(&format!("{app_url}/")).await;
+    browser.wait_for("#sign-in").await;
+    assert!(
+        !browser.has("#user-email").await,
+        "the example forgot the session"
+    );
+
+    // Our browser session ended with it: the dashboard asks for a login.
+    browser.goto(&app.url("/dashboard")).await;
+    browser.wait_for("#f-login").await;
+    let at = browser.url().await;
+    assert!(
+        at.starts_with(&format!("{}/login", app.base)),
+        "the provider's session ended: {at}"
+    );
+    browser.close().await;
 }
