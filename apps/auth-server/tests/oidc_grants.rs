@@ -25,6 +25,7 @@ backend_tests!(
     other_clients_neither_see_nor_end_a_relying_partys_tokens,
     a_device_signs_in_with_a_code_typed_in_the_browser,
     operators_see_and_remove_clients_on_the_admin_pages,
+    a_logout_link_from_elsewhere_asks_before_it_signs_anyone_out,
 );
 
 const CALLBACK: &str = "http://127.0.0.1:9/cb";
@@ -804,4 +805,100 @@ async fn operators_see_and_remove_clients_on_the_admin_pages(backend: Backend) {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "the client is gone");
     let (_, audit) = boss.get(&app, "/admin/audit?event=client.removed").await;
     assert!(audit.contains(&rp.id), "{audit}");
+}
+
+async fn a_logout_link_from_elsewhere_asks_before_it_signs_anyone_out(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    let accounts = app.accounts.clone();
+    let rp = tokio::task::spawn_blocking(move || {
+        accounts
+            .register_client(accounts::NewClient {
+                name: "Partner app".into(),
+                redirect_uris: vec![CALLBACK.into()],
+                post_logout_redirect_uris: vec!["http://127.0.0.1:9/bye".into()],
+                first_party: true,
+                ..Default::default()
+            })
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let rp = Client {
+        id: rp.client_id,
+        secret: rp
+            .client_secret
+            .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned()),
+    };
+    let mut kim = Visitor::new();
+    kim.log_in(&app, "kim@example.com").await;
+    let to = destination(
+        kim.get_response(&app, &authorize_path(&rp, "openid", &[]))
+            .await,
+    )
+    .await;
+    let (_, tokens) = exchange(&app, &rp, &query_of(&to)["code"]).await;
+    let hint = tokens["id_token"].as_str().unwrap();
+    let logout = format!(
+        "/oauth/logout?id_token_hint={hint}&post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fbye&state=z"
+    );
+
+    // Opened in another browser (a link in a mail, an image): a question,
+    // and nothing ends until it is answered.
+    let mut elsewhere = Visitor::new();
+    let (status, page) = elsewhere.get(&app, &logout).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"logout\""), "{page}");
+    let (status, _) = kim.get(&app, "/dashboard").await;
+    assert_eq!(status, StatusCode::OK, "still signed in");
+    // Without this browser's CSRF token the form does nothing.
+    let forged = elsewhere
+        .post(
+            &app,
+            "/oauth/logout",
+            &[
+                ("csrf", "forged"),
+                ("id_token_hint", hint),
+                ("decision", "logout"),
+            ],
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    let (status, _) = kim.get(&app, "/dashboard").await;
+    assert_eq!(status, StatusCode::OK, "still signed in");
+    // Staying changes nothing; confirming signs out there and here.
+    let mut fields = consent_fields(&page);
+    fields.push(("decision".into(), "stay".into()));
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    elsewhere.post(&app, "/oauth/logout", &form).await;
+    let (status, _) = kim.get(&app, "/dashboard").await;
+    assert_eq!(status, StatusCode::OK, "stayed");
+    fields.pop();
+    fields.push(("decision".into(), "logout".into()));
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let to = destination(elsewhere.post(&app, "/oauth/logout", &form).await).await;
+    assert_eq!(to, "http://127.0.0.1:9/bye?state=z");
+    let (status, _) = kim.get(&app, "/dashboard").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "signed out");
+    let (status, body) = token_refresh(&app, &rp, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+    );
+
+    // Another client's redirect URI, or a hint that is not ours: a page.
+    let (status, _) = elsewhere
+        .get(&app, &format!("/oauth/logout?id_token_hint={hint}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = elsewhere
+        .get(&app, "/oauth/logout?id_token_hint=a.b.c")
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -52,8 +52,9 @@ pub use mfa::{
     MfaChallenge, MfaMethod, MfaPolicy, MfaStatus, SecondFactor, StepUpProof, TotpEnrolment,
 };
 pub use oidc::{
-    AuthorizationRequest, AuthorizeError, Authorized, ConsentView, LoggedOut, LogoutNotice,
-    LogoutRefused, LogoutSender, NewClient, RelyingParty, RelyingPartyTokens, ValidAuthorization,
+    AuthorizationRequest, AuthorizeError, Authorized, CheckedLogout, ConsentView, LogoutNotice,
+    LogoutRefused, LogoutRequest, LogoutSender, NewClient, RelyingParty, RelyingPartyTokens,
+    ValidAuthorization,
 };
 pub use organizations::Organization;
 pub use passkeys::{PasskeyAssertion, PasskeyCeremony, PasskeyName, PasskeySignIn, PasskeySummary};

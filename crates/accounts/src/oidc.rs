@@ -941,53 +941,94 @@ pub enum LogoutRefused {
     InvalidRedirectUri,
 }
 
-/// An RP-initiated logout that was carried out.
+/// An RP-initiated logout request as it came (every part optional).
+#[derive(Clone, Debug, Default)]
+pub struct LogoutRequest {
+    pub id_token_hint: Option<String>,
+    pub client_id: Option<String>,
+    pub post_logout_redirect_uri: Option<String>,
+}
+
+/// An RP-initiated logout request that passed the checks.
 #[derive(Clone, Debug)]
-pub struct LoggedOut {
-    /// The browser session that ended (with every relying party's).
-    pub sso_session_id: String,
-    /// Where to send the browser, if the relying party asked.
+pub struct CheckedLogout {
+    /// The user and browser session the hint names; `None` without a hint
+    /// (the browser's own session is meant).
+    pub session: Option<(String, String)>,
+    /// The relying party asking (from the hint, or `client_id`).
+    pub client_id: Option<String>,
+    /// Where to send the browser afterwards (registered for that client).
     pub redirect_uri: Option<String>,
 }
 
 impl Accounts {
-    /// RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): the
-    /// hint must be an ID token we issued (expired or not); its browser
-    /// session ends, and with it every relying party's session from it,
-    /// as a native logout does.
-    pub fn relying_party_logout(
+    /// Checks an RP-initiated logout request (OpenID Connect RP-Initiated
+    /// Logout 1.0 §2): a hint must be an ID token we issued (expired or
+    /// not) to a client that still exists, `client_id` (if also given) that
+    /// client, and a `post_logout_redirect_uri` one registered for it.
+    /// Nothing ends here: [`end_relying_party_logout`](Self::end_relying_party_logout)
+    /// does, once the front-end knows the user wants it.
+    pub fn check_logout(
         &self,
-        id_token_hint: &str,
-        post_logout_redirect_uri: Option<&str>,
-        context: &AuditContext,
-    ) -> Result<std::result::Result<LoggedOut, LogoutRefused>> {
-        let Ok(hint) = self
-            .verifier()
-            .policy()
-            .verify_id_token_hint(&self.keys(), id_token_hint)
-        else {
-            return Ok(Err(LogoutRefused::InvalidHint));
+        request: &LogoutRequest,
+    ) -> Result<std::result::Result<CheckedLogout, LogoutRefused>> {
+        let hint = match request.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
+            Some(hint) => match self
+                .verifier()
+                .policy()
+                .verify_id_token_hint(&self.keys(), hint)
+            {
+                Ok(claims) => Some(claims),
+                Err(_) => return Ok(Err(LogoutRefused::InvalidHint)),
+            },
+            None => None,
         };
-        let Some(client) = self.find_relying_party(&hint.aud)? else {
-            return Ok(Err(LogoutRefused::InvalidHint));
+        let client_id = match (&hint, request.client_id.as_deref()) {
+            (Some(h), Some(id)) if h.aud != id => return Ok(Err(LogoutRefused::InvalidHint)),
+            (Some(h), _) => Some(h.aud.as_str()),
+            (None, id) => id,
         };
-        if let Some(uri) = post_logout_redirect_uri
-            && !client.post_logout_redirect_uris.iter().any(|r| r == uri)
-        {
-            return Ok(Err(LogoutRefused::InvalidRedirectUri));
+        let client = match client_id {
+            Some(id) => match self.find_relying_party(id)? {
+                Some(client) => Some(client),
+                None if hint.is_some() => return Ok(Err(LogoutRefused::InvalidHint)),
+                None => return Ok(Err(LogoutRefused::InvalidRedirectUri)),
+            },
+            None => None,
+        };
+        if let Some(uri) = request.post_logout_redirect_uri.as_deref() {
+            let registered = client
+                .as_ref()
+                .is_some_and(|c| c.post_logout_redirect_uris.iter().any(|r| r == uri));
+            if !registered {
+                return Ok(Err(LogoutRefused::InvalidRedirectUri));
+            }
         }
-        self.logout(&hint.sub, &hint.sid, context)?;
+        Ok(Ok(CheckedLogout {
+            session: hint.map(|h| (h.sub, h.sid)),
+            client_id: client.map(|c| c.id),
+            redirect_uri: request.post_logout_redirect_uri.clone(),
+        }))
+    }
+
+    /// Ends the browser session `session_id` of `user_id` and, single
+    /// sign-on, every relying party's session from it, as a native logout
+    /// does; audited as an RP-initiated logout of `client_id`.
+    pub fn end_relying_party_logout(
+        &self,
+        user_id: &str,
+        session_id: &str,
+        client_id: Option<&str>,
+        context: &AuditContext,
+    ) -> Result<()> {
+        self.logout(user_id, session_id, context)?;
         self.audit(
             AuditEvent::new(events::OIDC_LOGOUT)
-                .subject(&hint.sub)
-                .detail("client_id", &client.id)
-                .detail("session_id", &hint.sid),
+                .subject(user_id)
+                .detail("client_id", client_id.unwrap_or(""))
+                .detail("session_id", session_id),
             context,
-        )?;
-        Ok(Ok(LoggedOut {
-            sso_session_id: hint.sid,
-            redirect_uri: post_logout_redirect_uri.map(str::to_owned),
-        }))
+        )
     }
 }
 

@@ -101,6 +101,7 @@ pub const NATIVE_ROUTES: &[(&str, &str)] = &[
     ("GET", "/oauth/userinfo"),
     ("POST", "/oauth/userinfo"),
     ("GET", "/oauth/logout"),
+    ("POST", "/oauth/logout"),
 ];
 
 /// All routes of the native API, mounted under `prefix`.
@@ -187,7 +188,11 @@ pub fn configure(cfg: &mut web::ServiceConfig, prefix: &str) {
                 .route(web::get().to(oidc::userinfo))
                 .route(web::post().to(oidc::userinfo_post)),
         )
-        .service(resource("/oauth/logout").route(web::get().to(crate::web::relying_party_logout)))
+        .service(
+            resource("/oauth/logout")
+                .route(web::get().to(crate::web::relying_party_logout))
+                .route(web::post().to(crate::web::oidc::confirm_logout)),
+        )
         .service(
             web::scope("/api/v1/tokens")
                 .service(

@@ -88,6 +88,7 @@ use crate::profiles::{Mounts, Profile};
         oidc::userinfo,
         oidc::userinfo_post,
         crate::web::oidc::logout,
+        crate::web::oidc::confirm_logout,
     ),
     modifiers(&SecuritySchemes, &BodyErrors),
     tags(

@@ -272,6 +272,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../web/templates/admin_audit.html"),
     ),
     (
+        "logout_confirm.html",
+        include_str!("../../web/templates/logout_confirm.html"),
+    ),
+    (
         "device.html",
         include_str!("../../web/templates/device.html"),
     ),

@@ -328,43 +328,36 @@ fn request_from_form(form: &Form) -> AuthorizationRequest {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub struct LogoutQuery {
     id_token_hint: Option<String>,
+    client_id: Option<String>,
     post_logout_redirect_uri: Option<String>,
     state: Option<String>,
 }
 
-/// RP-initiated logout. With a valid `id_token_hint` the browser session
-/// it names ends, and every relying party's session from it; the browser
-/// goes to the registered `post_logout_redirect_uri` (with `state`) or to
-/// the login page.
-#[utoipa::path(
-    get,
-    path = "/oauth/logout",
-    operation_id = "oidc_logout",
-    tag = "oidc",
-    params(
-        ("id_token_hint" = String, Query, description = "An ID token we issued (it may have expired)"),
-        ("post_logout_redirect_uri" = Option<String>, Query, description = "Exactly as registered"),
-        ("state" = Option<String>, Query),
-    ),
-    responses(
-        (status = 303, description = "Signed out: to the post-logout redirect URI (with `state`) or the login page"),
-        (status = 400, description = "No valid hint, or an unregistered URI (HTML page; nothing ends)"),
-    )
-)]
-pub async fn logout(visitor: Visitor, query: web::Query<LogoutQuery>) -> PageResult {
-    let query = query.into_inner();
-    let hint = query.id_token_hint.unwrap_or_default();
+impl LogoutQuery {
+    fn request(&self) -> accounts::LogoutRequest {
+        accounts::LogoutRequest {
+            id_token_hint: self.id_token_hint.clone(),
+            client_id: self.client_id.clone(),
+            post_logout_redirect_uri: self.post_logout_redirect_uri.clone(),
+        }
+    }
+}
+
+/// The request checked, or the page that says why not.
+async fn check_logout(
+    visitor: &Visitor,
+    query: &LogoutQuery,
+) -> Result<accounts::CheckedLogout, PageError> {
     let accounts = visitor.state.accounts.clone();
-    let context = accounts::AuditContext::from(&client_info(&visitor.req));
-    let uri = query.post_logout_redirect_uri.clone();
-    let done = run_blocking(move || accounts.relying_party_logout(&hint, uri.as_deref(), &context))
+    let request = query.request();
+    let checked = run_blocking(move || accounts.check_logout(&request))
         .await
         .and_then(|r| r.map_err(ApiError::from))
         .map_err(|e| visitor.failure(e))?;
-    let logged_out = done.map_err(|refused| {
+    checked.map_err(|refused| {
         visitor.failure(ApiError::new(
             StatusCode::BAD_REQUEST,
             match refused {
@@ -373,21 +366,149 @@ pub async fn logout(visitor: Visitor, query: web::Query<LogoutQuery>) -> PageRes
             },
             "the sign-out request is not valid",
         ))
-    })?;
-    let location = match &logged_out.redirect_uri {
-        Some(uri) => match query.state.as_deref() {
-            Some(state) => with_params(uri, &[("state", state)]),
-            None => uri.clone(),
-        },
-        None => visitor.pages.url("/login"),
-    };
+    })
+}
+
+/// Where the browser goes after a logout (or a declined one).
+fn after_logout(
+    visitor: &Visitor,
+    checked: &accounts::CheckedLogout,
+    state: Option<&str>,
+) -> String {
+    match (&checked.redirect_uri, state) {
+        (Some(uri), Some(state)) => with_params(uri, &[("state", state)]),
+        (Some(uri), None) => uri.clone(),
+        (None, _) => visitor.pages.url("/login"),
+    }
+}
+
+/// Ends the session and sends the browser on, clearing its cookie when it
+/// was this browser's session.
+async fn end_session(
+    visitor: &Visitor,
+    checked: &accounts::CheckedLogout,
+    (user_id, session_id): (String, String),
+    state: Option<&str>,
+    after_form: bool,
+) -> PageResult {
+    let accounts = visitor.state.accounts.clone();
+    let context = accounts::AuditContext::from(&client_info(&visitor.req));
+    let client_id = checked.client_id.clone();
     let this_browser = visitor
         .user
         .as_ref()
-        .is_some_and(|u| u.session_id == logged_out.sso_session_id);
-    if this_browser {
-        Ok(visitor.signed_out_to(&location))
+        .is_some_and(|u| u.session_id == session_id);
+    run_blocking(move || {
+        accounts.end_relying_party_logout(&user_id, &session_id, client_id.as_deref(), &context)
+    })
+    .await
+    .and_then(|r| r.map_err(ApiError::from))
+    .map_err(|e| visitor.failure(e))?;
+    let location = after_logout(visitor, checked, state);
+    Ok(if this_browser {
+        visitor.signed_out_to(&location)
     } else {
-        Ok(visitor.to_relying_party(&location, false))
+        visitor.to_relying_party(&location, after_form)
+    })
+}
+
+/// RP-initiated logout. With an `id_token_hint` naming this browser's own
+/// session it signs out at once; otherwise (another browser, no session, or
+/// no hint) it asks first, so a link can't sign anyone out behind their
+/// back. Ending the browser session ends every relying party's session
+/// from it; the browser then goes to the registered
+/// `post_logout_redirect_uri` (with `state`) or to the login page.
+#[utoipa::path(
+    get,
+    path = "/oauth/logout",
+    operation_id = "oidc_logout",
+    tag = "oidc",
+    params(
+        ("id_token_hint" = Option<String>, Query, description = "An ID token we issued (it may have expired)"),
+        ("client_id" = Option<String>, Query, description = "Without a hint: whose post-logout URI applies"),
+        ("post_logout_redirect_uri" = Option<String>, Query, description = "Exactly as registered"),
+        ("state" = Option<String>, Query),
+    ),
+    responses(
+        (status = 303, description = "Signed out: to the post-logout redirect URI (with `state`) or the login page"),
+        (status = 200, description = "The page that asks the user to confirm (HTML)"),
+        (status = 400, description = "A hint that is not ours, or an unregistered URI (HTML page; nothing ends)"),
+    )
+)]
+pub async fn logout(visitor: Visitor, query: web::Query<LogoutQuery>) -> PageResult {
+    let query = query.into_inner();
+    let checked = check_logout(&visitor, &query).await?;
+    let own = visitor.user.as_ref().map(|u| u.session_id.as_str());
+    match &checked.session {
+        Some(session) if Some(session.1.as_str()) == own => {
+            end_session(
+                &visitor,
+                &checked,
+                session.clone(),
+                query.state.as_deref(),
+                false,
+            )
+            .await
+        }
+        None if own.is_none() => {
+            // Nothing to end here.
+            let location = after_logout(&visitor, &checked, query.state.as_deref());
+            Ok(visitor.to_relying_party(&location, false))
+        }
+        _ => {
+            let fields: Vec<(&str, String)> = [
+                ("id_token_hint", query.id_token_hint.clone()),
+                ("client_id", query.client_id.clone()),
+                (
+                    "post_logout_redirect_uri",
+                    query.post_logout_redirect_uri.clone(),
+                ),
+                ("state", query.state.clone()),
+            ]
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+            visitor.page("logout_confirm.html", context! { params => fields })
+        }
+    }
+}
+
+/// The user's answer on the logout confirmation page (a form of this
+/// server's, with its CSRF token).
+#[utoipa::path(
+    post,
+    path = "/oauth/logout",
+    operation_id = "oidc_logout_confirm",
+    tag = "oidc",
+    responses(
+        (status = 303, description = "Signed out (or not, when the user chose to stay): on to the post-logout redirect URI or the login page"),
+        (status = 403, description = "Not this browser's form (CSRF)"),
+    )
+)]
+pub async fn confirm_logout(visitor: Visitor, body: web::Bytes) -> PageResult {
+    let form = posted(&visitor, &body)?;
+    let field = |name: &str| Some(form.text(name)).filter(|v| !v.is_empty());
+    let query = LogoutQuery {
+        id_token_hint: field("id_token_hint"),
+        client_id: field("client_id"),
+        post_logout_redirect_uri: field("post_logout_redirect_uri"),
+        state: field("state"),
+    };
+    let checked = check_logout(&visitor, &query).await?;
+    if form.text("decision") != "logout" {
+        return Ok(visitor.redirect("/"));
+    }
+    let own = visitor
+        .user
+        .as_ref()
+        .map(|u| (u.view.id.clone(), u.session_id.clone()));
+    match checked.session.clone().or(own) {
+        Some(session) => {
+            end_session(&visitor, &checked, session, query.state.as_deref(), true).await
+        }
+        None => {
+            let location = after_logout(&visitor, &checked, query.state.as_deref());
+            Ok(visitor.to_relying_party(&location, true))
+        }
     }
 }

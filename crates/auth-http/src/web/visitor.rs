@@ -350,7 +350,7 @@ impl Visitor {
     pub fn go_on(&self, path: &str, cookies: &[String]) -> HttpResponse {
         let location = self.pages.url(path);
         if path.starts_with("/oauth/") {
-            continue_page(&location, cookies)
+            continue_page(self.locale.as_str(), &location, cookies)
         } else {
             html_response(StatusCode::SEE_OTHER, "", Some(&location), cookies)
         }
@@ -366,7 +366,7 @@ impl Visitor {
     /// itself (see [`go_on`](Self::go_on)).
     pub fn to_relying_party(&self, url: &str, after_form: bool) -> HttpResponse {
         if after_form {
-            continue_page(url, &self.cookies())
+            continue_page(self.locale.as_str(), url, &self.cookies())
         } else {
             html_response(StatusCode::SEE_OTHER, "", Some(url), &self.cookies())
         }
@@ -463,12 +463,12 @@ impl Visitor {
 
 /// A page that loads `url` at once (a meta refresh, which the CSP allows),
 /// with a link for browsers that don't.
-fn continue_page(url: &str, cookies: &[String]) -> HttpResponse {
+fn continue_page(lang: &str, url: &str, cookies: &[String]) -> HttpResponse {
     let url = html_escape(url);
     let body = format!(
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"0;url={url}\"><title>…</title></head>\
-         <body><p><a id=\"continue\" href=\"{url}\">Continue / 계속</a></p></body></html>"
+        "<!DOCTYPE html><html lang=\"{lang}\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"0;url={url}\"><title>계속 · Continue</title></head>\
+         <body><main><p><a id=\"continue\" href=\"{url}\">계속 · Continue</a></p></main></body></html>"
     );
     html_response(StatusCode::OK, &body, None, cookies)
 }
