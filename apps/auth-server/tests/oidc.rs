@@ -36,10 +36,11 @@ use openidconnect::{
     StandardErrorResponse, TokenResponse,
 };
 use reqwest::StatusCode;
-use reqwest::header::{LOCATION, SET_COOKIE, WWW_AUTHENTICATE};
+use reqwest::header::{LOCATION, WWW_AUTHENTICATE};
 use serde_json::Value;
 use storage::Backend;
 use support::browser::{Browser, Options};
+use support::visitor::Visitor;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -622,77 +623,23 @@ async fn sign_in_single_sign_on_and_logout_in_the_browser(backend: Backend) {
     browser.close().await;
 }
 
-/// A browser of our own over plain HTTP: keeps cookies by hand (reqwest's
-/// jar is a feature we don't build) and the CSRF token of the last page.
-#[derive(Default)]
-struct Visitor {
-    cookies: Vec<(String, String)>,
-    csrf: String,
+/// The code flow over plain HTTP, on the tests' own cookie-keeping visitor.
+trait CodeFlow {
+    async fn sign_in(&mut self, app: &TestApp, login: &str);
+    async fn authorize(&mut self, app: &TestApp, url: &Url) -> Url;
+    async fn code(&mut self, app: &TestApp, auth: &Authorization, callback: &str) -> String;
 }
 
-impl Visitor {
-    fn keep(&mut self, response: &reqwest::Response) {
-        for value in response.headers().get_all(SET_COOKIE) {
-            let value = value.to_str().unwrap();
-            let (pair, attributes) = value.split_once(';').unwrap_or((value, ""));
-            let (name, content) = pair.split_once('=').unwrap();
-            self.cookies.retain(|(k, _)| k != name);
-            if !attributes.contains("Max-Age=0") {
-                self.cookies.push((name.to_owned(), content.to_owned()));
-            }
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    /// GET an absolute URL with the cookies; redirects are not followed.
-    async fn get(&mut self, app: &TestApp, url: &str) -> reqwest::Response {
-        let response = app
-            .http
-            .get(url)
-            .header("cookie", self.cookie_header())
-            .send()
-            .await
-            .unwrap();
-        self.keep(&response);
-        response
-    }
-
-    async fn log_in(&mut self, app: &TestApp, login: &str) {
-        let page = self
-            .get(app, &app.url("/login"))
-            .await
-            .text()
-            .await
-            .unwrap();
-        let start = page.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
-        self.csrf = page[start..start + page[start..].find('"').unwrap()].to_owned();
-        let response = app
-            .http
-            .post(app.url("/login"))
-            .header("cookie", self.cookie_header())
-            .form(&[
-                ("csrf", self.csrf.as_str()),
-                ("login", login),
-                ("password", PASSWORD),
-            ])
-            .send()
-            .await
-            .unwrap();
-        self.keep(&response);
+impl CodeFlow for Visitor {
+    async fn sign_in(&mut self, app: &TestApp, login: &str) {
+        let response = self.log_in(app, login).await;
         assert_eq!(response.status(), StatusCode::SEE_OTHER, "signed in");
     }
 
     /// Follows an authorization URL one step: where the provider redirects
     /// the browser (absolute), or panics with what it answered instead.
     async fn authorize(&mut self, app: &TestApp, url: &Url) -> Url {
-        let response = self.get(app, url.as_str()).await;
+        let response = self.get_response(app, url.as_str()).await;
         let status = response.status();
         let location = response
             .headers()
@@ -757,11 +704,11 @@ async fn the_provider_refuses_what_it_must(backend: Backend) {
 
     // An unknown client or a redirect URI not registered exactly: an error
     // page, never a redirect (an open redirector otherwise), signed in or not.
-    let mut visitor = Visitor::default();
+    let mut visitor = Visitor::new();
     let (challenge, _) = PkceCodeChallenge::new_random_sha256();
     for signed_in in [false, true] {
         if signed_in {
-            visitor.log_in(&app, "jun@example.com").await;
+            visitor.sign_in(&app, "jun@example.com").await;
         }
         for (client_id, redirect_uri) in [
             ("no-such-client", callback.clone()),
@@ -791,7 +738,7 @@ async fn the_provider_refuses_what_it_must(backend: Backend) {
                 ],
             )
             .unwrap();
-            let response = visitor.get(&app, url.as_str()).await;
+            let response = visitor.get_response(&app, url.as_str()).await;
             assert_eq!(
                 (response.status(), response.headers().get(LOCATION)),
                 (StatusCode::BAD_REQUEST, None),
@@ -811,7 +758,7 @@ async fn the_provider_refuses_what_it_must(backend: Backend) {
         .set_pkce_challenge(challenge)
         .add_prompt(CoreAuthPrompt::None)
         .url();
-    let to = Visitor::default().authorize(&app, &url).await;
+    let to = Visitor::new().authorize(&app, &url).await;
     assert!(to.as_str().starts_with(&callback), "{to}");
     let back = query(&to);
     assert_eq!(
@@ -990,8 +937,8 @@ async fn es256_id_tokens_verify_too(backend: Backend) {
     let client = register(&app, "Notes", &callback, &[], false).await;
     let metadata = discover(&app).await;
     let rp = relying_party(&metadata, &client, &callback);
-    let mut visitor = Visitor::default();
-    visitor.log_in(&app, "ara@example.com").await;
+    let mut visitor = Visitor::new();
+    visitor.sign_in(&app, "ara@example.com").await;
     let auth = authorization(&rp);
     let code = visitor.code(&app, &auth, &callback).await;
     let tokens = exchange(&app, &rp, &code, auth.verifier)
