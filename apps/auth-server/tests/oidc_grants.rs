@@ -386,6 +386,10 @@ async fn service_clients_get_their_own_tokens_with_granted_scopes(backend: Backe
         .unwrap();
     assert_eq!(claims.sub, service.id);
     assert_eq!(claims.perms, ["sms:send", "sms:read"]);
+    // Its owner can introspect it; no other client can.
+    assert_eq!(introspect(&app, &service, &access).await["active"], true);
+    let other = register(&app, false, false, &[]).await;
+    assert_eq!(introspect(&app, &other, &access).await["active"], false);
     let accounts = app.accounts.clone();
     let id = service.id.clone();
     assert!(
@@ -810,6 +814,7 @@ async fn operators_see_and_remove_clients_on_the_admin_pages(backend: Backend) {
 async fn a_logout_link_from_elsewhere_asks_before_it_signs_anyone_out(backend: Backend) {
     let app = spawn_app(backend).await;
     app.create_user("kim@example.com", None).await;
+    app.create_user("lee@example.com", None).await;
     let accounts = app.accounts.clone();
     let rp = tokio::task::spawn_blocking(move || {
         accounts
@@ -830,50 +835,58 @@ async fn a_logout_link_from_elsewhere_asks_before_it_signs_anyone_out(backend: B
             .client_secret
             .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned()),
     };
-    let mut kim = Visitor::new();
-    kim.log_in(&app, "kim@example.com").await;
-    let to = destination(
-        kim.get_response(&app, &authorize_path(&rp, "openid", &[]))
-            .await,
-    )
-    .await;
-    let (_, tokens) = exchange(&app, &rp, &query_of(&to)["code"]).await;
-    let hint = tokens["id_token"].as_str().unwrap();
-    let logout = format!(
-        "/oauth/logout?id_token_hint={hint}&post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fbye&state=z"
-    );
+    let signed_in = async |login: &str| {
+        let mut visitor = Visitor::new();
+        visitor.log_in(&app, login).await;
+        let to = destination(
+            visitor
+                .get_response(&app, &authorize_path(&rp, "openid", &[]))
+                .await,
+        )
+        .await;
+        let (_, tokens) = exchange(&app, &rp, &query_of(&to)["code"]).await;
+        (visitor, tokens)
+    };
+    let (mut kim, kim_tokens) = signed_in("kim@example.com").await;
+    let (mut lee, lee_tokens) = signed_in("lee@example.com").await;
+    let logout = |hint: &str| {
+        format!(
+            "/oauth/logout?id_token_hint={hint}&post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fbye&state=z"
+        )
+    };
+    let lee_hint = lee_tokens["id_token"].as_str().unwrap();
 
-    // Opened in another browser (a link in a mail, an image): a question,
-    // and nothing ends until it is answered.
-    let mut elsewhere = Visitor::new();
-    let (status, page) = elsewhere.get(&app, &logout).await;
+    // A browser without a session has nothing to end, whatever the hint.
+    let mut stranger = Visitor::new();
+    let to = destination(stranger.get_response(&app, &logout(lee_hint)).await).await;
+    assert_eq!(to, "http://127.0.0.1:9/bye?state=z");
+    let (status, _) = lee.get(&app, "/dashboard").await;
+    assert_eq!(status, StatusCode::OK, "lee still signed in");
+
+    // Kim's browser with Lee's hint: asked first, and only ever Kim's own
+    // session ends.
+    let (status, page) = kim.get(&app, &logout(lee_hint)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("id=\"logout\""), "{page}");
-    let (status, _) = kim.get(&app, "/dashboard").await;
-    assert_eq!(status, StatusCode::OK, "still signed in");
-    // Without this browser's CSRF token the form does nothing.
-    let forged = elsewhere
+    let forged = kim
         .post(
             &app,
             "/oauth/logout",
             &[
                 ("csrf", "forged"),
-                ("id_token_hint", hint),
+                ("id_token_hint", lee_hint),
                 ("decision", "logout"),
             ],
         )
         .await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
-    let (status, _) = kim.get(&app, "/dashboard").await;
-    assert_eq!(status, StatusCode::OK, "still signed in");
-    // Staying changes nothing; confirming signs out there and here.
     let mut fields = consent_fields(&page);
     fields.push(("decision".into(), "stay".into()));
     let form: Vec<(&str, &str)> = fields
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    elsewhere.post(&app, "/oauth/logout", &form).await;
+    kim.post(&app, "/oauth/logout", &form).await;
     let (status, _) = kim.get(&app, "/dashboard").await;
     assert_eq!(status, StatusCode::OK, "stayed");
     fields.pop();
@@ -882,23 +895,32 @@ async fn a_logout_link_from_elsewhere_asks_before_it_signs_anyone_out(backend: B
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_str()))
         .collect();
-    let to = destination(elsewhere.post(&app, "/oauth/logout", &form).await).await;
+    let to = destination(kim.post(&app, "/oauth/logout", &form).await).await;
     assert_eq!(to, "http://127.0.0.1:9/bye?state=z");
     let (status, _) = kim.get(&app, "/dashboard").await;
-    assert_eq!(status, StatusCode::SEE_OTHER, "signed out");
-    let (status, body) = token_refresh(&app, &rp, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "kim signed out");
+    let refresh = |tokens: &Value| tokens["refresh_token"].as_str().unwrap().to_owned();
+    let (status, _) = token_refresh(&app, &rp, &refresh(&kim_tokens)).await;
     assert_eq!(
-        (status, body["error"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+        status,
+        StatusCode::BAD_REQUEST,
+        "kim's application session ended"
     );
+    let (status, _) = token_refresh(&app, &rp, &refresh(&lee_tokens)).await;
+    assert_eq!(status, StatusCode::OK, "lee's did not");
+    let (status, _) = lee.get(&app, "/dashboard").await;
+    assert_eq!(status, StatusCode::OK, "lee still signed in");
 
     // Another client's redirect URI, or a hint that is not ours: a page.
-    let (status, _) = elsewhere
-        .get(&app, &format!("/oauth/logout?id_token_hint={hint}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F"))
+    let (status, _) = lee
+        .get(
+            &app,
+            &format!(
+                "/oauth/logout?id_token_hint={lee_hint}&post_logout_redirect_uri=https%3A%2F%2Fevil.example%2F"
+            ),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = elsewhere
-        .get(&app, "/oauth/logout?id_token_hint=a.b.c")
-        .await;
+    let (status, _) = lee.get(&app, "/oauth/logout?id_token_hint=a.b.c").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -160,6 +160,8 @@ impl Accounts {
         approve: bool,
         context: &AuditContext,
     ) -> Result<()> {
+        // A guess like any other: the confirmation form takes a code too.
+        self.admit_code_attempt(context.ip.as_deref())?;
         let user_code = normalize_user_code(typed).ok_or(AccountsError::InvalidCode)?;
         self.transact(|c, at| {
             let Some(row) = device_codes::by_user_code(c, &token_hash(&user_code))?

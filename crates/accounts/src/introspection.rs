@@ -65,7 +65,8 @@ impl Accounts {
                 .or_else(|_| verifier.relying_party_access(token, now))
             {
                 Ok(claims)
-                    if self.session_live(&mut conn, &claims.sid, &claims.sub, &claims.jti)? =>
+                    if self.session_live(&mut conn, &claims.sid, &claims.sub, &claims.jti)?
+                        || self.client_token_live(&mut conn, &claims)? =>
                 {
                     Some(TokenInfo::Access(claims))
                 }
@@ -174,6 +175,24 @@ impl Accounts {
         Ok(self
             .session_live(&mut conn, &claims.sid, &claims.sub, &claims.jti)?
             .then_some((claims.sub, claims.sid)))
+    }
+
+    /// A client's own token (client credentials): its client still
+    /// registered and the token not revoked (removing the client revokes
+    /// its `sid`).
+    fn client_token_live(&self, conn: &mut AnyConnection, claims: &AccessClaims) -> Result<bool> {
+        if claims.sid != crate::oidc::client_sid(&claims.sub)
+            || self
+                .verifier
+                .revocations()
+                .is_revoked(&claims.sid, &claims.jti)
+        {
+            return Ok(false);
+        }
+        Ok(
+            storage::repo::clients::find(conn, &claims.sub)?
+                .is_some_and(|c| c.revoked_at.is_none()),
+        )
     }
 
     /// The session is alive (not revoked, not past its end, its user's and

@@ -952,8 +952,8 @@ pub struct LogoutRequest {
 /// An RP-initiated logout request that passed the checks.
 #[derive(Clone, Debug)]
 pub struct CheckedLogout {
-    /// The user and browser session the hint names; `None` without a hint
-    /// (the browser's own session is meant).
+    /// The user and browser session the hint names (front-ends end only
+    /// the browser's own session, at once when it is this one).
     pub session: Option<(String, String)>,
     /// The relying party asking (from the hint, or `client_id`).
     pub client_id: Option<String>,
@@ -991,7 +991,15 @@ impl Accounts {
         let client = match client_id {
             Some(id) => match self.find_relying_party(id)? {
                 Some(client) => Some(client),
-                None if hint.is_some() => return Ok(Err(LogoutRefused::InvalidHint)),
+                // A removed client's users can still sign out through its
+                // link; only its redirect is no longer trusted.
+                None if hint.is_some() => {
+                    return Ok(Ok(CheckedLogout {
+                        session: hint.map(|h| (h.sub, h.sid)),
+                        client_id: None,
+                        redirect_uri: None,
+                    }));
+                }
                 None => return Ok(Err(LogoutRefused::InvalidRedirectUri)),
             },
             None => None,

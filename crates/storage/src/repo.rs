@@ -382,8 +382,9 @@ pub mod sessions {
         Ok(changed == 1)
     }
 
-    /// Revokes the user's sessions that are neither revoked nor expired;
-    /// returns their ids.
+    /// Revokes the user's sessions that are neither revoked nor expired,
+    /// except `except` and the relying parties' sessions from it; returns
+    /// their ids.
     pub fn revoke_live_for_user(
         conn: &mut AnyConnection,
         user_id: &str,
@@ -395,6 +396,12 @@ pub mod sessions {
             sessions::table
                 .filter(sessions::user_id.eq(user_id))
                 .filter(sessions::id.ne(except.unwrap_or("")))
+                // Relying parties' sessions from the kept one stay with it.
+                .filter(
+                    sessions::sso_session_id
+                        .ne(except.unwrap_or(""))
+                        .or(sessions::sso_session_id.is_null()),
+                )
                 .filter(sessions::revoked_at.is_null())
                 .filter(sessions::expires_at.gt(now)),
         )
@@ -721,6 +728,7 @@ pub mod consents {
         Ok(consents::table
             .inner_join(clients::table)
             .filter(consents::user_id.eq(user_id))
+            .filter(clients::revoked_at.is_null())
             .order(consents::updated_at.desc())
             .select((ConsentRow::as_select(), clients::name))
             .load(conn)?)

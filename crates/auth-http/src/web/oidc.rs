@@ -412,11 +412,13 @@ async fn end_session(
     })
 }
 
-/// RP-initiated logout. With an `id_token_hint` naming this browser's own
-/// session it signs out at once; otherwise (another browser, no session, or
-/// no hint) it asks first, so a link can't sign anyone out behind their
-/// back. Ending the browser session ends every relying party's session
-/// from it; the browser then goes to the registered
+/// RP-initiated logout. It only ever ends this browser's own session (and
+/// every relying party's session from it): at once when the
+/// `id_token_hint` names that session, after asking when it names another
+/// one or there is none (a link must not sign anyone out behind their
+/// back, and a hint — an ID token that travels in URLs and logs — must not
+/// end somebody else's session). A browser that is not signed in has
+/// nothing to end. The browser then goes to the registered
 /// `post_logout_redirect_uri` (with `state`) or to the login page.
 #[utoipa::path(
     get,
@@ -430,7 +432,7 @@ async fn end_session(
         ("state" = Option<String>, Query),
     ),
     responses(
-        (status = 303, description = "Signed out: to the post-logout redirect URI (with `state`) or the login page"),
+        (status = 303, description = "Signed out (or nothing to sign out): to the post-logout redirect URI (with `state`) or the login page"),
         (status = 200, description = "The page that asks the user to confirm (HTML)"),
         (status = 400, description = "A hint that is not ours, or an unregistered URI (HTML page; nothing ends)"),
     )
@@ -438,39 +440,38 @@ async fn end_session(
 pub async fn logout(visitor: Visitor, query: web::Query<LogoutQuery>) -> PageResult {
     let query = query.into_inner();
     let checked = check_logout(&visitor, &query).await?;
-    let own = visitor.user.as_ref().map(|u| u.session_id.as_str());
-    match &checked.session {
-        Some(session) if Some(session.1.as_str()) == own => {
-            end_session(
-                &visitor,
-                &checked,
-                session.clone(),
-                query.state.as_deref(),
-                false,
-            )
-            .await
-        }
-        None if own.is_none() => {
-            // Nothing to end here.
-            let location = after_logout(&visitor, &checked, query.state.as_deref());
-            Ok(visitor.to_relying_party(&location, false))
-        }
-        _ => {
-            let fields: Vec<(&str, String)> = [
-                ("id_token_hint", query.id_token_hint.clone()),
-                ("client_id", query.client_id.clone()),
-                (
-                    "post_logout_redirect_uri",
-                    query.post_logout_redirect_uri.clone(),
-                ),
-                ("state", query.state.clone()),
-            ]
-            .into_iter()
-            .filter_map(|(k, v)| Some((k, v?)))
-            .collect();
-            visitor.page("logout_confirm.html", context! { params => fields })
-        }
+    let Some(own) = own_session(&visitor) else {
+        let location = after_logout(&visitor, &checked, query.state.as_deref());
+        return Ok(visitor.to_relying_party(&location, false));
+    };
+    if checked
+        .session
+        .as_ref()
+        .is_some_and(|hinted| hinted.1 == own.1)
+    {
+        return end_session(&visitor, &checked, own, query.state.as_deref(), false).await;
     }
+    let fields: Vec<(&str, String)> = [
+        ("id_token_hint", query.id_token_hint.clone()),
+        ("client_id", query.client_id.clone()),
+        (
+            "post_logout_redirect_uri",
+            query.post_logout_redirect_uri.clone(),
+        ),
+        ("state", query.state.clone()),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| Some((k, v?)))
+    .collect();
+    visitor.page("logout_confirm.html", context! { params => fields })
+}
+
+/// This browser's user and session, if signed in.
+fn own_session(visitor: &Visitor) -> Option<(String, String)> {
+    visitor
+        .user
+        .as_ref()
+        .map(|u| (u.view.id.clone(), u.session_id.clone()))
 }
 
 /// The user's answer on the logout confirmation page (a form of this
@@ -498,11 +499,8 @@ pub async fn confirm_logout(visitor: Visitor, body: web::Bytes) -> PageResult {
     if form.text("decision") != "logout" {
         return Ok(visitor.redirect("/"));
     }
-    let own = visitor
-        .user
-        .as_ref()
-        .map(|u| (u.view.id.clone(), u.session_id.clone()));
-    match checked.session.clone().or(own) {
+    // This browser's own session, whatever the hint names.
+    match own_session(&visitor) {
         Some(session) => {
             end_session(&visitor, &checked, session, query.state.as_deref(), true).await
         }
