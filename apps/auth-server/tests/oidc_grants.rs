@@ -255,10 +255,15 @@ async fn third_party_clients_ask_for_consent_once_and_lose_it_when_withdrawn(bac
     assert_eq!(query_of(&to)["error"], "access_denied", "{to}");
     assert_eq!(query_of(&to)["state"], "st-1");
 
-    // The dashboard lists the client; withdrawing ends its session.
+    // The dashboard lists the client, and its session by the client's
+    // name; withdrawing ends that session.
     let (_, dashboard) = kim.get(&app, "/dashboard").await;
     assert!(
         dashboard.contains("id=\"apps\"") && dashboard.contains("Partner app"),
+        "{dashboard}"
+    );
+    assert!(
+        dashboard.contains("<strong class=\"application\">Partner app</strong>"),
         "{dashboard}"
     );
     let csrf = kim.csrf.clone();
@@ -285,6 +290,10 @@ async fn third_party_clients_ask_for_consent_once_and_lose_it_when_withdrawn(bac
     assert!(page.contains("id=\"allow\""), "asked again");
     let (_, dashboard) = kim.get(&app, "/dashboard").await;
     assert!(!dashboard.contains("id=\"apps\""));
+    assert!(
+        !dashboard.contains("class=\"application\""),
+        "its session ended"
+    );
 }
 
 async fn the_consent_form_is_checked_like_the_request(backend: Backend) {

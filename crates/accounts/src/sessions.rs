@@ -23,6 +23,9 @@ pub struct SessionView {
     pub expires_at: NaiveDateTime,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// The application (OpenID Connect relying party) holding it, by name;
+    /// `None` for a session of our own pages or API.
+    pub application: Option<String>,
 }
 
 /// A browser signed in by its session cookie.
@@ -47,17 +50,31 @@ impl Accounts {
     pub fn sessions_of(&self, user_id: &str) -> Result<Vec<SessionView>> {
         let mut conn = self.conn()?;
         let rows = sessions::live_for_user(&mut conn, user_id, now().naive_utc())?;
-        Ok(rows
-            .into_iter()
-            .map(|s| SessionView {
+        let mut names = std::collections::HashMap::new();
+        let mut views = Vec::with_capacity(rows.len());
+        for s in rows {
+            let application = match (&s.client_id, &s.scope) {
+                (Some(client_id), Some(_)) => {
+                    if !names.contains_key(client_id) {
+                        let name =
+                            storage::repo::clients::find(&mut conn, client_id)?.map(|c| c.name);
+                        names.insert(client_id.clone(), name);
+                    }
+                    names.get(client_id).cloned().flatten()
+                }
+                _ => None,
+            };
+            views.push(SessionView {
                 id: s.id,
                 created_at: s.created_at,
                 last_used_at: s.last_used_at,
                 expires_at: s.expires_at,
                 user_agent: s.user_agent,
                 ip: s.ip,
-            })
-            .collect())
+                application,
+            });
+        }
+        Ok(views)
     }
 
     /// Ends one of the user's own sessions ("sign out that device"). Another

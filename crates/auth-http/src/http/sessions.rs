@@ -25,6 +25,10 @@ pub(crate) struct SessionJson {
     expires_at: String,
     user_agent: Option<String>,
     ip: Option<String>,
+    /// The application (OpenID Connect relying party) holding the session,
+    /// by name; absent for sessions of this server's own pages and API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    application: Option<String>,
 }
 
 impl SessionJson {
@@ -37,6 +41,7 @@ impl SessionJson {
             expires_at: time(s.expires_at),
             user_agent: s.user_agent,
             ip: s.ip,
+            application: s.application,
         }
     }
 }

@@ -54,6 +54,7 @@ async fn dashboard_page(signed_in: &SignedIn, extra: Value) -> Result<Value, Api
                 last_used_at => time(s.last_used_at),
                 user_agent => s.user_agent.unwrap_or_default(),
                 ip => s.ip.unwrap_or_default(),
+                application => s.application,
             }
         })
         .collect();
