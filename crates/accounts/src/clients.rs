@@ -61,6 +61,21 @@ pub struct VouchedUser {
     pub role: String,
 }
 
+/// The registered client `client_id`, unless it was removed. Client ids
+/// are hex; anything else (a NUL byte, say) is unknown without asking the
+/// database.
+pub(crate) fn active_client(
+    conn: &mut storage::AnyConnection,
+    client_id: &str,
+) -> Result<Option<storage::models::ClientRow>> {
+    let plausible =
+        (1..=64).contains(&client_id.len()) && client_id.bytes().all(|b| b.is_ascii_alphanumeric());
+    if !plausible {
+        return Ok(None);
+    }
+    Ok(clients::find(conn, client_id)?.filter(|row| row.revoked_at.is_none()))
+}
+
 fn well_formed_external_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
         && id
@@ -164,19 +179,11 @@ impl Accounts {
     ) -> Result<AuthenticatedClient> {
         let presented = token_hash(secret);
         let mut conn = self.conn()?;
-        // Client ids are hex; anything else (a NUL byte, say) is unknown
-        // without asking the database.
-        let plausible =
-            client_id.len() <= 64 && client_id.bytes().all(|b| b.is_ascii_alphanumeric());
-        let row = if plausible {
-            clients::find(&mut conn, client_id)?
-        } else {
-            None
-        };
+        let row = active_client(&mut conn, client_id)?;
         let stored = row.as_ref().map_or("", |r| r.secret_hash.as_str());
         let matches: bool = presented.as_bytes().ct_eq(stored.as_bytes()).into();
         match row {
-            Some(row) if matches && row.revoked_at.is_none() => Ok(AuthenticatedClient {
+            Some(row) if matches => Ok(AuthenticatedClient {
                 id: row.id,
                 name: row.name,
             }),

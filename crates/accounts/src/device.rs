@@ -140,8 +140,7 @@ impl Accounts {
         let row = device_codes::by_user_code(&mut conn, &token_hash(&user_code))?
             .filter(|r| pending(r, now().naive_utc()))
             .ok_or(AccountsError::InvalidCode)?;
-        let client = storage::repo::clients::find(&mut conn, &row.client_id)?
-            .filter(|c| c.revoked_at.is_none())
+        let client = crate::clients::active_client(&mut conn, &row.client_id)?
             .ok_or(AccountsError::InvalidCode)?;
         Ok(PendingDevice {
             client_name: client.name,

@@ -189,10 +189,7 @@ impl Accounts {
         {
             return Ok(false);
         }
-        Ok(
-            storage::repo::clients::find(conn, &claims.sub)?
-                .is_some_and(|c| c.revoked_at.is_none()),
-        )
+        Ok(crate::clients::active_client(conn, &claims.sub)?.is_some())
     }
 
     /// The session is alive (not revoked, not past its end, its user's and

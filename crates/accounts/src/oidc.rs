@@ -29,7 +29,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::audit::{AuditContext, AuditEvent, events};
-use crate::clients::CreatedClient;
+use crate::clients::{CreatedClient, active_client};
 use crate::error::AccountsError;
 use crate::secrets::{new_opaque_token, token_hash};
 use crate::service::{Accounts, Channel, ClientInfo, IssuedTokens, now};
@@ -203,16 +203,8 @@ impl Accounts {
     /// An active client by id (no credentials checked: for the
     /// authorization endpoint, which only the browser calls).
     pub fn find_relying_party(&self, client_id: &str) -> Result<Option<RelyingParty>> {
-        if client_id.is_empty()
-            || client_id.len() > 64
-            || !client_id.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            return Ok(None);
-        }
         let mut conn = self.conn()?;
-        Ok(clients::find(&mut conn, client_id)?
-            .filter(|row| row.revoked_at.is_none())
-            .map(RelyingParty::from))
+        Ok(active_client(&mut conn, client_id)?.map(RelyingParty::from))
     }
 
     /// The client making a token request: a confidential client with its
@@ -225,15 +217,11 @@ impl Accounts {
         secret: Option<&str>,
     ) -> Result<RelyingParty> {
         let presented = token_hash(secret.unwrap_or(""));
-        let client = self.find_relying_party(client_id)?;
         let mut conn = self.conn()?;
-        let row = match &client {
-            Some(c) => clients::find(&mut conn, &c.id)?,
-            None => None,
-        };
+        let row = active_client(&mut conn, client_id)?;
         let stored = row.as_ref().map_or("", |r| r.secret_hash.as_str());
         let matches: bool = presented.as_bytes().ct_eq(stored.as_bytes()).into();
-        match client {
+        match row.map(RelyingParty::from) {
             Some(client) if client.public && secret.is_none() => Ok(client),
             Some(client) if !client.public && secret.is_some() && matches => Ok(client),
             _ => Err(AccountsError::InvalidClient),

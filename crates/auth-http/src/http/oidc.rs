@@ -339,13 +339,7 @@ pub struct UserInfoForm {
     )
 )]
 pub async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(auth_core::bearer_token)
-        .map(str::to_owned);
-    answer_userinfo(&state, token).await
+    answer_userinfo(&state, bearer_header(&req)).await
 }
 
 /// [`userinfo`] by POST.
@@ -365,16 +359,19 @@ pub async fn userinfo_post(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let header_token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(auth_core::bearer_token)
-        .map(str::to_owned);
     let form_token = serde_urlencoded::from_bytes::<UserInfoForm>(&body)
         .ok()
         .and_then(|f| f.access_token);
-    answer_userinfo(&state, header_token.or(form_token)).await
+    answer_userinfo(&state, bearer_header(&req).or(form_token)).await
+}
+
+/// The token of `Authorization: Bearer`, if there is one.
+fn bearer_header(req: &HttpRequest) -> Option<String> {
+    req.headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(auth_core::bearer_token)
+        .map(str::to_owned)
 }
 
 async fn answer_userinfo(state: &AppState, token: Option<String>) -> HttpResponse {
@@ -393,10 +390,11 @@ async fn answer_userinfo(state: &AppState, token: Option<String>) -> HttpRespons
     let accounts = state.accounts.clone();
     match run_blocking(move || accounts.userinfo(&token)).await {
         Ok(Ok(claims)) => no_store(&mut HttpResponse::Ok()).json(claims),
-        Ok(Err(AccountsError::Storage(e))) => {
-            actix_web::ResponseError::error_response(&ApiError::from(AccountsError::Storage(e)))
+        Ok(Err(AccountsError::Token(_) | AccountsError::TokenRevoked)) => {
+            unauthorized("invalid_token")
         }
-        Ok(Err(_)) => unauthorized("invalid_token"),
+        // The database, not the token: its own answer (503 …), never a 401.
+        Ok(Err(e)) => actix_web::ResponseError::error_response(&ApiError::from(e)),
         Err(e) => actix_web::ResponseError::error_response(&e),
     }
 }
