@@ -4,7 +4,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::Duration;
 
-use accounts::keys::KeyStore;
+use accounts::keys::{KeySource, KeyStore};
 use accounts::{
     Accounts, AccountsConfig, BackgroundConfig, CodeKey, HashCost, KeyReload, PasswordHasher,
     SessionPolicy,
@@ -124,32 +124,38 @@ pub fn services(settings: &Settings, migrate: bool) -> Result<Services> {
         },
     );
     let wake_outbox = outbox.notifier();
-    let accounts = Arc::new(Accounts::new(
-        pool.clone(),
-        Arc::new(hasher),
-        keys.clone(),
-        AccountsConfig {
-            tokens: token_policy.clone(),
-            sessions: SessionPolicy {
-                refresh_idle_ttl_secs: settings.refresh_idle_ttl_secs,
-                absolute_ttl_secs: settings.session_ttl_secs,
-                reuse_grace_secs: settings.refresh_reuse_grace_secs,
+    let accounts = Arc::new(
+        Accounts::new(
+            pool.clone(),
+            Arc::new(hasher),
+            keys.clone(),
+            AccountsConfig {
+                tokens: token_policy.clone(),
+                sessions: SessionPolicy {
+                    refresh_idle_ttl_secs: settings.refresh_idle_ttl_secs,
+                    absolute_ttl_secs: settings.session_ttl_secs,
+                    reuse_grace_secs: settings.refresh_reuse_grace_secs,
+                },
+                code_key,
+                sealing_key,
+                public_url: settings.public_url.clone(),
+                reveal_email_taken: settings.reveal_email_taken,
+                on_mail_queued: Arc::new(move || wake_outbox.notify_one()),
+                catalog: settings.permissions.clone(),
+                api_token_max_days: settings.api_token_max_days,
+                operator_emails: settings.operator_emails.clone(),
+                password_max_age_days: settings.password_max_age_days,
+                throttle_key,
+                throttle_rates: settings.throttle,
+                on_throttled: Arc::new(move |kind| throttle_metrics.record_throttled(kind)),
+                mfa: settings.mfa.clone(),
             },
-            code_key,
-            sealing_key,
-            public_url: settings.public_url.clone(),
-            reveal_email_taken: settings.reveal_email_taken,
-            on_mail_queued: Arc::new(move || wake_outbox.notify_one()),
-            catalog: settings.permissions.clone(),
-            api_token_max_days: settings.api_token_max_days,
-            operator_emails: settings.operator_emails.clone(),
-            password_max_age_days: settings.password_max_age_days,
-            throttle_key,
-            throttle_rates: settings.throttle,
-            on_throttled: Arc::new(move |kind| throttle_metrics.record_throttled(kind)),
-            mfa: settings.mfa.clone(),
-        },
-    ));
+        )
+        .with_key_source(KeySource {
+            store: key_store.clone(),
+            verify_window_secs: verify_window,
+        }),
+    );
     Ok(Services {
         key_store,
         csrf_secret,
@@ -183,9 +189,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
         BackgroundConfig {
             revocation_poll: Duration::from_millis(settings.revocation_poll_ms),
             key_reload: Some(KeyReload {
-                store: services.key_store.clone(),
                 every: Duration::from_secs(settings.key_reload_secs),
-                verify_window_secs: settings.key_verify_window_secs(),
             }),
             outbox: Some(services.outbox),
             revocation_push: Some(settings.database_url.clone()),

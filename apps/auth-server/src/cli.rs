@@ -200,6 +200,11 @@ pub enum ClientCommand {
         /// sms:send (comma or space separated).
         #[arg(long, default_value = "")]
         scopes: String,
+        /// The algorithm of its ID tokens: RS256 (OpenID Connect's default,
+        /// which relying-party libraries accept unless told otherwise),
+        /// ES256 or EdDSA (a key for it is made now if none signs with it).
+        #[arg(long = "id-token-alg", default_value = "RS256")]
+        id_token_alg: auth_core::SigningAlgorithm,
     },
     /// Registered clients (without secrets).
     List,
@@ -361,6 +366,7 @@ pub fn keys_list(settings: &Settings) -> Result<()> {
     writeln!(out, "{:<28} {:<6} {:<22} status", "kid", "alg", "created")?;
     for key in keys {
         let status = match key.retired_at {
+            None if key.alternate => format!("active (signs {} ID tokens only)", key.alg),
             None => "active (signs)".to_owned(),
             Some(at) if at + window > now => {
                 format!("retired, verifies until {}", time(at + window))
@@ -697,6 +703,7 @@ pub fn client(settings: &Settings, command: ClientCommand) -> Result<()> {
             confidential: _,
             first_party,
             scopes,
+            id_token_alg,
         } => {
             let created = services.accounts.register_client(accounts::NewClient {
                 name,
@@ -710,6 +717,7 @@ pub fn client(settings: &Settings, command: ClientCommand) -> Result<()> {
                 public,
                 first_party,
                 backchannel_logout_uri,
+                id_token_alg: Some(id_token_alg),
             })?;
             println!("client_id={}", created.client_id);
             match &created.client_secret {
@@ -746,7 +754,11 @@ pub fn client(settings: &Settings, command: ClientCommand) -> Result<()> {
                     (false, false, true) => "first-party",
                     (false, false, false) => "third-party",
                 };
-                println!("{}  {:<8} {:<12} {}", rp.id, state, kind, rp.name);
+                let alg = services.accounts.id_token_alg(rp);
+                println!(
+                    "{}  {:<8} {:<12} {:<6} {}",
+                    rp.id, state, kind, alg, rp.name
+                );
                 for uri in &rp.redirect_uris {
                     println!("    redirect {uri}");
                 }

@@ -421,6 +421,7 @@ async fn forged_and_broken_tokens_are_rejected(backend: Backend) {
             alg: SigningAlgorithm::HS256,
             created_at: 0,
             retired_at: None,
+            alternate: false,
             private_key: public_x.clone(),
         })
         .unwrap(),

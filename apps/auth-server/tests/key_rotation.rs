@@ -1,6 +1,7 @@
 //! `keys rotate` on a running server: the new key signs within the reload
 //! interval, no restart; tokens of the retired key keep verifying; the JWKS
-//! shows both.
+//! shows both. The RSA key made for relying parties' RS256 ID tokens is
+//! rotated with the others.
 
 mod support;
 
@@ -10,7 +11,7 @@ use reqwest::StatusCode;
 use storage::Backend;
 use support::*;
 
-async fn jwks_kids(app: &TestApp) -> Vec<String> {
+async fn jwks(app: &TestApp) -> Vec<serde_json::Value> {
     let (_, jwks) = read(
         app.http
             .get(app.url("/.well-known/jwks.json"))
@@ -19,12 +20,37 @@ async fn jwks_kids(app: &TestApp) -> Vec<String> {
             .unwrap(),
     )
     .await;
-    jwks["keys"]
-        .as_array()
-        .unwrap()
+    jwks["keys"].as_array().unwrap().clone()
+}
+
+async fn jwks_kids(app: &TestApp) -> Vec<String> {
+    jwks(app)
+        .await
         .iter()
         .map(|k| k["kid"].as_str().unwrap().to_owned())
         .collect()
+}
+
+/// The kids of the published RSA keys.
+async fn rsa_kids(app: &TestApp) -> Vec<String> {
+    jwks(app)
+        .await
+        .iter()
+        .filter(|k| k["kty"] == "RSA")
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits until the published JWKS holds `kid`.
+async fn published(app: &TestApp, kid: &str) {
+    let started = Instant::now();
+    while !jwks_kids(app).await.iter().any(|k| k == kid) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the new key {kid} never appeared"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test]
@@ -44,14 +70,7 @@ async fn a_rotation_takes_effect_without_a_restart() {
             chrono::Utc::now().timestamp(),
         )
         .unwrap();
-    let started = Instant::now();
-    while !jwks_kids(&app).await.contains(&new_kid) {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "the new key never appeared"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    published(&app, &new_kid).await;
     let mut kids = jwks_kids(&app).await;
     kids.sort();
     let mut expected = vec![old_kid.clone(), new_kid.clone()];
@@ -72,4 +91,85 @@ async fn a_rotation_takes_effect_without_a_restart() {
         "the retired key still verifies"
     );
     assert_eq!(app.me(&after).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn the_rsa_key_for_relying_parties_is_made_once_and_rotated_with_the_others() {
+    let app = spawn_app_with(Backend::Sqlite, &[("AUTH_KEY_RELOAD", "1")]).await;
+    assert!(
+        rsa_kids(&app).await.is_empty(),
+        "no RSA key before a client needs one"
+    );
+    let register = |name: &'static str| {
+        let accounts = app.accounts.clone();
+        tokio::task::spawn_blocking(move || {
+            accounts.register_client(accounts::NewClient {
+                name: name.into(),
+                redirect_uris: vec!["https://notes.example/callback".into()],
+                ..Default::default()
+            })
+        })
+    };
+    // Registered by another instance (the test's own services), as the CLI
+    // does: the server picks the key up at its next reload.
+    register("Notes").await.unwrap().unwrap();
+    let made = app.accounts.keys();
+    let rsa_kid = made.kids()[1].to_owned();
+    published(&app, &rsa_kid).await;
+    let first_rsa = rsa_kids(&app).await;
+    assert_eq!(
+        first_rsa,
+        [rsa_kid],
+        "OpenID Connect's default, RS256, got a key"
+    );
+    register("Calendar").await.unwrap().unwrap();
+    assert_eq!(
+        rsa_kids(&app).await,
+        first_rsa,
+        "one key for every RS256 client"
+    );
+    let keys = app.accounts.keys();
+    assert_eq!(
+        keys.signing_algorithms(),
+        [
+            auth_core::SigningAlgorithm::EdDSA,
+            auth_core::SigningAlgorithm::RS256
+        ],
+        "the RSA key signs only what asks for RS256"
+    );
+
+    let new_kid = accounts::keys::KeyDir::new(&app.settings.keys_dir)
+        .rotate(
+            auth_core::SigningAlgorithm::EdDSA,
+            chrono::Utc::now().timestamp(),
+        )
+        .unwrap();
+    published(&app, &new_kid).await;
+    app.accounts.replace_keys(
+        app.accounts
+            .key_source()
+            .unwrap()
+            .load(chrono::Utc::now().timestamp())
+            .unwrap(),
+    );
+    let rsa = rsa_kids(&app).await;
+    assert_eq!(
+        rsa.len(),
+        2,
+        "a new RSA key, the old one still verifying: {rsa:?}"
+    );
+    let rsa_signer = app
+        .accounts
+        .keys()
+        .sign_as(
+            auth_core::SigningAlgorithm::RS256,
+            auth_core::ID_TOKEN_TYP,
+            &serde_json::json!({"sub": "x"}),
+        )
+        .unwrap();
+    let signer_kid = token_kid(&rsa_signer);
+    assert!(
+        rsa.contains(&signer_kid) && !first_rsa.contains(&signer_kid),
+        "ID tokens are signed with the new RSA key"
+    );
 }

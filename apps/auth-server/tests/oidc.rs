@@ -5,9 +5,10 @@
 //!
 //! 1. Headless Chromium signs in through the login page and lands on the
 //!    RP's callback (a listener the test runs); code with PKCE, the ID token
-//!    verified (EdDSA signature, nonce, at_hash), userinfo, refresh; a second
-//!    RP gets a code with no login page (single sign-on); RP-initiated logout
-//!    ends both RPs' sessions.
+//!    verified (RS256 signature by default, EdDSA for the RP that asked for
+//!    it; nonce, at_hash), userinfo, refresh; a second RP gets a code with
+//!    no login page (single sign-on); RP-initiated logout ends both RPs'
+//!    sessions.
 //! 2. The refusals, over plain HTTP: unregistered redirect URIs, missing or
 //!    `plain` PKCE, `prompt=none` without a session, reused codes, wrong
 //!    client credentials, verifier or redirect URI, unknown grant types.
@@ -22,6 +23,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use auth_core::SigningAlgorithm;
 use base64::Engine;
 use openidconnect::core::{
     CoreAuthPrompt, CoreAuthenticationFlow, CoreClient, CoreErrorResponseType, CoreIdToken,
@@ -88,6 +90,7 @@ async fn register(
     redirect_uri: &str,
     post_logout_redirect_uris: &[&str],
     public: bool,
+    id_token_alg: Option<SigningAlgorithm>,
 ) -> Registered {
     let accounts = app.accounts.clone();
     let client = accounts::NewClient {
@@ -102,11 +105,47 @@ async fn register(
         public,
         first_party: true,
         backchannel_logout_uri: None,
+        id_token_alg,
     };
     let created = tokio::task::spawn_blocking(move || accounts.register_client(client))
         .await
         .unwrap()
         .expect("client registered");
+    // The registration ran in another instance (as `client add` does) and
+    // may have made an RSA key: wait until the server publishes every key
+    // that signs there, as a relying party would have to.
+    let signing: Vec<String> = app
+        .accounts
+        .keys()
+        .kids()
+        .iter()
+        .take(app.accounts.keys().signing_algorithms().len())
+        .map(|kid| (*kid).to_owned())
+        .collect();
+    let started = std::time::Instant::now();
+    loop {
+        let jwks: Value = app
+            .http
+            .get(app.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let published = jwks["keys"].as_array().unwrap();
+        if signing
+            .iter()
+            .all(|kid| published.iter().any(|k| k["kid"] == kid.as_str()))
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the server never published {signing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(
         created.client_secret.is_none(),
         public,
@@ -372,9 +411,20 @@ async fn sign_in_single_sign_on_and_logout_in_the_browser(backend: Backend) {
         &callbacks.url(a_callback),
         &[&callbacks.url(a_logged_out)],
         false,
+        None,
     )
     .await;
-    let b = register(&app, "Calendar", &callbacks.url(b_callback), &[], false).await;
+    // A signs with OpenID Connect's default, RS256 (a key made for it);
+    // B asked for EdDSA, the server's own algorithm.
+    let b = register(
+        &app,
+        "Calendar",
+        &callbacks.url(b_callback),
+        &[],
+        false,
+        Some(SigningAlgorithm::EdDSA),
+    )
+    .await;
 
     // Discovery: what the library needs, and what the contract promises.
     let metadata = discover(&app).await;
@@ -431,6 +481,7 @@ async fn sign_in_single_sign_on_and_logout_in_the_browser(backend: Backend) {
             "client_secret_post",
         ),
         ("token_endpoint_auth_methods_supported", "none"),
+        ("id_token_signing_alg_values_supported", "RS256"),
         ("id_token_signing_alg_values_supported", "EdDSA"),
     ] {
         assert!(
@@ -458,7 +509,12 @@ async fn sign_in_single_sign_on_and_logout_in_the_browser(backend: Backend) {
     let tokens = exchange(&app, &rp_a, code, auth.verifier)
         .await
         .unwrap_or_else(|e| panic!("code exchange: {e:?}"));
-    let id_token_a = verified_id_token(&rp_a, &tokens, &auth.nonce, CoreJwsSigningAlgorithm::EdDsa);
+    let id_token_a = verified_id_token(
+        &rp_a,
+        &tokens,
+        &auth.nonce,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    );
     let claims = id_token_a
         .claims(&rp_a.id_token_verifier(), &auth.nonce)
         .unwrap();
@@ -697,8 +753,8 @@ async fn the_provider_refuses_what_it_must(backend: Backend) {
     // Nothing needs to listen here: the test reads redirects, it does not
     // follow them.
     let callback = format!("http://127.0.0.1:{}/callback", free_port());
-    let client = register(&app, "Notes", &callback, &[], false).await;
-    let public = register(&app, "Phone app", &callback, &[], true).await;
+    let client = register(&app, "Notes", &callback, &[], false, None).await;
+    let public = register(&app, "Phone app", &callback, &[], true, None).await;
     let metadata = discover(&app).await;
     let rp = relying_party(&metadata, &client, &callback);
 
@@ -810,7 +866,12 @@ async fn the_provider_refuses_what_it_must(backend: Backend) {
     let first = exchange(&app, &rp, &code, copy(&auth.verifier))
         .await
         .unwrap_or_else(|e| panic!("first exchange: {e:?}"));
-    verified_id_token(&rp, &first, &auth.nonce, CoreJwsSigningAlgorithm::EdDsa);
+    verified_id_token(
+        &rp,
+        &first,
+        &auth.nonce,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    );
     assert_eq!(
         refused(exchange(&app, &rp, &code, auth.verifier).await),
         CoreErrorResponseType::InvalidGrant
@@ -886,7 +947,7 @@ async fn the_provider_refuses_what_it_must(backend: Backend) {
         &by_post,
         &tokens,
         &auth.nonce,
-        CoreJwsSigningAlgorithm::EdDsa,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
     );
     let phone = relying_party(&metadata, &public, &callback);
     let auth = authorization(&phone);
@@ -894,7 +955,12 @@ async fn the_provider_refuses_what_it_must(backend: Backend) {
     let tokens = exchange(&app, &phone, &code, auth.verifier)
         .await
         .unwrap_or_else(|e| panic!("public client: {e:?}"));
-    verified_id_token(&phone, &tokens, &auth.nonce, CoreJwsSigningAlgorithm::EdDsa);
+    verified_id_token(
+        &phone,
+        &tokens,
+        &auth.nonce,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    );
 
     // Malformed requests.
     let secret = client.secret.as_deref().unwrap();
@@ -934,7 +1000,15 @@ async fn es256_id_tokens_verify_too(backend: Backend) {
     let app = provider(backend, &[("AUTH_SIGNING_ALG", "ES256")]).await;
     app.create_user("ara@example.com", None).await;
     let callback = format!("http://127.0.0.1:{}/callback", free_port());
-    let client = register(&app, "Notes", &callback, &[], false).await;
+    let client = register(
+        &app,
+        "Notes",
+        &callback,
+        &[],
+        false,
+        Some(SigningAlgorithm::ES256),
+    )
+    .await;
     let metadata = discover(&app).await;
     let rp = relying_party(&metadata, &client, &callback);
     let mut visitor = Visitor::new();
@@ -1000,6 +1074,7 @@ async fn the_sso_client_example_signs_in_and_out_in_the_browser(backend: Backend
         &settings.redirect_uri(),
         &[&settings.post_logout_redirect_uri()],
         false,
+        None,
     )
     .await;
     let settings = sso_client::Settings {

@@ -59,6 +59,7 @@ async fn register_with(
                 public,
                 first_party,
                 backchannel_logout_uri,
+                id_token_alg: None,
             })
             .unwrap()
     })

@@ -799,9 +799,37 @@ fn clients_and_admins_are_bootstrapped_from_the_cli() {
     assert!(
         ok && listed.contains("first-party")
             && listed.contains("redirect https://intranet.example/callback")
-            && listed.contains("public"),
+            && listed.contains("public")
+            && listed.contains("RS256"),
         "{listed}"
     );
+    // The relying party's RS256 ID tokens got their key at registration, an
+    // alternate beside the key that signs everything else.
+    let (ok, keys) = run(&["keys", "list"], None);
+    assert!(
+        ok && keys.contains("active (signs)")
+            && keys.contains("active (signs RS256 ID tokens only)"),
+        "{keys}"
+    );
+    let (ok, out) = run(
+        &[
+            "client",
+            "add",
+            "--name",
+            "secretive",
+            "--redirect-uri",
+            "https://intranet.example/cb",
+            "--id-token-alg",
+            "HS256",
+        ],
+        None,
+    );
+    assert!(!ok && out.contains("id_token_alg"), "{out}");
+    let (ok, out) = run(
+        &["client", "add", "--name", "odd", "--id-token-alg", "PS512"],
+        None,
+    );
+    assert!(!ok && out.contains("PS512"), "{out}");
 
     let (ok, out) = run(
         &[

@@ -29,16 +29,14 @@ use tokio::task::JoinHandle;
 
 use crate::blocking::run_blocking;
 use crate::error::AccountsError;
-use crate::keys::KeyStore;
+use crate::keys::KeySource;
 use crate::oidc::LogoutSender;
 use crate::service::Accounts;
 
-/// Where the signing keys are re-read from, how often, and how long a
-/// retired key keeps verifying.
+/// How often the signing keys are re-read from the accounts' key source
+/// ([`Accounts::with_key_source`]).
 pub struct KeyReload {
-    pub store: Arc<dyn KeyStore>,
     pub every: Duration,
-    pub verify_window_secs: i64,
 }
 
 pub struct BackgroundConfig {
@@ -118,9 +116,13 @@ pub async fn start(
         tokio::spawn(forget_idle_throttles(accounts.clone())),
     ];
     if let Some(reload) = config.key_reload {
+        let Some(source) = accounts.key_source().cloned() else {
+            return Err(AccountsError::KeyReloadWithoutSource);
+        };
         tasks.push(tokio::spawn(reload_keys(
             accounts.clone(),
-            reload,
+            source,
+            reload.every,
             keys_changed,
         )));
     }
@@ -314,8 +316,13 @@ async fn forget_idle_throttles(accounts: Arc<Accounts>) {
 /// change: the new key signs, retired keys verify until their tokens have
 /// expired and then leave the JWKS. A store that cannot be read keeps the
 /// keys in use.
-async fn reload_keys(accounts: Arc<Accounts>, reload: KeyReload, changed: Arc<Notify>) {
-    let mut interval = tokio::time::interval(reload.every);
+async fn reload_keys(
+    accounts: Arc<Accounts>,
+    source: KeySource,
+    every: Duration,
+    changed: Arc<Notify>,
+) {
+    let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     interval.tick().await; // the first tick is immediate; the keys are fresh
     loop {
@@ -323,9 +330,8 @@ async fn reload_keys(accounts: Arc<Accounts>, reload: KeyReload, changed: Arc<No
             _ = interval.tick() => {}
             () = changed.notified() => {}
         }
-        let store = reload.store.clone();
-        let window = reload.verify_window_secs;
-        let loaded = run_blocking(move || store.load(chrono::Utc::now().timestamp(), window)).await;
+        let source = source.clone();
+        let loaded = run_blocking(move || source.load(chrono::Utc::now().timestamp())).await;
         match loaded {
             Ok(Ok(keys)) => {
                 let current = accounts.keys();

@@ -156,6 +156,10 @@ pub enum AccountsError {
     /// A background task (a blocking job it started) failed; logged.
     #[error("a background task failed")]
     BackgroundTask,
+    /// The background key reload was asked for, but the accounts were
+    /// built without a key source to reload from.
+    #[error("key reload asked for without a key source (Accounts::with_key_source)")]
+    KeyReloadWithoutSource,
     #[error("mail could not be prepared: {0}")]
     Mail(#[from] mailer::MailError),
     #[error(transparent)]

@@ -52,9 +52,9 @@ pub use mfa::{
     MfaChallenge, MfaMethod, MfaPolicy, MfaStatus, SecondFactor, StepUpProof, TotpEnrolment,
 };
 pub use oidc::{
-    AuthorizationRequest, AuthorizeError, Authorized, CheckedLogout, ConsentView, LogoutNotice,
-    LogoutRefused, LogoutRequest, LogoutSender, NewClient, RelyingParty, RelyingPartyTokens,
-    ValidAuthorization,
+    AuthorizationRequest, AuthorizeError, Authorized, CheckedLogout, ConsentView,
+    DEFAULT_ID_TOKEN_ALG, ID_TOKEN_ALGORITHMS, LogoutNotice, LogoutRefused, LogoutRequest,
+    LogoutSender, NewClient, RelyingParty, RelyingPartyTokens, ValidAuthorization,
 };
 pub use organizations::Organization;
 pub use passkeys::{PasskeyAssertion, PasskeyCeremony, PasskeyName, PasskeySignIn, PasskeySummary};

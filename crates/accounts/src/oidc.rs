@@ -16,7 +16,10 @@
 
 use std::sync::Arc;
 
-use auth_core::{ACR_SINGLE_FACTOR, ACR_TWO_FACTORS, AccessClaims, ID_TOKEN_TYP, IdTokenClaims};
+use auth_core::{
+    ACR_SINGLE_FACTOR, ACR_TWO_FACTORS, AccessClaims, ID_TOKEN_TYP, IdTokenClaims, KeySet,
+    SigningAlgorithm, TokenError,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::TimeDelta;
@@ -62,7 +65,25 @@ pub struct NewClient {
     /// Where to POST logout tokens when a session of this client ends
     /// (OpenID Connect Back-Channel Logout 1.0).
     pub backchannel_logout_uri: Option<String>,
+    /// The algorithm of its ID and logout tokens; `None`:
+    /// [`DEFAULT_ID_TOKEN_ALG`]. Never HS256 (the relying party would need
+    /// the server's secret to check them).
+    pub id_token_alg: Option<SigningAlgorithm>,
 }
+
+/// OpenID Connect's default ID token algorithm (Dynamic Client
+/// Registration §2), the one relying-party libraries accept unless told
+/// otherwise.
+pub const DEFAULT_ID_TOKEN_ALG: SigningAlgorithm = SigningAlgorithm::RS256;
+
+/// The algorithms a relying party's ID tokens may use (discovery's
+/// `id_token_signing_alg_values_supported`). Not HS256: relying parties
+/// would need the server's secret to check them.
+pub const ID_TOKEN_ALGORITHMS: [SigningAlgorithm; 3] = [
+    SigningAlgorithm::RS256,
+    SigningAlgorithm::ES256,
+    SigningAlgorithm::EdDSA,
+];
 
 /// A registered client, as a relying party sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,6 +96,9 @@ pub struct RelyingParty {
     pub public: bool,
     pub first_party: bool,
     pub backchannel_logout_uri: Option<String>,
+    /// `None`: the server's configured algorithm (clients registered
+    /// before the choice existed).
+    pub id_token_alg: Option<SigningAlgorithm>,
 }
 
 fn words(list: &str) -> Vec<String> {
@@ -92,6 +116,7 @@ impl From<ClientRow> for RelyingParty {
             public: row.public,
             first_party: row.first_party,
             backchannel_logout_uri: Some(row.backchannel_logout_uri).filter(|u| !u.is_empty()),
+            id_token_alg: row.id_token_alg.parse().ok(),
         }
     }
 }
@@ -151,6 +176,19 @@ impl Accounts {
             }
             .into());
         }
+        let id_token_alg = new.id_token_alg.unwrap_or(DEFAULT_ID_TOKEN_ALG);
+        if !ID_TOKEN_ALGORITHMS.contains(&id_token_alg) {
+            return Err(ParseError {
+                field: "id_token_alg",
+                reason: "must be RS256, ES256 or EdDSA (relying parties can't check HS256 without our secret)",
+            }
+            .into());
+        }
+        if !new.redirect_uris.is_empty() || new.public {
+            // A relying party: make its key now rather than on its first
+            // user's sign-in (an RSA key takes a moment).
+            self.keys_signing(id_token_alg)?;
+        }
         let client_id = Uuid::new_v4().simple().to_string();
         let secret = (!new.public).then(new_opaque_token);
         let mut conn = self.conn()?;
@@ -195,6 +233,7 @@ impl Accounts {
                 public: new.public,
                 first_party: new.first_party,
                 backchannel_logout_uri: new.backchannel_logout_uri.clone().unwrap_or_default(),
+                id_token_alg: new.id_token_alg.unwrap_or(DEFAULT_ID_TOKEN_ALG).to_string(),
             },
         )?;
         Ok(())
@@ -840,7 +879,8 @@ impl Accounts {
         nonce: Option<String>,
         sso_session_id: &str,
     ) -> Result<String> {
-        let keys = self.keys();
+        let alg = self.id_token_alg(client);
+        let keys = self.keys_signing(alg)?;
         let claims = &issued.claims;
         let two_factors = claims.has_second_factor();
         let id = IdTokenClaims {
@@ -858,17 +898,45 @@ impl Accounts {
                 ACR_SINGLE_FACTOR
             }
             .to_owned(),
-            at_hash: Some(auth_core::at_hash(
-                &issued.access_token,
-                keys.active_algorithm(),
-            )),
+            at_hash: Some(auth_core::at_hash(&issued.access_token, alg)),
             sid: sso_session_id.to_owned(),
             email_verified: claims.email.as_ref().map(|_| true),
             email: claims.email.clone(),
             name: claims.name.clone(),
             preferred_username: claims.preferred_username.clone(),
         };
-        Ok(keys.sign(ID_TOKEN_TYP, &id)?)
+        Ok(keys.sign_as(alg, ID_TOKEN_TYP, &id)?)
+    }
+
+    /// The algorithm `client`'s ID and logout tokens are signed with.
+    pub fn id_token_alg(&self, client: &RelyingParty) -> SigningAlgorithm {
+        client
+            .id_token_alg
+            .unwrap_or_else(|| self.keys().active_algorithm())
+    }
+
+    /// The keys, with one that signs `alg`: when none does yet, one is made
+    /// in the key store (every instance's key reload picks it up) and the
+    /// keys are reloaded here at once. Blocks (an RSA key takes tens to
+    /// hundreds of milliseconds); never call it inside a transaction.
+    pub(crate) fn keys_signing(&self, alg: SigningAlgorithm) -> Result<KeySet> {
+        let keys = self.keys();
+        if keys.signing_algorithms().contains(&alg) {
+            return Ok(keys);
+        }
+        let Some(source) = &self.key_source else {
+            tracing::error!(%alg, "no key signs with this algorithm and there is no key store to make one in");
+            return Err(TokenError::NoSigningKey.into());
+        };
+        let now = now().timestamp();
+        let made = source
+            .store
+            .ensure_signer(alg, now)
+            .and_then(|_| source.load(now))
+            .inspect_err(|e| tracing::error!(%alg, error = %e, "cannot make a signing key"))
+            .map_err(|_| TokenError::NoSigningKey)?;
+        self.replace_keys(made.clone());
+        Ok(made)
     }
 
     /// The UserInfo response (OpenID Connect Core §5.3) for a relying
@@ -1090,7 +1158,19 @@ impl Accounts {
             "sid": session.sso_session_id.as_deref().unwrap_or(&session.id),
             "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
         });
-        let logout_token = self.keys().sign(LOGOUT_TOKEN_TYP, &claims)?;
+        // Signed like its ID tokens. No key is made here (this runs inside
+        // the revocation's transaction): a client with sessions got ID
+        // tokens, so its key exists unless a rotation left it out; then the
+        // server's own key signs rather than no notice going out.
+        let keys = self.keys();
+        let alg = self.id_token_alg(&RelyingParty::from(client.clone()));
+        let logout_token = match keys.sign_as(alg, LOGOUT_TOKEN_TYP, &claims) {
+            Err(TokenError::NoSigningKey) => {
+                tracing::warn!(client_id = %client.id, %alg, "no key signs the client's algorithm; the logout token is signed with the server's");
+                keys.sign(LOGOUT_TOKEN_TYP, &claims)?
+            }
+            signed => signed?,
+        };
         storage::repo::logout_notifications::insert(
             conn,
             &storage::models::LogoutNotificationRow {

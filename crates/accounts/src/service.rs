@@ -248,6 +248,10 @@ pub struct Accounts {
     /// Refresh-token rotations waiting to be written together
     /// ([`crate::rotation`]).
     pub(crate) rotations: crate::rotation::Rotations,
+    /// Where the keys come from (`None`: the key set given is all there
+    /// is): re-read by the key reload, and where a key a client needs is
+    /// made ([`Accounts::keys_signing`]).
+    pub(crate) key_source: Option<crate::keys::KeySource>,
 }
 
 /// Current time, truncated to microseconds: PostgreSQL keeps no more, and
@@ -285,8 +289,21 @@ impl Accounts {
             mfa: config.mfa,
             api_token_uses: Default::default(),
             rotations: crate::rotation::Rotations::default(),
+            key_source: None,
             pool,
         }
+    }
+
+    /// Names the store the keys came from: the background key reload
+    /// re-reads it, and keys that clients need (RS256 ID tokens) are made
+    /// in it.
+    pub fn with_key_source(mut self, source: crate::keys::KeySource) -> Self {
+        self.key_source = Some(source);
+        self
+    }
+
+    pub fn key_source(&self) -> Option<&crate::keys::KeySource> {
+        self.key_source.as_ref()
     }
 
     /// Figures for monitoring: the state of the database pool, and mail

@@ -18,7 +18,7 @@ pub enum SigningAlgorithm {
     EdDSA,
     /// ECDSA on P-256 with SHA-256.
     ES256,
-    /// RSASSA-PKCS1-v1_5 with SHA-256. Keys must be imported; ring cannot generate them.
+    /// RSASSA-PKCS1-v1_5 with SHA-256: OpenID Connect's default for ID tokens.
     RS256,
     /// HMAC-SHA-256 with a shared secret. Never published in the JWKS.
     HS256,

@@ -1,7 +1,5 @@
 //! Why a token was refused or a key unusable, with the stable codes clients see.
 
-use crate::algorithm::SigningAlgorithm;
-
 /// Why a token was refused (or could not be produced).
 ///
 /// Variants carry no detail on purpose: the reason is for logs and metrics,
@@ -45,6 +43,10 @@ pub enum TokenError {
     /// Producing a token failed; a server fault, not the client's.
     #[error("token could not be signed")]
     Signing,
+    /// No loaded key signs with the algorithm asked for (a client that wants
+    /// ID tokens in an algorithm the server no longer keeps a key for).
+    #[error("no key signs with the requested algorithm")]
+    NoSigningKey,
 }
 
 impl TokenError {
@@ -57,7 +59,7 @@ impl TokenError {
         match self {
             Self::Expired => "token_expired",
             Self::Revoked => "token_revoked",
-            Self::Signing => "internal_error",
+            Self::Signing | Self::NoSigningKey => "internal_error",
             Self::Malformed
             | Self::MissingKid
             | Self::UnknownKid
@@ -76,9 +78,6 @@ impl TokenError {
 /// Messages never contain key material.
 #[derive(thiserror::Error, Debug, Clone, PartialEq, Eq)]
 pub enum KeyError {
-    /// Keys of this algorithm cannot be generated here (RS256: import one instead).
-    #[error("cannot generate {0} keys; import one instead")]
-    CannotGenerate(SigningAlgorithm),
     /// The system random source failed while generating a key.
     #[error("random number generator failed while generating a key")]
     RandomSourceFailed,
@@ -91,7 +90,10 @@ pub enum KeyError {
     /// Two keys in one key set share this key id.
     #[error("duplicate key id {0:?}")]
     DuplicateKid(String),
-    /// An algorithm name that is not one of [`SigningAlgorithm`].
+    /// Two keys would sign with the same algorithm.
+    #[error("two signing keys for {0}: one key signs per algorithm")]
+    DuplicateSigner(String),
+    /// An algorithm name that is not one of [`SigningAlgorithm`](crate::SigningAlgorithm).
     #[error("unsupported signing algorithm {0:?}")]
     UnsupportedAlgorithm(String),
 }
@@ -115,12 +117,13 @@ mod tests {
             TokenError::NotYetValid,
             TokenError::Revoked,
             TokenError::Signing,
+            TokenError::NoSigningKey,
         ];
         for error in all {
             let expected = match error {
                 TokenError::Expired => "token_expired",
                 TokenError::Revoked => "token_revoked",
-                TokenError::Signing => "internal_error",
+                TokenError::Signing | TokenError::NoSigningKey => "internal_error",
                 _ => "invalid_token",
             };
             assert_eq!(error.code(), expected, "{error:?}");

@@ -1,5 +1,6 @@
-//! One signing key: generated (ring) or imported, its public half as a JWK,
-//! and the serializable [`KeyDocument`] a caller persists it as.
+//! One signing key: generated (ring; RSA with the `rsa` crate, since ring
+//! cannot generate RSA keys) or imported, its public half as a JWK, and the
+//! serializable [`KeyDocument`] a caller persists it as.
 
 use std::fmt;
 
@@ -20,6 +21,9 @@ use crate::error::KeyError;
 /// RFC 7518 §3.2: an HS256 key must be at least as long as the hash output.
 const MIN_HMAC_SECRET_LEN: usize = 32;
 const GENERATED_HMAC_SECRET_LEN: usize = 32;
+/// Generated RSA keys: what RFC 7518 §3.3 requires and relying parties
+/// expect; larger keys cost every signature without a practical gain here.
+const GENERATED_RSA_BITS: usize = 2048;
 const ED25519_PUBLIC_KEY_LEN: usize = 32;
 const P256_COORDINATE_LEN: usize = 32;
 /// SEC1 marker byte for an uncompressed elliptic-curve point.
@@ -40,6 +44,7 @@ pub struct SigningKey {
     algorithm: SigningAlgorithm,
     created_at: i64,
     retired_at: Option<i64>,
+    alternate: bool,
     /// PKCS#8 DER for asymmetric keys, the raw shared secret for HS256.
     private_key: Vec<u8>,
     public_key: PublicKey,
@@ -78,6 +83,10 @@ pub struct KeyDocument {
     pub created_at: i64,
     /// When the key stopped signing (unix seconds); `None` while it may still sign.
     pub retired_at: Option<i64>,
+    /// Signs only what asks for its algorithm (see [`SigningKey::is_alternate`]).
+    /// Absent in documents written before alternates existed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub alternate: bool,
     /// Private key material, base64url without padding.
     pub private_key: String,
 }
@@ -89,6 +98,7 @@ impl fmt::Debug for KeyDocument {
             .field("alg", &self.alg)
             .field("created_at", &self.created_at)
             .field("retired_at", &self.retired_at)
+            .field("alternate", &self.alternate)
             .field("private_key", &"[redacted]")
             .finish()
     }
@@ -107,10 +117,11 @@ impl fmt::Debug for SigningKey {
 }
 
 impl SigningKey {
-    /// Generates a fresh key with ring's system random source.
+    /// Generates a fresh key from the operating system's random source.
     ///
-    /// RS256 keys cannot be generated (ring has no RSA key generation):
-    /// returns [`KeyError::CannotGenerate`]; use [`SigningKey::from_rsa_pkcs8_der`].
+    /// RS256 keys are 2048-bit and take a noticeable moment (tens to
+    /// hundreds of milliseconds: a prime search); generate them off any
+    /// latency-sensitive path.
     pub fn generate(alg: SigningAlgorithm, kid: String) -> Result<SigningKey, KeyError> {
         let rng = SystemRandom::new();
         let private_key = match alg {
@@ -124,7 +135,7 @@ impl SigningKey {
                     .as_ref()
                     .to_vec()
             }
-            SigningAlgorithm::RS256 => return Err(KeyError::CannotGenerate(alg)),
+            SigningAlgorithm::RS256 => generate_rsa_pkcs8()?,
             SigningAlgorithm::HS256 => {
                 let mut secret = vec![0u8; GENERATED_HMAC_SECRET_LEN];
                 rng.fill(&mut secret)
@@ -150,7 +161,8 @@ impl SigningKey {
         Ok(
             Self::from_private_key(doc.kid.clone(), doc.alg, private_key)?
                 .with_created_at(doc.created_at)
-                .with_retired_at(doc.retired_at),
+                .with_retired_at(doc.retired_at)
+                .with_alternate(doc.alternate),
         )
     }
 
@@ -161,6 +173,7 @@ impl SigningKey {
             alg: self.algorithm,
             created_at: self.created_at,
             retired_at: self.retired_at,
+            alternate: self.alternate,
             private_key: URL_SAFE_NO_PAD.encode(&self.private_key),
         }
     }
@@ -175,6 +188,19 @@ impl SigningKey {
     pub fn with_retired_at(mut self, retired_at: Option<i64>) -> SigningKey {
         self.retired_at = retired_at;
         self
+    }
+
+    /// Marks the key as an alternate signer: kept for clients that ask for
+    /// its algorithm (RS256 ID tokens), never the key that signs by default.
+    /// Bookkeeping for the caller's key store, like the times.
+    pub fn with_alternate(mut self, alternate: bool) -> SigningKey {
+        self.alternate = alternate;
+        self
+    }
+
+    /// Whether the key is an alternate signer ([`SigningKey::with_alternate`]).
+    pub fn is_alternate(&self) -> bool {
+        self.alternate
     }
 
     /// Key id.
@@ -323,10 +349,24 @@ impl SigningKey {
             algorithm: alg,
             created_at: 0,
             retired_at: None,
+            alternate: false,
             private_key,
             public_key,
         })
     }
+}
+
+/// A fresh RSA key as PKCS#8 DER. ring, which validates and signs with it
+/// afterwards, has no RSA key generation; the `rsa` crate is already here
+/// (jsonwebtoken's RSA backend).
+fn generate_rsa_pkcs8() -> Result<Vec<u8>, KeyError> {
+    use rsa::pkcs8::EncodePrivateKey;
+    let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, GENERATED_RSA_BITS)
+        .map_err(|_| KeyError::RandomSourceFailed)?;
+    let der = key
+        .to_pkcs8_der()
+        .map_err(|_| KeyError::InvalidKey("generated RSA key does not encode".into()))?;
+    Ok(der.as_bytes().to_vec())
 }
 
 #[cfg(test)]
@@ -370,10 +410,21 @@ mod tests {
     }
 
     #[test]
-    fn rsa_cannot_be_generated() {
+    fn rsa_keys_are_generated_at_2048_bits() {
+        let key = SigningKey::generate(SigningAlgorithm::RS256, "r".into()).unwrap();
+        let jwk = key.public_jwk().unwrap();
         assert_eq!(
-            SigningKey::generate(SigningAlgorithm::RS256, "r".into()).unwrap_err(),
-            KeyError::CannotGenerate(SigningAlgorithm::RS256)
+            (jwk["kty"].as_str(), jwk["e"].as_str()),
+            (Some("RSA"), Some("AQAB"))
+        );
+        // 256 bytes of modulus, base64url without padding.
+        assert_eq!(jwk["n"].as_str().unwrap().len(), 342);
+        let again = SigningKey::from_document(&key.to_document()).unwrap();
+        assert_eq!(again.public_jwk(), Some(jwk));
+        let other = SigningKey::generate(SigningAlgorithm::RS256, "r".into()).unwrap();
+        assert_ne!(
+            other.to_document().private_key,
+            key.to_document().private_key
         );
     }
 
@@ -514,6 +565,7 @@ mod tests {
             alg: SigningAlgorithm::EdDSA,
             created_at: 0,
             retired_at: None,
+            alternate: false,
             private_key: URL_SAFE_NO_PAD.encode(b"super-secret-but-not-a-key-abcdef"),
         };
         let message = SigningKey::from_document(&document)

@@ -1,5 +1,6 @@
-//! The issuer's keys by `kid`: one active signer, the others verifying until
-//! retired, exported as the JWKS.
+//! The issuer's keys by `kid`: one active signer (plus at most one signer
+//! per other algorithm, for clients that need it), the others verifying
+//! until retired, exported as the JWKS.
 
 use std::fmt;
 use std::sync::Arc;
@@ -14,8 +15,13 @@ use crate::error::{KeyError, TokenError};
 use crate::key::SigningKey;
 use crate::verify::{PreparedKey, VerificationKeys, verify_with};
 
-/// The keys a server signs and verifies with: exactly one active key signs,
-/// every key (active or retired) verifies tokens that name it by `kid`.
+/// The keys a server signs and verifies with: exactly one active key signs
+/// by default, every key (active or retired) verifies tokens that name it by
+/// `kid`.
+///
+/// Alternate signers sign only when asked for their algorithm
+/// ([`KeySet::sign_as`]): OpenID Connect relying parties that accept only
+/// RS256 ID tokens while the server's own tokens use EdDSA.
 ///
 /// Cheap to clone (the keys sit behind an `Arc`) and `Send + Sync`, so one
 /// instance can be shared by all request handlers. The jsonwebtoken key
@@ -26,9 +32,11 @@ pub struct KeySet {
 }
 
 struct Keys {
-    /// The active key is always first.
+    /// The active key first, then the alternate signers, then the keys that
+    /// only verify.
     entries: Vec<KeyEntry>,
-    active_encoding_key: EncodingKey,
+    /// One per algorithm, the active key's first; index into `entries`.
+    signers: Vec<(usize, EncodingKey)>,
     jwks: serde_json::Value,
 }
 
@@ -53,11 +61,35 @@ impl KeySet {
     /// Every key is tested with a sign-then-verify round trip, so a broken key
     /// fails here at startup instead of on the first request.
     pub fn new(active: SigningKey, others: Vec<SigningKey>) -> Result<KeySet, KeyError> {
-        let active_encoding_key = active.encoding_key()?;
-        let mut entries: Vec<KeyEntry> = Vec::with_capacity(1 + others.len());
-        for key in std::iter::once(active).chain(others) {
+        Self::with_alternates(active, Vec::new(), others)
+    }
+
+    /// Like [`KeySet::new`], with `alternates` signing for their own
+    /// algorithms ([`KeySet::sign_as`]). Each algorithm has one signer: an
+    /// alternate of the active key's algorithm, or two of one algorithm, is
+    /// [`KeyError::DuplicateSigner`].
+    pub fn with_alternates(
+        active: SigningKey,
+        alternates: Vec<SigningKey>,
+        others: Vec<SigningKey>,
+    ) -> Result<KeySet, KeyError> {
+        let signer_count = 1 + alternates.len();
+        let mut entries: Vec<KeyEntry> = Vec::with_capacity(signer_count + others.len());
+        let mut signers: Vec<(usize, EncodingKey)> = Vec::with_capacity(signer_count);
+        for key in std::iter::once(active).chain(alternates).chain(others) {
             if entries.iter().any(|entry| entry.key.kid() == key.kid()) {
                 return Err(KeyError::DuplicateKid(key.kid().to_owned()));
+            }
+            let index = entries.len();
+            if index < signer_count {
+                let alg = key.algorithm();
+                if signers
+                    .iter()
+                    .any(|&(i, _)| entries[i].key.algorithm() == alg)
+                {
+                    return Err(KeyError::DuplicateSigner(alg.to_string()));
+                }
+                signers.push((index, key.encoding_key()?));
             }
             let entry = KeyEntry {
                 verifier: PreparedKey::new(key.algorithm(), key.decoding_key()?),
@@ -72,7 +104,7 @@ impl KeySet {
         Ok(KeySet {
             inner: Arc::new(Keys {
                 entries,
-                active_encoding_key,
+                signers,
                 jwks,
             }),
         })
@@ -93,6 +125,15 @@ impl KeySet {
         self.active().key.algorithm()
     }
 
+    /// The algorithms this set signs with, the active key's first.
+    pub fn signing_algorithms(&self) -> Vec<SigningAlgorithm> {
+        self.inner
+            .signers
+            .iter()
+            .map(|&(i, _)| self.inner.entries[i].key.algorithm())
+            .collect()
+    }
+
     /// All key ids, the active one first.
     pub fn kids(&self) -> Vec<&str> {
         self.inner
@@ -111,12 +152,39 @@ impl KeySet {
     /// Signs `claims` with the active key. The header carries the active key's
     /// `alg`, its `kid`, and `typ`.
     pub fn sign<C: Serialize>(&self, typ: &str, claims: &C) -> Result<String, TokenError> {
-        let active = &self.active().key;
-        let mut header = Header::new(active.algorithm().jws_algorithm());
+        let (index, encoding_key) = &self.inner.signers[0];
+        self.sign_with(*index, encoding_key, typ, claims)
+    }
+
+    /// Signs `claims` with the key that signs `alg` (the active key, or an
+    /// alternate); [`TokenError::NoSigningKey`] when no key does.
+    pub fn sign_as<C: Serialize>(
+        &self,
+        alg: SigningAlgorithm,
+        typ: &str,
+        claims: &C,
+    ) -> Result<String, TokenError> {
+        let (index, encoding_key) = self
+            .inner
+            .signers
+            .iter()
+            .find(|&&(i, _)| self.inner.entries[i].key.algorithm() == alg)
+            .ok_or(TokenError::NoSigningKey)?;
+        self.sign_with(*index, encoding_key, typ, claims)
+    }
+
+    fn sign_with<C: Serialize>(
+        &self,
+        index: usize,
+        encoding_key: &EncodingKey,
+        typ: &str,
+        claims: &C,
+    ) -> Result<String, TokenError> {
+        let key = &self.inner.entries[index].key;
+        let mut header = Header::new(key.algorithm().jws_algorithm());
         header.typ = Some(typ.to_owned());
-        header.kid = Some(active.kid().to_owned());
-        jsonwebtoken::encode(&header, claims, &self.inner.active_encoding_key)
-            .map_err(|_| TokenError::Signing)
+        header.kid = Some(key.kid().to_owned());
+        jsonwebtoken::encode(&header, claims, encoding_key).map_err(|_| TokenError::Signing)
     }
 
     /// Verifies the signature and header of `token` and decodes its claims.
@@ -223,6 +291,51 @@ mod tests {
         assert_eq!(keys.active_kid(), "new");
         assert_eq!(keys.active_algorithm(), SigningAlgorithm::EdDSA);
         assert_eq!(keys.kids(), ["new", "old", "older"]);
+    }
+
+    #[test]
+    fn alternates_sign_their_own_algorithm_only_when_asked() {
+        let keys = KeySet::with_alternates(
+            key(SigningAlgorithm::EdDSA, "ed"),
+            vec![key(SigningAlgorithm::ES256, "ec")],
+            vec![key(SigningAlgorithm::EdDSA, "old")],
+        )
+        .unwrap();
+        assert_eq!(
+            keys.signing_algorithms(),
+            [SigningAlgorithm::EdDSA, SigningAlgorithm::ES256]
+        );
+        assert_eq!(keys.kids(), ["ed", "ec", "old"]);
+        let header = |token: &str| jsonwebtoken::decode_header(token).unwrap();
+        let default = keys.sign("JWT", &json!({"a": 1})).unwrap();
+        assert_eq!(header(&default).kid.as_deref(), Some("ed"));
+        let asked = keys
+            .sign_as(SigningAlgorithm::ES256, "JWT", &json!({"a": 1}))
+            .unwrap();
+        assert_eq!(header(&asked).kid.as_deref(), Some("ec"));
+        assert_eq!(header(&asked).alg, jsonwebtoken::Algorithm::ES256);
+        let active = keys
+            .sign_as(SigningAlgorithm::EdDSA, "JWT", &json!({"a": 1}))
+            .unwrap();
+        assert_eq!(header(&active).kid.as_deref(), Some("ed"));
+        for token in [default, asked] {
+            keys.verify::<serde_json::Value>(&token, "JWT").unwrap();
+        }
+        assert_eq!(
+            keys.sign_as(SigningAlgorithm::HS256, "JWT", &json!({}))
+                .unwrap_err(),
+            TokenError::NoSigningKey
+        );
+        // "old" is EdDSA too, but only verifies: no conflict.
+        let duplicate = KeySet::with_alternates(
+            key(SigningAlgorithm::EdDSA, "a"),
+            vec![key(SigningAlgorithm::EdDSA, "b")],
+            vec![],
+        );
+        assert_eq!(
+            duplicate.unwrap_err(),
+            KeyError::DuplicateSigner("EdDSA".into())
+        );
     }
 
     #[test]

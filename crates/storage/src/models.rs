@@ -270,6 +270,9 @@ pub struct ClientRow {
     pub first_party: bool,
     /// Where logout tokens are POSTed; empty for none.
     pub backchannel_logout_uri: String,
+    /// The JWS algorithm of its ID and logout tokens; empty for the
+    /// server's configured one.
+    pub id_token_alg: String,
 }
 
 /// A logout token waiting to be POSTed to a relying party.

@@ -202,6 +202,7 @@ diesel::table! {
         public -> Bool,
         first_party -> Bool,
         backchannel_logout_uri -> Text,
+        id_token_alg -> Text,
     }
 }
 

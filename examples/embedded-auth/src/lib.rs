@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use accounts::keys::{KeyDir, KeyStore};
+use accounts::keys::{KeyDir, KeySource, KeyStore};
 use accounts::{Accounts, AccountsConfig, BackgroundConfig, HashCost, KeyReload, PasswordHasher};
 use actix_web::dev::Server;
 use actix_web::middleware::from_fn;
@@ -67,28 +67,32 @@ pub async fn start(config: Config) -> Result<Running> {
     );
     let wake = outbox.notifier();
     let hasher = PasswordHasher::new(HashCost::default(), 2, 32)?;
-    let accounts = Arc::new(Accounts::new(
-        pool,
-        Arc::new(hasher),
-        keys,
-        AccountsConfig {
-            tokens: TokenPolicy {
-                issuer: base_url.clone(),
-                ..TokenPolicy::default()
+    let accounts = Arc::new(
+        Accounts::new(
+            pool,
+            Arc::new(hasher),
+            keys,
+            AccountsConfig {
+                tokens: TokenPolicy {
+                    issuer: base_url.clone(),
+                    ..TokenPolicy::default()
+                },
+                public_url: format!("{base_url}/auth"),
+                on_mail_queued: Arc::new(move || wake.notify_one()),
+                ..AccountsConfig::default()
             },
-            public_url: format!("{base_url}/auth"),
-            on_mail_queued: Arc::new(move || wake.notify_one()),
-            ..AccountsConfig::default()
-        },
-    ));
+        )
+        .with_key_source(KeySource {
+            store: Arc::new(KeyDir::new(&config.keys_dir)),
+            verify_window_secs: KEY_VERIFY_WINDOW_SECS,
+        }),
+    );
     accounts::background::start(
         accounts.clone(),
         BackgroundConfig {
             revocation_poll: Duration::from_millis(500),
             key_reload: Some(KeyReload {
-                store: Arc::new(KeyDir::new(&config.keys_dir)),
                 every: Duration::from_secs(10),
-                verify_window_secs: 86_400,
             }),
             outbox: Some(outbox),
             revocation_push: storage::DatabaseUrl::parse(&config.database_url).ok(),
@@ -129,9 +133,16 @@ fn open(
     let url = storage::DatabaseUrl::parse(database_url).context("database url")?;
     let pool = storage::connect(&url, &storage::PoolOptions::default())?;
     storage::migrations::run_pending(&mut *pool.get()?)?;
-    let keys = KeyDir::new(keys_dir).load_or_create(SigningAlgorithm::EdDSA, now(), 86_400)?;
+    let keys = KeyDir::new(keys_dir).load_or_create(
+        SigningAlgorithm::EdDSA,
+        now(),
+        KEY_VERIFY_WINDOW_SECS,
+    )?;
     Ok((pool, keys))
 }
+
+/// How long a retired key keeps verifying: longer than anything it signed lives.
+const KEY_VERIFY_WINDOW_SECS: i64 = 86_400;
 
 fn now() -> i64 {
     std::time::SystemTime::now()

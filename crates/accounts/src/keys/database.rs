@@ -15,7 +15,8 @@ use storage::{AnyConnection, DbConn, DbPool};
 
 use super::{
     Context, Imported, KeyBundle, KeyStore, KeyStoreError, Result, SealingKey, check_import,
-    check_revocable, has_active, new_key, new_secret, open,
+    check_revocable, has_active, has_signer, new_alternate, new_key, new_secret, open,
+    renewed_alternates,
 };
 
 /// The lock every change of keys or secrets takes (an advisory lock on
@@ -141,13 +142,7 @@ impl DbKeys {
             .collect()
     }
 
-    fn insert_new_key(
-        &self,
-        conn: &mut AnyConnection,
-        alg: SigningAlgorithm,
-        now: i64,
-    ) -> Result<SigningKey> {
-        let key = new_key(alg, now)?;
+    fn insert_new_key(&self, conn: &mut AnyConnection, key: SigningKey) -> Result<SigningKey> {
         server_keys::insert_key(conn, &self.seal_key(&key)?)?;
         Ok(key)
     }
@@ -179,7 +174,7 @@ impl KeyStore for DbKeys {
         self.locked(|c| {
             let mut keys = self.read_keys(c)?;
             if !has_active(&keys) {
-                let key = self.insert_new_key(c, alg, now)?;
+                let key = self.insert_new_key(c, new_key(alg, now)?)?;
                 tracing::info!(kid = key.kid(), alg = %alg, "generated a signing key in the database");
                 keys.push(key);
             }
@@ -187,14 +182,35 @@ impl KeyStore for DbKeys {
         })
     }
 
+    fn ensure_signer(&self, alg: SigningAlgorithm, now: i64) -> Result<bool> {
+        if has_signer(&self.keys()?, alg) {
+            return Ok(false);
+        }
+        self.locked(|c| {
+            if has_signer(&self.read_keys(c)?, alg) {
+                return Ok(false);
+            }
+            let key = self.insert_new_key(c, new_alternate(alg, now)?)?;
+            tracing::info!(kid = key.kid(), alg = %alg, "generated an alternate signing key in the database");
+            Ok(true)
+        })
+    }
+
     fn rotate(&self, alg: SigningAlgorithm, now: i64) -> Result<String> {
         self.locked(|c| {
-            for old in self.read_keys(c)? {
+            let current = self.read_keys(c)?;
+            for old in &current {
                 if old.retired_at().is_none() {
-                    server_keys::retire(c, &self.seal_key(&old.with_retired_at(Some(now)))?)?;
+                    server_keys::retire(
+                        c,
+                        &self.seal_key(&old.clone().with_retired_at(Some(now)))?,
+                    )?;
                 }
             }
-            let key = self.insert_new_key(c, alg, now)?;
+            let key = self.insert_new_key(c, new_key(alg, now)?)?;
+            for other in renewed_alternates(&current, alg) {
+                self.insert_new_key(c, new_alternate(other, now)?)?;
+            }
             Ok(key.kid().to_owned())
         })
     }
@@ -394,6 +410,18 @@ mod tests {
             }
         ));
         assert_eq!(a.import(&bundle).unwrap(), Imported::AlreadyThere);
+    }
+
+    #[test]
+    fn sqlite_alternate_signers() {
+        let db = MigratedDatabase::create(Backend::Sqlite, 2);
+        super::super::check_alternate_signers(&store(&db, 1));
+    }
+
+    #[test]
+    fn postgres_alternate_signers() {
+        let db = MigratedDatabase::create(Backend::Postgres, 2);
+        super::super::check_alternate_signers(&store(&db, 1));
     }
 
     #[test]

@@ -12,7 +12,8 @@ use auth_core::{KeyDocument, SigningAlgorithm, SigningKey};
 
 use super::{
     Context, Imported, KeyBundle, KeyStore, Result, SEALED_PREFIX, SealingKey, bail, check_import,
-    check_revocable, has_active, new_key, new_secret, open,
+    check_revocable, has_active, has_signer, new_alternate, new_key, new_secret, open,
+    renewed_alternates,
 };
 use crate::secrets::{hex, unhex};
 
@@ -35,16 +36,30 @@ impl KeyStore for KeyDir {
     fn keys_with_active(&self, alg: SigningAlgorithm, now: i64) -> Result<Vec<SigningKey>> {
         let mut keys = self.read_all()?;
         if !has_active(&keys) {
-            let key = self.generate(alg, now)?;
+            let key = self.write_new(new_key(alg, now)?)?;
             tracing::info!(kid = key.kid(), alg = %alg, dir = %self.dir.display(), "generated a signing key");
             keys.push(key);
         }
         Ok(keys)
     }
 
+    fn ensure_signer(&self, alg: SigningAlgorithm, now: i64) -> Result<bool> {
+        if has_signer(&self.read_all()?, alg) {
+            return Ok(false);
+        }
+        // Two processes racing here may both write one: the newest signs,
+        // the other verifies what it signed. Nothing is lost.
+        let key = self.write_new(new_alternate(alg, now)?)?;
+        tracing::info!(kid = key.kid(), alg = %alg, dir = %self.dir.display(), "generated an alternate signing key");
+        Ok(true)
+    }
+
     fn rotate(&self, alg: SigningAlgorithm, now: i64) -> Result<String> {
         let current = self.read_all()?;
-        let key = self.generate(alg, now)?;
+        let key = self.write_new(new_key(alg, now)?)?;
+        for other in renewed_alternates(&current, alg) {
+            self.write_new(new_alternate(other, now)?)?;
+        }
         for old in current.into_iter().filter(|k| k.retired_at().is_none()) {
             self.write(&old.with_retired_at(Some(now)))?;
         }
@@ -168,8 +183,7 @@ impl KeyDir {
         Ok(names)
     }
 
-    fn generate(&self, alg: SigningAlgorithm, now: i64) -> Result<SigningKey> {
-        let key = new_key(alg, now)?;
+    fn write_new(&self, key: SigningKey) -> Result<SigningKey> {
         self.write(&key)?;
         Ok(key)
     }
@@ -323,6 +337,13 @@ mod tests {
                 .is_err()
         );
         fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn alternate_signers() {
+        let dir = std::env::temp_dir().join(format!("auth-keys-{}", uuid::Uuid::new_v4().simple()));
+        super::super::check_alternate_signers(&KeyDir::new(&dir));
+        let _ = fs::remove_dir_all(dir);
     }
 
     #[test]

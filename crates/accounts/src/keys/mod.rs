@@ -6,9 +6,12 @@
 //! - [`DbKeys`]: the database, every value sealed with the key-encryption
 //!   key, so instances that share nothing but PostgreSQL share their keys.
 //!
-//! The newest key that is not retired signs; retired keys keep verifying
-//! until every token they signed has expired, then they are no longer
-//! loaded. A running server re-reads its store ([`KeyStore::load`]) so a
+//! The newest key that is not retired signs; alternate keys (one per other
+//! algorithm, made when a client first needs one:
+//! [`KeyStore::ensure_signer`]) sign only what asks for their algorithm,
+//! RS256 ID tokens for relying parties that accept nothing else, and are
+//! renewed by every rotation. Retired keys keep verifying until every token
+//! they signed has expired, then they are no longer loaded. A running server re-reads its store ([`KeyStore::load`]) so a
 //! rotation made anywhere applies without a restart (see
 //! [`crate::background`]; on PostgreSQL a notice makes that immediate).
 //! [`KeyBundle`] moves keys and secrets between stores (`keys export` /
@@ -18,6 +21,7 @@ mod database;
 mod files;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use auth_core::{KeyDocument, KeySet, SigningAlgorithm, SigningKey};
 use serde::{Deserialize, Serialize};
@@ -90,12 +94,30 @@ macro_rules! bail {
 }
 use bail;
 
+/// Where a running server's keys come from: the store, and how long a
+/// retired key keeps verifying.
+#[derive(Clone)]
+pub struct KeySource {
+    pub store: Arc<dyn KeyStore>,
+    /// The longest lifetime of anything a key signed, plus leeway.
+    pub verify_window_secs: i64,
+}
+
+impl KeySource {
+    /// The key set as stored now ([`KeyStore::load`]).
+    pub fn load(&self, now: i64) -> Result<KeySet> {
+        self.store.load(now, self.verify_window_secs)
+    }
+}
+
 /// A key as listed by `keys list`.
 pub struct KeyInfo {
     pub kid: String,
     pub alg: SigningAlgorithm,
     pub created_at: i64,
     pub retired_at: Option<i64>,
+    /// Signs only what asks for its algorithm (ID tokens).
+    pub alternate: bool,
 }
 
 /// What [`KeyStore::import`] did.
@@ -122,8 +144,14 @@ pub trait KeyStore: Send + Sync {
     /// an empty database agree on one key.
     fn keys_with_active(&self, alg: SigningAlgorithm, now: i64) -> Result<Vec<SigningKey>>;
 
-    /// Generates a key that signs from now on and retires the others;
-    /// answers its kid.
+    /// Generates an alternate key of `alg` when no unretired key of `alg`
+    /// exists; true when it did. Atomic in the database (instances agree on
+    /// one key).
+    fn ensure_signer(&self, alg: SigningAlgorithm, now: i64) -> Result<bool>;
+
+    /// Generates a key of `alg` that signs from now on, a new alternate for
+    /// each alternate there is ([`renewed_alternates`]), and retires every
+    /// other key; answers the new `alg` key's kid.
     fn rotate(&self, alg: SigningAlgorithm, now: i64) -> Result<String>;
 
     /// Deletes a retired key, so it verifies nothing any more (a key that
@@ -186,6 +214,7 @@ pub trait KeyStore: Send + Sync {
                 alg: k.algorithm(),
                 created_at: k.created_at(),
                 retired_at: k.retired_at(),
+                alternate: k.is_alternate(),
             })
             .collect();
         keys.sort_by_key(|k| k.created_at);
@@ -234,15 +263,31 @@ fn check_import(
 }
 
 /// The key set from the stored keys: retired keys only while tokens they
-/// signed may live (`verify_window_secs`), the newest unretired key signing.
+/// signed may live (`verify_window_secs`); the newest unretired key that is
+/// not an alternate signs by default, the newest unretired alternate of
+/// each other algorithm signs what asks for it.
 fn assemble(mut keys: Vec<SigningKey>, now: i64, verify_window_secs: i64) -> Result<KeySet> {
     keys.retain(|k| {
         k.retired_at()
             .is_none_or(|retired| retired + verify_window_secs > now)
     });
-    keys.sort_by_key(|k| (k.retired_at().is_none(), k.created_at()));
+    keys.sort_by_key(|k| (k.retired_at().is_none(), !k.is_alternate(), k.created_at()));
     let active = keys.pop().context("no unretired signing key")?;
-    Ok(KeySet::new(active, keys)?)
+    let mut alternates: Vec<SigningKey> = Vec::new();
+    let mut others: Vec<SigningKey> = Vec::new();
+    // Newest first.
+    for key in keys.into_iter().rev() {
+        let signs = key.retired_at().is_none()
+            && key.is_alternate()
+            && key.algorithm() != active.algorithm()
+            && !alternates.iter().any(|a| a.algorithm() == key.algorithm());
+        if signs {
+            alternates.push(key);
+        } else {
+            others.push(key);
+        }
+    }
+    Ok(KeySet::with_alternates(active, alternates, others)?)
 }
 
 /// Whether `kid` may be revoked among `keys`: known, and retired.
@@ -271,9 +316,39 @@ fn new_key(alg: SigningAlgorithm, now: i64) -> Result<SigningKey> {
     Ok(SigningKey::generate(alg, kid)?.with_created_at(now))
 }
 
-/// Whether one of `keys` may sign (is not retired).
+/// A fresh alternate signing key ([`SigningKey::with_alternate`]).
+fn new_alternate(alg: SigningAlgorithm, now: i64) -> Result<SigningKey> {
+    Ok(new_key(alg, now)?.with_alternate(true))
+}
+
+/// Whether one of `keys` may sign by default (is neither retired nor an
+/// alternate).
 fn has_active(keys: &[SigningKey]) -> bool {
-    keys.iter().any(|k| k.retired_at().is_none())
+    keys.iter()
+        .any(|k| k.retired_at().is_none() && !k.is_alternate())
+}
+
+/// The algorithms a rotation to `alg` makes new alternates for: those of
+/// the unretired alternates, but `alg`'s own (the new default key signs it).
+fn renewed_alternates(keys: &[SigningKey], alg: SigningAlgorithm) -> Vec<SigningAlgorithm> {
+    let mut algorithms: Vec<SigningAlgorithm> = Vec::new();
+    for key in keys {
+        let algorithm = key.algorithm();
+        if key.retired_at().is_none()
+            && key.is_alternate()
+            && algorithm != alg
+            && !algorithms.contains(&algorithm)
+        {
+            algorithms.push(algorithm);
+        }
+    }
+    algorithms
+}
+
+/// Whether one of `keys` may sign with `alg` (is unretired).
+fn has_signer(keys: &[SigningKey], alg: SigningAlgorithm) -> bool {
+    keys.iter()
+        .any(|k| k.retired_at().is_none() && k.algorithm() == alg)
 }
 
 /// A fresh 32-byte secret.
@@ -400,6 +475,43 @@ impl KeyBundle {
             })
             .collect()
     }
+}
+
+/// What every store must do with alternate signers; run by each store's
+/// tests.
+#[cfg(test)]
+pub(crate) fn check_alternate_signers(store: &dyn KeyStore) {
+    use SigningAlgorithm::{ES256, EdDSA, RS256};
+    let first = store.load_or_create(EdDSA, 1000, 1830).unwrap();
+    assert_eq!(first.signing_algorithms(), [EdDSA]);
+    assert!(store.ensure_signer(RS256, 1100).unwrap());
+    assert!(!store.ensure_signer(RS256, 1101).unwrap(), "made once");
+    assert!(!store.ensure_signer(EdDSA, 1101).unwrap());
+    let both = store.load(1200, 1830).unwrap();
+    // The newer RSA key does not take over: the configured algorithm signs
+    // by default.
+    assert_eq!(both.active_kid(), first.active_kid());
+    assert_eq!(both.signing_algorithms(), [EdDSA, RS256]);
+    let old_rsa = both.kids()[1].to_owned();
+
+    // A rotation renews the alternate with the default key; the old ones
+    // verify until their window ends.
+    let new_kid = store.rotate(EdDSA, 2000).unwrap();
+    let rotated = store.load(2001, 1830).unwrap();
+    assert_eq!(rotated.active_kid(), new_kid);
+    assert_eq!(rotated.signing_algorithms(), [EdDSA, RS256]);
+    let signers = &rotated.kids()[..2];
+    assert!(!signers.contains(&old_rsa.as_str()), "{signers:?}");
+    assert!(rotated.kids().contains(&old_rsa.as_str()));
+    assert!(rotated.kids().contains(&first.active_kid()));
+    let later = store.load(3831, 1830).unwrap();
+    assert_eq!(later.kids().len(), 2, "{:?}", later.kids());
+
+    // A rotation to another algorithm replaces the default key with one of
+    // it; the old default's algorithm is not kept as an alternate.
+    store.rotate(ES256, 4000).unwrap();
+    let switched = store.load(4001, 1830).unwrap();
+    assert_eq!(switched.signing_algorithms(), [ES256, RS256]);
 }
 
 #[cfg(test)]

@@ -664,7 +664,7 @@ impl From<AccountsError> for ApiError {
                 tracing::error!(error = %e, "database error");
                 Self::internal()
             }
-            E::BackgroundTask => Self::internal(),
+            E::BackgroundTask | E::KeyReloadWithoutSource => Self::internal(),
             E::Token(e) => {
                 tracing::error!(error = %e, "token signing failed");
                 Self::internal()
@@ -711,7 +711,7 @@ impl From<TokenError> for ApiError {
             TokenError::Revoked => {
                 Self::unauthorized("token_revoked", "the token has been revoked")
             }
-            TokenError::Signing => Self::internal(),
+            TokenError::Signing | TokenError::NoSigningKey => Self::internal(),
             _ => Self::unauthorized("invalid_token", "the access token is invalid"),
         }
     }

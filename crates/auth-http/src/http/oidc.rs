@@ -32,7 +32,10 @@ pub async fn discovery(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
         .strip_suffix("/.well-known/openid-configuration")
         .unwrap_or("");
     let at = |endpoint: &str| format!("{issuer}{mount}{endpoint}");
-    let alg = state.accounts.keys().active_algorithm().as_str();
+    let algorithms: Vec<&str> = accounts::ID_TOKEN_ALGORITHMS
+        .iter()
+        .map(|alg| alg.as_str())
+        .collect();
     HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .json(json!({
@@ -50,7 +53,7 @@ pub async fn discovery(state: web::Data<AppState>, req: HttpRequest) -> HttpResp
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", DEVICE_CODE_GRANT],
             "device_authorization_endpoint": at("/oauth/device_authorization"),
             "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": [alg],
+            "id_token_signing_alg_values_supported": algorithms,
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "code_challenge_methods_supported": ["S256"],
             "claims_supported": [
