@@ -12,7 +12,8 @@
 //! 2. The refusals, over plain HTTP: unregistered redirect URIs, missing or
 //!    `plain` PKCE, `prompt=none` without a session, reused codes, wrong
 //!    client credentials, verifier or redirect URI, unknown grant types.
-//! 3. The same code flow with ES256 keys (a different at_hash hash).
+//! 3. The same code flow with ES256 keys (a different at_hash hash), and
+//!    on a server whose own tokens are HS256 (RS256 ID tokens).
 //! 4. `examples/sso-client`, a whole "Sign in with …" application, in
 //!    Chromium: its sign-in link, our login page, back at the application
 //!    showing the user; its sign-out ends our browser session too.
@@ -113,14 +114,12 @@ async fn register(
         .expect("client registered");
     // The registration ran in another instance (as `client add` does) and
     // may have made an RSA key: wait until the server publishes every key
-    // that signs there, as a relying party would have to.
-    let signing: Vec<String> = app
-        .accounts
-        .keys()
-        .kids()
+    // published there, as a relying party would have to.
+    let signing: Vec<String> = app.accounts.keys().jwks()["keys"]
+        .as_array()
+        .unwrap()
         .iter()
-        .take(app.accounts.keys().signing_algorithms().len())
-        .map(|kid| (*kid).to_owned())
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
         .collect();
     let started = std::time::Instant::now();
     loop {
@@ -997,19 +996,44 @@ async fn the_provider_refuses_what_it_must(backend: Backend) {
 }
 
 async fn es256_id_tokens_verify_too(backend: Backend) {
-    let app = provider(backend, &[("AUTH_SIGNING_ALG", "ES256")]).await;
-    app.create_user("ara@example.com", None).await;
-    let callback = format!("http://127.0.0.1:{}/callback", free_port());
-    let client = register(
-        &app,
-        "Notes",
-        &callback,
-        &[],
-        false,
+    // at_hash here is half of a SHA-256, not of the SHA-512 EdDSA uses.
+    id_tokens_verify(
+        backend,
+        "ES256",
         Some(SigningAlgorithm::ES256),
+        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
     )
     .await;
+    // A server whose own tokens are HS256 still serves relying parties:
+    // their ID tokens are RS256, never signed with the server's secret.
+    id_tokens_verify(
+        backend,
+        "HS256",
+        None,
+        CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    )
+    .await;
+}
+
+/// A code flow on a server signing with `server_alg`, for a client that
+/// asked for `client_alg`, ending in an ID token signed with `expected`.
+async fn id_tokens_verify(
+    backend: Backend,
+    server_alg: &str,
+    client_alg: Option<SigningAlgorithm>,
+    expected: CoreJwsSigningAlgorithm,
+) {
+    let app = provider(backend, &[("AUTH_SIGNING_ALG", server_alg)]).await;
+    app.create_user("ara@example.com", None).await;
+    let callback = format!("http://127.0.0.1:{}/callback", free_port());
+    let client = register(&app, "Notes", &callback, &[], false, client_alg).await;
     let metadata = discover(&app).await;
+    assert!(
+        !metadata
+            .id_token_signing_alg_values_supported()
+            .contains(&CoreJwsSigningAlgorithm::HmacSha256),
+        "relying parties can't check HS256 ID tokens"
+    );
     let rp = relying_party(&metadata, &client, &callback);
     let mut visitor = Visitor::new();
     visitor.sign_in(&app, "ara@example.com").await;
@@ -1017,14 +1041,8 @@ async fn es256_id_tokens_verify_too(backend: Backend) {
     let code = visitor.code(&app, &auth, &callback).await;
     let tokens = exchange(&app, &rp, &code, auth.verifier)
         .await
-        .unwrap_or_else(|e| panic!("code exchange: {e:?}"));
-    // at_hash here is half of a SHA-256, not of the SHA-512 EdDSA uses.
-    verified_id_token(
-        &rp,
-        &tokens,
-        &auth.nonce,
-        CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-    );
+        .unwrap_or_else(|e| panic!("code exchange ({server_alg} server): {e:?}"));
+    verified_id_token(&rp, &tokens, &auth.nonce, expected);
 }
 
 /// The application's page after the browser came back from the provider:
