@@ -196,6 +196,7 @@ fn authorization(rp: &Rp) -> Authorization {
         )
         .add_scope(Scope::new("email".into()))
         .add_scope(Scope::new("profile".into()))
+        .add_scope(Scope::new("offline_access".into()))
         .set_pkce_challenge(challenge)
         .url();
     Authorization {

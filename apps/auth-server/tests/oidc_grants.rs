@@ -203,11 +203,16 @@ async fn third_party_clients_ask_for_consent_once_and_lose_it_when_withdrawn(bac
 
     // Asked: the page names the client and what it will receive.
     let (status, page) = kim
-        .get(&app, &authorize_path(&client, "openid email", &[]))
+        .get(
+            &app,
+            &authorize_path(&client, "openid email offline_access", &[]),
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(
-        page.contains("Partner app") && page.contains("id=\"allow\""),
+        page.contains("Partner app")
+            && page.contains("id=\"allow\"")
+            && page.contains("내가 없을 때도 로그인 상태 유지"),
         "{page}"
     );
     let to = destination(consent(&app, &mut kim, &page, "allow", &[]).await).await;
@@ -220,7 +225,10 @@ async fn third_party_clients_ask_for_consent_once_and_lose_it_when_withdrawn(bac
 
     // Remembered: the same scopes go straight back with a code.
     let response = kim
-        .get_response(&app, &authorize_path(&client, "openid email", &[]))
+        .get_response(
+            &app,
+            &authorize_path(&client, "openid email offline_access", &[]),
+        )
         .await;
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     let to = destination(response).await;
@@ -483,7 +491,7 @@ async fn logging_out_anywhere_posts_a_logout_token_to_the_client(backend: Backen
     let mut kim = Visitor::new();
     kim.log_in(&app, "kim@example.com").await;
     let to = destination(
-        kim.get_response(&app, &authorize_path(&client, "openid", &[]))
+        kim.get_response(&app, &authorize_path(&client, "openid offline_access", &[]))
             .await,
     )
     .await;
@@ -588,9 +596,24 @@ async fn other_clients_neither_see_nor_end_a_relying_partys_tokens(backend: Back
     let other = register(&app, false, false, &[]).await;
     let mut kim = Visitor::new();
     kim.log_in(&app, "kim@example.com").await;
+    // Without offline_access: no refresh token (OpenID Connect Core §11).
     let to = destination(
         kim.get_response(&app, &authorize_path(&rp, "openid email", &[]))
             .await,
+    )
+    .await;
+    let (status, online) = exchange(&app, &rp, &query_of(&to)["code"]).await;
+    assert_eq!(status, StatusCode::OK, "{online}");
+    assert!(
+        online.get("refresh_token").is_none() && online["id_token"].is_string(),
+        "{online}"
+    );
+    let to = destination(
+        kim.get_response(
+            &app,
+            &authorize_path(&rp, "openid email offline_access", &[]),
+        )
+        .await,
     )
     .await;
     let code = query_of(&to)["code"].clone();
@@ -602,7 +625,7 @@ async fn other_clients_neither_see_nor_end_a_relying_partys_tokens(backend: Back
     let own = introspect(&app, &rp, access).await;
     assert_eq!(own["active"], true, "{own}");
     assert_eq!(own["client_id"], rp.id.as_str());
-    assert_eq!(own["scope"], "openid email");
+    assert_eq!(own["scope"], "openid email offline_access");
     assert_eq!(introspect(&app, &rp, refresh).await["active"], true);
     assert_eq!(introspect(&app, &other, access).await["active"], false);
     assert_eq!(introspect(&app, &other, refresh).await["active"], false);
@@ -650,7 +673,10 @@ async fn start_device(app: &TestApp, client: &Client) -> Value {
     let response = app
         .http
         .post(app.url("/oauth/device_authorization"))
-        .form(&[("client_id", client.id.as_str()), ("scope", "openid email")])
+        .form(&[
+            ("client_id", client.id.as_str()),
+            ("scope", "openid email offline_access"),
+        ])
         .send()
         .await
         .unwrap();
@@ -788,7 +814,7 @@ async fn operators_see_and_remove_clients_on_the_admin_pages(backend: Backend) {
     let (status, _) = kim.get(&app, "/admin/clients").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "operators only");
     let to = destination(
-        kim.get_response(&app, &authorize_path(&rp, "openid", &[]))
+        kim.get_response(&app, &authorize_path(&rp, "openid offline_access", &[]))
             .await,
     )
     .await;
@@ -850,7 +876,7 @@ async fn a_logout_link_from_elsewhere_asks_before_it_signs_anyone_out(backend: B
         visitor.log_in(&app, login).await;
         let to = destination(
             visitor
-                .get_response(&app, &authorize_path(&rp, "openid", &[]))
+                .get_response(&app, &authorize_path(&rp, "openid offline_access", &[]))
                 .await,
         )
         .await;

@@ -779,7 +779,14 @@ impl Accounts {
             return Ok(Err(AccountsError::InvalidGrant));
         }
         sessions::insert(c, &session)?;
-        let refresh = self.new_refresh_token(c, &session, None, at)?;
+        let refresh = if asks_offline_access(start.scope) {
+            self.new_refresh_token(c, &session, None, at)?
+        } else {
+            // No refresh token without offline_access (OpenID Connect Core
+            // §11): none is stored, and this empty one never leaves
+            // (`relying_party_tokens` hands out none for such a scope).
+            (SecretString::from(String::new()), 0)
+        };
         let (roles, perms) = users::roles_and_permissions(c, &user.id)?;
         AuditEvent::new(events::OIDC_SIGNED_IN)
             .subject(&user.id)
@@ -1231,17 +1238,27 @@ impl Accounts {
     }
 }
 
+/// The answer to a relying party's token request: a refresh token only
+/// when the scope granted holds `offline_access`.
 pub(crate) fn relying_party_tokens(
     issued: IssuedTokens,
     id_token: Option<String>,
 ) -> RelyingPartyTokens {
+    let scope = issued.claims.scope.clone().unwrap_or_default();
     RelyingPartyTokens {
         expires_in: issued.claims.exp - issued.claims.iat,
-        scope: issued.claims.scope.clone().unwrap_or_default(),
+        refresh_token: asks_offline_access(&scope).then_some(issued.refresh_token),
+        scope,
         access_token: issued.access_token,
-        refresh_token: Some(issued.refresh_token),
         id_token,
     }
+}
+
+/// Whether a scope asks for a refresh token (OpenID Connect Core §11), as
+/// Hydra, Authelia and Zitadel read it. Even then the session follows the
+/// browser session: signing out there ends it.
+fn asks_offline_access(scope: &str) -> bool {
+    scope.split_whitespace().any(|s| s == "offline_access")
 }
 
 /// The `sid` of a client's own tokens (client credentials): revoked when
