@@ -561,6 +561,32 @@ async fn single_sign_on_pages_in_the_browser() {
         "{landed}"
     );
 
+    // prompt=select_account: the account chooser; going on as the user
+    // signed in (the consent is remembered) lands at the application.
+    browser
+        .goto(&app.url(&format!(
+            "/oauth/authorize?response_type=code&client_id={partner}&redirect_uri={}\
+             &scope=openid%20email%20profile&state=s2&code_challenge={challenge}\
+             &code_challenge_method=S256&prompt=select_account",
+            "http%3A%2F%2F127.0.0.1%3A9%2Fcallback"
+        )))
+        .await;
+    browser.wait_for("#continue").await;
+    assert_eq!(browser.text("#client-name").await, "Partner app");
+    browser.screenshot("choose-account").await;
+    browser.click("#continue").await;
+    for _ in 0..50 {
+        landed = browser.url().await;
+        if landed.starts_with(callback) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        landed.contains("code=") && landed.contains("state=s2"),
+        "{landed}"
+    );
+
     // The device pages: a code typed, the request confirmed.
     let device: serde_json::Value = app
         .http

@@ -22,6 +22,7 @@ backend_tests!(
     service_clients_get_their_own_tokens_with_granted_scopes,
     logging_out_anywhere_posts_a_logout_token_to_the_client,
     max_age_zero_asks_once_then_gives_a_code,
+    select_account_goes_on_as_the_user_or_signs_in_as_another,
     other_clients_neither_see_nor_end_a_relying_partys_tokens,
     a_device_signs_in_with_a_code_typed_in_the_browser,
     operators_see_and_remove_clients_on_the_admin_pages,
@@ -574,6 +575,95 @@ async fn max_age_zero_asks_once_then_gives_a_code(backend: Backend) {
     // Authenticated just now: the request is answered, not asked again.
     let to = destination(kim.get_response(&app, &back).await).await;
     assert!(query_of(&to).contains_key("code"), "{to}");
+}
+
+async fn select_account_goes_on_as_the_user_or_signs_in_as_another(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    let lee_id = app.create_user("lee@example.com", None).await;
+    let client = register(&app, true, false, &[]).await;
+    let mut kim = Visitor::new();
+    kim.log_in(&app, "kim@example.com").await;
+    let choose = authorize_path(&client, "openid", &[("prompt", "select_account")]);
+    let (status, page) = kim.get(&app, &choose).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(
+        page.contains("kim@example.com") && page.contains("Partner app"),
+        "{page}"
+    );
+    let href = |page: &str| {
+        let link = page.split("id=\"continue\"").next().unwrap();
+        let start = link.rfind("href=\"").unwrap() + "href=\"".len();
+        unescape(link[start..].split('"').next().unwrap())
+    };
+    // Going on as kim: a code, the question answered (no prompt carried).
+    let again = href(&page);
+    assert!(
+        again.starts_with("/oauth/authorize?") && !again.contains("prompt"),
+        "{again}"
+    );
+    let to = destination(kim.get_response(&app, &again).await).await;
+    assert!(query_of(&to).contains_key("code"), "{to}");
+
+    // Another account: signed out here first, then the login page on the
+    // way back to the relying party.
+    let (_, page) = kim.get(&app, &choose).await;
+    let next = page
+        .split("name=\"next\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .map(unescape)
+        .unwrap();
+    let csrf = kim.csrf.clone();
+    let login = destination(
+        kim.post(&app, "/logout", &[("csrf", &csrf), ("next", &next)])
+            .await,
+    )
+    .await;
+    assert!(
+        login.starts_with("/login?next=%2Foauth%2Fauthorize"),
+        "{login}"
+    );
+    let (status, _) = kim.get(&app, "/dashboard").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "kim is signed out");
+    let (_, _) = kim.get(&app, &login).await;
+    let csrf = kim.csrf.clone();
+    let back = destination(
+        kim.post(
+            &app,
+            "/login",
+            &[
+                ("csrf", &csrf),
+                ("login", "lee@example.com"),
+                ("password", PASSWORD),
+                ("next", &query_of(&login)["next"]),
+            ],
+        )
+        .await,
+    )
+    .await;
+    let to = destination(kim.get_response(&app, &back).await).await;
+    let (status, tokens) = exchange(&app, &client, &query_of(&to)["code"]).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert_eq!(
+        claims_of(tokens["id_token"].as_str().unwrap())["sub"],
+        lee_id.as_str(),
+        "signed in as the other account"
+    );
+
+    // Only the login page follows a logout: no open redirect through it.
+    kim.get(&app, "/dashboard").await;
+    let csrf = kim.csrf.clone();
+    let to = destination(
+        kim.post(
+            &app,
+            "/logout",
+            &[("csrf", &csrf), ("next", "/admin/users")],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(to, "/login");
 }
 
 async fn introspect(app: &TestApp, client: &Client, token: &str) -> Value {

@@ -301,6 +301,9 @@ pub struct ValidAuthorization {
     pub prompt_login: bool,
     /// `prompt=consent`: ask even a remembered (or first-party) client.
     pub prompt_consent: bool,
+    /// `prompt=select_account`: let the user choose the account (go on as
+    /// the one signed in, or sign in as another).
+    pub prompt_select_account: bool,
     /// Longest time since the user last authenticated, in seconds.
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
@@ -334,6 +337,8 @@ pub enum Authorized {
     Reauthenticate,
     /// A third-party client the user has not consented to.
     ConsentRequired,
+    /// `prompt=select_account`: the user chooses the account first.
+    SelectAccount,
 }
 
 /// The scopes a user may grant `client` for `asked` (space separated), in
@@ -470,6 +475,7 @@ impl Accounts {
             prompt_none,
             prompt_login: prompts.contains(&"login"),
             prompt_consent: prompts.contains(&"consent"),
+            prompt_select_account: prompts.contains(&"select_account"),
             max_age,
             login_hint: request.login_hint.clone().filter(|h| h.len() <= 320),
         }))
@@ -498,6 +504,9 @@ impl Accounts {
             .is_some_and(|secs| at.naive_utc() - auth_time > TimeDelta::seconds(secs));
         if request.prompt_login || too_old {
             return Ok(Authorized::Reauthenticate);
+        }
+        if request.prompt_select_account {
+            return Ok(Authorized::SelectAccount);
         }
         let mut consented = || -> Result<bool> {
             let granted = consents::find(&mut conn, user_id, &request.client.id)?;

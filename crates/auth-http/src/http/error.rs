@@ -170,6 +170,10 @@ pub fn describe_reason(reason: &str) -> (&'static str, &'static str) {
         "is not your password" => ("wrong_password", "현재 비밀번호와 다릅니다."),
         "does not match" => ("mismatch", "일치하지 않습니다."),
         "is not acceptable" => ("invalid_value", "사용할 수 없는 값입니다."),
+        "must be RS256, ES256 or EdDSA (relying parties can't check HS256 without our secret)" => (
+            "invalid_value",
+            "RS256, ES256, EdDSA 중 하나여야 합니다 (HS256 토큰은 서버의 비밀 키 없이 검증할 수 없습니다).",
+        ),
         "may be organization, permissions, and permission names of the catalog" => (
             "invalid_value",
             "organization, permissions, 또는 권한 목록의 권한 이름만 쓸 수 있습니다.",

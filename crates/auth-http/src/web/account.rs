@@ -8,6 +8,7 @@ use minijinja::{Value, context};
 use secrecy::ExposeSecret;
 
 use super::public::{new_password, posted};
+use super::visitor::safe_next;
 use super::{PageResult, SignedIn, Visitor};
 use crate::http::error::ApiError;
 use crate::http::extract::audit_context;
@@ -285,7 +286,16 @@ pub async fn logout(visitor: Visitor, body: web::Bytes) -> PageResult {
     let Some(user) = &visitor.user else {
         return Ok(visitor.signed_out("/login"));
     };
-    posted(&visitor, &body)?;
+    let form = posted(&visitor, &body)?;
+    // Where to go next: the login page, or (signing in as another account
+    // from the account chooser) the login page on the way back to a
+    // relying party.
+    let next = safe_next(&form.text("next")).to_owned();
+    let next = if next == "/login" || next.starts_with("/login?") {
+        next
+    } else {
+        "/login".to_owned()
+    };
     let accounts = visitor.state.accounts.clone();
     let (user_id, session_id) = (user.view.id.clone(), user.session_id.clone());
     let context = audit_context(&visitor.req, Some(&user_id));
@@ -293,5 +303,5 @@ pub async fn logout(visitor: Visitor, body: web::Bytes) -> PageResult {
         .await
         .and_then(|r| r.map_err(ApiError::from))
         .map_err(|e| visitor.failure(e))?;
-    Ok(visitor.signed_out("/login"))
+    Ok(visitor.signed_out(&next))
 }

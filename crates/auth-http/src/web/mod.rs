@@ -284,6 +284,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("../../web/templates/consent.html"),
     ),
     (
+        "choose_account.html",
+        include_str!("../../web/templates/choose_account.html"),
+    ),
+    (
         "admin_clients.html",
         include_str!("../../web/templates/admin_clients.html"),
     ),

@@ -186,13 +186,13 @@ async fn check(
         ("nonce" = Option<String>, Query),
         ("code_challenge" = String, Query, description = "PKCE S256 challenge"),
         ("code_challenge_method" = String, Query, description = "`S256`"),
-        ("prompt" = Option<String>, Query, description = "`none`, `login`, `consent`"),
+        ("prompt" = Option<String>, Query, description = "`none`, `login`, `consent`, `select_account`"),
         ("max_age" = Option<i64>, Query),
         ("login_hint" = Option<String>, Query),
     ),
     responses(
         (status = 303, description = "To the login, step-up or consent page, or to the redirect URI with `code` or `error`, `state` and `iss`"),
-        (status = 200, description = "The consent page (HTML)"),
+        (status = 200, description = "The consent page, or the account chooser for `prompt=select_account` (HTML)"),
         (status = 400, description = "Unknown client or unregistered redirect URI (HTML page; nothing is redirected)"),
     )
 )]
@@ -233,7 +233,29 @@ pub async fn authorize(visitor: Visitor, query: web::Query<AuthorizeQuery>) -> P
             false,
         )),
         Authorized::ConsentRequired => consent_page(&visitor, &request),
+        Authorized::SelectAccount => Ok(account_page(&visitor, user, &request)?),
     }
+}
+
+/// `prompt=select_account`: go on as the account signed in (the request
+/// again, its `prompt` answered), or sign out here and sign in as another.
+fn account_page(
+    visitor: &Visitor,
+    user: &super::visitor::WebUser,
+    request: &ValidAuthorization,
+) -> PageResult {
+    let again = authorize_path(request);
+    let switch = format!("/login?next={}", encoded(&again));
+    visitor.page(
+        "choose_account.html",
+        context! {
+            client => request.client.name.clone(),
+            email => user.view.email.clone(),
+            name => user.view.name.clone(),
+            again => again,
+            switch => switch,
+        },
+    )
 }
 
 fn login_required(visitor: &Visitor, request: &ValidAuthorization) -> actix_web::HttpResponse {
