@@ -801,6 +801,31 @@ async fn the_provider_refuses_what_it_must(backend: Backend) {
                 "client {client_id}, redirect {redirect_uri}, signed in: {signed_in}"
             );
         }
+        // A parameter given twice (OpenID Connect Core §3.1.2.1: not
+        // allowed) is an error page too, in the page's language, not the
+        // API's problem+json.
+        let twice = format!(
+            "/oauth/authorize?response_type=code&client_id={}&client_id=other\
+             &redirect_uri={}&scope=openid&code_challenge={}&code_challenge_method=S256",
+            client.id,
+            openidconnect::url::form_urlencoded::byte_serialize(callback.as_bytes())
+                .collect::<String>(),
+            challenge.as_str(),
+        );
+        let response = visitor.get_response(&app, &twice).await;
+        assert_eq!(
+            (response.status(), response.headers().get(LOCATION)),
+            (StatusCode::BAD_REQUEST, None),
+            "signed in: {signed_in}"
+        );
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let page = response.text().await.unwrap();
+        assert!(page.contains("id=\"form-error\""), "{page}");
     }
 
     // prompt=none without a session: login_required at the RP, with state.

@@ -99,7 +99,8 @@ pub struct DashboardQuery {
     notice: Option<String>,
 }
 
-pub async fn dashboard(signed_in: SignedIn, query: web::Query<DashboardQuery>) -> PageResult {
+pub async fn dashboard(signed_in: SignedIn) -> PageResult {
+    let query: DashboardQuery = signed_in.0.query()?;
     // Only notices a redirect of ours sends; anything else is ignored.
     let notice = query.notice.as_deref().filter(|n| *n == "password_due");
     let page = dashboard_page(&signed_in, context! { notice => notice })

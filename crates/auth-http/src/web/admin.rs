@@ -119,10 +119,8 @@ fn registration_row(r: accounts::RegistrationView) -> Value {
 }
 
 /// The queue: pending registrations first (the default tab), oldest first.
-pub async fn registrations(
-    signed_in: SignedIn,
-    query: web::Query<RegistrationQuery>,
-) -> PageResult {
+pub async fn registrations(signed_in: SignedIn) -> PageResult {
+    let query: RegistrationQuery = signed_in.0.query()?;
     actor(&signed_in, true)?;
     let status = query
         .status
@@ -241,7 +239,8 @@ fn user_row(u: &UserView) -> Value {
     }
 }
 
-pub async fn users(signed_in: SignedIn, query: web::Query<UserQuery>) -> PageResult {
+pub async fn users(signed_in: SignedIn) -> PageResult {
+    let query: UserQuery = signed_in.0.query()?;
     let actor = actor(&signed_in, false)?;
     let q: String = query
         .q
@@ -379,7 +378,8 @@ pub struct AuditQuery {
     before: Option<String>,
 }
 
-pub async fn audit(signed_in: SignedIn, query: web::Query<AuditQuery>) -> PageResult {
+pub async fn audit(signed_in: SignedIn) -> PageResult {
+    let query: AuditQuery = signed_in.0.query()?;
     actor(&signed_in, true)?;
     let text = |v: &Option<String>| {
         v.as_deref()

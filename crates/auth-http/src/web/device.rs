@@ -18,7 +18,8 @@ pub struct DeviceQuery {
 }
 
 /// `GET /device`: the code form (filled in from `verification_uri_complete`).
-pub async fn form(signed_in: SignedIn, query: web::Query<DeviceQuery>) -> PageResult {
+pub async fn form(signed_in: SignedIn) -> PageResult {
+    let query: DeviceQuery = signed_in.0.query()?;
     let code = query.user_code.clone().unwrap_or_default();
     let code: String = code.chars().take(32).collect();
     signed_in.0.page(

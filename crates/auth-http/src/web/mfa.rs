@@ -310,8 +310,9 @@ pub struct NextQuery {
 
 /// `GET /step-up`: authenticate again (after `step_up_required`) — the
 /// app's code for users with a second factor, else the password.
-pub async fn step_up_form(signed_in: SignedIn, query: web::Query<NextQuery>) -> PageResult {
+pub async fn step_up_form(signed_in: SignedIn) -> PageResult {
     let visitor = &signed_in.0;
+    let query: NextQuery = visitor.query()?;
     let next = safe_next(query.next.as_deref().unwrap_or("/dashboard")).to_owned();
     let accounts = visitor.state.accounts.clone();
     let user_id = signed_in.user().view.id.clone();

@@ -196,8 +196,9 @@ async fn check(
         (status = 400, description = "Unknown client or unregistered redirect URI (HTML page; nothing is redirected)"),
     )
 )]
-pub async fn authorize(visitor: Visitor, query: web::Query<AuthorizeQuery>) -> PageResult {
-    let request = check(&visitor, query.into_inner().into()).await?;
+pub async fn authorize(visitor: Visitor) -> PageResult {
+    let query: AuthorizeQuery = visitor.query()?;
+    let request = check(&visitor, query.into()).await?;
     let Some(user) = &visitor.user else {
         if request.prompt_none {
             return Ok(login_required(&visitor, &request));
@@ -459,8 +460,8 @@ async fn end_session(
         (status = 400, description = "A hint that is not ours, or an unregistered URI (HTML page; nothing ends)"),
     )
 )]
-pub async fn logout(visitor: Visitor, query: web::Query<LogoutQuery>) -> PageResult {
-    let query = query.into_inner();
+pub async fn logout(visitor: Visitor) -> PageResult {
+    let query: LogoutQuery = visitor.query()?;
     let checked = check_logout(&visitor, &query).await?;
     let Some(own) = own_session(&visitor) else {
         let location = after_logout(&visitor, &checked, query.state.as_deref());

@@ -58,11 +58,8 @@ pub struct NextQuery {
     next: Option<String>,
 }
 
-pub async fn switch_language(
-    visitor: Visitor,
-    path: web::Path<String>,
-    query: web::Query<NextQuery>,
-) -> PageResult {
+pub async fn switch_language(visitor: Visitor, path: web::Path<String>) -> PageResult {
+    let query: NextQuery = visitor.query()?;
     let locale = Locale::parse(&path).unwrap_or_default();
     let fallback = visitor.pages.url("/");
     let next = query
@@ -77,7 +74,8 @@ pub async fn switch_language(
 
 // ---- login ----
 
-pub async fn login_form(visitor: Visitor, query: web::Query<NextQuery>) -> PageResult {
+pub async fn login_form(visitor: Visitor) -> PageResult {
+    let query: NextQuery = visitor.query()?;
     let next = safe_next(query.next.as_deref().unwrap_or("/dashboard")).to_owned();
     if visitor.user.is_some() {
         return Ok(visitor.redirect(&next));

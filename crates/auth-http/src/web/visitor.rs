@@ -421,6 +421,15 @@ impl Visitor {
         }
     }
 
+    /// The query string as `T`. A page's query that does not parse (a
+    /// parameter given twice, say) is an error page, not the API's
+    /// problem+json: a browser follows these links.
+    pub fn query<T: serde::de::DeserializeOwned>(&self) -> Result<T, PageError> {
+        web::Query::<T>::from_query(self.req.query_string())
+            .map(web::Query::into_inner)
+            .map_err(|_| self.message_error(StatusCode::BAD_REQUEST, "invalid_query"))
+    }
+
     /// A refusal or failure as a page: the localized message for its stable
     /// code, never internal text.
     pub fn failure(&self, error: ApiError) -> PageError {
