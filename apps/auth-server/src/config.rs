@@ -242,7 +242,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "signing_alg",
         default: "EdDSA",
-        help: "algorithm for newly generated keys: EdDSA, ES256 or HS256",
+        help: "algorithm for newly generated keys: EdDSA, ES256, RS256 (2048-bit; slower to sign) or HS256",
     },
     Key {
         name: "issuer",
@@ -783,13 +783,7 @@ impl Reader {
             )
         })?;
         let signing_algorithm: SigningAlgorithm =
-            self.parse("signing_alg", "one of EdDSA, ES256, HS256")?;
-        if signing_algorithm == SigningAlgorithm::RS256 {
-            return Err(self.error(
-                "signing_alg",
-                "RS256 keys can't be generated here: use EdDSA, ES256 or HS256",
-            ));
-        }
+            self.parse("signing_alg", "one of EdDSA, ES256, RS256, HS256")?;
         let audience = self.str("audience").to_owned();
         if audience.is_empty() {
             return Err(self.error("audience", "must not be empty"));
@@ -1096,6 +1090,21 @@ mod tests {
         assert_eq!(s.leeway_secs, 30);
         assert_eq!(s.signing_algorithm, SigningAlgorithm::EdDSA);
         assert!(s.migrate_on_start);
+    }
+
+    #[test]
+    fn every_algorithm_we_can_generate_is_a_signing_alg() {
+        for (name, alg) in [
+            ("eddsa", SigningAlgorithm::EdDSA),
+            ("ES256", SigningAlgorithm::ES256),
+            ("RS256", SigningAlgorithm::RS256),
+            ("HS256", SigningAlgorithm::HS256),
+        ] {
+            let s = Settings::load(None, env(&[("AUTH_SIGNING_ALG", name)])).unwrap();
+            assert_eq!(s.signing_algorithm, alg);
+        }
+        let error = Settings::load(None, env(&[("AUTH_SIGNING_ALG", "PS256")])).unwrap_err();
+        assert!(error.to_string().contains("AUTH_SIGNING_ALG"), "{error}");
     }
 
     #[test]
