@@ -10,8 +10,9 @@
 //!    no login page (single sign-on); RP-initiated logout ends both RPs'
 //!    sessions.
 //! 2. The refusals, over plain HTTP: unregistered redirect URIs, missing or
-//!    `plain` PKCE, `prompt=none` without a session, reused codes, wrong
-//!    client credentials, verifier or redirect URI, unknown grant types.
+//!    `plain` PKCE, `prompt=none` without a session, reused and expired
+//!    codes, wrong client credentials, verifier or redirect URI, unknown
+//!    grant types, another client's ID token as a logout hint.
 //! 3. The same code flow with ES256 keys (a different at_hash hash), and
 //!    on a server whose own tokens are HS256 (RS256 ID tokens).
 //! 4. `examples/sso-client`, a whole "Sign in with …" application, in
@@ -905,6 +906,54 @@ async fn the_provider_refuses_what_it_must(backend: Backend) {
         refused(refresh(&app, &rp, first.refresh_token().expect("a refresh token")).await),
         CoreErrorResponseType::InvalidGrant,
         "the tokens from a replayed code die with it"
+    );
+
+    // An ID token of this client is no hint for another client's logout
+    // request, nor does it open that client's post-logout URIs: an error
+    // page, nothing redirected, nobody signed out.
+    let hint = first.id_token().expect("an ID token").to_string();
+    for query in [
+        vec![
+            ("id_token_hint", hint.as_str()),
+            ("client_id", public.id.as_str()),
+        ],
+        vec![
+            ("id_token_hint", hint.as_str()),
+            ("post_logout_redirect_uri", "https://evil.example/"),
+        ],
+    ] {
+        let url = Url::parse_with_params(&app.url("/oauth/logout"), &query).unwrap();
+        let response = visitor.get_response(&app, url.as_str()).await;
+        assert_eq!(
+            (response.status(), response.headers().get(LOCATION)),
+            (StatusCode::BAD_REQUEST, None),
+            "{query:?}"
+        );
+    }
+    let (status, _) = visitor.get(&app, "/dashboard").await;
+    assert_eq!(status, StatusCode::OK, "still signed in");
+
+    // A code past its 60 s: invalid_grant (aged in the database rather
+    // than waited for).
+    let auth = authorization(&rp);
+    let code = visitor.code(&app, &auth, &callback).await;
+    let pool = app.pool.clone();
+    tokio::task::spawn_blocking(move || {
+        use diesel::RunQueryDsl;
+        let past = (chrono::Utc::now() - chrono::TimeDelta::seconds(61)).naive_utc();
+        diesel::sql_query(format!(
+            "UPDATE authorization_codes SET expires_at = '{}'",
+            past.format("%Y-%m-%d %H:%M:%S%.6f")
+        ))
+        .execute(&mut *pool.get().unwrap())
+        .unwrap();
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        refused(exchange(&app, &rp, &code, auth.verifier).await),
+        CoreErrorResponseType::InvalidGrant,
+        "an expired code"
     );
 
     // The wrong verifier, or another redirect URI than the code's.
