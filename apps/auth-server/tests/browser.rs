@@ -504,6 +504,19 @@ async fn passkeys_in_the_browser() {
     }
 }
 
+/// Where the browser is once it reached `prefix` (or after 5 s).
+async fn landed_at(browser: &Browser, prefix: &str) -> String {
+    let mut landed = String::new();
+    for _ in 0..50 {
+        landed = browser.url().await;
+        if landed.starts_with(prefix) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    landed
+}
+
 #[tokio::test]
 async fn single_sign_on_pages_in_the_browser() {
     let app = spawn_app(Backend::Sqlite).await;
@@ -548,14 +561,7 @@ async fn single_sign_on_pages_in_the_browser() {
     assert_eq!(browser.text("#client-name").await, "Partner app");
     browser.screenshot("consent").await;
     browser.click("#allow").await;
-    let mut landed = String::new();
-    for _ in 0..50 {
-        landed = browser.url().await;
-        if landed.starts_with(callback) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let landed = landed_at(&browser, callback).await;
     assert!(
         landed.starts_with(callback) && landed.contains("code=") && landed.contains("state=s1"),
         "{landed}"
@@ -575,13 +581,7 @@ async fn single_sign_on_pages_in_the_browser() {
     assert_eq!(browser.text("#client-name").await, "Partner app");
     browser.screenshot("choose-account").await;
     browser.click("#continue").await;
-    for _ in 0..50 {
-        landed = browser.url().await;
-        if landed.starts_with(callback) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let landed = landed_at(&browser, callback).await;
     assert!(
         landed.contains("code=") && landed.contains("state=s2"),
         "{landed}"

@@ -41,6 +41,19 @@ async fn rsa_kids(app: &TestApp) -> Vec<String> {
         .collect()
 }
 
+/// `keys rotate` on the app's key folder; answers the new kid once the
+/// server publishes it.
+async fn rotate(app: &TestApp) -> String {
+    let new_kid = accounts::keys::KeyDir::new(&app.settings.keys_dir)
+        .rotate(
+            auth_core::SigningAlgorithm::EdDSA,
+            chrono::Utc::now().timestamp(),
+        )
+        .unwrap();
+    published(app, &new_kid).await;
+    new_kid
+}
+
 /// Waits until the published JWKS holds `kid`.
 async fn published(app: &TestApp, kid: &str) {
     let started = Instant::now();
@@ -64,13 +77,7 @@ async fn a_rotation_takes_effect_without_a_restart() {
     let old_kid = token_kid(&before);
     assert_eq!(jwks_kids(&app).await, std::slice::from_ref(&old_kid));
 
-    let new_kid = accounts::keys::KeyDir::new(&app.settings.keys_dir)
-        .rotate(
-            auth_core::SigningAlgorithm::EdDSA,
-            chrono::Utc::now().timestamp(),
-        )
-        .unwrap();
-    published(&app, &new_kid).await;
+    let new_kid = rotate(&app).await;
     let mut kids = jwks_kids(&app).await;
     kids.sort();
     let mut expected = vec![old_kid.clone(), new_kid.clone()];
@@ -138,13 +145,7 @@ async fn the_rsa_key_for_relying_parties_is_made_once_and_rotated_with_the_other
         "the RSA key signs only what asks for RS256"
     );
 
-    let new_kid = accounts::keys::KeyDir::new(&app.settings.keys_dir)
-        .rotate(
-            auth_core::SigningAlgorithm::EdDSA,
-            chrono::Utc::now().timestamp(),
-        )
-        .unwrap();
-    published(&app, &new_kid).await;
+    rotate(&app).await;
     app.accounts.replace_keys(
         app.accounts
             .key_source()

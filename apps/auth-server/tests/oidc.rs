@@ -124,15 +124,7 @@ async fn register(
         .collect();
     let started = std::time::Instant::now();
     loop {
-        let jwks: Value = app
-            .http
-            .get(app.url("/.well-known/jwks.json"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let jwks = get_json(app, "/.well-known/jwks.json").await;
         let published = jwks["keys"].as_array().unwrap();
         if signing
             .iter()
@@ -157,6 +149,11 @@ async fn register(
             .client_secret
             .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned()),
     }
+}
+
+async fn get_json(app: &TestApp, path: &str) -> Value {
+    let response = app.http.get(app.url(path)).send().await.unwrap();
+    response.json().await.unwrap()
 }
 
 async fn discover(app: &TestApp) -> ProviderMetadataWithLogout {
@@ -451,15 +448,7 @@ async fn sign_in_single_sign_on_and_logout_in_the_browser(backend: Backend) {
         .clone()
         .expect("an end_session_endpoint");
     assert_eq!(end_session.as_str(), format!("{issuer}/oauth/logout"));
-    let raw: Value = app
-        .http
-        .get(app.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let raw = get_json(&app, "/.well-known/openid-configuration").await;
     assert_eq!(
         raw["code_challenge_methods_supported"],
         serde_json::json!(["S256"]),
