@@ -816,6 +816,21 @@ async fn the_provider_refuses_what_it_must(backend: Backend) {
         );
         let page = response.text().await.unwrap();
         assert!(page.contains("id=\"form-error\""), "{page}");
+        // So are the mailed links' pages.
+        for path in [
+            "/activate?token=a&token=b",
+            "/reset-password?email=a%40b.c&email=d%40e.f",
+        ] {
+            let response = visitor.get_response(&app, path).await;
+            assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{path}");
+            assert!(
+                response.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/html"),
+                "{path}"
+            );
+        }
     }
 
     // prompt=none without a session: login_required at the RP, with state.
@@ -839,6 +854,24 @@ async fn the_provider_refuses_what_it_must(backend: Backend) {
     );
     assert_eq!(back.get("state"), Some(state.secret()));
     assert!(!back.contains_key("code"));
+    // A state longer than we carry is refused, and not echoed back.
+    let (challenge, _) = PkceCodeChallenge::new_random_sha256();
+    let long = "s".repeat(3000);
+    let (url, _, _) = rp
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            || CsrfToken::new("s".repeat(3000)),
+            Nonce::new_random,
+        )
+        .set_pkce_challenge(challenge)
+        .url();
+    let to = Visitor::new().authorize(&app, &url).await;
+    let back = query(&to);
+    assert_eq!(
+        back.get("error").map(String::as_str),
+        Some("invalid_request")
+    );
+    assert!(!back.contains_key("state") && !to.as_str().contains(&long));
 
     // PKCE is required, and only S256.
     let (url, state, _) = rp

@@ -7,6 +7,7 @@ mod support;
 
 use std::collections::HashMap;
 
+use auth_core::SigningAlgorithm;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::StatusCode;
@@ -38,7 +39,7 @@ struct Client {
 }
 
 async fn register(app: &TestApp, first_party: bool, public: bool, scopes: &[&str]) -> Client {
-    register_with(app, first_party, public, scopes, None).await
+    register_with(app, first_party, public, scopes, None, None).await
 }
 
 async fn register_with(
@@ -47,6 +48,7 @@ async fn register_with(
     public: bool,
     scopes: &[&str],
     backchannel_logout_uri: Option<String>,
+    id_token_alg: Option<SigningAlgorithm>,
 ) -> Client {
     let accounts = app.accounts.clone();
     let scopes: Vec<String> = scopes.iter().map(|s| (*s).to_owned()).collect();
@@ -60,7 +62,7 @@ async fn register_with(
                 public,
                 first_party,
                 backchannel_logout_uri,
-                id_token_alg: None,
+                id_token_alg,
             })
             .unwrap()
     })
@@ -485,10 +487,19 @@ fn claims_of(jwt: &str) -> Value {
 }
 
 async fn logging_out_anywhere_posts_a_logout_token_to_the_client(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with(backend, &[("AUTH_KEY_RELOAD", "1")]).await;
     let user_id = app.create_user("kim@example.com", None).await;
     let (endpoint, mut received) = logout_endpoint().await;
-    let client = register_with(&app, true, false, &[], Some(endpoint)).await;
+    // A client that asked for the server's own algorithm, EdDSA.
+    let client = register_with(
+        &app,
+        true,
+        false,
+        &[],
+        Some(endpoint),
+        Some(SigningAlgorithm::EdDSA),
+    )
+    .await;
     let mut kim = Visitor::new();
     kim.log_in(&app, "kim@example.com").await;
     let to = destination(
@@ -499,6 +510,32 @@ async fn logging_out_anywhere_posts_a_logout_token_to_the_client(backend: Backen
     let (status, tokens) = exchange(&app, &client, &query_of(&to)["code"]).await;
     assert_eq!(status, StatusCode::OK, "{tokens}");
     let sid = claims_of(tokens["id_token"].as_str().unwrap())["sid"].clone();
+
+    // The operator moves the server to ES256 meanwhile: the client's
+    // EdDSA tokens must stay verifiable (an EdDSA key goes on signing
+    // them), never fall back to another algorithm.
+    let source = app.accounts.key_source().unwrap().clone();
+    let new_kid = source
+        .store
+        .rotate(SigningAlgorithm::ES256, chrono::Utc::now().timestamp())
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !app
+        .http
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+        .contains(&new_kid)
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.accounts
+        .replace_keys(source.load(chrono::Utc::now().timestamp()).unwrap());
 
     // Signing out on our own pages ends the relying party's session too,
     // and the relying party hears of it.
@@ -513,6 +550,13 @@ async fn logging_out_anywhere_posts_a_logout_token_to_the_client(backend: Backen
         .into_owned()
         .collect();
     let token = &form["logout_token"];
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["alg"], "EdDSA", "the client's algorithm");
     let claims: Value = app
         .accounts
         .keys()
@@ -604,6 +648,20 @@ async fn select_account_goes_on_as_the_user_or_signs_in_as_another(backend: Back
     );
     let to = destination(kim.get_response(&app, &again).await).await;
     assert!(query_of(&to).contains_key("code"), "{to}");
+
+    // select_account with consent: the chooser answers only the first;
+    // consent is still asked, even of a first-party client.
+    let (_, page) = kim
+        .get(
+            &app,
+            &authorize_path(&client, "openid", &[("prompt", "select_account consent")]),
+        )
+        .await;
+    let again = href(&page);
+    assert!(again.contains("prompt=consent"), "{again}");
+    let (status, page) = kim.get(&app, &again).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("id=\"allow\""), "consent asked: {page}");
 
     // Another account: signed out here first, then the login page on the
     // way back to the relying party.
@@ -730,7 +788,36 @@ async fn other_clients_neither_see_nor_end_a_relying_partys_tokens(backend: Back
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let (status, renewed) = token_refresh(&app, &rp, refresh).await;
+    // A refresh may not widen the scope (RFC 6749 §6); refused before the
+    // token is spent. Within the grant it is fine.
+    let (status, body) = token(
+        &app,
+        &rp,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("scope", "openid email profile"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope")),
+        "{body}"
+    );
+    let (status, narrower) = token(
+        &app,
+        &rp,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh),
+            ("scope", "openid email"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{narrower}");
+    let refresh = narrower["refresh_token"].as_str().unwrap().to_owned();
+    let (status, renewed) = token_refresh(&app, &rp, &refresh).await;
     assert_eq!(status, StatusCode::OK, "{renewed}");
     let refresh = renewed["refresh_token"].as_str().unwrap().to_owned();
 

@@ -391,6 +391,15 @@ impl Accounts {
             return Ok(Err(AuthorizeError::NoRedirect("invalid_redirect_uri")));
         };
         let state = request.state.clone().filter(|s| !s.is_empty());
+        if state.as_ref().is_some_and(|s| s.len() > 1024) {
+            // Refused without echoing it: 1024 characters is what we carry.
+            return Ok(Err(AuthorizeError::Redirect {
+                redirect_uri: redirect_uri.to_owned(),
+                state: None,
+                error: "invalid_request",
+                description: "state is longer than 1024 characters",
+            }));
+        }
         let send_back = |error: &'static str, description: &'static str| {
             Ok(Err(AuthorizeError::Redirect {
                 redirect_uri: redirect_uri.to_owned(),
@@ -399,9 +408,6 @@ impl Accounts {
                 description,
             }))
         };
-        if state.as_ref().is_some_and(|s| s.len() > 1024) {
-            return send_back("invalid_request", "state is longer than 1024 characters");
-        }
         match request.response_type.as_deref() {
             Some("code") => {}
             Some(_) => {
@@ -873,8 +879,38 @@ impl Accounts {
         self: &Arc<Self>,
         client: &RelyingParty,
         presented: &SecretString,
+        scope: Option<&str>,
         info: &ClientInfo,
     ) -> Result<RelyingPartyTokens> {
+        if let Some(asked) = scope.filter(|s| !s.trim().is_empty()) {
+            // RFC 6749 §6: no scope the user did not grant. Checked before
+            // the rotation, which would spend the presented token.
+            let this = self.clone();
+            let hash = token_hash(presented.expose_secret());
+            let asked = asked.to_owned();
+            let client_id = client.id.clone();
+            let within = crate::blocking::run_blocking(move || -> Result<bool> {
+                let mut conn = this.conn()?;
+                let Some(token) = storage::repo::refresh_tokens::find_by_hash(&mut conn, &hash)?
+                else {
+                    return Ok(true); // the rotation refuses it
+                };
+                let Some(session) = sessions::find(&mut conn, &token.session_id)?
+                    .filter(|s| s.client_id.as_deref() == Some(client_id.as_str()))
+                else {
+                    return Ok(true); // not this client's: the rotation refuses it
+                };
+                let granted = session.scope.unwrap_or_default();
+                Ok(asked
+                    .split_whitespace()
+                    .all(|s| granted.split_whitespace().any(|g| g == s)))
+            })
+            .await
+            .map_err(|_| AccountsError::BackgroundTask)??;
+            if !within {
+                return Err(AccountsError::InvalidScope);
+            }
+        }
         let channel = Channel::RelyingParty(client.id.clone());
         match self.rotate_async(presented, None, channel, info).await {
             Ok(issued) => Ok(relying_party_tokens(issued, None)),
@@ -924,11 +960,15 @@ impl Accounts {
         Ok(keys.sign_as(alg, ID_TOKEN_TYP, &id)?)
     }
 
-    /// The algorithm `client`'s ID and logout tokens are signed with.
+    /// The algorithm `client`'s ID and logout tokens are signed with: its
+    /// own; for clients registered before the choice, the server's, unless
+    /// that is HS256 (no relying party can check those), then RS256.
     pub fn id_token_alg(&self, client: &RelyingParty) -> SigningAlgorithm {
-        client
-            .id_token_alg
-            .unwrap_or_else(|| self.keys().active_algorithm())
+        client.id_token_alg.unwrap_or_else(|| {
+            Some(self.keys().active_algorithm())
+                .filter(|alg| ID_TOKEN_ALGORITHMS.contains(alg))
+                .unwrap_or(DEFAULT_ID_TOKEN_ALG)
+        })
     }
 
     /// The keys, with one that signs `alg`: when none does yet, one is made
@@ -1176,17 +1216,24 @@ impl Accounts {
         });
         // Signed like its ID tokens. No key is made here (this runs inside
         // the revocation's transaction): a client with sessions got ID
-        // tokens, so its key exists unless a rotation left it out; then the
-        // server's own key signs rather than no notice going out.
+        // tokens, so its key exists (rotations renew it). Should it be
+        // missing, another published key signs; never a shared secret,
+        // which the client could not check and must not be given a MAC of.
         let keys = self.keys();
         let alg = self.id_token_alg(&RelyingParty::from(client.clone()));
-        let logout_token = match keys.sign_as(alg, LOGOUT_TOKEN_TYP, &claims) {
-            Err(TokenError::NoSigningKey) => {
-                tracing::warn!(client_id = %client.id, %alg, "no key signs the client's algorithm; the logout token is signed with the server's");
-                keys.sign(LOGOUT_TOKEN_TYP, &claims)?
-            }
-            signed => signed?,
+        let signed = std::iter::once(alg)
+            .chain(ID_TOKEN_ALGORITHMS)
+            .find_map(|alg| match keys.sign_as(alg, LOGOUT_TOKEN_TYP, &claims) {
+                Err(TokenError::NoSigningKey) => None,
+                signed => Some(signed),
+            });
+        let Some(logout_token) = signed.transpose()? else {
+            tracing::error!(client_id = %client.id, %alg, "no published key signs logout tokens; this logout notice is not sent");
+            return Ok(());
         };
+        if !keys.signing_algorithms().contains(&alg) {
+            tracing::warn!(client_id = %client.id, %alg, "no key signs the client's algorithm; its logout token is signed with another published key");
+        }
         storage::repo::logout_notifications::insert(
             conn,
             &storage::models::LogoutNotificationRow {

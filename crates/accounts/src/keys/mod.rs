@@ -271,7 +271,12 @@ fn assemble(mut keys: Vec<SigningKey>, now: i64, verify_window_secs: i64) -> Res
         k.retired_at()
             .is_none_or(|retired| retired + verify_window_secs > now)
     });
-    keys.sort_by_key(|k| (k.retired_at().is_none(), !k.is_alternate(), k.created_at()));
+    // Ties (keys made in the same second by instances racing) are broken
+    // by kid, so every instance picks the same signer.
+    keys.sort_by(|a, b| {
+        let rank = |k: &SigningKey| (k.retired_at().is_none(), !k.is_alternate(), k.created_at());
+        rank(a).cmp(&rank(b)).then_with(|| a.kid().cmp(b.kid()))
+    });
     let active = keys.pop().context("no unretired signing key")?;
     let mut alternates: Vec<SigningKey> = Vec::new();
     let mut others: Vec<SigningKey> = Vec::new();
@@ -329,14 +334,20 @@ fn has_active(keys: &[SigningKey]) -> bool {
 }
 
 /// The algorithms a rotation to `alg` makes new alternates for: those of
-/// the unretired alternates, but `alg`'s own (the new default key signs it).
+/// the unretired alternates, and the old default key's when the default
+/// algorithm changes (clients may have asked for it: their ID and logout
+/// tokens must stay verifiable), but never `alg` itself (the new default
+/// key signs it) nor HS256 (a shared secret signs nothing for others).
 fn renewed_alternates(keys: &[SigningKey], alg: SigningAlgorithm) -> Vec<SigningAlgorithm> {
+    let unretired = || keys.iter().filter(|k| k.retired_at().is_none());
+    let old_default = unretired()
+        .filter(|k| !k.is_alternate())
+        .max_by_key(|k| (k.created_at(), k.kid().to_owned()));
     let mut algorithms: Vec<SigningAlgorithm> = Vec::new();
-    for key in keys {
+    for key in unretired().filter(|k| k.is_alternate()).chain(old_default) {
         let algorithm = key.algorithm();
-        if key.retired_at().is_none()
-            && key.is_alternate()
-            && algorithm != alg
+        if algorithm != alg
+            && algorithm != SigningAlgorithm::HS256
             && !algorithms.contains(&algorithm)
         {
             algorithms.push(algorithm);
@@ -508,10 +519,22 @@ pub(crate) fn check_alternate_signers(store: &dyn KeyStore) {
     assert_eq!(later.kids().len(), 2, "{:?}", later.kids());
 
     // A rotation to another algorithm replaces the default key with one of
-    // it; the old default's algorithm is not kept as an alternate.
+    // it; the old default's algorithm goes on as an alternate (clients may
+    // have asked for it), renewed too.
+    let sorted = |keys: &KeySet| {
+        let mut algorithms = keys.signing_algorithms();
+        algorithms[1..].sort_by_key(|a| a.as_str());
+        algorithms
+    };
     store.rotate(ES256, 4000).unwrap();
     let switched = store.load(4001, 1830).unwrap();
-    assert_eq!(switched.signing_algorithms(), [ES256, RS256]);
+    assert_eq!(sorted(&switched), [ES256, EdDSA, RS256]);
+    // An HS256 default is never kept as an alternate: it signs nothing for
+    // anyone else.
+    store.rotate(SigningAlgorithm::HS256, 5000).unwrap();
+    store.rotate(ES256, 6000).unwrap();
+    let back = store.load(6001, 1830).unwrap();
+    assert_eq!(sorted(&back), [ES256, EdDSA, RS256]);
 }
 
 #[cfg(test)]

@@ -249,7 +249,12 @@ pub async fn token(
             };
             state
                 .accounts
-                .relying_party_refresh(&client, &SecretString::from(refresh), &info)
+                .relying_party_refresh(
+                    &client,
+                    &SecretString::from(refresh),
+                    form.scope.as_deref(),
+                    &info,
+                )
                 .await
         }
         Some(DEVICE_CODE_GRANT) => {

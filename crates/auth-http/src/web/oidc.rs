@@ -53,11 +53,22 @@ impl From<AuthorizeQuery> for AuthorizationRequest {
     }
 }
 
+/// What a step answers of the request's `prompt`: a sign-in answers
+/// `login` and `select_account` (the user chose the account by signing
+/// in), a step-up only `login`, the account chooser `select_account`. What
+/// is left is carried on; `login` never is (nor `max_age`), or the user
+/// would be sent round again for ever.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Answered {
+    SignIn,
+    StepUp,
+    AccountChosen,
+}
+
 /// The request's parameters, to carry through a form or a login: every
-/// one except `prompt` and `max_age`, which have been answered by then (the
-/// user signs in or steps up now; carried, `max_age=0` would send them
-/// round again for ever).
-fn carried(request: &ValidAuthorization) -> Vec<(&'static str, String)> {
+/// one except `max_age`, and of `prompt` only what the step taken does not
+/// answer (`consent`, say, still to be asked after the account chooser).
+fn carried(request: &ValidAuthorization, answered: Answered) -> Vec<(&'static str, String)> {
     let mut params = vec![
         ("response_type", "code".to_owned()),
         ("client_id", request.client.id.clone()),
@@ -66,19 +77,27 @@ fn carried(request: &ValidAuthorization) -> Vec<(&'static str, String)> {
         ("code_challenge", request.code_challenge.clone()),
         ("code_challenge_method", "S256".to_owned()),
     ];
+    let mut prompts = Vec::new();
+    if request.prompt_consent {
+        prompts.push("consent");
+    }
+    if request.prompt_select_account && answered == Answered::StepUp {
+        prompts.push("select_account");
+    }
     let optional = [
         ("state", request.state.clone()),
         ("nonce", request.nonce.clone()),
         ("login_hint", request.login_hint.clone()),
+        ("prompt", Some(prompts.join(" ")).filter(|p| !p.is_empty())),
     ];
     params.extend(optional.into_iter().filter_map(|(k, v)| Some((k, v?))));
     params
 }
 
 /// `/oauth/authorize?…` with the carried parameters: where to come back to.
-fn authorize_path(request: &ValidAuthorization) -> String {
+fn authorize_path(request: &ValidAuthorization, answered: Answered) -> String {
     let query: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(carried(request))
+        .extend_pairs(carried(request, answered))
         .finish();
     format!("/oauth/authorize?{query}")
 }
@@ -203,7 +222,7 @@ pub async fn authorize(visitor: Visitor) -> PageResult {
         if request.prompt_none {
             return Ok(login_required(&visitor, &request));
         }
-        let next = encoded(&authorize_path(&request));
+        let next = encoded(&authorize_path(&request, Answered::SignIn));
         return Ok(visitor.redirect(&format!("/login?next={next}")));
     };
     let (user_id, session_id) = (user.view.id.clone(), user.session_id.clone());
@@ -222,7 +241,7 @@ pub async fn authorize(visitor: Visitor) -> PageResult {
         )),
         Authorized::Reauthenticate if request.prompt_none => Ok(login_required(&visitor, &request)),
         Authorized::Reauthenticate => {
-            let next = encoded(&authorize_path(&request));
+            let next = encoded(&authorize_path(&request, Answered::StepUp));
             Ok(visitor.redirect(&format!("/step-up?next={next}")))
         }
         Authorized::ConsentRequired if request.prompt_none => Ok(error_to_relying_party(
@@ -245,8 +264,11 @@ fn account_page(
     user: &super::visitor::WebUser,
     request: &ValidAuthorization,
 ) -> PageResult {
-    let again = authorize_path(request);
-    let switch = format!("/login?next={}", encoded(&again));
+    let again = authorize_path(request, Answered::AccountChosen);
+    let switch = format!(
+        "/login?next={}",
+        encoded(&authorize_path(request, Answered::SignIn))
+    );
     visitor.page(
         "choose_account.html",
         context! {
@@ -292,7 +314,9 @@ fn consent_page(visitor: &Visitor, request: &ValidAuthorization) -> PageResult {
         .filter(|s| *s != "openid")
         .map(str::to_owned)
         .collect();
-    let params: Vec<(String, String)> = carried(request)
+    // The consent form's answer is the consent itself: its handler reads
+    // no prompt from it.
+    let params: Vec<(String, String)> = carried(request, Answered::AccountChosen)
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();

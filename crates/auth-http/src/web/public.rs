@@ -208,7 +208,8 @@ pub struct TokenQuery {
 
 /// Shows whose account the link opens and asks for a password; nothing is
 /// spent until the form is sent.
-pub async fn activation_form(visitor: Visitor, query: web::Query<TokenQuery>) -> PageResult {
+pub async fn activation_form(visitor: Visitor) -> PageResult {
+    let query: TokenQuery = visitor.query()?;
     let token = query.token.clone().unwrap_or_default();
     let account = sessions::activation_preview(&visitor.state, token.clone().into())
         .await
@@ -290,7 +291,8 @@ pub async fn forgot(visitor: Visitor, body: web::Bytes) -> PageResult {
 }
 
 /// From the mailed link (address and code filled in) or typed by hand.
-pub async fn reset_form(visitor: Visitor, query: web::Query<ResetQuery>) -> PageResult {
+pub async fn reset_form(visitor: Visitor) -> PageResult {
+    let query: ResetQuery = visitor.query()?;
     visitor.page(
         "reset.html",
         context! {

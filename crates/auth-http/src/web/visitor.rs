@@ -562,9 +562,11 @@ impl FromRequest for SignedIn {
 /// site: not `//host` or `/\host`, and no control characters or spaces at
 /// all (browsers drop tabs and newlines, so `/<tab>/host` becomes `//host`).
 pub fn safe_next(next: &str) -> &str {
+    // Our own `next` values are percent-encoded ASCII; anything else would
+    // reach the Location header raw.
     let local = next.starts_with('/')
         && !next[1..].starts_with(['/', '\\'])
-        && !next.chars().any(|c| c.is_control() || c.is_whitespace());
+        && next.chars().all(|c| c.is_ascii_graphic());
     if local { next } else { "/dashboard" }
 }
 
@@ -603,6 +605,9 @@ mod tests {
             "/ /evil.example",
             "https://evil.example",
             "evil.example",
+            "/login?é",
+            "/\u{fffd}",
+            "/a\u{7f}",
             "",
         ] {
             assert_eq!(safe_next(bad), "/dashboard", "{bad:?}");
