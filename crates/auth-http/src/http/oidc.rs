@@ -140,7 +140,8 @@ pub async fn device_authorization(
 /// A token request (RFC 6749 §4.1.3, §6).
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct TokenRequest {
-    /// `authorization_code` or `refresh_token`.
+    /// `authorization_code`, `refresh_token`, `client_credentials` or the
+    /// device code grant.
     grant_type: Option<String>,
     code: Option<String>,
     redirect_uri: Option<String>,
@@ -153,7 +154,8 @@ pub struct TokenRequest {
     client_id: Option<String>,
     client_secret: Option<String>,
     /// Client credentials: the permission scopes wanted (default: all
-    /// granted). Ignored on refresh: the scope granted stays.
+    /// granted). On refresh: none beyond the grant (`invalid_scope`); the
+    /// scope granted stays.
     scope: Option<String>,
 }
 
@@ -207,7 +209,7 @@ async fn token_client(
     tag = "oidc",
     request_body(content = TokenRequest, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 200, description = "`access_token`, `token_type`, `expires_in`, `refresh_token`, `id_token` (code exchange), `scope`", body = Object),
+        (status = 200, description = "`access_token`, `token_type`, `expires_in`, `refresh_token` (when the scope has `offline_access`), `id_token` (code exchange, device grant), `scope`", body = Object),
         (status = 400, description = "`invalid_grant`, `invalid_request`, `invalid_scope`, `unauthorized_client`, `unsupported_grant_type` (RFC 6749 error body)", body = bodies::OAuthError),
         (status = 401, description = "`invalid_client` (RFC 6749 error body)", body = bodies::OAuthError),
     )
