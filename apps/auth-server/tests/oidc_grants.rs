@@ -842,6 +842,23 @@ async fn other_clients_neither_see_nor_end_a_relying_partys_tokens(backend: Back
     let (status, _) = exchange(&app, &rp, &code).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(introspect(&app, &rp, &refresh).await["active"], false);
+    // A dead token is invalid_grant whatever scope it asks for: a scope
+    // probe tells nothing about it.
+    let (status, body) = token(
+        &app,
+        &rp,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("scope", "openid email profile"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_grant")),
+        "{body}"
+    );
 }
 
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
@@ -1048,6 +1065,22 @@ async fn a_logout_link_from_elsewhere_asks_before_it_signs_anyone_out(backend: B
             .client_secret
             .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned()),
     };
+    // An anonymous logout link with a state longer than any relying party
+    // may carry: on to the registered URI, the state not echoed.
+    let long_state = "s".repeat(2000);
+    let to = destination(
+        Visitor::new()
+            .get_response(
+                &app,
+                &format!(
+                    "/oauth/logout?client_id={}&post_logout_redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fbye&state={long_state}",
+                    rp.id
+                ),
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(to, "http://127.0.0.1:9/bye");
     let signed_in = async |login: &str| {
         let mut visitor = Visitor::new();
         visitor.log_in(&app, login).await;

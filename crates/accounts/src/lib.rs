@@ -54,7 +54,7 @@ pub use mfa::{
 pub use oidc::{
     AuthorizationRequest, AuthorizeError, Authorized, CheckedLogout, ConsentView,
     DEFAULT_ID_TOKEN_ALG, ID_TOKEN_ALGORITHMS, LogoutNotice, LogoutRefused, LogoutRequest,
-    LogoutSender, NewClient, RelyingParty, RelyingPartyTokens, ValidAuthorization,
+    LogoutSender, MAX_STATE_BYTES, NewClient, RelyingParty, RelyingPartyTokens, ValidAuthorization,
 };
 pub use organizations::Organization;
 pub use passkeys::{PasskeyAssertion, PasskeyCeremony, PasskeyName, PasskeySignIn, PasskeySummary};

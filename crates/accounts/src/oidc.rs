@@ -40,6 +40,10 @@ use crate::types::{ParseError, UserStatus};
 
 type Result<T> = std::result::Result<T, AccountsError>;
 
+/// The longest `state` a relying party may have carried through us (and
+/// back); a longer one is refused and not echoed.
+pub const MAX_STATE_BYTES: usize = 1024;
+
 /// How long an authorization code lives.
 pub const CODE_TTL_SECS: i64 = 60;
 
@@ -116,7 +120,12 @@ impl From<ClientRow> for RelyingParty {
             public: row.public,
             first_party: row.first_party,
             backchannel_logout_uri: Some(row.backchannel_logout_uri).filter(|u| !u.is_empty()),
-            id_token_alg: row.id_token_alg.parse().ok(),
+            // Only what a client may have: never HS256, whatever is stored.
+            id_token_alg: row
+                .id_token_alg
+                .parse()
+                .ok()
+                .filter(|alg| ID_TOKEN_ALGORITHMS.contains(alg)),
         }
     }
 }
@@ -391,13 +400,13 @@ impl Accounts {
             return Ok(Err(AuthorizeError::NoRedirect("invalid_redirect_uri")));
         };
         let state = request.state.clone().filter(|s| !s.is_empty());
-        if state.as_ref().is_some_and(|s| s.len() > 1024) {
-            // Refused without echoing it: 1024 characters is what we carry.
+        if state.as_ref().is_some_and(|s| s.len() > MAX_STATE_BYTES) {
+            // Refused without echoing it.
             return Ok(Err(AuthorizeError::Redirect {
                 redirect_uri: redirect_uri.to_owned(),
                 state: None,
                 error: "invalid_request",
-                description: "state is longer than 1024 characters",
+                description: "state is longer than 1024 bytes",
             }));
         }
         let send_back = |error: &'static str, description: &'static str| {
@@ -895,10 +904,17 @@ impl Accounts {
                 else {
                     return Ok(true); // the rotation refuses it
                 };
-                let Some(session) = sessions::find(&mut conn, &token.session_id)?
-                    .filter(|s| s.client_id.as_deref() == Some(client_id.as_str()))
-                else {
-                    return Ok(true); // not this client's: the rotation refuses it
+                // Only a live token of this client is checked: any other
+                // goes on to the rotation, which refuses it (invalid_grant)
+                // and sees a spent one as reuse; a scope probe must not
+                // tell a dead token from a live one.
+                let live_token = token.used_at.is_none() && token.expires_at > now().naive_utc();
+                let Some(session) = sessions::find(&mut conn, &token.session_id)?.filter(|s| {
+                    live_token
+                        && s.revoked_at.is_none()
+                        && s.client_id.as_deref() == Some(client_id.as_str())
+                }) else {
+                    return Ok(true);
                 };
                 let granted = session.scope.unwrap_or_default();
                 Ok(asked
@@ -1371,6 +1387,32 @@ mod tests {
             "javascript:alert(1)",
         ] {
             assert!(check_redirect_uri(bad, false).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_stored_id_token_algorithm_is_only_one_a_client_may_have() {
+        let row = |alg: &str| ClientRow {
+            id: "c".into(),
+            name: "c".into(),
+            secret_hash: String::new(),
+            created_at: chrono::NaiveDateTime::default(),
+            revoked_at: None,
+            redirect_uris: String::new(),
+            post_logout_redirect_uris: String::new(),
+            scopes: String::new(),
+            public: false,
+            first_party: false,
+            backchannel_logout_uri: String::new(),
+            id_token_alg: alg.into(),
+        };
+        let alg = |stored: &str| RelyingParty::from(row(stored)).id_token_alg;
+        assert_eq!(alg("RS256"), Some(SigningAlgorithm::RS256));
+        assert_eq!(alg("EdDSA"), Some(SigningAlgorithm::EdDSA));
+        // HS256 would have the server's secret sign tokens for a third
+        // party; empty or unknown: the server's choice.
+        for stored in ["HS256", "", "none", "PS256"] {
+            assert_eq!(alg(stored), None, "{stored}");
         }
     }
 

@@ -422,6 +422,8 @@ fn after_logout(
     checked: &accounts::CheckedLogout,
     state: Option<&str>,
 ) -> String {
+    // A state longer than a relying party may carry is not echoed.
+    let state = state.filter(|s| s.len() <= accounts::MAX_STATE_BYTES);
     match (&checked.redirect_uri, state) {
         (Some(uri), Some(state)) => with_params(uri, &[("state", state)]),
         (Some(uri), None) => uri.clone(),
