@@ -261,6 +261,16 @@ impl SigningKey {
         })
     }
 
+    /// ring's RSA key pair, for RS256 keys: RSA signatures are made with
+    /// ring (constant-time, blinded) rather than the `rsa` crate, whose
+    /// private-key arithmetic is not constant-time (RUSTSEC-2023-0071).
+    pub(crate) fn rsa_key_pair(&self) -> Option<Result<RsaKeyPair, KeyError>> {
+        (self.algorithm == SigningAlgorithm::RS256).then(|| {
+            RsaKeyPair::from_pkcs8(&self.private_key)
+                .map_err(|_| KeyError::InvalidKey("RSA key rejected by ring".into()))
+        })
+    }
+
     /// The jsonwebtoken verification key. Built once per key set, not per token.
     pub(crate) fn decoding_key(&self) -> Result<DecodingKey, KeyError> {
         Ok(match &self.public_key {

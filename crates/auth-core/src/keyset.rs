@@ -5,7 +5,11 @@
 use std::fmt;
 use std::sync::Arc;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{EncodingKey, Header};
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -36,13 +40,56 @@ struct Keys {
     /// only verify.
     entries: Vec<KeyEntry>,
     /// One per algorithm, the active key's first; index into `entries`.
-    signers: Vec<(usize, EncodingKey)>,
+    signers: Vec<(usize, Signer)>,
     jwks: serde_json::Value,
 }
 
 struct KeyEntry {
     key: SigningKey,
     verifier: PreparedKey,
+}
+
+/// What makes a key's signatures: jsonwebtoken's key, or for RSA ring's
+/// key pair (see [`SigningKey::rsa_key_pair`]).
+enum Signer {
+    Jwt(EncodingKey),
+    Rsa(Box<RsaKeyPair>),
+}
+
+impl Signer {
+    fn for_key(key: &SigningKey) -> Result<Signer, KeyError> {
+        match key.rsa_key_pair() {
+            Some(pair) => Ok(Signer::Rsa(Box::new(pair?))),
+            None => Ok(Signer::Jwt(key.encoding_key()?)),
+        }
+    }
+
+    /// A compact JWS of `claims` under `header` (RFC 7515 §7.1): what
+    /// jsonwebtoken's `encode` makes, with ring signing the RSA ones.
+    fn sign<C: Serialize>(&self, header: &Header, claims: &C) -> Result<String, TokenError> {
+        let pair = match self {
+            Signer::Jwt(key) => {
+                return jsonwebtoken::encode(header, claims, key).map_err(|_| TokenError::Signing);
+            }
+            Signer::Rsa(pair) => pair,
+        };
+        let header = serde_json::to_vec(header).map_err(|_| TokenError::Signing)?;
+        let claims = serde_json::to_vec(claims).map_err(|_| TokenError::Signing)?;
+        let message = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(claims)
+        );
+        let mut signature = vec![0u8; pair.public().modulus_len()];
+        pair.sign(
+            &RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            message.as_bytes(),
+            &mut signature,
+        )
+        .map_err(|_| TokenError::Signing)?;
+        Ok(format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature)))
+    }
 }
 
 impl fmt::Debug for KeySet {
@@ -75,7 +122,7 @@ impl KeySet {
     ) -> Result<KeySet, KeyError> {
         let signer_count = 1 + alternates.len();
         let mut entries: Vec<KeyEntry> = Vec::with_capacity(signer_count + others.len());
-        let mut signers: Vec<(usize, EncodingKey)> = Vec::with_capacity(signer_count);
+        let mut signers: Vec<(usize, Signer)> = Vec::with_capacity(signer_count);
         for key in std::iter::once(active).chain(alternates).chain(others) {
             if entries.iter().any(|entry| entry.key.kid() == key.kid()) {
                 return Err(KeyError::DuplicateKid(key.kid().to_owned()));
@@ -89,7 +136,7 @@ impl KeySet {
                 {
                     return Err(KeyError::DuplicateSigner(alg.to_string()));
                 }
-                signers.push((index, key.encoding_key()?));
+                signers.push((index, Signer::for_key(&key)?));
             }
             let entry = KeyEntry {
                 verifier: PreparedKey::new(key.algorithm(), key.decoding_key()?),
@@ -152,8 +199,8 @@ impl KeySet {
     /// Signs `claims` with the active key. The header carries the active key's
     /// `alg`, its `kid`, and `typ`.
     pub fn sign<C: Serialize>(&self, typ: &str, claims: &C) -> Result<String, TokenError> {
-        let (index, encoding_key) = &self.inner.signers[0];
-        self.sign_with(*index, encoding_key, typ, claims)
+        let (index, signer) = &self.inner.signers[0];
+        self.sign_with(*index, signer, typ, claims)
     }
 
     /// Signs `claims` with the key that signs `alg` (the active key, or an
@@ -164,19 +211,19 @@ impl KeySet {
         typ: &str,
         claims: &C,
     ) -> Result<String, TokenError> {
-        let (index, encoding_key) = self
+        let (index, signer) = self
             .inner
             .signers
             .iter()
             .find(|&&(i, _)| self.inner.entries[i].key.algorithm() == alg)
             .ok_or(TokenError::NoSigningKey)?;
-        self.sign_with(*index, encoding_key, typ, claims)
+        self.sign_with(*index, signer, typ, claims)
     }
 
     fn sign_with<C: Serialize>(
         &self,
         index: usize,
-        encoding_key: &EncodingKey,
+        signer: &Signer,
         typ: &str,
         claims: &C,
     ) -> Result<String, TokenError> {
@@ -184,7 +231,7 @@ impl KeySet {
         let mut header = Header::new(key.algorithm().jws_algorithm());
         header.typ = Some(typ.to_owned());
         header.kid = Some(key.kid().to_owned());
-        jsonwebtoken::encode(&header, claims, encoding_key).map_err(|_| TokenError::Signing)
+        signer.sign(&header, claims)
     }
 
     /// Verifies the signature and header of `token` and decodes its claims.
@@ -234,9 +281,9 @@ impl KeyEntry {
     fn self_test(&self) -> Result<(), KeyError> {
         let failed =
             || KeyError::InvalidKey(format!("key {:?} failed its self-test", self.key.kid()));
-        let encoding_key = self.key.encoding_key()?;
         let header = Header::new(self.key.algorithm().jws_algorithm());
-        let token = jsonwebtoken::encode(&header, &json!({ "self_test": true }), &encoding_key)
+        let token = Signer::for_key(&self.key)?
+            .sign(&header, &json!({ "self_test": true }))
             .map_err(|_| failed())?;
         jsonwebtoken::decode::<serde_json::Value>(
             &token,
@@ -335,6 +382,25 @@ mod tests {
         assert_eq!(
             duplicate.unwrap_err(),
             KeyError::DuplicateSigner("EdDSA".into())
+        );
+    }
+
+    #[test]
+    fn rsa_tokens_signed_with_ring_are_what_jsonwebtoken_makes() {
+        // PKCS#1 v1.5 signatures are deterministic: ring's must equal the
+        // `rsa` crate's byte for byte, and verify.
+        let rsa = key(SigningAlgorithm::RS256, "r");
+        let keys = KeySet::new(rsa.clone(), vec![]).unwrap();
+        let claims = json!({"sub": "u", "n": [1, 2]});
+        let ours = keys.sign("JWT", &claims).unwrap();
+        let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
+        header.typ = Some("JWT".into());
+        header.kid = Some("r".into());
+        let theirs = jsonwebtoken::encode(&header, &claims, &rsa.encoding_key().unwrap()).unwrap();
+        assert_eq!(ours, theirs);
+        assert_eq!(
+            keys.verify::<serde_json::Value>(&ours, "JWT").unwrap(),
+            claims
         );
     }
 
