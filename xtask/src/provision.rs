@@ -76,6 +76,15 @@ fn apt_install(packages: &[&str], why: &str) -> Result<()> {
     }
 }
 
+/// wrk, the benchmark's load generator (Debian package `wrk`), installed
+/// when missing. An error says why it could not be.
+pub fn load_generator() -> Result<()> {
+    if found("wrk") {
+        return Ok(());
+    }
+    apt_install(&["wrk"], "the benchmark's load generator")
+}
+
 /// Everything the tests need on this machine.
 pub fn test_tools(root: &Path, database_url: &str, default_url: &str) -> Result<()> {
     postgres(database_url, database_url == default_url)?;

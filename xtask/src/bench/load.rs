@@ -1,5 +1,6 @@
-//! Load generation: `wrk` (Debian package `wrk`) with small Lua scripts, or,
-//! when wrk is missing, a built-in tokio + reqwest client. The built-in client
+//! Load generation: `wrk` (Debian package `wrk`, installed when missing) with
+//! small Lua scripts, or, when it can't be installed, a built-in tokio +
+//! reqwest client. The built-in client
 //! is a debug build and much slower than the server, so its figures are
 //! client-bound; the report says which one ran.
 
@@ -68,6 +69,9 @@ impl Generator {
             println!("load generator: built-in client (asked for with --builtin-client)");
             return Generator::Builtin;
         }
+        if let Err(e) = crate::provision::load_generator() {
+            println!("{e:#}");
+        }
         match Command::new("wrk").arg("-v").output() {
             Ok(out) if String::from_utf8_lossy(&out.stdout).starts_with("wrk ") => {
                 let version = String::from_utf8_lossy(&out.stdout);
@@ -77,8 +81,8 @@ impl Generator {
             }
             _ => {
                 println!(
-                    "load generator: wrk NOT FOUND. Install it for meaningful figures \
-                     (Debian/Ubuntu: `apt-get install wrk`). Falling back to the built-in \
+                    "load generator: wrk NOT FOUND and could not be installed (above). \
+                     Install it for meaningful figures. Falling back to the built-in \
                      reqwest client: it is a debug build and slower than the server, so \
                      throughput figures below are client-bound, not server limits."
                 );
