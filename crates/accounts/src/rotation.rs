@@ -31,7 +31,6 @@ use secrecy::{ExposeSecret, SecretString};
 use storage::StorageError;
 use storage::models::{RefreshTokenRow, SessionRow, UserRow};
 use storage::repo::{refresh_tokens, sessions, users};
-use uuid::Uuid;
 
 use crate::audit::{AuditContext, AuditEvent, events};
 use crate::blocking::spawn_detached;
@@ -307,7 +306,7 @@ impl Accounts {
                 let idle_end = now + TimeDelta::seconds(self.sessions.refresh_idle_ttl_secs);
                 let expires_at = idle_end.min(session.expires_at);
                 inserts.push(RefreshTokenRow {
-                    id: Uuid::new_v4().to_string(),
+                    id: RefreshTokenRow::new_id(),
                     session_id: session.id.clone(),
                     token_hash: job.new_hash.clone(),
                     parent_id: Some(token.id.clone()),

@@ -592,7 +592,7 @@ impl Accounts {
         refresh_tokens::insert(
             conn,
             &RefreshTokenRow {
-                id: Uuid::new_v4().to_string(),
+                id: RefreshTokenRow::new_id(),
                 session_id: session.id.clone(),
                 token_hash: token_hash(token.expose_secret()),
                 parent_id: parent.map(str::to_owned),

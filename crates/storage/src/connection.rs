@@ -137,42 +137,77 @@ enum GateState {
 /// asleep while the lock is free). `busy_timeout` remains for other
 /// processes (the CLI) and statements outside transactions.
 ///
+/// First come, first served (a ticket queue): a thread that writes batch
+/// after batch, like the refresh-token writer, can't starve a login's
+/// transaction or the checkpoint thread, which would otherwise lose every
+/// race for the freed gate to the thread that just freed it.
+///
 /// Re-entrant per thread: a thread that holds it and opens a transaction on
 /// a second connection passes (SQLite itself then decides, as before).
 #[derive(Debug, Default)]
 pub struct WriterGate {
-    owner: Mutex<Option<(ThreadId, u32)>>,
+    state: Mutex<GateQueue>,
     released: Condvar,
 }
 
+#[derive(Debug, Default)]
+struct GateQueue {
+    /// The holder and how many times it entered.
+    owner: Option<(ThreadId, u32)>,
+    /// The next ticket to hand out, and the ticket whose turn it is.
+    next_ticket: u64,
+    serving: u64,
+}
+
+/// The gate held outside any transaction ([`WriterGate::hold`]).
+pub(crate) struct GateHeld<'a>(&'a WriterGate);
+
+impl Drop for GateHeld<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 impl WriterGate {
+    /// Holds the gate until the guard is dropped: no transaction of the
+    /// pool begins meanwhile (the checkpoint thread's restart).
+    pub(crate) fn hold(&self) -> GateHeld<'_> {
+        self.acquire();
+        GateHeld(self)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateQueue> {
+        // Consistent whenever the lock is released, panic or not.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn acquire(&self) {
         let me = std::thread::current().id();
-        let mut owner = self.owner.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            match &mut *owner {
-                None => {
-                    *owner = Some((me, 1));
-                    return;
-                }
-                Some((thread, depth)) if *thread == me => {
-                    *depth += 1;
-                    return;
-                }
-                Some(_) => {
-                    owner = self.released.wait(owner).unwrap_or_else(|e| e.into_inner());
-                }
-            }
+        let mut state = self.lock();
+        if let Some((owner, depth)) = &mut state.owner
+            && *owner == me
+        {
+            *depth += 1;
+            return;
         }
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        while state.owner.is_some() || state.serving != ticket {
+            state = self.released.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+        state.owner = Some((me, 1));
     }
 
     fn release(&self) {
-        let mut owner = self.owner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, depth)) = &mut *owner {
+        let mut state = self.lock();
+        if let Some((_, depth)) = &mut state.owner {
             *depth -= 1;
             if *depth == 0 {
-                *owner = None;
-                self.released.notify_one();
+                state.owner = None;
+                state.serving += 1;
+                // Only the next ticket's thread may go on; it is one of
+                // the waiters (rarely more than a few).
+                self.released.notify_all();
             }
         }
     }
@@ -270,11 +305,19 @@ pub struct ConnectError(String);
 
 /// SQLite settings applied to every connection: WAL lets readers run beside
 /// the one writer, `busy_timeout` makes writers queue instead of failing with
-/// SQLITE_BUSY, and foreign keys are off by default in SQLite.
-const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL;
+/// SQLITE_BUSY, and foreign keys are off by default in SQLite. The writers'
+/// automatic checkpoint is only a backstop: a pool's checkpoint thread does
+/// it ([`crate::checkpoint`]).
+fn sqlite_pragmas() -> String {
+    format!(
+        "PRAGMA journal_mode = WAL;
 PRAGMA busy_timeout = 10000;
 PRAGMA foreign_keys = ON;
-PRAGMA synchronous = NORMAL;";
+PRAGMA synchronous = NORMAL;
+PRAGMA wal_autocheckpoint = {};",
+        crate::checkpoint::BACKSTOP_PAGES
+    )
+}
 
 fn establish(url: &DatabaseUrl) -> Result<AnyConnection, ConnectError> {
     match url {
@@ -284,7 +327,7 @@ fn establish(url: &DatabaseUrl) -> Result<AnyConnection, ConnectError> {
         DatabaseUrl::Sqlite(path) => {
             let mut conn = SqliteConnection::establish(&path.to_string_lossy())
                 .map_err(|e| ConnectError(e.to_string()))?;
-            conn.batch_execute(SQLITE_PRAGMAS)
+            conn.batch_execute(&sqlite_pragmas())
                 .map_err(|e| ConnectError(e.to_string()))?;
             Ok(AnyConnection::Sqlite(conn))
         }
@@ -292,11 +335,7 @@ fn establish(url: &DatabaseUrl) -> Result<AnyConnection, ConnectError> {
 }
 
 impl ConnectionManager {
-    fn new(url: DatabaseUrl, idle_check_after: Duration) -> Self {
-        let gate = match url {
-            DatabaseUrl::Sqlite(_) => Some(Arc::new(WriterGate::default())),
-            DatabaseUrl::Postgres(_) => None,
-        };
+    fn new(url: DatabaseUrl, idle_check_after: Duration, gate: Option<Arc<WriterGate>>) -> Self {
         Self {
             url,
             losses: Arc::new(AtomicU64::new(0)),
@@ -386,9 +425,15 @@ pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> Result<DbPool, Stora
     }
     // Fail fast with the real cause instead of r2d2's "timed out" after retries.
     establish(url).map_err(|e| StorageError::Connect(e.0))?;
-    if let DatabaseUrl::Sqlite(path) = url {
-        restrict_to_owner(path);
-    }
+    let gate = match url {
+        DatabaseUrl::Sqlite(path) => {
+            restrict_to_owner(path);
+            let gate = Arc::new(WriterGate::default());
+            crate::checkpoint::spawn(path.clone(), &gate);
+            Some(gate)
+        }
+        DatabaseUrl::Postgres(_) => None,
+    };
     Pool::builder()
         .max_size(options.max_size)
         .min_idle(Some(1))
@@ -398,6 +443,7 @@ pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> Result<DbPool, Stora
         .build(ConnectionManager::new(
             url.clone(),
             options.idle_check_after,
+            gate,
         ))
         .map_err(|e| StorageError::Connect(e.to_string()))
 }
@@ -477,5 +523,57 @@ impl ChangeListener {
             }
         }
         Ok(changes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    #[test]
+    fn the_writer_gate_is_first_come_first_served() {
+        // A thread that takes the gate again as soon as it leaves it must
+        // not keep a waiting thread out: the waiter goes next.
+        let gate = WriterGate::default();
+        let turns = AtomicU64::new(0);
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            gate.acquire();
+            scope.spawn(|| {
+                while !stop.load(Ordering::SeqCst) {
+                    gate.acquire();
+                    turns.fetch_add(1, Ordering::SeqCst);
+                    gate.release();
+                }
+            });
+            // The busy thread is queued behind us before the waiter is.
+            while gate.lock().next_ticket < 2 {
+                std::thread::yield_now();
+            }
+            let waiter = scope.spawn(|| {
+                let _held = gate.hold();
+                turns.load(Ordering::SeqCst)
+            });
+            while gate.lock().next_ticket < 3 {
+                std::thread::yield_now();
+            }
+            gate.release();
+            let turns_before_waiter = waiter.join().unwrap();
+            stop.store(true, Ordering::SeqCst);
+            assert_eq!(turns_before_waiter, 1, "the waiter was overtaken");
+        });
+    }
+
+    #[test]
+    fn the_writer_gate_is_reentrant_per_thread() {
+        let gate = WriterGate::default();
+        gate.acquire();
+        gate.acquire();
+        gate.release();
+        assert!(gate.lock().owner.is_some());
+        gate.release();
+        assert!(gate.lock().owner.is_none());
     }
 }

@@ -11,6 +11,7 @@
 //! async executor's worker.
 
 pub mod audit;
+mod checkpoint;
 pub mod connection;
 pub mod error;
 pub mod migrations;

@@ -89,6 +89,16 @@ pub struct RefreshTokenRow {
     pub used_at: Option<NaiveDateTime>,
 }
 
+impl RefreshTokenRow {
+    /// A new row id. Time-ordered (UUIDv7): every refresh inserts a row,
+    /// and ordered ids make the id index grow at its end, where a random
+    /// id would dirty (and write to the log) a random index page per
+    /// insert. The id is internal; the token is separate and random.
+    pub fn new_id() -> String {
+        uuid::Uuid::now_v7().to_string()
+    }
+}
+
 #[derive(Queryable, Selectable, Debug, Clone, PartialEq)]
 #[diesel(table_name = revocations)]
 pub struct RevocationRow {

@@ -216,7 +216,7 @@ mod ceiling {
         at: chrono::NaiveDateTime,
     ) -> RefreshTokenRow {
         RefreshTokenRow {
-            id: fresh_id(),
+            id: RefreshTokenRow::new_id(),
             session_id: session_id.to_owned(),
             token_hash: fresh_id(),
             parent_id: parent.map(str::to_owned),
