@@ -8,15 +8,13 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{EncodingKey, Header};
-use ring::rand::SystemRandom;
-use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::algorithm::SigningAlgorithm;
 use crate::error::{KeyError, TokenError};
-use crate::key::SigningKey;
+use crate::key::{RingKeyPair, SigningKey};
 use crate::verify::{PreparedKey, VerificationKeys, verify_with};
 
 /// The keys a server signs and verifies with: exactly one active key signs
@@ -52,26 +50,28 @@ struct KeyEntry {
 /// What makes a key's signatures: jsonwebtoken's key, or for RSA ring's
 /// key pair (see [`SigningKey::rsa_key_pair`]).
 enum Signer {
+    /// HS256: jsonwebtoken's HMAC.
     Jwt(EncodingKey),
-    Rsa(Box<RsaKeyPair>),
+    /// Every asymmetric algorithm: ring (see [`SigningKey::ring_key_pair`]).
+    Ring(RingKeyPair),
 }
 
 impl Signer {
     fn for_key(key: &SigningKey) -> Result<Signer, KeyError> {
-        match key.rsa_key_pair() {
-            Some(pair) => Ok(Signer::Rsa(Box::new(pair?))),
+        match key.ring_key_pair() {
+            Some(pair) => Ok(Signer::Ring(pair?)),
             None => Ok(Signer::Jwt(key.encoding_key()?)),
         }
     }
 
     /// A compact JWS of `claims` under `header` (RFC 7515 §7.1): what
-    /// jsonwebtoken's `encode` makes, with ring signing the RSA ones.
+    /// jsonwebtoken's `encode` makes, with ring signing the asymmetric ones.
     fn sign<C: Serialize>(&self, header: &Header, claims: &C) -> Result<String, TokenError> {
         let pair = match self {
             Signer::Jwt(key) => {
                 return jsonwebtoken::encode(header, claims, key).map_err(|_| TokenError::Signing);
             }
-            Signer::Rsa(pair) => pair,
+            Signer::Ring(pair) => pair,
         };
         let header = serde_json::to_vec(header).map_err(|_| TokenError::Signing)?;
         let claims = serde_json::to_vec(claims).map_err(|_| TokenError::Signing)?;
@@ -80,14 +80,7 @@ impl Signer {
             URL_SAFE_NO_PAD.encode(header),
             URL_SAFE_NO_PAD.encode(claims)
         );
-        let mut signature = vec![0u8; pair.public().modulus_len()];
-        pair.sign(
-            &RSA_PKCS1_SHA256,
-            &SystemRandom::new(),
-            message.as_bytes(),
-            &mut signature,
-        )
-        .map_err(|_| TokenError::Signing)?;
+        let signature = pair.sign(message.as_bytes()).ok_or(TokenError::Signing)?;
         Ok(format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 }
@@ -386,22 +379,37 @@ mod tests {
     }
 
     #[test]
-    fn rsa_tokens_signed_with_ring_are_what_jsonwebtoken_makes() {
-        // PKCS#1 v1.5 signatures are deterministic: ring's must equal the
-        // `rsa` crate's byte for byte, and verify.
-        let rsa = key(SigningAlgorithm::RS256, "r");
-        let keys = KeySet::new(rsa.clone(), vec![]).unwrap();
+    fn tokens_signed_with_ring_are_what_jsonwebtoken_makes() {
+        // PKCS#1 v1.5 and Ed25519 signatures are deterministic: ring's must
+        // equal jsonwebtoken's byte for byte. ECDSA's are randomized: ours
+        // must verify, with the same header and claims.
         let claims = json!({"sub": "u", "n": [1, 2]});
-        let ours = keys.sign("JWT", &claims).unwrap();
-        let mut header = Header::new(jsonwebtoken::Algorithm::RS256);
-        header.typ = Some("JWT".into());
-        header.kid = Some("r".into());
-        let theirs = jsonwebtoken::encode(&header, &claims, &rsa.encoding_key().unwrap()).unwrap();
-        assert_eq!(ours, theirs);
-        assert_eq!(
-            keys.verify::<serde_json::Value>(&ours, "JWT").unwrap(),
-            claims
-        );
+        for (alg, jwt_alg) in [
+            (SigningAlgorithm::RS256, jsonwebtoken::Algorithm::RS256),
+            (SigningAlgorithm::EdDSA, jsonwebtoken::Algorithm::EdDSA),
+            (SigningAlgorithm::ES256, jsonwebtoken::Algorithm::ES256),
+        ] {
+            let signing = key(alg, "r");
+            let keys = KeySet::new(signing.clone(), vec![]).unwrap();
+            let ours = keys.sign("JWT", &claims).unwrap();
+            let mut header = Header::new(jwt_alg);
+            header.typ = Some("JWT".into());
+            header.kid = Some("r".into());
+            let theirs =
+                jsonwebtoken::encode(&header, &claims, &signing.encoding_key().unwrap()).unwrap();
+            if alg == SigningAlgorithm::ES256 {
+                let signed_part = |token: &str| token.rsplit_once('.').unwrap().0.to_owned();
+                assert_eq!(signed_part(&ours), signed_part(&theirs));
+                assert_ne!(ours, theirs, "ECDSA signatures are randomized");
+            } else {
+                assert_eq!(ours, theirs, "{alg}");
+            }
+            assert_eq!(
+                keys.verify::<serde_json::Value>(&ours, "JWT").unwrap(),
+                claims,
+                "{alg}"
+            );
+        }
     }
 
     #[test]
