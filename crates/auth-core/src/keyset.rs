@@ -47,8 +47,8 @@ struct KeyEntry {
     verifier: PreparedKey,
 }
 
-/// What makes a key's signatures: jsonwebtoken's key, or for RSA ring's
-/// key pair (see [`SigningKey::rsa_key_pair`]).
+/// What makes a key's signatures: ring's key pair, or for HS256
+/// jsonwebtoken's key.
 enum Signer {
     /// HS256: jsonwebtoken's HMAC.
     Jwt(EncodingKey),

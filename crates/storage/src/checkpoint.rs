@@ -19,14 +19,17 @@
 //! repeats passive passes until little was appended since the previous one,
 //! then takes the pool's [`WriterGate`] (no transaction of this process
 //! begins meanwhile) for a `RESTART` checkpoint: it copies those last
-//! frames, waits briefly for readers still on the log, and the next writer
-//! starts the log over. Writers wait for that step only, a few times a
-//! second at most under full load.
+//! frames, waits at most 10 ms for readers still on the log, and the next
+//! writer starts the log over. Writers wait for that step only, once per
+//! 32 MiB of log. If the passes can't catch up, or a reader (a backup,
+//! another process) keeps the log, the restart waits: for new frames, and
+//! after each refusal twice as many passes as before.
 //!
 //! The writers' own automatic checkpoint stays, raised to
-//! [`BACKSTOP_PAGES`], for when this thread can't keep up or is gone.
+//! [`BACKSTOP_PAGES`], for when this thread falls that far behind; a pool
+//! whose thread could not start keeps SQLite's default.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -43,6 +46,10 @@ use crate::connection::WriterGate;
 pub(crate) const RESTART_PAGES: i32 = 8000;
 /// The writers' automatic checkpoint, a backstop only: 128 MiB.
 pub(crate) const BACKSTOP_PAGES: i32 = 32_000;
+/// The log file is trimmed to this when it is started over, so a burst
+/// that took it to the backstop does not keep 128 MiB on disk; above the
+/// restart size, so the steady state does not shrink and regrow it.
+pub(crate) const LOG_SIZE_LIMIT_BYTES: i64 = 40 << 20;
 /// Before the restart, passive passes are repeated (at most this often)
 /// until one finds at most this many frames appended since the previous.
 const CATCH_UP_PASSES: usize = 8;
@@ -74,41 +81,40 @@ fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> QueryResult<Checkpoint
 }
 
 /// Starts the checkpoint thread of the pool whose gate is `gate`; it ends
-/// at its next pass after the pool (and so the gate) is dropped.
-pub(crate) fn spawn(path: PathBuf, gate: &Arc<WriterGate>) {
-    let gate = Arc::downgrade(gate);
-    let spawned = std::thread::Builder::new()
-        .name("sqlite-checkpoint".to_owned())
-        .spawn(move || run(&path, &gate));
-    if let Err(e) = spawned {
-        tracing::warn!(error = %e, "no SQLite checkpoint thread: writers checkpoint themselves");
-    }
-}
-
-fn run(path: &std::path::Path, gate: &Weak<WriterGate>) {
+/// at its next pass after the pool (and so the gate) is dropped. False
+/// when it could not start: the writers then checkpoint as SQLite does by
+/// default.
+pub(crate) fn start(path: &Path, gate: &Arc<WriterGate>) -> bool {
     let opened = SqliteConnection::establish(&path.to_string_lossy()).and_then(|mut conn| {
         conn.batch_execute(&format!("PRAGMA busy_timeout = {RESTART_BUSY_TIMEOUT_MS};"))
             .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
         Ok(conn)
     });
-    let mut conn = match opened {
+    let conn = match opened {
         Ok(conn) => conn,
         Err(e) => {
             tracing::warn!(error = %e, "no SQLite checkpoint thread: writers checkpoint themselves");
-            return;
+            return false;
         }
     };
-    let mut last_log = 0;
+    let gate = Arc::downgrade(gate);
+    let spawned = std::thread::Builder::new()
+        .name("sqlite-checkpoint".to_owned())
+        .spawn(move || run(conn, &gate));
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no SQLite checkpoint thread: writers checkpoint themselves");
+        return false;
+    }
+    true
+}
+
+fn run(mut conn: SqliteConnection, gate: &Weak<WriterGate>) {
+    let mut pacing = Pacing::default();
     loop {
         // Only while copying: a dropped pool ends the thread.
         let Some(gate) = gate.upgrade() else { return };
-        let pause = match pass(&mut conn, &gate) {
-            // The log grew since the last pass: writers are busy.
-            Ok(log) if log != last_log => {
-                last_log = log;
-                BUSY_PAUSE
-            }
-            Ok(_) => IDLE_PAUSE,
+        let pause = match pass(&mut conn, &gate, &mut pacing) {
+            Ok(()) => pacing.pause(),
             Err(e) => {
                 tracing::warn!(error = %e, "SQLite checkpoint failed; trying again");
                 IDLE_PAUSE
@@ -119,31 +125,72 @@ fn run(path: &std::path::Path, gate: &Weak<WriterGate>) {
     }
 }
 
-/// One pass; answers the log's size (frames) it found.
-fn pass(conn: &mut SqliteConnection, gate: &WriterGate) -> QueryResult<i32> {
+/// What the thread remembers between passes.
+#[derive(Default)]
+struct Pacing {
+    /// The log's size at the last pass, and whether it had grown since the
+    /// pass before.
+    last_log: i32,
+    growing: bool,
+    /// The log's size when it was last restarted (or found busy): no
+    /// restart again until writers have appended to it.
+    restarted_at: i32,
+    /// Restarts refused by readers in a row: each one doubles the wait
+    /// before the next try (a long reader, such as a backup, keeps the log).
+    refused: u32,
+    /// Passes to skip before trying to restart again.
+    restart_after: u32,
+}
+
+impl Pacing {
+    fn pause(&self) -> Duration {
+        if self.growing { BUSY_PAUSE } else { IDLE_PAUSE }
+    }
+}
+
+/// One pass (see the module doc).
+fn pass(conn: &mut SqliteConnection, gate: &WriterGate, pacing: &mut Pacing) -> QueryResult<()> {
     let mut passive = checkpoint(conn, "PASSIVE")?;
-    let found = passive.log;
-    if found >= RESTART_PAGES {
-        // Catch up first: what writers appended while the last pass copied,
-        // until little is left for the step that makes them wait.
-        for _ in 0..CATCH_UP_PASSES {
-            let before = passive.log;
-            passive = checkpoint(conn, "PASSIVE")?;
-            if passive.log < before || passive.log - before <= CAUGHT_UP_PAGES {
-                break;
-            }
-        }
-        let _held = gate.hold();
-        let restart = checkpoint(conn, "RESTART")?;
-        if restart.busy != 0 {
-            tracing::debug!(
-                log = restart.log,
-                checkpointed = restart.checkpointed,
-                "SQLite log not restarted: readers still on it"
-            );
+    pacing.growing = passive.log != pacing.last_log;
+    pacing.last_log = passive.log;
+    pacing.restart_after = pacing.restart_after.saturating_sub(1);
+    if passive.log < RESTART_PAGES || passive.log == pacing.restarted_at || pacing.restart_after > 0
+    {
+        return Ok(());
+    }
+    // Catch up first: what writers appended while the last pass copied,
+    // until little is left for the step that makes them wait. If the
+    // writers outpace the passes, no restart this time (the backstop
+    // bounds the log).
+    let mut caught_up = false;
+    for _ in 0..CATCH_UP_PASSES {
+        let before = passive.log;
+        passive = checkpoint(conn, "PASSIVE")?;
+        if passive.log < before || passive.log - before <= CAUGHT_UP_PAGES {
+            caught_up = true;
+            break;
         }
     }
-    Ok(found)
+    if !caught_up {
+        return Ok(());
+    }
+    let restart = {
+        let _held = gate.hold();
+        checkpoint(conn, "RESTART")?
+    };
+    pacing.restarted_at = restart.log;
+    if restart.busy == 0 {
+        pacing.refused = 0;
+    } else {
+        pacing.refused = (pacing.refused + 1).min(6);
+        pacing.restart_after = 1 << pacing.refused;
+        tracing::debug!(
+            log = restart.log,
+            checkpointed = restart.checkpointed,
+            "SQLite log not restarted: readers still on it"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -192,7 +239,9 @@ mod tests {
         let wal = std::fs::metadata(dir.join("db.sqlite-wal")).unwrap().len();
         assert!(wal >= RESTART_PAGES as u64 * 4096, "{wal} bytes of log");
 
-        assert!(pass(&mut checkpointer, &gate).unwrap() >= RESTART_PAGES);
+        let mut pacing = Pacing::default();
+        pass(&mut checkpointer, &gate, &mut pacing).unwrap();
+        assert!(pacing.last_log >= RESTART_PAGES);
         write_pages(&mut writer, 100);
         let frames = log_frames(&mut checkpointer);
         assert!(

@@ -93,6 +93,8 @@ pub struct ConnectionManager {
     idle_check_after: Duration,
     /// SQLite: one transaction at a time (see [`WriterGate`]).
     gate: Option<Arc<WriterGate>>,
+    /// SQLite: a checkpoint thread serves the pool ([`crate::checkpoint`]).
+    checkpointing: bool,
 }
 
 /// Per-connection instrumentation: notices when a query fails because the
@@ -308,18 +310,31 @@ pub struct ConnectError(String);
 /// SQLITE_BUSY, and foreign keys are off by default in SQLite. The writers'
 /// automatic checkpoint is only a backstop: a pool's checkpoint thread does
 /// it ([`crate::checkpoint`]).
-fn sqlite_pragmas() -> String {
+/// `journal_size_limit` trims the log file back when it is started over
+/// after a burst took it past the restart size.
+fn sqlite_pragmas(checkpointing: bool) -> String {
+    let autocheckpoint = if checkpointing {
+        crate::checkpoint::BACKSTOP_PAGES
+    } else {
+        SQLITE_DEFAULT_AUTOCHECKPOINT
+    };
     format!(
         "PRAGMA journal_mode = WAL;
 PRAGMA busy_timeout = 10000;
 PRAGMA foreign_keys = ON;
 PRAGMA synchronous = NORMAL;
-PRAGMA wal_autocheckpoint = {};",
-        crate::checkpoint::BACKSTOP_PAGES
+PRAGMA wal_autocheckpoint = {autocheckpoint};
+PRAGMA journal_size_limit = {};",
+        crate::checkpoint::LOG_SIZE_LIMIT_BYTES
     )
 }
 
-fn establish(url: &DatabaseUrl) -> Result<AnyConnection, ConnectError> {
+/// SQLite's own automatic checkpoint (pages), for pools without a
+/// checkpoint thread.
+const SQLITE_DEFAULT_AUTOCHECKPOINT: i32 = 1000;
+
+/// `checkpointing`: a checkpoint thread serves the pool (SQLite).
+fn establish(url: &DatabaseUrl, checkpointing: bool) -> Result<AnyConnection, ConnectError> {
     match url {
         DatabaseUrl::Postgres(url) => PgConnection::establish(url)
             .map(AnyConnection::Postgresql)
@@ -327,7 +342,7 @@ fn establish(url: &DatabaseUrl) -> Result<AnyConnection, ConnectError> {
         DatabaseUrl::Sqlite(path) => {
             let mut conn = SqliteConnection::establish(&path.to_string_lossy())
                 .map_err(|e| ConnectError(e.to_string()))?;
-            conn.batch_execute(&sqlite_pragmas())
+            conn.batch_execute(&sqlite_pragmas(checkpointing))
                 .map_err(|e| ConnectError(e.to_string()))?;
             Ok(AnyConnection::Sqlite(conn))
         }
@@ -335,8 +350,14 @@ fn establish(url: &DatabaseUrl) -> Result<AnyConnection, ConnectError> {
 }
 
 impl ConnectionManager {
-    fn new(url: DatabaseUrl, idle_check_after: Duration, gate: Option<Arc<WriterGate>>) -> Self {
+    fn new(
+        url: DatabaseUrl,
+        idle_check_after: Duration,
+        gate: Option<Arc<WriterGate>>,
+        checkpointing: bool,
+    ) -> Self {
         Self {
+            checkpointing,
             url,
             losses: Arc::new(AtomicU64::new(0)),
             idle_check_after,
@@ -353,7 +374,7 @@ impl ManageConnection for ConnectionManager {
         // Read before connecting: a loss seen while this connection is being
         // opened may predate it, and then it gets tested once.
         let checked_at = self.losses.load(Ordering::SeqCst);
-        let mut conn = establish(&self.url)?;
+        let mut conn = establish(&self.url, self.checkpointing)?;
         let inner = diesel::connection::get_default_instrumentation();
         conn.set_instrumentation(Health {
             checked_at,
@@ -393,7 +414,11 @@ impl ManageConnection for ConnectionManager {
     /// lost its server, or if diesel considers it broken (a transaction left
     /// open or a failed rollback).
     fn has_broken(&self, conn: &mut AnyConnection) -> bool {
-        health(conn).is_some_and(|h| h.lost) || R2D2Connection::is_broken(conn)
+        // A connection still holding the writer gate (SQLite rolled back by
+        // itself and diesel saw no rollback of ours) would keep every other
+        // writer out: dropped here, it releases the gate.
+        health(conn).is_some_and(|h| h.lost || h.gate_state != GateState::Free)
+            || R2D2Connection::is_broken(conn)
     }
 }
 
@@ -424,15 +449,15 @@ pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> Result<DbPool, Stora
         create_parent_dir(path)?;
     }
     // Fail fast with the real cause instead of r2d2's "timed out" after retries.
-    establish(url).map_err(|e| StorageError::Connect(e.0))?;
-    let gate = match url {
+    establish(url, false).map_err(|e| StorageError::Connect(e.0))?;
+    let (gate, checkpointing) = match url {
         DatabaseUrl::Sqlite(path) => {
             restrict_to_owner(path);
             let gate = Arc::new(WriterGate::default());
-            crate::checkpoint::spawn(path.clone(), &gate);
-            Some(gate)
+            let checkpointing = crate::checkpoint::start(path, &gate);
+            (Some(gate), checkpointing)
         }
-        DatabaseUrl::Postgres(_) => None,
+        DatabaseUrl::Postgres(_) => (None, false),
     };
     Pool::builder()
         .max_size(options.max_size)
@@ -444,6 +469,7 @@ pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> Result<DbPool, Stora
             url.clone(),
             options.idle_check_after,
             gate,
+            checkpointing,
         ))
         .map_err(|e| StorageError::Connect(e.to_string()))
 }
