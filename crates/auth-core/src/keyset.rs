@@ -129,14 +129,20 @@ impl KeySet {
                 {
                     return Err(KeyError::DuplicateSigner(alg.to_string()));
                 }
-                signers.push((index, Signer::for_key(&key)?));
             }
+            // Built once, for signing and for the self-test alike (parsing
+            // a key pair validates it, which for RSA is not free; the key
+            // set is rebuilt at every key reload).
+            let signer = Signer::for_key(&key)?;
             let entry = KeyEntry {
                 verifier: PreparedKey::new(key.algorithm(), key.decoding_key()?),
                 key,
             };
-            entry.self_test()?;
+            entry.self_test(&signer)?;
             entries.push(entry);
+            if index < signer_count {
+                signers.push((index, signer));
+            }
         }
         let jwks = json!({
             "keys": entries.iter().filter_map(|entry| entry.key.public_jwk()).collect::<Vec<_>>(),
@@ -271,11 +277,12 @@ impl VerificationKeys for KeySet {
 impl KeyEntry {
     /// Proves the private key and the derived public key belong together and
     /// that jsonwebtoken accepts both.
-    fn self_test(&self) -> Result<(), KeyError> {
+    /// `signer` is this key's.
+    fn self_test(&self, signer: &Signer) -> Result<(), KeyError> {
         let failed =
             || KeyError::InvalidKey(format!("key {:?} failed its self-test", self.key.kid()));
         let header = Header::new(self.key.algorithm().jws_algorithm());
-        let token = Signer::for_key(&self.key)?
+        let token = signer
             .sign(&header, &json!({ "self_test": true }))
             .map_err(|_| failed())?;
         jsonwebtoken::decode::<serde_json::Value>(
