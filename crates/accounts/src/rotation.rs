@@ -30,7 +30,7 @@ use diesel::Connection;
 use secrecy::{ExposeSecret, SecretString};
 use storage::StorageError;
 use storage::models::{RefreshTokenRow, SessionRow, UserRow};
-use storage::repo::{refresh_tokens, sessions, users};
+use storage::repo::refresh_tokens;
 
 use crate::audit::{AuditContext, AuditEvent, events};
 use crate::blocking::spawn_detached;
@@ -320,9 +320,21 @@ impl Accounts {
                     refresh_expires_in: (expires_at - now).num_seconds(),
                 });
             }
+            touched.sort_unstable();
+            touched.dedup();
+            let mut user_ids: Vec<String> = decided
+                .iter()
+                .filter_map(|d| match d {
+                    Decided::Rotate { user, .. } => Some(user.id.clone()),
+                    Decided::Done(_) => None,
+                })
+                .collect();
+            user_ids.sort_unstable();
+            user_ids.dedup();
             // The rows are locked (PostgreSQL) or the write lock held
             // (SQLite): every claim decided above must succeed.
-            let claimed = refresh_tokens::claim_many(c, &claims, now)?;
+            let (claimed, grants) =
+                refresh_tokens::write_rotations(c, &claims, &touched, &inserts, &user_ids, now)?;
             if claimed != claims.len() {
                 tracing::error!(
                     expected = claims.len(),
@@ -333,20 +345,6 @@ impl Accounts {
                     diesel::result::Error::RollbackTransaction,
                 )));
             }
-            touched.sort_unstable();
-            touched.dedup();
-            sessions::touch_many(c, &touched, now)?;
-            refresh_tokens::insert_many(c, &inserts)?;
-            let mut user_ids: Vec<String> = decided
-                .iter()
-                .filter_map(|d| match d {
-                    Decided::Rotate { user, .. } => Some(user.id.clone()),
-                    Decided::Done(_) => None,
-                })
-                .collect();
-            user_ids.sort_unstable();
-            user_ids.dedup();
-            let grants = users::roles_and_permissions_many(c, &user_ids)?;
             Ok(decided
                 .into_iter()
                 .map(|d| match d {

@@ -13,7 +13,7 @@ use diesel::backend::Backend;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{Bool, Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamp};
 use diesel::{QueryResult, RunQueryDsl};
 
 use crate::models::RefreshTokenRow;
@@ -186,6 +186,140 @@ where
         out.push_sql(" UNION ALL SELECT 1, permission FROM user_permissions WHERE user_id = ");
         out.push_bind_param::<Text, _>(self.user_id)?;
         out.push_sql(" ORDER BY 1, 2");
+        Ok(())
+    }
+}
+
+/// PostgreSQL only (a data-modifying `WITH`): the writes of a batch of
+/// rotations, and the reads that follow them, in one statement and one
+/// round trip: claim the spent tokens (`used_at = now` where still unused),
+/// touch their sessions, insert the new tokens (one array per column,
+/// `unnest`ed into rows, so the SQL and its prepared plan are the same
+/// whatever the batch's size), and read the roles and permissions of the
+/// users the new access tokens are for. Answers a first row `(claimed,
+/// NULL, NULL, NULL)`, then `(NULL, user_id, kind, name)` rows ordered as
+/// [`RolesAndPermissionsMany`] orders them.
+///
+/// Replaced four statements, each prepared anew per batch (their SQL
+/// changed with the batch's size): eleven round trips per batch became
+/// four (`BEGIN`, the locking read, this, `COMMIT`). Under load each round
+/// trip waits for the database's process to be scheduled, so their number,
+/// more than the work in them, set the batch's time. The caller holds the
+/// row locks already (`refresh_tokens::lock_many_with_session_and_user`,
+/// which also keeps the transaction's plans on the indexes), so the
+/// updates wait for nobody and take no lock in an order of their own.
+pub(crate) struct RotationWrites<'a> {
+    pub now: NaiveDateTime,
+    pub claims: &'a [String],
+    pub touched: &'a [String],
+    pub user_ids: &'a [String],
+    pub ids: Vec<&'a str>,
+    pub session_ids: Vec<&'a str>,
+    pub token_hashes: Vec<&'a str>,
+    pub parent_ids: Vec<Option<&'a str>>,
+    pub created_at: Vec<NaiveDateTime>,
+    pub expires_at: Vec<NaiveDateTime>,
+}
+statement!(RotationWrites);
+
+impl<'a> RotationWrites<'a> {
+    pub fn new(
+        now: NaiveDateTime,
+        claims: &'a [String],
+        touched: &'a [String],
+        inserts: &'a [RefreshTokenRow],
+        user_ids: &'a [String],
+    ) -> Self {
+        Self {
+            now,
+            claims,
+            touched,
+            user_ids,
+            ids: inserts.iter().map(|r| r.id.as_str()).collect(),
+            session_ids: inserts.iter().map(|r| r.session_id.as_str()).collect(),
+            token_hashes: inserts.iter().map(|r| r.token_hash.as_str()).collect(),
+            parent_ids: inserts.iter().map(|r| r.parent_id.as_deref()).collect(),
+            created_at: inserts.iter().map(|r| r.created_at).collect(),
+            expires_at: inserts.iter().map(|r| r.expires_at).collect(),
+        }
+    }
+}
+
+impl Query for RotationWrites<'_> {
+    type SqlType = (
+        Nullable<BigInt>,
+        Nullable<Text>,
+        Nullable<Integer>,
+        Nullable<Text>,
+    );
+}
+
+impl QueryFragment<Pg> for RotationWrites<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH claimed AS (UPDATE refresh_tokens SET used_at = ");
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(" WHERE token_hash = ANY(");
+        out.push_bind_param::<Array<Text>, _>(self.claims)?;
+        out.push_sql(
+            ") AND used_at IS NULL RETURNING 1), touched AS (UPDATE sessions SET last_used_at = ",
+        );
+        out.push_bind_param::<Timestamp, _>(&self.now)?;
+        out.push_sql(" WHERE id = ANY(");
+        out.push_bind_param::<Array<Text>, _>(self.touched)?;
+        out.push_sql(
+            ")), inserted AS (INSERT INTO refresh_tokens \
+             (id, session_id, token_hash, parent_id, created_at, expires_at) \
+             SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<Text>, _>(&self.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.session_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.token_hashes)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.parent_ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamp>, _>(&self.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamp>, _>(&self.expires_at)?;
+        out.push_sql(
+            ")) SELECT count(*), NULL::text, NULL::integer, NULL::text FROM claimed \
+             UNION ALL SELECT NULL, user_id, 0, role FROM user_roles WHERE user_id = ANY(",
+        );
+        out.push_bind_param::<Array<Text>, _>(self.user_ids)?;
+        out.push_sql(
+            ") UNION ALL SELECT NULL, user_id, 1, permission FROM user_permissions \
+             WHERE user_id = ANY(",
+        );
+        out.push_bind_param::<Array<Text>, _>(self.user_ids)?;
+        out.push_sql(") ORDER BY 2 NULLS FIRST, 3, 4");
+        Ok(())
+    }
+}
+
+/// PostgreSQL only: `users::roles_and_permissions_many`, as
+/// [`RolesAndPermissions`] for many users, `(user_id, kind, name)` rows
+/// ordered by user, then as that statement orders them. Prepared once (the
+/// ids are one array), where `sql_query` parsed and planned it per batch
+/// in a round trip of its own.
+pub(crate) struct RolesAndPermissionsMany<'a> {
+    pub user_ids: &'a [String],
+}
+statement!(RolesAndPermissionsMany);
+
+impl Query for RolesAndPermissionsMany<'_> {
+    type SqlType = (Text, Integer, Text);
+}
+
+impl QueryFragment<Pg> for RolesAndPermissionsMany<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("SELECT user_id, 0, role FROM user_roles WHERE user_id = ANY(");
+        out.push_bind_param::<Array<Text>, _>(self.user_ids)?;
+        out.push_sql(
+            ") UNION ALL SELECT user_id, 1, permission FROM user_permissions WHERE user_id = ANY(",
+        );
+        out.push_bind_param::<Array<Text>, _>(self.user_ids)?;
+        out.push_sql(") ORDER BY 1, 2, 3");
         Ok(())
     }
 }

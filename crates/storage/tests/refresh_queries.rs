@@ -344,6 +344,59 @@ fn batch_statements_match_the_single_ones(backend: Backend) {
     }
 }
 
+/// A batch's writes in one call (one statement on PostgreSQL): claims only
+/// what is unused, touches the sessions, inserts the new tokens, and reads
+/// the grants the single query reads.
+fn batch_writes_claim_touch_insert_and_read_grants(backend: Backend) {
+    let fixture = migrated(backend);
+    let conn = &mut fixture.pool.get().unwrap();
+    let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    add_user(conn, "a", "active");
+    add_user(conn, "b", "active");
+    users::replace_roles(conn, "a", &names(&["operator", "Admin"]), now()).unwrap();
+    users::replace_permissions(conn, "a", &names(&["users:write", "audit"]), now()).unwrap();
+    add_session(conn, "sa", "a");
+    add_session(conn, "sb", "b");
+    refresh_tokens::insert_many(conn, &[token("t1", "sa", None), token("t2", "sb", None)]).unwrap();
+    let at = now();
+    refresh_tokens::claim_many(conn, &names(&["hash-t2"]), at).unwrap();
+
+    let inserts = [token("n1", "sa", Some("t1")), token("n2", "sb", Some("t2"))];
+    let (claimed, grants) = conn
+        .transaction(|c| {
+            refresh_tokens::lock_many_with_session_and_user(c, &names(&["hash-t1", "hash-t2"]))?;
+            refresh_tokens::write_rotations(
+                c,
+                &names(&["hash-t1", "hash-t2", "hash-unknown"]),
+                &names(&["sa", "sb"]),
+                &inserts,
+                &names(&["a", "b"]),
+                at,
+            )
+        })
+        .unwrap();
+    // t2 was spent already: only t1 is claimed now.
+    assert_eq!(claimed, 1);
+    assert_eq!(
+        grants["a"],
+        users::roles_and_permissions(conn, "a").unwrap()
+    );
+    assert!(!grants.contains_key("b"), "b has no roles or permissions");
+    for id in ["sa", "sb"] {
+        assert_eq!(sessions::find(conn, id).unwrap().unwrap().last_used_at, at);
+    }
+    for row in &inserts {
+        let (stored, _, _) = refresh_tokens::find_with_session_and_user(conn, &row.token_hash)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&stored, row);
+    }
+    let (t1, _, _) = refresh_tokens::find_with_session_and_user(conn, "hash-t1")
+        .unwrap()
+        .unwrap();
+    assert_eq!(t1.used_at, Some(at));
+}
+
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -360,4 +413,5 @@ backend_tests!(
     refresh_token_insert_claim_and_touch,
     claim_touches_only_sessions_about_to_be_rotated,
     batch_statements_match_the_single_ones,
+    batch_writes_claim_touch_insert_and_read_grants,
 );

@@ -186,16 +186,20 @@ mod ceiling {
                 .transaction(|c| -> std::result::Result<Vec<String>, StorageError> {
                     storage::repo::write_lock(c)?;
                     let rows = refresh_tokens::lock_many_with_session_and_user(c, &hashes)?;
-                    refresh_tokens::claim_many(c, &hashes, at)?;
                     let mut touched: Vec<String> = rows.iter().map(|r| r.1.id.clone()).collect();
                     touched.sort_unstable();
-                    sessions::touch_many(c, &touched, at)?;
                     let inserts: Vec<RefreshTokenRow> = rows
                         .iter()
                         .map(|(token, session, _)| new_token(&session.id, Some(&token.id), at))
                         .collect();
-                    refresh_tokens::insert_many(c, &inserts)?;
-                    users::roles_and_permissions_many(c, std::slice::from_ref(&user.id))?;
+                    refresh_tokens::write_rotations(
+                        c,
+                        &hashes,
+                        &touched,
+                        &inserts,
+                        std::slice::from_ref(&user.id),
+                        at,
+                    )?;
                     let mut next: Vec<String> = inserts.into_iter().map(|t| t.token_hash).collect();
                     next.sort_unstable();
                     Ok(next)
