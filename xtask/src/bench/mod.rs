@@ -70,6 +70,9 @@ const PROBE_DELAY_MS: u64 = 2;
 const TOKEN_CACHE_SIZE: usize = 10_000;
 const COLD_TOKENS: usize = 4 * TOKEN_CACHE_SIZE;
 const STARTUP_RUNS: usize = 3;
+/// Rounds of /healthz and /me against the bare handler (see
+/// `Bench::against_the_floor`).
+const FLOOR_ROUNDS: usize = 3;
 /// access_ttl + leeway of the bench server (defaults): revocations stay relevant that long.
 const REVOCATION_TTL_SECS: i64 = 1800 + 30;
 
@@ -197,6 +200,13 @@ pub fn run(options: Options) -> Result<()> {
     Ok(())
 }
 
+/// The run with the median rate of `runs` (the upper one of an even count).
+fn median(mut runs: Vec<Measured>) -> Measured {
+    runs.sort_by(|a, b| a.req_per_sec.total_cmp(&b.req_per_sec));
+    let middle = runs.len() / 2;
+    runs.swap_remove(middle)
+}
+
 fn banner(title: &str) {
     use std::io::Write;
     println!("\n==> [bench] {title}");
@@ -231,6 +241,9 @@ pub struct Run {
     pub healthz: Option<Measured>,
     /// GET /healthz on a bare actix-web handler (the ceiling).
     pub floor_healthz: Option<Measured>,
+    /// Warm GET /me on the bare handler answering the server's own `/me`
+    /// answer: the same bytes on the wire, none of the work.
+    pub floor_me: Option<Measured>,
     /// The bare handler behind the server's layers, added one at a time.
     pub layer_healthz: Vec<(String, Measured)>,
     pub me_warm: Option<Measured>,
@@ -292,21 +305,8 @@ impl Bench {
         let env = Env::create(&self.binary, Backend::Sqlite, settings)?;
         let mut run = Run::new(name, "sqlite", None);
         let (server, api, access) = self.open(&env, &mut run)?;
-        run.healthz = Some(self.measure(
-            &server,
-            "GET /healthz",
-            &self.spec("/healthz", Workload::Get, self.concurrency),
-        )?);
-        self.floors(&mut run)?;
-        run.me_warm = Some(self.measure(
-            &server,
-            "GET /api/v1/auth/me, one token (warm: cache hits)",
-            &self.spec(
-                "/api/v1/auth/me",
-                Workload::GetBearer(access.clone()),
-                self.concurrency,
-            ),
-        )?);
+        self.against_the_floor(&server, &api, &access, &mut run)?;
+        self.layers(&mut run)?;
         banner(&format!(
             "minting {COLD_TOKENS} access tokens for the cold run"
         ));
@@ -411,19 +411,74 @@ impl Bench {
         Ok(run)
     }
 
-    /// GET /healthz on the bare actix-web handler, and with `--layers` behind
-    /// the server's middleware, one more layer each time.
-    fn floors(&self, run: &mut Run) -> Result<()> {
-        let floor = Server::floor(&self.floor, "")?;
-        run.floor_healthz = Some(self.measure(
-            &floor,
-            "GET /healthz, bare actix-web handler (ceiling)",
-            &self.spec("/healthz", Workload::Get, self.concurrency),
-        )?);
-        drop(floor);
+    /// GET /healthz and warm GET /me on the server and on the bare
+    /// actix-web handler (which answers `/me` with the server's own answer,
+    /// byte for byte), in turn, [`FLOOR_ROUNDS`] times; each figure is the
+    /// median of its rounds. The bare handler alone swings by ±5 % from
+    /// one run to the next, so a ratio of two single runs said more about
+    /// the moment than about the server.
+    fn against_the_floor(
+        &self,
+        server: &Server,
+        api: &Api,
+        access: &str,
+        run: &mut Run,
+    ) -> Result<()> {
+        let me_body = self
+            .scratch
+            .join(format!("bench-me-{}.json", std::process::id()));
+        std::fs::write(&me_body, api.me(access)?)
+            .with_context(|| format!("writing {}", me_body.display()))?;
+        let floor = Server::floor(&self.floor, "", Some(&me_body));
+        let _ = std::fs::remove_file(&me_body);
+        let floor = floor?;
+        let healthz = self.spec("/healthz", Workload::Get, self.concurrency);
+        let me = self.spec(
+            "/api/v1/auth/me",
+            Workload::GetBearer(access.to_owned()),
+            self.concurrency,
+        );
+        let mut rounds: [Vec<Measured>; 4] = Default::default();
+        for round in 1..=FLOOR_ROUNDS {
+            let of = format!("round {round} of {FLOOR_ROUNDS}");
+            rounds[0].push(self.measure(server, &format!("GET /healthz, {of}"), &healthz)?);
+            rounds[1].push(self.measure(
+                &floor,
+                &format!("GET /healthz, bare actix-web handler (ceiling), {of}"),
+                &healthz,
+            )?);
+            rounds[2].push(self.measure(
+                server,
+                &format!("GET /api/v1/auth/me, one token (warm: cache hits), {of}"),
+                &me,
+            )?);
+            rounds[3].push(self.measure(
+                &floor,
+                &format!("GET /api/v1/auth/me, bare handler, the same answer, {of}"),
+                &me,
+            )?);
+        }
+        let [healthz, floor_healthz, me_warm, floor_me] = rounds.map(median);
+        println!(
+            "medians: /healthz {:.0}, bare {:.0}; /me warm {:.0}, bare {:.0} req/s",
+            healthz.req_per_sec,
+            floor_healthz.req_per_sec,
+            me_warm.req_per_sec,
+            floor_me.req_per_sec
+        );
+        run.healthz = Some(healthz);
+        run.floor_healthz = Some(floor_healthz);
+        run.me_warm = Some(me_warm);
+        run.floor_me = Some(floor_me);
+        Ok(())
+    }
+
+    /// With `--layers`: GET /healthz on the bare handler behind the
+    /// server's middleware, one more layer each time.
+    fn layers(&self, run: &mut Run) -> Result<()> {
         if self.layers {
             for layers in ["headers", "headers,finish", "headers,finish,span"] {
-                let floor = Server::floor(&self.floor, layers)?;
+                let floor = Server::floor(&self.floor, layers, None)?;
                 let measured = self.measure(
                     &floor,
                     &format!("GET /healthz, bare handler + {layers}"),
@@ -620,6 +675,23 @@ impl Api {
                     |v| format!("Retry-After: {v}"),
                 );
             Ok(format!("{}, {retry_after}", response.status()))
+        })
+    }
+
+    /// The body of `GET /api/v1/auth/me` for `access`.
+    fn me(&self, access: &str) -> Result<Vec<u8>> {
+        self.runtime.block_on(async {
+            let response = self
+                .client
+                .get(format!("{}/api/v1/auth/me", self.base))
+                .bearer_auth(access)
+                .send()
+                .await?;
+            let status = response.status();
+            if !status.is_success() {
+                bail!("/me: HTTP {status}");
+            }
+            Ok(response.bytes().await?.to_vec())
         })
     }
 

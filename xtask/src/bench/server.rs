@@ -186,11 +186,15 @@ impl Server {
     }
 
     /// The bare actix-web handler (`bench_floor`), behind `layers`
-    /// (comma-separated: headers, finish, span; empty for none).
-    pub fn floor(binary: &Path, layers: &str) -> Result<Server> {
+    /// (comma-separated: headers, finish, span; empty for none), also
+    /// answering `/api/v1/auth/me` with the file `me_body` when given.
+    pub fn floor(binary: &Path, layers: &str, me_body: Option<&Path>) -> Result<Server> {
         let mut command = Command::new(binary);
         if !layers.is_empty() {
             command.args(["--layers", layers]);
+        }
+        if let Some(path) = me_body {
+            command.arg("--me-body").arg(path);
         }
         Server::spawn(command, "/healthz")
     }

@@ -5,9 +5,14 @@
 //! time, to price each layer:
 //!
 //! ```text
-//! bench_floor [--layers headers,finish,span] [--workers N]
+//! bench_floor [--layers headers,finish,span] [--workers N] [--me-body FILE]
 //! bench_floor --refresh-ceiling DATABASE_URL --batch N --seconds S --email E
 //! ```
+//!
+//! With `--me-body`, it also answers `GET /api/v1/auth/me` with that
+//! file's bytes as `application/json`, whatever the request carries: the
+//! ceiling for `/me`, the same request and answer on the wire with none of
+//! the work (the server's own `/me` answer is what the bench puts there).
 //!
 //! `headers` is the server's security headers, `finish` its
 //! `finish_responses`, `span` its `request_span` (without the metrics,
@@ -42,6 +47,26 @@ async fn healthz() -> HttpResponse {
         .body(r#"{"status":"ok"}"#)
 }
 
+/// `GET /api/v1/auth/me` answering `body`, when there is one.
+fn me_route(config: &mut web::ServiceConfig, body: Option<web::Bytes>) {
+    if let Some(body) = body {
+        config.route(
+            "/api/v1/auth/me",
+            web::get().to(move || {
+                let body = body.clone();
+                async move {
+                    HttpResponse::Ok()
+                        .insert_header((
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        ))
+                        .body(body)
+                }
+            }),
+        );
+    }
+}
+
 fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().is_some_and(|a| a == "--refresh-ceiling") {
@@ -70,18 +95,23 @@ fn main() -> std::io::Result<()> {
         };
     }
     let mut layers = String::new();
+    let mut me_body: Option<web::Bytes> = None;
     let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
             ("--layers", Some(value)) => layers = value,
+            ("--me-body", Some(path)) => me_body = Some(std::fs::read(path)?.into()),
             ("--workers", Some(value)) => {
                 workers = value.parse().map_err(|_| {
                     std::io::Error::new(std::io::ErrorKind::InvalidInput, "--workers N")
                 })?;
             }
             _ => {
-                eprintln!("usage: bench_floor [--layers headers,finish,span] [--workers N]");
+                eprintln!(
+                    "usage: bench_floor [--layers headers,finish,span] [--workers N] \
+                     [--me-body FILE]"
+                );
                 std::process::exit(2);
             }
         }
@@ -103,15 +133,20 @@ fn main() -> std::io::Result<()> {
                     ))
                     .wrap(Condition::new(span, from_fn(auth_http::request_span)))
                     .route("/healthz", web::get().to(healthz))
+                    .configure(|config| me_route(config, me_body.clone()))
             })
             .workers(workers)
             .listen(listener)?
             .run()
         } else {
-            HttpServer::new(|| App::new().route("/healthz", web::get().to(healthz)))
-                .workers(workers)
-                .listen(listener)?
-                .run()
+            HttpServer::new(move || {
+                App::new()
+                    .route("/healthz", web::get().to(healthz))
+                    .configure(|config| me_route(config, me_body.clone()))
+            })
+            .workers(workers)
+            .listen(listener)?
+            .run()
         };
         server.await
     })
