@@ -257,7 +257,7 @@ pub const KEYS: &[Key] = &[
     Key {
         name: "access_ttl",
         default: "1800",
-        help: "access-token lifetime, seconds",
+        help: "access-token lifetime, seconds (never past the end of its session)",
     },
     Key {
         name: "leeway",

@@ -632,7 +632,9 @@ impl Accounts {
 
     /// The access token's claims for `user` in `session`, issued `at`:
     /// roles and permissions as given, `amr` and `auth_time` as the session
-    /// records them.
+    /// records them, and never valid past the session's own end (a token
+    /// refreshed a minute before the session expires lives a minute, not a
+    /// full access TTL beyond it).
     pub(crate) fn claims_for(
         &self,
         user: &UserRow,
@@ -655,6 +657,7 @@ impl Accounts {
             },
             at.timestamp(),
         );
+        claims.exp = claims.exp.min(session.expires_at.and_utc().timestamp());
         claims.amr = crate::mfa::session_amr(session);
         claims.auth_time = Some(
             session

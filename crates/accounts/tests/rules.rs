@@ -29,6 +29,7 @@ backend_tests!(
     client_users_never_get_a_password_and_die_with_their_client,
     the_last_active_admin_stays,
     wrong_current_passwords_count_like_failed_logins,
+    no_access_token_outlives_its_session,
 );
 
 fn rate(limit: u32) -> Rate {
@@ -848,4 +849,38 @@ fn wrong_current_passwords_count_like_failed_logins(backend: Backend) {
         accounts.login("kim@example.com", &secret(PASSWORD), &origin("10.0.0.9")),
         Err(AccountsError::Throttled { .. })
     ));
+}
+
+/// Black-box finding (2026-12-04): a refresh a minute before the session's
+/// absolute end gave an access token valid for a full access TTL past it.
+fn no_access_token_outlives_its_session(backend: Backend) {
+    use diesel::prelude::*;
+    use storage::schema::sessions;
+
+    let world = World::new(backend);
+    world.user("kim@example.com", None);
+    let accounts = &world.accounts;
+    let tokens = accounts
+        .login("kim@example.com", &secret(PASSWORD), &origin("10.0.0.1"))
+        .unwrap();
+    // A fresh session ends long after its first access token.
+    assert!(tokens.claims.exp - tokens.claims.iat > 60);
+
+    // The session now ends in 60 s.
+    let end = chrono::Utc::now().timestamp() + 60;
+    let end_at = chrono::DateTime::from_timestamp(end, 0)
+        .unwrap()
+        .naive_utc();
+    let conn = &mut world.db.pool.get().unwrap();
+    diesel::update(sessions::table.find(&tokens.claims.sid))
+        .set(sessions::expires_at.eq(end_at))
+        .execute(conn)
+        .unwrap();
+
+    let refreshed = accounts
+        .refresh(&tokens.refresh_token, &origin("10.0.0.1"))
+        .unwrap();
+    assert_eq!(refreshed.claims.exp, end, "capped at the session's end");
+    assert!(refreshed.claims.exp - refreshed.claims.iat <= 60);
+    assert!(refreshed.refresh_expires_in <= 60);
 }
