@@ -26,7 +26,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use diesel::Connection;
 use secrecy::{ExposeSecret, SecretString};
 use storage::StorageError;
 use storage::models::{RefreshTokenRow, SessionRow, UserRow};
@@ -231,7 +230,7 @@ impl Accounts {
         let at = now();
         let now = at.naive_utc();
         let mut conn = self.conn()?;
-        conn.transaction(|c| -> Result<Vec<Rotation>> {
+        refresh_tokens::rotation_transaction(&mut conn, |c| -> Result<Vec<Rotation>> {
             // SQLite: the write lock first, so the reads below see what the
             // writes will change (see `write_lock`).
             storage::repo::write_lock(c)?;

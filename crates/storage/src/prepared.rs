@@ -202,12 +202,14 @@ where
 ///
 /// Replaced four statements, each prepared anew per batch (their SQL
 /// changed with the batch's size): eleven round trips per batch became
-/// four (`BEGIN`, the locking read, this, `COMMIT`). Under load each round
-/// trip waits for the database's process to be scheduled, so their number,
-/// more than the work in them, set the batch's time. The caller holds the
+/// four (`BEGIN` with its `SET LOCAL`, the locking read, this, `COMMIT`).
+/// Under load each round trip waits for the database's process to be
+/// scheduled, so their number, more than the work in them, set the batch's
+/// time. The caller holds the
 /// row locks already (`refresh_tokens::lock_many_with_session_and_user`,
-/// which also keeps the transaction's plans on the indexes), so the
-/// updates wait for nobody and take no lock in an order of their own.
+/// in `refresh_tokens::rotation_transaction`, which keeps the plans on the
+/// indexes), so the updates wait for nobody and take no lock in an order
+/// of their own.
 pub(crate) struct RotationWrites<'a> {
     pub now: NaiveDateTime,
     pub claims: &'a [String],

@@ -837,6 +837,46 @@ pub mod refresh_tokens {
         }
     }
 
+    /// Runs `f` in the transaction of a batch of rotations. On PostgreSQL its
+    /// statements plan with index scans only (`SET LOCAL enable_seqscan =
+    /// off`, sent with the `BEGIN` in the same round trip): they find rows
+    /// by unique keys, but a young table (a new deployment, every bench)
+    /// has statistics that say "tiny", and the plans PostgreSQL cached from
+    /// them scanned `refresh_tokens` whole, costing more with every row
+    /// (measured: 5 million rows read in a 5 s run, batches 2× slower). On
+    /// SQLite, a plain transaction. Commits when `f` succeeds, else rolls
+    /// back, as [`Connection::transaction`] does.
+    pub fn rotation_transaction<T, E>(
+        conn: &mut AnyConnection,
+        f: impl FnOnce(&mut AnyConnection) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<diesel::result::Error>,
+    {
+        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        type Manager = AnsiTransactionManager;
+        let AnyConnection::Postgresql(pg) = conn else {
+            return conn.transaction(f);
+        };
+        Manager::begin_transaction_sql(pg, "BEGIN; SET LOCAL enable_seqscan = off")?;
+        let done = f(conn);
+        let AnyConnection::Postgresql(pg) = conn else {
+            return done;
+        };
+        match done {
+            Ok(value) => {
+                <Manager as TransactionManager<PgConnection>>::commit_transaction(pg)?;
+                Ok(value)
+            }
+            Err(error) => {
+                match <Manager as TransactionManager<PgConnection>>::rollback_transaction(pg) {
+                    Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
+                    Err(rollback) => Err(rollback.into()),
+                }
+            }
+        }
+    }
+
     /// A token, its session and the session's user: what a rotation reads.
     pub type Rotating = (RefreshTokenRow, SessionRow, UserRow);
 
@@ -854,29 +894,17 @@ pub mod refresh_tokens {
     ) -> Result<Vec<Rotating>> {
         use schema::{sessions, users};
         match conn {
-            AnyConnection::Postgresql(pg) => {
-                // This batch's statements find their rows by unique keys:
-                // index lookups, whatever the planner's statistics say. On
-                // a young table (a new deployment, every bench) they say
-                // "tiny", and plans that scan `refresh_tokens` whole then
-                // cost more with every row (measured: 5 million rows read
-                // in a 5 s run, batches 2× slower). Only this transaction.
-                diesel::connection::SimpleConnection::batch_execute(
-                    pg,
-                    "SET LOCAL enable_seqscan = off",
-                )?;
-                Ok(refresh_tokens::table
-                    .inner_join(sessions::table.inner_join(users::table))
-                    .filter(refresh_tokens::token_hash.eq_any(hashes))
-                    .order(refresh_tokens::token_hash)
-                    .select((
-                        RefreshTokenRow::as_select(),
-                        SessionRow::as_select(),
-                        UserRow::as_select(),
-                    ))
-                    .for_no_key_update()
-                    .load(pg)?)
-            }
+            AnyConnection::Postgresql(pg) => Ok(refresh_tokens::table
+                .inner_join(sessions::table.inner_join(users::table))
+                .filter(refresh_tokens::token_hash.eq_any(hashes))
+                .order(refresh_tokens::token_hash)
+                .select((
+                    RefreshTokenRow::as_select(),
+                    SessionRow::as_select(),
+                    UserRow::as_select(),
+                ))
+                .for_no_key_update()
+                .load(pg)?),
             AnyConnection::Sqlite(_) => {
                 let mut rows = Vec::with_capacity(hashes.len());
                 for hash in hashes {

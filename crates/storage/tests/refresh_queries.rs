@@ -397,6 +397,58 @@ fn batch_writes_claim_touch_insert_and_read_grants(backend: Backend) {
     assert_eq!(t1.used_at, Some(at));
 }
 
+/// The batch's transaction commits what its closure wrote when it
+/// succeeds, nothing when it fails, and on PostgreSQL plans without
+/// sequential scans inside it only.
+fn rotation_transaction_commits_or_rolls_back(backend: Backend) {
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        enable_seqscan: String,
+    }
+    let seqscan = |c: &mut AnyConnection| {
+        diesel::sql_query("SHOW enable_seqscan")
+            .get_result::<Setting>(c)
+            .map(|s| s.enable_seqscan)
+    };
+    let fixture = migrated(backend);
+    let conn = &mut fixture.pool.get().unwrap();
+    add_user(conn, "a", "active");
+    add_session(conn, "sa", "a");
+
+    let failed: Result<(), diesel::result::Error> =
+        refresh_tokens::rotation_transaction(conn, |c| {
+            refresh_tokens::insert(c, &token("gone", "sa", None))
+                .map_err(|_| diesel::result::Error::RollbackTransaction)?;
+            Err(diesel::result::Error::RollbackTransaction)
+        });
+    assert!(failed.is_err());
+    assert!(
+        refresh_tokens::find_with_session_and_user(conn, "hash-gone")
+            .unwrap()
+            .is_none()
+    );
+
+    let inside = refresh_tokens::rotation_transaction(conn, |c| {
+        refresh_tokens::insert(c, &token("kept", "sa", None))
+            .map_err(|_| diesel::result::Error::RollbackTransaction)?;
+        match backend {
+            Backend::Postgres => seqscan(c).map(Some),
+            Backend::Sqlite => Ok(None),
+        }
+    })
+    .unwrap();
+    assert!(
+        refresh_tokens::find_with_session_and_user(conn, "hash-kept")
+            .unwrap()
+            .is_some()
+    );
+    if backend == Backend::Postgres {
+        assert_eq!(inside.as_deref(), Some("off"));
+        assert_eq!(seqscan(conn).unwrap(), "on", "only inside the transaction");
+    }
+}
+
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -414,4 +466,5 @@ backend_tests!(
     claim_touches_only_sessions_about_to_be_rotated,
     batch_statements_match_the_single_ones,
     batch_writes_claim_touch_insert_and_read_grants,
+    rotation_transaction_commits_or_rolls_back,
 );

@@ -160,7 +160,7 @@ mod ceiling {
     use chrono::{SubsecRound, TimeDelta, Utc};
     use storage::models::{RefreshTokenRow, SessionRow};
     use storage::repo::{refresh_tokens, sessions, users};
-    use storage::{Connection, DatabaseUrl, PoolOptions, StorageError};
+    use storage::{DatabaseUrl, PoolOptions, StorageError};
 
     /// Unique enough for throw-away rows: random, from the OS.
     fn fresh_id() -> String {
@@ -217,8 +217,9 @@ mod ceiling {
         while Instant::now() < deadline {
             let one = Instant::now();
             let at = Utc::now().trunc_subsecs(6).naive_utc();
-            let next = conn
-                .transaction(|c| -> std::result::Result<Vec<String>, StorageError> {
+            let next = refresh_tokens::rotation_transaction(
+                &mut conn,
+                |c| -> std::result::Result<Vec<String>, StorageError> {
                     storage::repo::write_lock(c)?;
                     let rows = refresh_tokens::lock_many_with_session_and_user(c, &hashes)?;
                     let mut touched: Vec<String> = rows.iter().map(|r| r.1.id.clone()).collect();
@@ -238,8 +239,9 @@ mod ceiling {
                     let mut next: Vec<String> = inserts.into_iter().map(|t| t.token_hash).collect();
                     next.sort_unstable();
                     Ok(next)
-                })
-                .map_err(|e| anyhow::anyhow!("ceiling: {e}"))?;
+                },
+            )
+            .map_err(|e| anyhow::anyhow!("ceiling: {e}"))?;
             hashes = next;
             times.push(one.elapsed().as_secs_f64() * 1000.0);
         }
