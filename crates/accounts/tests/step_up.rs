@@ -21,6 +21,7 @@ backend_tests!(
     with_a_second_factor_only_a_recent_factor_will_do,
     without_a_second_factor_the_current_password_is_the_fresh_authentication,
     the_operator_is_exempt_and_a_front_end_without_the_session_is_refused,
+    an_ended_session_cannot_step_up,
 );
 
 const NEW_PASSWORD: &str = "an entirely new phrase 4411";
@@ -387,4 +388,32 @@ fn the_operator_is_exempt_and_a_front_end_without_the_session_is_refused(backend
         .update_user(&Actor::operator(), &kim, set_roles(&["org_admin"]))
         .unwrap();
     assert_eq!(view.roles, ["org_admin"]);
+}
+
+/// Review finding (2026-12-04): step-up checked only that the session was
+/// not revoked, so a session past its end (within the verifier's leeway)
+/// stepped up and got an access token; now that access tokens end with
+/// their session, that token would even have expired before it was issued.
+fn an_ended_session_cannot_step_up(backend: Backend) {
+    use diesel::prelude::*;
+    use storage::schema::sessions;
+
+    let world = World::new(backend);
+    world.user("kim@example.com", None);
+    let tokens = login(&world.accounts, "kim@example.com");
+    let ended = (chrono::Utc::now() - chrono::TimeDelta::seconds(5)).naive_utc();
+    diesel::update(sessions::table.find(&tokens.claims.sid))
+        .set(sessions::expires_at.eq(ended))
+        .execute(&mut world.db.pool.get().unwrap())
+        .unwrap();
+    let stepped = world.accounts.step_up(
+        &tokens.claims.sub,
+        &tokens.claims.sid,
+        StepUpProof::Password(&secret(PASSWORD)),
+        &origin("10.0.0.1"),
+    );
+    assert!(
+        matches!(stepped, Err(AccountsError::SessionNotFound)),
+        "{stepped:?}"
+    );
 }

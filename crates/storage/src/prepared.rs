@@ -221,6 +221,7 @@ pub(crate) struct RotationWrites<'a> {
     pub parent_ids: Vec<Option<&'a str>>,
     pub created_at: Vec<NaiveDateTime>,
     pub expires_at: Vec<NaiveDateTime>,
+    pub used_at: Vec<Option<NaiveDateTime>>,
 }
 statement!(RotationWrites);
 
@@ -243,6 +244,7 @@ impl<'a> RotationWrites<'a> {
             parent_ids: inserts.iter().map(|r| r.parent_id.as_deref()).collect(),
             created_at: inserts.iter().map(|r| r.created_at).collect(),
             expires_at: inserts.iter().map(|r| r.expires_at).collect(),
+            used_at: inserts.iter().map(|r| r.used_at).collect(),
         }
     }
 }
@@ -270,7 +272,7 @@ impl QueryFragment<Pg> for RotationWrites<'_> {
         out.push_bind_param::<Array<Text>, _>(self.touched)?;
         out.push_sql(
             ")), inserted AS (INSERT INTO refresh_tokens \
-             (id, session_id, token_hash, parent_id, created_at, expires_at) \
+             (id, session_id, token_hash, parent_id, created_at, expires_at, used_at) \
              SELECT * FROM unnest(",
         );
         out.push_bind_param::<Array<Text>, _>(&self.ids)?;
@@ -284,6 +286,8 @@ impl QueryFragment<Pg> for RotationWrites<'_> {
         out.push_bind_param::<Array<Timestamp>, _>(&self.created_at)?;
         out.push_sql(", ");
         out.push_bind_param::<Array<Timestamp>, _>(&self.expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Timestamp>>, _>(&self.used_at)?;
         out.push_sql(
             ")) SELECT count(*), NULL::text, NULL::integer, NULL::text FROM claimed \
              UNION ALL SELECT NULL, user_id, 0, role FROM user_roles WHERE user_id = ANY(",

@@ -404,7 +404,8 @@ pub mod sessions {
 
     /// Records a fresh interactive authentication in the session: how
     /// (`amr`, space-separated) and when (a step-up, or a second factor
-    /// added to the session that enrolled it).
+    /// added to the session that enrolled it). False when the session is
+    /// unknown, revoked, or ended by `auth_time`.
     pub fn set_authentication(
         conn: &mut AnyConnection,
         id: &str,
@@ -414,7 +415,8 @@ pub mod sessions {
         let changed = diesel::update(
             sessions::table
                 .find(id)
-                .filter(sessions::revoked_at.is_null()),
+                .filter(sessions::revoked_at.is_null())
+                .filter(sessions::expires_at.gt(auth_time)),
         )
         .set((sessions::amr.eq(amr), sessions::auth_time.eq(auth_time)))
         .execute(conn)?;
@@ -845,7 +847,9 @@ pub mod refresh_tokens {
     /// them scanned `refresh_tokens` whole, costing more with every row
     /// (measured: 5 million rows read in a 5 s run, batches 2× slower). On
     /// SQLite, a plain transaction. Commits when `f` succeeds, else rolls
-    /// back, as [`Connection::transaction`] does.
+    /// back, as [`Connection::transaction`] does; transactions `f` opens
+    /// become savepoints. Not itself nestable: inside another transaction
+    /// it answers [`diesel::result::Error::AlreadyInTransaction`].
     pub fn rotation_transaction<T, E>(
         conn: &mut AnyConnection,
         f: impl FnOnce(&mut AnyConnection) -> std::result::Result<T, E>,
@@ -853,12 +857,19 @@ pub mod refresh_tokens {
     where
         E: From<diesel::result::Error>,
     {
-        use diesel::connection::{AnsiTransactionManager, TransactionManager};
+        use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
         type Manager = AnsiTransactionManager;
         let AnyConnection::Postgresql(pg) = conn else {
             return conn.transaction(f);
         };
-        Manager::begin_transaction_sql(pg, "BEGIN; SET LOCAL enable_seqscan = off")?;
+        if let Err(e) = Manager::begin_transaction_sql(pg, "BEGIN; SET LOCAL enable_seqscan = off")
+        {
+            // `BEGIN` may have run and the `SET` failed (a cancel): diesel
+            // then counts no transaction, so end the one the server may
+            // hold, or the pooled connection stays in an aborted one.
+            let _ = pg.batch_execute("ROLLBACK");
+            return Err(e.into());
+        }
         let done = f(conn);
         let AnyConnection::Postgresql(pg) = conn else {
             return done;
@@ -960,6 +971,15 @@ pub mod refresh_tokens {
         now: NaiveDateTime,
     ) -> Result<(usize, users::Grants)> {
         match conn {
+            AnyConnection::Postgresql(_)
+                if claims.is_empty()
+                    && touched.is_empty()
+                    && inserts.is_empty()
+                    && user_ids.is_empty() =>
+            {
+                // Every rotation of the batch was refused: nothing to send.
+                Ok((0, users::Grants::new()))
+            }
             AnyConnection::Postgresql(pg) => {
                 type Row = (Option<i64>, Option<String>, Option<i32>, Option<String>);
                 let rows: Vec<Row> =

@@ -242,7 +242,7 @@ pub struct Run {
     /// GET /healthz on a bare actix-web handler (the ceiling).
     pub floor_healthz: Option<Measured>,
     /// Warm GET /me on the bare handler answering the server's own `/me`
-    /// answer: the same bytes on the wire, none of the work.
+    /// body: the same request and body on the wire, none of the work.
     pub floor_me: Option<Measured>,
     /// The bare handler behind the server's layers, added one at a time.
     pub layer_healthz: Vec<(String, Measured)>,
@@ -412,7 +412,7 @@ impl Bench {
     }
 
     /// GET /healthz and warm GET /me on the server and on the bare
-    /// actix-web handler (which answers `/me` with the server's own answer,
+    /// actix-web handler (which answers `/me` with the server's own body,
     /// byte for byte), in turn, [`FLOOR_ROUNDS`] times; each figure is the
     /// median of its rounds. The bare handler alone swings by ±5 % from
     /// one run to the next, so a ratio of two single runs said more about

@@ -119,9 +119,10 @@ impl Report {
             let healthz = rate(&sqlite.healthz);
             let (warm, cold) = (rate(&sqlite.me_warm), rate(&sqlite.me_cold));
             self.push("GET /healthz", healthz, "req/s", None);
-            self.note_last(
-                "each /healthz and warm /me figure: the median of 3 rounds taken in turn",
-            );
+            self.note_last(format!(
+                "each /healthz and warm /me figure: the median of {} rounds taken in turn",
+                super::FLOOR_ROUNDS
+            ));
             self.push("GET /me, warm (token seen before)", warm, "req/s", None);
             self.push("GET /me, cold (every token new)", cold, "req/s", None);
             self.note_last("full Ed25519 verification + cache insert on every request");
@@ -162,7 +163,7 @@ impl Report {
                         "req/s",
                         None,
                     );
-                    self.note_last("same request and answer bytes, no token check, no middleware");
+                    self.note_last("same request and body, no token check, no middleware");
                     self.push(
                         "/me warm ÷ bare handler answering the same /me",
                         ratio(warm, floor_me),

@@ -11,7 +11,7 @@
 //!
 //! With `--me-body`, it also answers `GET /api/v1/auth/me` with that
 //! file's bytes as `application/json`, whatever the request carries: the
-//! ceiling for `/me`, the same request and answer on the wire with none of
+//! ceiling for `/me`, the same request and body on the wire with none of
 //! the work (the server's own `/me` answer is what the bench puts there).
 //!
 //! `headers` is the server's security headers, `finish` its
