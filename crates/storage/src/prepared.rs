@@ -197,19 +197,19 @@ where
 /// `unnest`ed into rows, so the SQL and its prepared plan are the same
 /// whatever the batch's size), and read the roles and permissions of the
 /// users the new access tokens are for. Answers a first row `(claimed,
-/// NULL, NULL, NULL)`, then `(NULL, user_id, kind, name)` rows ordered as
-/// [`RolesAndPermissionsMany`] orders them.
+/// NULL, NULL, NULL)`, then `(NULL, user_id, kind, name)` rows, by user
+/// and then as [`RolesAndPermissions`] orders them.
 ///
 /// Replaced four statements, each prepared anew per batch (their SQL
 /// changed with the batch's size): eleven round trips per batch became
 /// four (`BEGIN` with its `SET LOCAL`, the locking read, this, `COMMIT`).
 /// Under load each round trip waits for the database's process to be
 /// scheduled, so their number, more than the work in them, set the batch's
-/// time. The caller holds the
-/// row locks already (`refresh_tokens::lock_many_with_session_and_user`,
-/// in `refresh_tokens::rotation_transaction`, which keeps the plans on the
-/// indexes), so the updates wait for nobody and take no lock in an order
-/// of their own.
+/// time. The caller holds the row locks already
+/// (`refresh_tokens::lock_many_with_session_and_user`, in
+/// `refresh_tokens::rotation_transaction`, which keeps the plans on the
+/// indexes), so the updates wait for nobody and take no lock in an order of
+/// their own.
 pub(crate) struct RotationWrites<'a> {
     pub now: NaiveDateTime,
     pub claims: &'a [String],
@@ -299,33 +299,6 @@ impl QueryFragment<Pg> for RotationWrites<'_> {
         );
         out.push_bind_param::<Array<Text>, _>(self.user_ids)?;
         out.push_sql(") ORDER BY 2 NULLS FIRST, 3, 4");
-        Ok(())
-    }
-}
-
-/// PostgreSQL only: `users::roles_and_permissions_many`, as
-/// [`RolesAndPermissions`] for many users, `(user_id, kind, name)` rows
-/// ordered by user, then as that statement orders them. Prepared once (the
-/// ids are one array), where `sql_query` parsed and planned it per batch
-/// in a round trip of its own.
-pub(crate) struct RolesAndPermissionsMany<'a> {
-    pub user_ids: &'a [String],
-}
-statement!(RolesAndPermissionsMany);
-
-impl Query for RolesAndPermissionsMany<'_> {
-    type SqlType = (Text, Integer, Text);
-}
-
-impl QueryFragment<Pg> for RolesAndPermissionsMany<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("SELECT user_id, 0, role FROM user_roles WHERE user_id = ANY(");
-        out.push_bind_param::<Array<Text>, _>(self.user_ids)?;
-        out.push_sql(
-            ") UNION ALL SELECT user_id, 1, permission FROM user_permissions WHERE user_id = ANY(",
-        );
-        out.push_bind_param::<Array<Text>, _>(self.user_ids)?;
-        out.push_sql(") ORDER BY 1, 2, 3");
         Ok(())
     }
 }

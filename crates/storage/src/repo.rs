@@ -128,8 +128,8 @@ pub mod users {
     /// by user id.
     pub type Grants = std::collections::HashMap<String, (Vec<String>, Vec<String>)>;
 
-    /// Files a `(kind, name)` row of [`prepared::RolesAndPermissionsMany`]:
-    /// kind 0 is a role, 1 a permission.
+    /// Files a `(user_id, kind, name)` grant row of
+    /// [`prepared::RotationWrites`]: kind 0 is a role, 1 a permission.
     pub(crate) fn add_grant(grants: &mut Grants, user_id: String, kind: i32, name: String) {
         let entry = grants.entry(user_id).or_default();
         if kind == 0 {
@@ -139,26 +139,15 @@ pub mod users {
         }
     }
 
-    /// [`roles_and_permissions`] for many users at once (one statement on
-    /// PostgreSQL), by user id; users without any are absent.
+    /// [`roles_and_permissions`] for many users, by user id; users without
+    /// any are absent. (The rotation batch on PostgreSQL reads them inside
+    /// its write statement: [`super::refresh_tokens::write_rotations`].)
     pub fn roles_and_permissions_many(conn: &mut AnyConnection, ids: &[String]) -> Result<Grants> {
-        let mut grants = std::collections::HashMap::new();
-        match conn {
-            AnyConnection::Postgresql(pg) if !ids.is_empty() => {
-                let rows: Vec<(String, i32, String)> =
-                    prepared::RolesAndPermissionsMany { user_ids: ids }.load(pg)?;
-                for (user_id, kind, name) in rows {
-                    add_grant(&mut grants, user_id, kind, name);
-                }
-            }
-            AnyConnection::Postgresql(_) => {}
-            AnyConnection::Sqlite(_) => {
-                for id in ids {
-                    let (roles, permissions) = roles_and_permissions(conn, id)?;
-                    if !roles.is_empty() || !permissions.is_empty() {
-                        grants.insert(id.clone(), (roles, permissions));
-                    }
-                }
+        let mut grants = Grants::new();
+        for id in ids {
+            let (roles, permissions) = roles_and_permissions(conn, id)?;
+            if !roles.is_empty() || !permissions.is_empty() {
+                grants.insert(id.clone(), (roles, permissions));
             }
         }
         Ok(grants)
@@ -309,28 +298,12 @@ pub mod sessions {
         Ok(())
     }
 
-    /// [`touch`] for many sessions: one statement on PostgreSQL (locking
-    /// the rows in id order first, so concurrent batches can't deadlock on
-    /// each other), one prepared statement each on SQLite.
+    /// [`touch`] for many sessions, one prepared statement each. (The
+    /// rotation batch on PostgreSQL touches its sessions inside its write
+    /// statement: [`super::refresh_tokens::write_rotations`].)
     pub fn touch_many(conn: &mut AnyConnection, ids: &[String], now: NaiveDateTime) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        match conn {
-            AnyConnection::Postgresql(pg) => {
-                diesel::sql_query(
-                    "UPDATE sessions SET last_used_at = $1 WHERE id IN \
-                     (SELECT id FROM sessions WHERE id = ANY($2) ORDER BY id FOR NO KEY UPDATE)",
-                )
-                .bind::<diesel::sql_types::Timestamp, _>(now)
-                .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(ids)
-                .execute(pg)?;
-            }
-            AnyConnection::Sqlite(_) => {
-                for id in ids {
-                    touch(conn, id, now)?;
-                }
-            }
+        for id in ids {
+            touch(conn, id, now)?;
         }
         Ok(())
     }
@@ -926,32 +899,18 @@ pub mod refresh_tokens {
         }
     }
 
-    /// [`claim_by_hash`] for many tokens in one statement (PostgreSQL) or
-    /// one prepared statement each (SQLite). Returns how many were claimed.
+    /// [`claim_by_hash`] for many tokens, one prepared statement each.
+    /// Returns how many were claimed.
     pub fn claim_many(
         conn: &mut AnyConnection,
         hashes: &[String],
         now: NaiveDateTime,
     ) -> Result<usize> {
-        if hashes.is_empty() {
-            return Ok(0);
+        let mut claimed = 0;
+        for hash in hashes {
+            claimed += usize::from(claim_by_hash(conn, hash, now)?);
         }
-        match conn {
-            AnyConnection::Postgresql(pg) => Ok(diesel::update(
-                refresh_tokens::table
-                    .filter(refresh_tokens::token_hash.eq_any(hashes))
-                    .filter(refresh_tokens::used_at.is_null()),
-            )
-            .set(refresh_tokens::used_at.eq(now))
-            .execute(pg)?),
-            AnyConnection::Sqlite(_) => {
-                let mut claimed = 0;
-                for hash in hashes {
-                    claimed += usize::from(claim_by_hash(conn, hash, now)?);
-                }
-                Ok(claimed)
-            }
-        }
+        Ok(claimed)
     }
 
     /// The writes of a batch of rotations, after
@@ -960,8 +919,8 @@ pub mod refresh_tokens {
     /// sessions `touched` ([`sessions::touch_many`]), inserts `inserts`
     /// ([`insert_many`]), then reads the grants of `user_ids`
     /// ([`users::roles_and_permissions_many`]). One statement on PostgreSQL
-    /// (see [`prepared::RotationWrites`]), one prepared statement per row
-    /// on SQLite. Returns how many tokens were claimed, and the grants.
+    /// (see [`prepared::RotationWrites`]), those functions (one prepared
+    /// statement per row) on SQLite. Returns how many tokens were claimed, and the grants.
     pub fn write_rotations(
         conn: &mut AnyConnection,
         claims: &[String],
@@ -1007,23 +966,10 @@ pub mod refresh_tokens {
         }
     }
 
-    /// [`insert`] for many rows: one multi-row `INSERT` on PostgreSQL, one
-    /// prepared statement each on SQLite.
+    /// [`insert`] for many rows, one prepared statement each.
     pub fn insert_many(conn: &mut AnyConnection, rows: &[RefreshTokenRow]) -> Result<()> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        match conn {
-            AnyConnection::Postgresql(pg) => {
-                diesel::insert_into(refresh_tokens::table)
-                    .values(rows)
-                    .execute(pg)?;
-            }
-            AnyConnection::Sqlite(_) => {
-                for row in rows {
-                    insert(conn, row)?;
-                }
-            }
+        for row in rows {
+            insert(conn, row)?;
         }
         Ok(())
     }
