@@ -42,8 +42,8 @@ commands:
       --no-postgres       skip PostgreSQL ($AUTH_TEST_DATABASE_URL, default
                           postgres://postgres@127.0.0.1:5432/test)
       --builtin-client    use the built-in load generator even if wrk is installed
-      --layers            also price each middleware layer on /healthz (bare actix-web
-                          handler + the server's layers, one more at a time)
+      --layers            also price the server's middleware on /healthz (bare actix-web
+                          handler + auth_http::Edge, its one layer)
       --out PATH          JSON report (default $CARGO_TARGET_DIR/bench/latest.json or
                           target/bench/latest.json; a markdown table goes next to it)
   fuzz [options] [target…] run each cargo-fuzz target in fuzz/ for a bounded time

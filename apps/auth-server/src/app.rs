@@ -10,9 +10,6 @@ use accounts::{
     SessionPolicy,
 };
 use actix_web::dev::Server;
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::DefaultHeaders;
-use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
 use anyhow::{Context, Result};
 use auth_core::TokenPolicy;
@@ -231,9 +228,7 @@ pub async fn start(settings: Settings) -> Result<Application> {
     let server = HttpServer::new(move || {
         let front_end = front_end.clone();
         App::new()
-            .wrap(from_fn(auth_http::finish_responses))
-            .wrap(security_headers(tls))
-            .wrap(from_fn(auth_http::request_span))
+            .wrap(auth_http::Edge::new().with_hsts(tls))
             .configure(move |cfg| front_end.configure(cfg))
     })
     .workers(settings.workers)
@@ -290,32 +285,4 @@ async fn stop_on_signal(
     );
     tokio::time::sleep(delay).await;
     server.stop(true).await;
-}
-
-/// Headers on every response (handlers' own values win): no MIME sniffing,
-/// no referrer leaking tokens from URLs, never framed (clickjacking), and
-/// HSTS when we serve HTTPS ourselves.
-pub fn security_headers(tls: bool) -> DefaultHeaders {
-    let headers = DefaultHeaders::new()
-        .add((
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        ))
-        .add((
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        ))
-        .add((header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
-        .add((
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("frame-ancestors 'none'"),
-        ));
-    if tls {
-        headers.add((
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=31536000; includeSubDomains"),
-        ))
-    } else {
-        headers
-    }
 }

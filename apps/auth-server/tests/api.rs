@@ -16,6 +16,7 @@ backend_tests!(
     inactive_account_is_refused_after_the_password,
     refresh_rotates_and_reuse_after_grace_revokes_the_session,
     second_refresh_within_grace_succeeds,
+    siblings_do_not_outlive_the_grace_window,
     a_refresh_storm_never_leaves_two_live_chains,
     logout_all_revokes_every_session,
     refresh_rereads_the_user,
@@ -271,6 +272,40 @@ async fn second_refresh_within_grace_succeeds(backend: Backend) {
             .await;
         assert_eq!(status, StatusCode::OK, "{next}");
     }
+}
+
+/// A token refreshed twice at once gives two siblings: a client's duplicate
+/// request, or a thief's copy racing the owner's. They don't rotate on as two
+/// chains (where reuse would never be seen): the first one rotated spends
+/// the other, and that one presented after the grace window is reuse.
+async fn siblings_do_not_outlive_the_grace_window(backend: Backend) {
+    let app = spawn_app_with(backend, &[("AUTH_REFRESH_REUSE_GRACE", "1")]).await;
+    app.create_user("han@example.com", None).await;
+    let first = app.login("han@example.com").await;
+    let token = first["refresh_token"].as_str().unwrap();
+    let ((owner_status, owner), (thief_status, thief)) =
+        tokio::join!(app.refresh(token), app.refresh(token));
+    assert_eq!(
+        (owner_status, thief_status),
+        (StatusCode::OK, StatusCode::OK),
+        "{owner} {thief}"
+    );
+    // The owner refreshes on; that spends the thief's sibling.
+    let (status, owner) = app.refresh(owner["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{owner}");
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (status, body) = app.refresh(thief["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("refresh_token_reused")),
+        "{body}"
+    );
+    // The whole session ended, the owner's chain with it.
+    let (status, body) = app.refresh(owner["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_refresh_token"))
+    );
 }
 
 /// 50 clients refresh the same token at once, outside any grace window:

@@ -177,14 +177,15 @@ async fn every_405_says_what_is_allowed(backend: Backend) {
     let app = spawn_app(backend).await;
     let cases = [
         ("TRACE", "/api/v1/auth/login", "POST"),
-        ("PUT", "/api/v1/tokens", "GET, POST"),
-        ("POST", "/api/v1/admin/users/x", "GET, PATCH"),
-        ("DELETE", "/healthz", "GET"),
+        ("PUT", "/api/v1/tokens", "GET, HEAD, POST"),
+        ("POST", "/api/v1/admin/users/x", "GET, HEAD, PATCH"),
+        ("DELETE", "/healthz", "GET, HEAD"),
         ("GET", "/compat/company-portal/refresh_token", "POST"),
+        ("HEAD", "/compat/company-portal/refresh_token", "POST"),
         ("PUT", "/compat/campus/users/login", "POST"),
         ("DELETE", "/compat/envelope/api/v1/auth/login", "POST"),
-        ("POST", "/compat/buzzbook/api/auth/info", "GET"),
-        ("DELETE", "/login", "GET, POST"),
+        ("POST", "/compat/buzzbook/api/auth/info", "GET, HEAD"),
+        ("DELETE", "/login", "GET, HEAD, POST"),
     ];
     for (method, path, allow) in cases {
         let response = app

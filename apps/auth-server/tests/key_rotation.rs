@@ -54,26 +54,38 @@ async fn rotate(app: &TestApp) -> String {
     new_kid
 }
 
-/// Waits until the published JWKS holds `kid`.
-async fn published(app: &TestApp, kid: &str) {
+/// Waits until the published JWKS holds `kid` (or, with `held` false, no
+/// longer does): the server has reloaded its keys.
+async fn published_until(app: &TestApp, kid: &str, held: bool) {
     let started = Instant::now();
-    while !jwks_kids(app).await.iter().any(|k| k == kid) {
+    while jwks_kids(app).await.iter().any(|k| k == kid) != held {
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "the new key {kid} never appeared"
+            "the key {kid} never {}",
+            if held { "appeared" } else { "left the JWKS" }
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
-#[tokio::test]
-async fn a_rotation_takes_effect_without_a_restart() {
+async fn published(app: &TestApp, kid: &str) {
+    published_until(app, kid, true).await;
+}
+
+/// A server reloading its keys every second, and an access token of ada's.
+async fn reloading_app_with_a_token() -> (TestApp, String) {
     let app = spawn_app_with(Backend::Sqlite, &[("AUTH_KEY_RELOAD", "1")]).await;
     app.create_user("ada@example.test", Some("ada")).await;
-    let before = app.login("ada").await["access_token"]
+    let token = app.login("ada").await["access_token"]
         .as_str()
         .unwrap()
         .to_owned();
+    (app, token)
+}
+
+#[tokio::test]
+async fn a_rotation_takes_effect_without_a_restart() {
+    let (app, before) = reloading_app_with_a_token().await;
     let old_kid = token_kid(&before);
     assert_eq!(jwks_kids(&app).await, std::slice::from_ref(&old_kid));
 
@@ -98,6 +110,32 @@ async fn a_rotation_takes_effect_without_a_restart() {
         "the retired key still verifies"
     );
     assert_eq!(app.me(&after).await.0, StatusCode::OK);
+}
+
+/// A revoked key's tokens are refused from the reload on, also those the
+/// server has already seen (and cached as verified).
+#[tokio::test]
+async fn a_revoked_key_stops_its_cached_tokens() {
+    use accounts::keys::KeyStore;
+    let (app, token) = reloading_app_with_a_token().await;
+    let old_kid = token_kid(&token);
+    // Seen, so cached as verified.
+    assert_eq!(app.me(&token).await.0, StatusCode::OK);
+    assert_eq!(app.me(&token).await.0, StatusCode::OK);
+    rotate(&app).await;
+    assert_eq!(
+        app.me(&token).await.0,
+        StatusCode::OK,
+        "retired, not revoked"
+    );
+
+    accounts::keys::KeyDir::new(&app.settings.keys_dir)
+        .revoke(&old_kid)
+        .unwrap();
+    published_until(&app, &old_kid, false).await;
+    let (status, body) = app.me(&token).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["code"], "invalid_token", "{body}");
 }
 
 #[tokio::test]

@@ -146,4 +146,20 @@ async fn a_metrics_token_guards_the_scrape() {
     let (status, metrics) = scrape(&app, Some("scrape-secret")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(metrics.contains("auth_db_pool_connections"), "{metrics}");
+    // The scheme's name is case-insensitive; anything but the token is not.
+    for (authorization, expected) in [
+        ("bearer scrape-secret", StatusCode::OK),
+        ("BEARER scrape-secret", StatusCode::OK),
+        ("Basic scrape-secret", StatusCode::UNAUTHORIZED),
+        ("Bearer SCRAPE-SECRET", StatusCode::UNAUTHORIZED),
+    ] {
+        let response = app
+            .http
+            .get(app.url("/metrics"))
+            .header("authorization", authorization)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), expected, "{authorization}");
+    }
 }

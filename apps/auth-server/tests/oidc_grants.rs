@@ -25,6 +25,7 @@ backend_tests!(
     max_age_zero_asks_once_then_gives_a_code,
     select_account_goes_on_as_the_user_or_signs_in_as_another,
     other_clients_neither_see_nor_end_a_relying_partys_tokens,
+    a_relying_partys_session_ends_with_the_browser_session_it_came_from,
     a_device_signs_in_with_a_code_typed_in_the_browser,
     operators_see_and_remove_clients_on_the_admin_pages,
     a_logout_link_from_elsewhere_asks_before_it_signs_anyone_out,
@@ -735,6 +736,62 @@ async fn introspect(app: &TestApp, client: &Client, token: &str) -> Value {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.unwrap()
+}
+
+/// Black-box finding (2026-12-04): a relying party's session counted its
+/// own 30 days from the code exchange, so with offline_access it outlived
+/// the browser session it came from, whose end the README promises it
+/// shares. Now its end is the browser session's at the latest.
+async fn a_relying_partys_session_ends_with_the_browser_session_it_came_from(backend: Backend) {
+    use diesel::prelude::*;
+    use storage::schema::sessions;
+
+    let app = spawn_app(backend).await;
+    app.create_user("kim@example.com", None).await;
+    let rp = register(&app, true, false, &[]).await;
+    let mut kim = Visitor::new();
+    kim.log_in(&app, "kim@example.com").await;
+    // The browser session (the only one) ends in two minutes.
+    let conn = &mut app.pool.get().unwrap();
+    let browser_end = (chrono::Utc::now() + chrono::TimeDelta::minutes(2)).timestamp();
+    let browser_end_at = chrono::DateTime::from_timestamp(browser_end, 0)
+        .unwrap()
+        .naive_utc();
+    diesel::update(sessions::table)
+        .set(sessions::expires_at.eq(browser_end_at))
+        .execute(conn)
+        .unwrap();
+
+    let to = destination(
+        kim.get_response(&app, &authorize_path(&rp, "openid offline_access", &[]))
+            .await,
+    )
+    .await;
+    let (status, tokens) = exchange(&app, &rp, &query_of(&to)["code"]).await;
+    assert_eq!(status, StatusCode::OK, "{tokens}");
+    assert!(tokens["expires_in"].as_i64().unwrap() <= 120, "{tokens}");
+    assert!(
+        claims_of(tokens["access_token"].as_str().unwrap())["exp"]
+            .as_i64()
+            .unwrap()
+            <= browser_end
+    );
+    let ends: Vec<chrono::NaiveDateTime> = sessions::table
+        .filter(sessions::client_id.is_not_null())
+        .select(sessions::expires_at)
+        .load(conn)
+        .unwrap();
+    assert_eq!(ends, [browser_end_at]);
+    // Refreshed, it still ends then.
+    let (status, refreshed) =
+        token_refresh(&app, &rp, tokens["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{refreshed}");
+    assert!(
+        claims_of(refreshed["access_token"].as_str().unwrap())["exp"]
+            .as_i64()
+            .unwrap()
+            <= browser_end
+    );
 }
 
 async fn other_clients_neither_see_nor_end_a_relying_partys_tokens(backend: Backend) {

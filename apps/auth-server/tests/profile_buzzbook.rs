@@ -88,6 +88,18 @@ async fn service_to_service_tokens_info_and_logout(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(open.status(), StatusCode::UNAUTHORIZED);
+    // Refused from a browser, still under the profile's own CORS policy.
+    let refused = app
+        .http
+        .post(app.url(&format!("{BASE}/api/auth/token")))
+        .header("origin", "https://app.buzz.example")
+        .json(&json!({"loginId": "x", "role": "USER", "userId": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&refused, "access-control-allow-credentials"), "true");
+    assert!(header(&refused, "access-control-expose-headers").contains("Refresh-Token"));
     assert_eq!(
         issue(&app, &id, "wrong", json!(42)).await.status(),
         StatusCode::UNAUTHORIZED

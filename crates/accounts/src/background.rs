@@ -11,7 +11,8 @@
 //!   any instance applies without a restart; on PostgreSQL the listening
 //!   connection also wakes it as soon as a rotation in the database commits;
 //! - API-token last use, collected in memory, written every 10 s;
-//! - idle rate-limit rows deleted every 10 minutes;
+//! - idle rate-limit rows, expired second-step challenges and sessions
+//!   ended a week ago deleted every 10 minutes;
 //! - mail delivery from the outbox, when a worker is given;
 //! - back-channel logout tokens POSTed to relying parties, when a sender
 //!   is given.
@@ -113,7 +114,7 @@ pub async fn start(
             wake,
         )),
         tokio::spawn(flush_api_token_use(accounts.clone())),
-        tokio::spawn(forget_idle_throttles(accounts.clone())),
+        tokio::spawn(forget_stale_rows(accounts.clone())),
     ];
     if let Some(reload) = config.key_reload {
         let Some(source) = accounts.key_source().cloned() else {
@@ -293,22 +294,36 @@ async fn flush_api_token_use(accounts: Arc<Accounts>) {
 }
 
 /// Deletes rate-limit rows with no recent events every 10 minutes, so the
-/// table holds only what is being limited now; and second-step challenges
-/// (`mfa_token`s) that expired over an hour ago.
-async fn forget_idle_throttles(accounts: Arc<Accounts>) {
+/// table holds only what is being limited now; second-step challenges
+/// (`mfa_token`s) that expired over an hour ago; and sessions that ended a
+/// week ago ([`Accounts::forget_ended_sessions`]).
+async fn forget_stale_rows(accounts: Arc<Accounts>) {
     let mut interval = tokio::time::interval(Duration::from_secs(600));
     loop {
         interval.tick().await;
-        let limiter = accounts.clone();
-        match run_blocking(move || limiter.throttle().forget_idle()).await {
-            Ok(Ok(deleted)) => tracing::debug!(deleted, "idle rate-limit rows deleted"),
-            _ => tracing::warn!("could not delete idle rate-limit rows; will try again"),
-        }
-        let challenges = accounts.clone();
-        match run_blocking(move || challenges.forget_expired_mfa_challenges()).await {
-            Ok(Ok(deleted)) => tracing::debug!(deleted, "expired second-step challenges deleted"),
-            _ => tracing::warn!("could not delete expired second-step challenges; will try again"),
-        }
+        forget(&accounts, "idle rate-limit rows", |a| {
+            a.throttle().forget_idle()
+        })
+        .await;
+        forget(&accounts, "expired second-step challenges", |a| {
+            a.forget_expired_mfa_challenges()
+        })
+        .await;
+        forget(&accounts, "ended sessions", Accounts::forget_ended_sessions).await;
+    }
+}
+
+/// Runs one deletion of [`forget_stale_rows`] off the runtime and logs
+/// how it went; a failure waits for the next round.
+async fn forget(
+    accounts: &Arc<Accounts>,
+    what: &'static str,
+    delete: fn(&Accounts) -> Result<usize, AccountsError>,
+) {
+    let accounts = accounts.clone();
+    match run_blocking(move || delete(&accounts)).await {
+        Ok(Ok(deleted)) => tracing::debug!(deleted, "{what} deleted"),
+        _ => tracing::warn!("could not delete {what}; will try again"),
     }
 }
 

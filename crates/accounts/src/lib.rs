@@ -66,7 +66,7 @@ pub use service::{
     Accounts, AccountsConfig, Channel, ClientInfo, Health, IssuedAccess, IssuedTokens, NewAccount,
     OutboxCounts, RevokedSession, SessionPolicy,
 };
-pub use sessions::{ActivationPreview, BrowserSession, SessionView};
+pub use sessions::{ActivationPreview, BrowserSession, ENDED_SESSION_RETENTION, SessionView};
 pub use throttle::{Limit, Rate, Throttle, ThrottleRates};
 pub use types::{
     DisplayName, Domain, EmailAddress, LoginId, ParseError, Password, PhoneNumber, UserStatus,

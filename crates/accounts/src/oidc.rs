@@ -787,7 +787,11 @@ impl Accounts {
             user_id: user.id.clone(),
             created_at: at.naive_utc(),
             last_used_at: at.naive_utc(),
-            expires_at: (at + TimeDelta::seconds(self.sessions.absolute_ttl_secs)).naive_utc(),
+            // It ends with the browser session it came from, at the latest
+            // (revoked with it too: `revoke_session_in`).
+            expires_at: (at + TimeDelta::seconds(self.sessions.absolute_ttl_secs))
+                .naive_utc()
+                .min(sso.expires_at),
             revoked_at: None,
             revoke_reason: None,
             user_agent: start.info.user_agent.clone(),
@@ -798,6 +802,7 @@ impl Accounts {
             auth_time: Some(sso.auth_time.unwrap_or(sso.created_at)),
             scope: Some(start.scope.to_owned()),
             sso_session_id: Some(sso.id.clone()),
+            forked_at: None,
         };
         if !claim(c, &session.id)? {
             return Ok(Err(AccountsError::InvalidGrant));

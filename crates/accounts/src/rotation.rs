@@ -17,6 +17,17 @@
 //! window keep their meaning within a batch and across batches. A token
 //! presented with another session or on the wrong channel is not spent.
 //!
+//! One live chain: a sibling issued within the grace window is a second live
+//! token in the session, and without more each would rotate on by itself —
+//! a stolen copy refreshed together with the owner's would then never be
+//! caught as reuse. So the sibling marks its session forked (`forked_at`),
+//! and the next rotation that claims an unspent token of a forked session
+//! spends every other unspent token of it, as of that moment
+//! ([`refresh_tokens::spend_other_branches`]): presented within the grace
+//! window, such a token gets a sibling like any other duplicate; later, it
+//! is reuse and the session is revoked. Rotations of unforked sessions, all
+//! but a racing few, pay nothing for this.
+//!
 //! A failed batch commits nothing: each of its rotations is then written
 //! alone, so every caller gets its own answer (one failing rotation can't
 //! fail the others), and none is told of a rotation that was not committed.
@@ -29,7 +40,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use storage::StorageError;
 use storage::models::{RefreshTokenRow, SessionRow, UserRow};
-use storage::repo::refresh_tokens;
+use storage::repo::{refresh_tokens, sessions};
 
 use crate::audit::{AuditContext, AuditEvent, events};
 use crate::blocking::spawn_detached;
@@ -122,7 +133,9 @@ impl Accounts {
     /// first use gets a fresh sibling token (two racing refreshes from one
     /// client both succeed; each new token is itself single-use). Later than
     /// that, the session is revoked and [`AccountsError::RefreshTokenReused`]
-    /// returned.
+    /// returned. Siblings don't make lasting chains: the first of them to be
+    /// rotated spends the others, which are then reuse once their own grace
+    /// window has passed.
     ///
     /// Blocks this thread until the group commit holding this rotation has
     /// committed (writing it here when no writer runs): for callers outside
@@ -244,6 +257,11 @@ impl Accounts {
                     .collect();
             // Sessions revoked by earlier rotations of this batch.
             let mut ended: HashSet<String> = HashSet::new();
+            // Sessions this batch gives a second live token (a sibling
+            // within the grace window), and forked sessions whose other
+            // branches it spends (see "One live chain" in the module doc).
+            let mut branched: HashSet<String> = HashSet::new();
+            let mut rejoined: HashSet<String> = HashSet::new();
             let mut claims = Vec::new();
             let mut touched = Vec::new();
             let mut inserts = Vec::new();
@@ -301,6 +319,14 @@ impl Accounts {
                     decided.push(Decided::Done(Rotation::Ended(revoked)));
                     continue;
                 }
+                let rejoin = if claimed {
+                    let forked = branched.contains(&session.id)
+                        || (session.forked_at.is_some() && !rejoined.contains(&session.id));
+                    forked.then(|| session.id.clone())
+                } else {
+                    branched.insert(session.id.clone());
+                    None
+                };
                 touched.push(session.id.clone());
                 let idle_end = now + TimeDelta::seconds(self.sessions.refresh_idle_ttl_secs);
                 let expires_at = idle_end.min(session.expires_at);
@@ -318,7 +344,27 @@ impl Accounts {
                     session: Box::new(session.clone()),
                     refresh_expires_in: (expires_at - now).num_seconds(),
                 });
+                if let Some(session_id) = rejoin {
+                    // The session's other tokens are spent now, also for
+                    // the rest of this batch.
+                    for (other, ..) in found.values_mut() {
+                        if other.session_id == session_id && other.used_at.is_none() {
+                            other.used_at = Some(now);
+                        }
+                    }
+                    rejoined.insert(session_id);
+                }
             }
+            // Before the inserts, so the tokens this batch hands out live.
+            let rejoined: Vec<String> = rejoined.into_iter().collect();
+            let unreached = refresh_tokens::spend_other_branches(c, &rejoined, &claims, now)?;
+            let forked: Vec<String> = branched.into_iter().chain(unreached).collect();
+            let one_chain: Vec<String> = rejoined
+                .into_iter()
+                .filter(|id| !forked.contains(id))
+                .collect();
+            sessions::set_forked(c, &forked, Some(now))?;
+            sessions::set_forked(c, &one_chain, None)?;
             touched.sort_unstable();
             touched.dedup();
             let mut user_ids: Vec<String> = decided

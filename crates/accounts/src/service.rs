@@ -568,6 +568,7 @@ impl Accounts {
             auth_time: Some(at.naive_utc()),
             scope: None,
             sso_session_id: None,
+            forked_at: None,
         };
         let mut conn = self.conn()?;
         let (roles, perms) = users::roles_and_permissions(&mut conn, &user.id)?;
@@ -679,7 +680,9 @@ impl Accounts {
     /// first use gets a fresh sibling token (two racing refreshes from one
     /// client both succeed; each new token is itself single-use). Later than
     /// that, the session is revoked and [`AccountsError::RefreshTokenReused`]
-    /// returned.
+    /// returned. Siblings don't make lasting chains: the first of them to be
+    /// rotated spends the others, which are then reuse once their own grace
+    /// window has passed.
     pub fn refresh(&self, presented: &SecretString, client: &ClientInfo) -> Result<IssuedTokens> {
         self.refresh_in_session(presented, None, client)
     }

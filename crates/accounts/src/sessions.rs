@@ -45,7 +45,34 @@ pub struct ActivationPreview {
     pub organization: Option<String>,
 }
 
+/// How long a session is kept after its absolute end (revoked ones too,
+/// until then): long enough to look into what happened in it. Its refresh
+/// tokens go with it; presented afterwards they are unknown, which is
+/// answered as an ended session's are (`invalid_refresh_token`).
+pub const ENDED_SESSION_RETENTION: TimeDelta = TimeDelta::days(7);
+
+/// Sessions deleted per statement by [`Accounts::forget_ended_sessions`].
+const FORGET_BATCH: i64 = 500;
+
 impl Accounts {
+    /// Deletes the sessions that ended more than
+    /// [`ENDED_SESSION_RETENTION`] ago, with their refresh tokens, a batch
+    /// at a time (the background work does this every few minutes, so the
+    /// tables hold what can still matter, not every session ever started).
+    /// Returns how many sessions were deleted.
+    pub fn forget_ended_sessions(&self) -> Result<usize> {
+        let before = (now() - ENDED_SESSION_RETENTION).naive_utc();
+        let mut deleted = 0;
+        loop {
+            let mut conn = self.conn()?;
+            let batch = sessions::delete_ended_before(&mut conn, before, FORGET_BATCH)?;
+            deleted += batch;
+            if batch < FORGET_BATCH as usize {
+                return Ok(deleted);
+            }
+        }
+    }
+
     /// The user's live sessions, most recently used first.
     pub fn sessions_of(&self, user_id: &str) -> Result<Vec<SessionView>> {
         let mut conn = self.conn()?;

@@ -8,7 +8,7 @@ mod support;
 use std::collections::HashSet;
 use std::sync::{Arc, Barrier};
 
-use accounts::{AccountsError, IssuedTokens};
+use accounts::{Accounts, AccountsError, IssuedTokens};
 use secrecy::{ExposeSecret, SecretString};
 use storage::Backend;
 use support::{PASSWORD, World, origin, secret};
@@ -16,6 +16,7 @@ use support::{PASSWORD, World, origin, secret};
 backend_tests!(
     rotations_arriving_together_each_get_their_own_answer,
     two_instances_rotating_the_same_tokens_leave_one_chain_each,
+    siblings_rotated_on_two_instances_at_once_end_as_one_chain,
 );
 
 enum Ask {
@@ -125,23 +126,12 @@ fn two_instances_rotating_the_same_tokens_leave_one_chain_each(backend: Backend)
                 .unwrap()
         })
         .collect();
-    let barrier = Arc::new(Barrier::new(2 * logins.len()));
-    let answers: Vec<IssuedTokens> = std::thread::scope(|scope| {
-        let running: Vec<_> = logins
+    let answers = rotate_at_once(
+        logins
             .iter()
             .flat_map(|login| [(&one, login), (&two, login)])
-            .map(|(instance, login)| {
-                let barrier = barrier.clone();
-                scope.spawn(move || {
-                    barrier.wait();
-                    instance
-                        .refresh(&login.refresh_token, &origin("10.9.1.2"))
-                        .unwrap()
-                })
-            })
-            .collect();
-        running.into_iter().map(|t| t.join().unwrap()).collect()
-    });
+            .collect(),
+    );
     let distinct: HashSet<&str> = answers
         .iter()
         .map(|t| t.refresh_token.expose_secret())
@@ -151,6 +141,110 @@ fn two_instances_rotating_the_same_tokens_leave_one_chain_each(backend: Backend)
         two.refresh(&tokens.refresh_token, &origin("10.9.1.3"))
             .unwrap();
     }
+}
+
+/// Forked sessions (two siblings from one token within the grace window)
+/// whose siblings are rotated at the same moment on two instances: however
+/// the two writers interleave (one spends the other's token first, or each
+/// claims its own while the other holds it locked), a session left with
+/// more than one live token stays marked forked, so its next rotations
+/// leave exactly one live token and clear the mark.
+fn siblings_rotated_on_two_instances_at_once_end_as_one_chain(backend: Backend) {
+    let world = World::new(backend);
+    let (sessions, siblings) = forked_sessions(&world);
+    let one = world.accounts.clone();
+    let two = world.second_instance();
+    let answers = rotate_at_once(
+        siblings
+            .iter()
+            .flat_map(|(a, b)| [(&one, a), (&two, b)])
+            .collect(),
+    );
+    for sid in &sessions {
+        let (live, forked) = chains(&world, sid);
+        assert!(live == 1 || forked, "{sid}: {live} live tokens, unmarked");
+    }
+    // Two more rotations of each session leave one chain: the first may
+    // itself get a sibling (its token spent by the other instance's
+    // rotation moments ago), the second claims a live token.
+    for pair in answers.chunks(2) {
+        let next = one
+            .refresh(&pair[0].refresh_token, &origin("10.9.2.3"))
+            .unwrap();
+        one.refresh(&next.refresh_token, &origin("10.9.2.3"))
+            .unwrap();
+    }
+    for sid in &sessions {
+        assert_eq!(chains(&world, sid), (1, false), "{sid}");
+    }
+}
+
+/// Each refresh token rotated on its instance, all at the same moment (one
+/// thread each, released together); the answers in order, all successful.
+fn rotate_at_once(asks: Vec<(&Arc<Accounts>, &IssuedTokens)>) -> Vec<IssuedTokens> {
+    let barrier = Arc::new(Barrier::new(asks.len()));
+    std::thread::scope(|scope| {
+        let running: Vec<_> = asks
+            .into_iter()
+            .map(|(instance, tokens)| {
+                let barrier = barrier.clone();
+                scope.spawn(move || {
+                    barrier.wait();
+                    instance
+                        .refresh(&tokens.refresh_token, &origin("10.9.1.2"))
+                        .unwrap()
+                })
+            })
+            .collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    })
+}
+
+/// Eight sessions of a new user, each forked: its login token refreshed
+/// twice. Returns the session ids and each session's two siblings.
+fn forked_sessions(world: &World) -> (Vec<String>, Vec<(IssuedTokens, IssuedTokens)>) {
+    world.user("eve@example.com", None);
+    let accounts = &world.accounts;
+    let from = origin("10.9.2.1");
+    let logins: Vec<IssuedTokens> = (0..8)
+        .map(|_| {
+            accounts
+                .login("eve@example.com", &secret(PASSWORD), &from)
+                .unwrap()
+        })
+        .collect();
+    let siblings: Vec<(IssuedTokens, IssuedTokens)> = logins
+        .iter()
+        .map(|login| {
+            let a = accounts.refresh(&login.refresh_token, &from).unwrap();
+            let b = accounts.refresh(&login.refresh_token, &from).unwrap();
+            (a, b)
+        })
+        .collect();
+    let sessions: Vec<String> = logins.iter().map(|l| l.claims.sid.clone()).collect();
+    for sid in &sessions {
+        assert_eq!(chains(world, sid), (2, true), "{sid}");
+    }
+    (sessions, siblings)
+}
+
+/// A session's unspent refresh tokens, and whether it is marked forked.
+fn chains(world: &World, session_id: &str) -> (i64, bool) {
+    use diesel::prelude::*;
+    use storage::schema::{refresh_tokens, sessions};
+    let conn = &mut world.db.pool.get().unwrap();
+    let live = refresh_tokens::table
+        .filter(refresh_tokens::session_id.eq(session_id))
+        .filter(refresh_tokens::used_at.is_null())
+        .count()
+        .get_result(conn)
+        .unwrap();
+    let forked: Option<chrono::NaiveDateTime> = sessions::table
+        .find(session_id)
+        .select(sessions::forked_at)
+        .first(conn)
+        .unwrap();
+    (live, forked.is_some())
 }
 
 fn now() -> i64 {

@@ -30,6 +30,7 @@ backend_tests!(
     the_last_active_admin_stays,
     wrong_current_passwords_count_like_failed_logins,
     no_access_token_outlives_its_session,
+    sessions_are_forgotten_a_week_after_their_end_and_answer_as_before,
 );
 
 fn rate(limit: u32) -> Rate {
@@ -883,4 +884,70 @@ fn no_access_token_outlives_its_session(backend: Backend) {
     assert_eq!(refreshed.claims.exp, end, "capped at the session's end");
     assert!(refreshed.claims.exp - refreshed.claims.iat <= 60);
     assert!(refreshed.refresh_expires_in <= 60);
+}
+
+/// Sessions (and their refresh tokens) are deleted a week after their
+/// absolute end, so the tables don't keep every session ever started;
+/// nothing that can still matter goes, and a deleted session's token is
+/// refused as it was before.
+fn sessions_are_forgotten_a_week_after_their_end_and_answer_as_before(backend: Backend) {
+    use diesel::prelude::*;
+    use storage::schema::{refresh_tokens, sessions};
+
+    let world = World::new(backend);
+    world.user("kim@example.com", None);
+    let accounts = &world.accounts;
+    let login = || {
+        accounts
+            .login("kim@example.com", &secret(PASSWORD), &origin("10.0.0.1"))
+            .unwrap()
+    };
+    let (old, recent, live) = (login(), login(), login());
+    // The old session rotated once: a parent and a child token.
+    let old_refreshed = accounts
+        .refresh(&old.refresh_token, &origin("10.0.0.1"))
+        .unwrap();
+    let conn = &mut world.db.pool.get().unwrap();
+    let ended = |days: i64| (chrono::Utc::now() - chrono::TimeDelta::days(days)).naive_utc();
+    for (sid, end) in [(&old.claims.sid, ended(8)), (&recent.claims.sid, ended(6))] {
+        diesel::update(sessions::table.find(sid))
+            .set(sessions::expires_at.eq(end))
+            .execute(conn)
+            .unwrap();
+    }
+    let tokens_of = |conn: &mut _, sid: &str| -> i64 {
+        refresh_tokens::table
+            .filter(refresh_tokens::session_id.eq(sid))
+            .count()
+            .get_result(conn)
+            .unwrap()
+    };
+    assert_eq!(tokens_of(conn, &old.claims.sid), 2);
+    let refused_before = accounts.refresh(&old_refreshed.refresh_token, &origin("10.0.0.1"));
+    assert!(matches!(
+        refused_before,
+        Err(AccountsError::InvalidRefreshToken)
+    ));
+
+    assert_eq!(accounts.forget_ended_sessions().unwrap(), 1);
+    let left: Vec<String> = sessions::table
+        .select(sessions::id)
+        .order(sessions::id)
+        .load(conn)
+        .unwrap();
+    let mut expected = vec![recent.claims.sid.clone(), live.claims.sid.clone()];
+    expected.sort();
+    assert_eq!(left, expected);
+    assert_eq!(tokens_of(conn, &old.claims.sid), 0);
+    assert_eq!(tokens_of(conn, &recent.claims.sid), 1);
+    // Refused as before, and nothing else changed.
+    let refused_after = accounts.refresh(&old_refreshed.refresh_token, &origin("10.0.0.1"));
+    assert!(matches!(
+        refused_after,
+        Err(AccountsError::InvalidRefreshToken)
+    ));
+    accounts
+        .refresh(&live.refresh_token, &origin("10.0.0.1"))
+        .unwrap();
+    assert_eq!(accounts.forget_ended_sessions().unwrap(), 0);
 }

@@ -9,6 +9,7 @@
 //! for it by name ([`Verifier::access_or_expired`]): everything but `exp` is
 //! still enforced, revocation included.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{RwLock, RwLockReadGuard};
 
 use crate::claims::{AccessClaims, Bearer, TokenPolicy};
@@ -46,6 +47,9 @@ impl<C> Freshness<C> {
 pub struct Verifier<K> {
     policy: TokenPolicy,
     keys: RwLock<K>,
+    /// Counts [`replace_keys`](Self::replace_keys) calls: see
+    /// [`key_generation`](Self::key_generation).
+    key_generation: AtomicU64,
     revoked: RevocationSet,
 }
 
@@ -54,6 +58,7 @@ impl<K: VerificationKeys + Clone> Verifier<K> {
         Verifier {
             policy,
             keys: RwLock::new(keys),
+            key_generation: AtomicU64::new(0),
             revoked: RevocationSet::default(),
         }
     }
@@ -71,6 +76,16 @@ impl<K: VerificationKeys + Clone> Verifier<K> {
     /// verifying at once.
     pub fn replace_keys(&self, keys: K) {
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = keys;
+        self.key_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Which key set is in use: it changes with every
+    /// [`replace_keys`](Self::replace_keys). Whoever remembers that a token
+    /// verified must remember with which generation, and verify again once
+    /// it changed: a key may have been revoked. Read it before verifying,
+    /// so keys replaced during the check count as a change.
+    pub fn key_generation(&self) -> u64 {
+        self.key_generation.load(Ordering::Acquire)
     }
 
     /// Revoked sessions and token ids, as far as this process knows.

@@ -10,16 +10,14 @@
 //!
 //! ```no_run
 //! # async fn run(accounts: std::sync::Arc<accounts::Accounts>) -> Result<(), Box<dyn std::error::Error>> {
-//! use actix_web::middleware::from_fn;
 //! use actix_web::{App, HttpServer};
-//! use auth_http::{FrontEnd, FrontEndConfig};
+//! use auth_http::{Edge, FrontEnd, FrontEndConfig};
 //!
 //! let front_end = FrontEnd::new(accounts, FrontEndConfig::default())?;
 //! HttpServer::new(move || {
 //!     let front_end = front_end.clone();
 //!     App::new()
-//!         .wrap(from_fn(auth_http::finish_responses))
-//!         .wrap(from_fn(auth_http::request_span))
+//!         .wrap(Edge::new())
 //!         .configure(move |cfg| front_end.configure(cfg))
 //! })
 //! .bind("127.0.0.1:8080")?
@@ -36,6 +34,7 @@ pub mod backchannel;
 pub mod http;
 pub mod metrics;
 pub mod profiles;
+mod request_stats;
 pub mod state;
 pub mod telemetry;
 pub mod token_cache;
@@ -48,15 +47,12 @@ use actix_web::web as aweb;
 use chrono::Offset;
 
 pub use http::extract::ForwardedHeader;
-/// Middleware (`from_fn`): `Allow` on every 405 and the final touches every
-/// answer needs.
-pub use http::finish_responses;
 pub use metrics::Metrics;
 pub use profiles::{Mounts, Profile};
 pub use state::AppState;
-/// Middleware (`from_fn`): a span and request id per request, and the
-/// request metrics.
-pub use telemetry::request_span;
+/// The middleware every request passes: span and request id, metrics,
+/// the final touches of each answer, security headers.
+pub use telemetry::Edge;
 
 /// How the front-ends are set up; every field has a working default.
 #[derive(Clone, Debug)]

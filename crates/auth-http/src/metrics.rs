@@ -5,8 +5,7 @@
 //! concrete path, so label values stay few). Database-backed gauges (outbox,
 //! pool) are read when scraped.
 
-use std::borrow::Cow;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
@@ -15,30 +14,14 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 use crate::http::error::ApiError;
 use crate::http::run_blocking;
+use crate::request_stats::RequestStats;
 use crate::state::AppState;
-
-/// Label values are borrowed `'static` strings where they can be (known
-/// methods, `unmatched`) and otherwise own what the request already
-/// allocated (the route pattern), so recording a request allocates nothing
-/// once its series exists.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    route: Cow<'static, str>,
-    method: Cow<'static, str>,
-    status: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    route: Cow<'static, str>,
-}
 
 /// The standard methods, as `'static` label values.
 const METHODS: [&str; 9] = [
@@ -47,15 +30,13 @@ const METHODS: [&str; 9] = [
 
 /// Any other method is `other`: clients choose methods freely, and one
 /// series per invented method would grow without bound.
-fn method_label(method: &Method) -> Cow<'static, str> {
+fn method_label(method: &Method) -> &'static str {
     let method = method.as_str();
-    Cow::Borrowed(
-        METHODS
-            .iter()
-            .find(|known| **known == method)
-            .copied()
-            .unwrap_or("other"),
-    )
+    METHODS
+        .iter()
+        .find(|known| **known == method)
+        .copied()
+        .unwrap_or("other")
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -76,8 +57,7 @@ struct StatusLabels {
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    latency: Family<RouteLabels, Histogram>,
+    requests: Arc<RequestStats>,
     logins: Family<OutcomeLabels, Counter>,
     refresh_reuse: Counter,
     throttled: Family<KindLabels, Counter>,
@@ -92,21 +72,9 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("auth");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by route pattern, method and status",
-            requests.clone(),
-        );
-        // 0.25 ms … 4 s.
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.000_25, 2.0, 15))
-        });
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to answer, by route pattern",
-            latency.clone(),
-        );
+        // `http_requests` and `http_request_duration_seconds`.
+        let requests = Arc::new(RequestStats::default());
+        registry.register_collector(Box::new(requests.clone()));
         let logins = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "logins",
@@ -152,7 +120,6 @@ impl Default for Metrics {
         Metrics {
             registry,
             requests,
-            latency,
             logins,
             refresh_reuse,
             throttled,
@@ -166,9 +133,9 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// `route`: the matched route pattern (`None`: no route matched). The
-    /// pattern string is moved into the labels rather than copied; the
-    /// families copy labels only when a series is new.
+    /// `route`: the matched route pattern (`None`: no route matched). Kept
+    /// in this thread's shard (see `request_stats`): the pattern string is
+    /// moved in only when the route is new to the thread.
     pub fn record_request(
         &self,
         route: Option<String>,
@@ -176,17 +143,8 @@ impl Metrics {
         status: u16,
         seconds: f64,
     ) {
-        let labels = RequestLabels {
-            route: route.map_or(Cow::Borrowed("unmatched"), Cow::Owned),
-            method: method_label(method),
-            status,
-        };
-        self.requests.get_or_create(&labels).inc();
-        self.latency
-            .get_or_create(&RouteLabels {
-                route: labels.route,
-            })
-            .observe(seconds);
+        self.requests
+            .record(route, method_label(method), status, seconds);
     }
 
     /// `outcome`: `success`, `invalid_credentials`, `not_active` or `throttled`.
@@ -259,7 +217,9 @@ fn authorize(req: &HttpRequest, expected: &SecretString) -> Result<(), ApiError>
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // The scheme's name is case-insensitive (RFC 9110 §11.1), as for
+        // every other bearer token the server reads.
+        .and_then(auth_core::bearer_token)
         .unwrap_or("");
     let matches: bool = presented
         .as_bytes()

@@ -10,6 +10,10 @@
 //!   the map lookup; the map itself only ever sees digests, never tokens.
 //! - An entry ends with its token: it is used only while
 //!   `now < exp + leeway`, the same bound verification applies.
+//! - An entry holds only for the key set it was verified with (the
+//!   verifier's key generation): once keys are replaced (rotated, or one
+//!   revoked) every token is verified again, so a revoked key's tokens are
+//!   refused from the reload on, cached or not.
 //! - Bounded: at most `capacity` entries, in 16 shards; a full shard drops
 //!   its oldest entry (first in, first out), so a flood of new tokens costs
 //!   one eviction per insert and never more memory.
@@ -43,6 +47,8 @@ struct Shard<V> {
 struct Entry<V> {
     digest: Digest,
     valid_until: i64,
+    /// The key generation the token was verified with.
+    keys: u64,
     value: V,
 }
 
@@ -66,8 +72,9 @@ impl<V: Clone> TokenCache<V> {
         self.per_shard > 0
     }
 
-    /// The value stored for this exact token, if it is still within its lifetime.
-    pub fn get(&self, token: &str, now: i64) -> Option<V> {
+    /// The value stored for this exact token, if it is still within its
+    /// lifetime and was verified with the key generation `keys`.
+    pub fn get(&self, token: &str, now: i64, keys: u64) -> Option<V> {
         if !self.enabled() {
             return None;
         }
@@ -76,11 +83,12 @@ impl<V: Clone> TokenCache<V> {
         let shard = shard.read().unwrap_or_else(|e| e.into_inner());
         let entry = shard.map.get(&key)?;
         let same: bool = entry.digest.ct_eq(&digest).into();
-        (same && now < entry.valid_until).then(|| entry.value.clone())
+        (same && now < entry.valid_until && entry.keys == keys).then(|| entry.value.clone())
     }
 
-    /// Remembers a verified token until `valid_until` (unix seconds, exclusive).
-    pub fn insert(&self, token: &str, value: V, valid_until: i64) {
+    /// Remembers a token verified with key generation `keys` until
+    /// `valid_until` (unix seconds, exclusive).
+    pub fn insert(&self, token: &str, value: V, valid_until: i64, keys: u64) {
         if !self.enabled() {
             return;
         }
@@ -90,6 +98,7 @@ impl<V: Clone> TokenCache<V> {
         let entry = Entry {
             digest,
             valid_until,
+            keys,
             value,
         };
         if shard.map.insert(key, entry).is_some() {
@@ -136,29 +145,30 @@ mod tests {
     #[test]
     fn hit_only_for_the_same_token_and_before_expiry() {
         let cache = TokenCache::new(100);
-        cache.insert("token-a", 1, 1_000);
-        assert_eq!(cache.get("token-a", 999), Some(1));
-        assert_eq!(cache.get("token-a", 1_000), None, "expired");
-        assert_eq!(cache.get("token-b", 10), None);
-        assert_eq!(cache.get("token-a ", 10), None);
+        cache.insert("token-a", 1, 1_000, 0);
+        assert_eq!(cache.get("token-a", 999, 0), Some(1));
+        assert_eq!(cache.get("token-a", 1_000, 0), None, "expired");
+        assert_eq!(cache.get("token-a", 999, 1), None, "keys replaced since");
+        assert_eq!(cache.get("token-b", 10, 0), None);
+        assert_eq!(cache.get("token-a ", 10, 0), None);
     }
 
     #[test]
     fn bounded_oldest_first() {
         let cache = TokenCache::new(SHARDS); // one entry per shard
         for i in 0..1_000 {
-            cache.insert(&format!("token-{i}"), i, i64::MAX);
+            cache.insert(&format!("token-{i}"), i, i64::MAX, 0);
         }
         assert!(cache.len() <= SHARDS, "{}", cache.len());
-        assert_eq!(cache.get("token-999", 0), Some(999), "newest kept");
-        assert_eq!(cache.get("token-0", 0), None, "oldest evicted");
+        assert_eq!(cache.get("token-999", 0, 0), Some(999), "newest kept");
+        assert_eq!(cache.get("token-0", 0, 0), None, "oldest evicted");
     }
 
     #[test]
     fn reinserting_does_not_grow_the_queue() {
         let cache = TokenCache::new(SHARDS * 2);
         for _ in 0..10 {
-            cache.insert("same", 7, i64::MAX);
+            cache.insert("same", 7, i64::MAX, 0);
         }
         assert_eq!(cache.len(), 1);
         let queued: usize = cache
@@ -172,8 +182,8 @@ mod tests {
     #[test]
     fn zero_capacity_disables() {
         let cache = TokenCache::new(0);
-        cache.insert("t", 1, i64::MAX);
-        assert_eq!(cache.get("t", 0), None);
+        cache.insert("t", 1, i64::MAX, 0);
+        assert_eq!(cache.get("t", 0, 0), None);
         assert!(cache.is_empty());
     }
 }

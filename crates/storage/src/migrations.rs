@@ -50,3 +50,14 @@ pub fn has_pending(conn: &mut AnyConnection) -> Result<bool, StorageError> {
     .map_err(|e| StorageError::Migration(e.to_string()))?;
     Ok(pending)
 }
+
+/// Reverts the last applied migration (tests of a data migration: revert
+/// it, write the rows it is for, apply it again).
+#[cfg(feature = "test-support")]
+pub fn revert_last(conn: &mut AnyConnection) -> Result<String, StorageError> {
+    let reverted = match conn {
+        AnyConnection::Postgresql(c) => c.revert_last_migration(POSTGRES).map(|v| v.to_string()),
+        AnyConnection::Sqlite(c) => c.revert_last_migration(SQLITE).map(|v| v.to_string()),
+    };
+    reverted.map_err(|e| StorageError::Migration(e.to_string()))
+}

@@ -74,6 +74,10 @@ pub struct SessionRow {
     /// The browser session a relying party's session came from: ending that
     /// one ends this one.
     pub sso_session_id: Option<String>,
+    /// When a second live refresh token was issued in this session (a
+    /// duplicate refresh within the reuse grace window); `None` while it has
+    /// one live chain. See `refresh_tokens::spend_other_branches`.
+    pub forked_at: Option<NaiveDateTime>,
 }
 
 #[derive(Queryable, Selectable, Insertable, Debug, Clone, PartialEq)]

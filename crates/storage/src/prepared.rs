@@ -13,7 +13,7 @@ use diesel::backend::Backend;
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Text, Timestamp};
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamp};
 use diesel::{QueryResult, RunQueryDsl};
 
 use crate::models::RefreshTokenRow;
@@ -52,59 +52,6 @@ where
 }
 
 /// PostgreSQL only (a data-modifying `WITH`; SQLite has none):
-/// [`ClaimToken`], and in the same statement the session's
-/// `last_used_at = now` if the rotation is going to succeed as far as the
-/// rows tell: the token was claimed now and has not expired, its session
-/// is neither revoked nor expired, and its user's status is
-/// `active_status`. Answers (claimed, session touched).
-///
-/// The caller's read that decides the rotation runs after this statement,
-/// in a snapshot of its own: a user disabled in between is refused (and
-/// the session revoked) after the session was touched here, so its
-/// `last_used_at` records that refused attempt. Harmless: the session is
-/// dead from then on.
-pub(crate) struct ClaimTokenTouchSession<'a> {
-    pub hash: &'a str,
-    pub now: NaiveDateTime,
-    pub active_status: &'a str,
-}
-statement!(ClaimTokenTouchSession);
-
-impl Query for ClaimTokenTouchSession<'_> {
-    type SqlType = (Bool, Bool);
-}
-
-impl QueryFragment<Pg> for ClaimTokenTouchSession<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        out.push_sql("WITH claimed AS (UPDATE refresh_tokens SET used_at = ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(" WHERE token_hash = ");
-        out.push_bind_param::<Text, _>(self.hash)?;
-        // Scalar subqueries rather than joins, so the plan is index
-        // lookups whatever the statistics say: the session by primary key
-        // (at most one claimed row: `token_hash` is unique), then its user.
-        out.push_sql(
-            " AND used_at IS NULL RETURNING session_id, expires_at), \
-             touched AS (UPDATE sessions SET last_used_at = ",
-        );
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(
-            " WHERE sessions.id = \
-             (SELECT claimed.session_id FROM claimed WHERE claimed.expires_at > ",
-        );
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(") AND sessions.revoked_at IS NULL AND sessions.expires_at > ");
-        out.push_bind_param::<Timestamp, _>(&self.now)?;
-        out.push_sql(" AND (SELECT status FROM users WHERE users.id = sessions.user_id) = ");
-        out.push_bind_param::<Text, _>(self.active_status)?;
-        out.push_sql(
-            " RETURNING sessions.id) \
-             SELECT EXISTS (SELECT 1 FROM claimed), EXISTS (SELECT 1 FROM touched)",
-        );
-        Ok(())
-    }
-}
-
 /// `sessions::touch`.
 pub(crate) struct TouchSession<'a> {
     pub id: &'a str,

@@ -308,6 +308,42 @@ pub mod sessions {
         Ok(())
     }
 
+    /// Deletes at most `limit` sessions whose absolute end is before
+    /// `before`, their refresh tokens with them (the foreign key cascades);
+    /// returns how many sessions. Bounded, so that one call holds SQLite's
+    /// write lock only briefly.
+    pub fn delete_ended_before(
+        conn: &mut AnyConnection,
+        before: NaiveDateTime,
+        limit: i64,
+    ) -> Result<usize> {
+        let ended: Vec<String> = sessions::table
+            .filter(sessions::expires_at.lt(before))
+            .select(sessions::id)
+            .limit(limit)
+            .load(conn)?;
+        if ended.is_empty() {
+            return Ok(0);
+        }
+        Ok(diesel::delete(sessions::table.filter(sessions::id.eq_any(&ended))).execute(conn)?)
+    }
+
+    /// Sets (`Some`) or clears (`None`) `forked_at` on these sessions: whether
+    /// they may hold more than one live refresh token (see
+    /// [`super::refresh_tokens::spend_other_branches`]).
+    pub fn set_forked(
+        conn: &mut AnyConnection,
+        ids: &[String],
+        forked_at: Option<NaiveDateTime>,
+    ) -> Result<()> {
+        if !ids.is_empty() {
+            diesel::update(sessions::table.filter(sessions::id.eq_any(ids)))
+                .set(sessions::forked_at.eq(forked_at))
+                .execute(conn)?;
+        }
+        Ok(())
+    }
+
     /// The user's sessions that are neither revoked nor expired, most
     /// recently used first.
     pub fn live_for_user(
@@ -766,52 +802,6 @@ pub mod refresh_tokens {
         Ok(rows.pop())
     }
 
-    /// What [`claim_and_touch_session`] did.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-    pub struct Claim {
-        /// This call marked the token used ([`claim_by_hash`] answered true).
-        pub claimed: bool,
-        /// The token's session got `last_used_at = now` in the same statement.
-        pub session_touched: bool,
-    }
-
-    /// [`claim_by_hash`], and on PostgreSQL, in the same statement, the
-    /// token's session is touched (`last_used_at = now`) when its rotation
-    /// is bound to succeed: the token was claimed now and has not expired,
-    /// its session is neither revoked nor expired, and its user's status is
-    /// `active_status`. Any success the statement can't see (a duplicate
-    /// request within the reuse grace, or SQLite, which has no
-    /// data-modifying `WITH`) leaves `session_touched` false, and the caller
-    /// touches the session itself ([`sessions::touch`]). One statement
-    /// fewer per rotation on PostgreSQL; the conditions are those under
-    /// which the rotation succeeds, so a refused refresh does not count as
-    /// a use of its session, as before.
-    pub fn claim_and_touch_session(
-        conn: &mut AnyConnection,
-        hash: &str,
-        now: NaiveDateTime,
-        active_status: &str,
-    ) -> Result<Claim> {
-        match conn {
-            AnyConnection::Postgresql(pg) => {
-                let (claimed, session_touched) = prepared::ClaimTokenTouchSession {
-                    hash,
-                    now,
-                    active_status,
-                }
-                .get_result::<(bool, bool)>(pg)?;
-                Ok(Claim {
-                    claimed,
-                    session_touched,
-                })
-            }
-            AnyConnection::Sqlite(_) => Ok(Claim {
-                claimed: claim_by_hash(conn, hash, now)?,
-                session_touched: false,
-            }),
-        }
-    }
-
     /// Runs `f` in the transaction of a batch of rotations. On PostgreSQL its
     /// statements plan with index scans only (`SET LOCAL enable_seqscan =
     /// off`, sent with the `BEGIN` in the same round trip): they find rows
@@ -964,6 +954,50 @@ pub mod refresh_tokens {
                 Ok((claimed, users::roles_and_permissions_many(conn, user_ids)?))
             }
         }
+    }
+
+    /// Spends (`used_at = now`) every unspent token of `sessions` except
+    /// those with a hash in `keep` (the tokens the calling batch claims
+    /// itself): what makes a forked session one chain again. Returns the
+    /// sessions that still hold an unspent token outside `keep`: on
+    /// PostgreSQL a token locked by another transaction (a rotation of it
+    /// running on another instance) is skipped, not waited for, since
+    /// waiting could deadlock with that rotation, which holds the token and
+    /// waits for the session this one holds. Such a session must stay marked
+    /// forked, so the rotation after it spends what is left.
+    pub fn spend_other_branches(
+        conn: &mut AnyConnection,
+        sessions: &[String],
+        keep: &[String],
+        now: NaiveDateTime,
+    ) -> Result<Vec<String>> {
+        if sessions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let unspent = || {
+            refresh_tokens::table
+                .filter(refresh_tokens::session_id.eq_any(sessions))
+                .filter(refresh_tokens::used_at.is_null())
+                .filter(refresh_tokens::token_hash.ne_all(keep))
+        };
+        let ids: Vec<String> = match conn {
+            AnyConnection::Postgresql(pg) => unspent()
+                .select(refresh_tokens::id)
+                .for_no_key_update()
+                .skip_locked()
+                .load(pg)?,
+            // The caller holds SQLite's write lock: nothing is locked apart.
+            AnyConnection::Sqlite(_) => unspent().select(refresh_tokens::id).load(conn)?,
+        };
+        if !ids.is_empty() {
+            diesel::update(refresh_tokens::table.filter(refresh_tokens::id.eq_any(&ids)))
+                .set(refresh_tokens::used_at.eq(now))
+                .execute(conn)?;
+        }
+        Ok(unspent()
+            .select(refresh_tokens::session_id)
+            .distinct()
+            .load(conn)?)
     }
 
     /// [`insert`] for many rows, one prepared statement each.

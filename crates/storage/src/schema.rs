@@ -60,6 +60,7 @@ diesel::table! {
         auth_time -> Nullable<Timestamp>,
         scope -> Nullable<Text>,
         sso_session_id -> Nullable<Text>,
+        forked_at -> Nullable<Timestamp>,
     }
 }
 

@@ -89,6 +89,7 @@ fn add_session(conn: &mut AnyConnection, id: &str, user_id: &str) -> SessionRow 
         auth_time: Some(at),
         scope: None,
         sso_session_id: None,
+        forked_at: None,
     };
     sessions::insert(conn, &session).unwrap();
     session
@@ -160,132 +161,6 @@ fn refresh_token_insert_claim_and_touch(backend: Backend) {
         }
     );
     assert_eq!(sessions::find(conn, "s2").unwrap().unwrap(), two);
-}
-
-/// `claim_and_touch_session` claims like `claim_by_hash`, and touches the
-/// session (PostgreSQL) only when the rotation is bound to succeed.
-fn claim_touches_only_sessions_about_to_be_rotated(backend: Backend) {
-    use storage::repo::refresh_tokens::Claim;
-    let fixture = migrated(backend);
-    let conn = &mut fixture.pool.get().unwrap();
-    let pg = backend == Backend::Postgres;
-    let at = now();
-    add_user(conn, "active", "active");
-    add_user(conn, "disabled", "disabled");
-    let mut cases = Vec::new();
-    // (token, what the claim should say)
-    let mut case = |conn: &mut AnyConnection,
-                    name: &str,
-                    user: &str,
-                    edit_session: &dyn Fn(&mut SessionRow),
-                    edit_token: &dyn Fn(&mut RefreshTokenRow),
-                    bound_to_succeed: bool| {
-        let mut session = add_session(conn, &format!("s-{name}"), user);
-        edit_session(&mut session);
-        diesel::update(storage::schema::sessions::table.find(&session.id))
-            .set((
-                storage::schema::sessions::expires_at.eq(session.expires_at),
-                storage::schema::sessions::revoked_at.eq(session.revoked_at),
-            ))
-            .execute(conn)
-            .unwrap();
-        let mut row = token(name, &session.id, None);
-        edit_token(&mut row);
-        refresh_tokens::insert(conn, &row).unwrap();
-        cases.push((row.token_hash.clone(), session, bound_to_succeed));
-    };
-    let keep_session = |_: &mut SessionRow| {};
-    let keep_token = |_: &mut RefreshTokenRow| {};
-    case(conn, "ok", "active", &keep_session, &keep_token, true);
-    case(
-        conn,
-        "disabled-user",
-        "disabled",
-        &keep_session,
-        &keep_token,
-        false,
-    );
-    case(
-        conn,
-        "revoked-session",
-        "active",
-        &|s| s.revoked_at = Some(at - TimeDelta::seconds(1)),
-        &keep_token,
-        false,
-    );
-    case(
-        conn,
-        "expired-session",
-        "active",
-        &|s| s.expires_at = at,
-        &keep_token,
-        false,
-    );
-    case(
-        conn,
-        "expired-token",
-        "active",
-        &keep_session,
-        &|t| t.expires_at = at,
-        false,
-    );
-    case(
-        conn,
-        "spent-token",
-        "active",
-        &keep_session,
-        &|t| t.used_at = Some(at - TimeDelta::seconds(1)),
-        false,
-    );
-    for (hash, before, bound_to_succeed) in cases {
-        let claim = refresh_tokens::claim_and_touch_session(conn, &hash, at, "active").unwrap();
-        let spent = hash == "hash-spent-token";
-        assert_eq!(
-            claim,
-            Claim {
-                claimed: !spent,
-                session_touched: pg && bound_to_succeed,
-            },
-            "{hash}"
-        );
-        let after = sessions::find(conn, &before.id).unwrap().unwrap();
-        let expected_last_use = if claim.session_touched {
-            at
-        } else {
-            before.last_used_at
-        };
-        assert_eq!(
-            after,
-            SessionRow {
-                last_used_at: expected_last_use,
-                ..before
-            },
-            "{hash}"
-        );
-        // Claimed once only: the second try claims and touches nothing.
-        let again = refresh_tokens::claim_and_touch_session(
-            conn,
-            &hash,
-            at + TimeDelta::seconds(1),
-            "active",
-        )
-        .unwrap();
-        assert_eq!(
-            again,
-            Claim {
-                claimed: false,
-                session_touched: false
-            }
-        );
-        assert_eq!(sessions::find(conn, &after.id).unwrap().unwrap(), after);
-    }
-    assert_eq!(
-        refresh_tokens::claim_and_touch_session(conn, "hash-unknown", at, "active").unwrap(),
-        Claim {
-            claimed: false,
-            session_touched: false
-        }
-    );
 }
 
 /// The group commit's statements for many rows answer what the one-row
@@ -449,6 +324,65 @@ fn rotation_transaction_commits_or_rolls_back(backend: Backend) {
     }
 }
 
+/// Migration 16: relying parties' sessions started before their end was
+/// capped at their browser session's end are brought back to it; every
+/// other session keeps its end.
+fn migration_16_ends_relying_party_sessions_with_their_browser_session(backend: Backend) {
+    use storage::schema::sessions as table;
+    let fixture = migrated(backend);
+    let conn = &mut fixture.pool.get().unwrap();
+    let reverted = storage::migrations::revert_last(conn).unwrap();
+    assert!(reverted.contains("000016"), "{reverted}");
+    add_user(conn, "u", "active");
+    let browser = add_session(conn, "browser", "u");
+    let follow = |conn: &mut AnyConnection, id: &str, sso: &str, end: NaiveDateTime| {
+        add_session(conn, id, "u");
+        diesel::update(table::table.find(id))
+            .set((table::sso_session_id.eq(sso), table::expires_at.eq(end)))
+            .execute(conn)
+            .unwrap();
+    };
+    follow(
+        conn,
+        "late",
+        "browser",
+        browser.expires_at + TimeDelta::days(29),
+    );
+    follow(
+        conn,
+        "early",
+        "browser",
+        browser.expires_at - TimeDelta::hours(1),
+    );
+    follow(
+        conn,
+        "orphan",
+        "gone",
+        browser.expires_at + TimeDelta::days(29),
+    );
+    let ends = |conn: &mut AnyConnection| -> Vec<(String, NaiveDateTime)> {
+        table::table
+            .select((table::id, table::expires_at))
+            .order(table::id)
+            .load(conn)
+            .unwrap()
+    };
+    let before = ends(conn);
+
+    let applied = storage::migrations::run_pending(conn).unwrap();
+    assert_eq!(applied, [reverted]);
+    let after = ends(conn);
+    for ((id, was), (_, now)) in before.iter().zip(&after) {
+        let expected = if id == "late" {
+            browser.expires_at
+        } else {
+            *was
+        };
+        assert_eq!(*now, expected, "{id}");
+    }
+    assert_eq!(after.len(), 4);
+}
+
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -463,8 +397,8 @@ macro_rules! backend_tests {
 backend_tests!(
     roles_and_permissions_match_the_two_queries,
     refresh_token_insert_claim_and_touch,
-    claim_touches_only_sessions_about_to_be_rotated,
     batch_statements_match_the_single_ones,
     batch_writes_claim_touch_insert_and_read_grants,
     rotation_transaction_commits_or_rolls_back,
+    migration_16_ends_relying_party_sessions_with_their_browser_session,
 );

@@ -20,7 +20,6 @@ use std::time::Duration;
 use accounts::keys::{KeyDir, KeySource, KeyStore};
 use accounts::{Accounts, AccountsConfig, BackgroundConfig, HashCost, KeyReload, PasswordHasher};
 use actix_web::dev::Server;
-use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 use anyhow::{Context, Result};
 use auth_core::{SigningAlgorithm, TokenPolicy};
@@ -113,8 +112,7 @@ pub async fn start(config: Config) -> Result<Running> {
         let front_end = front_end.clone();
         App::new()
             .app_data(web::Data::new(accounts.clone()))
-            .wrap(from_fn(auth_http::finish_responses))
-            .wrap(from_fn(auth_http::request_span))
+            .wrap(auth_http::Edge::new())
             .route("/", web::get().to(home))
             .route("/api/whoami", web::get().to(whoami))
             .configure(move |cfg| front_end.configure(cfg))

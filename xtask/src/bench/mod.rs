@@ -44,8 +44,8 @@ pub struct Options {
     pub no_postgres: bool,
     /// Use the built-in client even when wrk is installed.
     pub builtin_client: bool,
-    /// Also price each middleware layer on /healthz (the bare handler
-    /// behind one more of the server's layers at a time).
+    /// Also price the middleware on /healthz (the bare handler
+    /// behind the server's middleware).
     pub layers: bool,
 }
 
@@ -244,7 +244,7 @@ pub struct Run {
     /// Warm GET /me on the bare handler answering the server's own `/me`
     /// body: the same request and body on the wire, none of the work.
     pub floor_me: Option<Measured>,
-    /// The bare handler behind the server's layers, added one at a time.
+    /// The bare handler behind the server's middleware.
     pub layer_healthz: Vec<(String, Measured)>,
     pub me_warm: Option<Measured>,
     pub me_cold: Option<Measured>,
@@ -474,18 +474,17 @@ impl Bench {
     }
 
     /// With `--layers`: GET /healthz on the bare handler behind the
-    /// server's middleware, one more layer each time.
+    /// server's middleware (`auth_http::Edge`, its one layer).
     fn layers(&self, run: &mut Run) -> Result<()> {
         if self.layers {
-            for layers in ["headers", "headers,finish", "headers,finish,span"] {
-                let floor = Server::floor(&self.floor, layers, None)?;
-                let measured = self.measure(
-                    &floor,
-                    &format!("GET /healthz, bare handler + {layers}"),
-                    &self.spec("/healthz", Workload::Get, self.concurrency),
-                )?;
-                run.layer_healthz.push((layers.to_owned(), measured));
-            }
+            let layers = "edge";
+            let floor = Server::floor(&self.floor, layers, None)?;
+            let measured = self.measure(
+                &floor,
+                &format!("GET /healthz, bare handler + {layers}"),
+                &self.spec("/healthz", Workload::Get, self.concurrency),
+            )?;
+            run.layer_healthz.push((layers.to_owned(), measured));
         }
         Ok(())
     }

@@ -1,11 +1,10 @@
 //! `bench_floor`: the ceiling `cargo xtask bench` measures the server
 //! against. A bare actix-web handler answering `GET /healthz` exactly as the
 //! server does (same body and content type, same worker count, same logging
-//! set-up), optionally behind the server's own middleware, one layer at a
-//! time, to price each layer:
+//! set-up), optionally behind the server's own middleware, to price it:
 //!
 //! ```text
-//! bench_floor [--layers headers,finish,span] [--workers N] [--me-body FILE]
+//! bench_floor [--layers edge] [--workers N] [--me-body FILE]
 //! bench_floor --refresh-ceiling DATABASE_URL --batch N --seconds S --email E
 //! ```
 //!
@@ -14,10 +13,9 @@
 //! ceiling for `/me`, the same request and body on the wire with none of
 //! the work (the server's own `/me` answer is what the bench puts there).
 //!
-//! `headers` is the server's security headers, `finish` its
-//! `finish_responses`, `span` its `request_span` (without the metrics,
-//! which need the front-end's state). Prints `listening on http://ADDR` once
-//! bound, then serves until killed.
+//! `edge` is the server's one middleware, `auth_http::Edge` (without the
+//! metrics, which need the front-end's state). Prints `listening on
+//! http://ADDR` once bound, then serves until killed.
 //!
 //! `--refresh-ceiling` instead measures the database's own ceiling for the
 //! refresh path: the statements a batch of rotations runs in the server
@@ -35,7 +33,6 @@ use std::io::Write;
 use std::net::TcpListener;
 
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::{Condition, from_fn};
 use actix_web::{App, HttpResponse, HttpServer, web};
 
 async fn healthz() -> HttpResponse {
@@ -94,13 +91,13 @@ fn main() -> std::io::Result<()> {
             }
         };
     }
-    let mut layers = String::new();
+    let mut edge = false;
     let mut me_body: Option<web::Bytes> = None;
     let mut workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match (arg.as_str(), args.next()) {
-            ("--layers", Some(value)) => layers = value,
+            ("--layers", Some(value)) if value == "edge" => edge = true,
             ("--me-body", Some(path)) => me_body = Some(std::fs::read(path)?.into()),
             ("--workers", Some(value)) => {
                 workers = value.parse().map_err(|_| {
@@ -109,29 +106,22 @@ fn main() -> std::io::Result<()> {
             }
             _ => {
                 eprintln!(
-                    "usage: bench_floor [--layers headers,finish,span] [--workers N] \
+                    "usage: bench_floor [--layers edge] [--workers N] \
                      [--me-body FILE]"
                 );
                 std::process::exit(2);
             }
         }
     }
-    let has = |name: &str| layers.split(',').any(|l| l.trim() == name);
-    let (headers, finish, span) = (has("headers"), has("finish"), has("span"));
     auth_server::logging::init_logging(&auth_server::config::LogFormat::Text);
     let listener = TcpListener::bind("127.0.0.1:0")?;
     println!("listening on http://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
     actix_web::rt::System::new().block_on(async move {
-        let server = if headers || finish || span {
+        let server = if edge {
             HttpServer::new(move || {
                 App::new()
-                    .wrap(Condition::new(finish, from_fn(auth_http::finish_responses)))
-                    .wrap(Condition::new(
-                        headers,
-                        auth_server::app::security_headers(false),
-                    ))
-                    .wrap(Condition::new(span, from_fn(auth_http::request_span)))
+                    .wrap(auth_http::Edge::new())
                     .route("/healthz", web::get().to(healthz))
                     .configure(|config| me_route(config, me_body.clone()))
             })
@@ -204,6 +194,7 @@ mod ceiling {
                 auth_time: None,
                 scope: None,
                 sso_session_id: None,
+                forked_at: None,
             };
             sessions::insert(&mut conn, &session).map_err(|e| anyhow::anyhow!("{e}"))?;
             let token = new_token(&session.id, None, at);

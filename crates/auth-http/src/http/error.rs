@@ -348,6 +348,30 @@ impl ApiError {
     pub fn is_localized(&self) -> bool {
         !self.errors.is_empty()
     }
+
+    /// The detail with the field problems written into it, for answers
+    /// whose shape has no `errors` member (the compatibility profiles):
+    /// "the JSON body does not have the expected fields: login must be a
+    /// string". Without field problems, the detail as it is.
+    pub fn summary(&self) -> String {
+        let (detail, fields) = self.without_errors_list();
+        if fields.is_empty() {
+            return detail.to_owned();
+        }
+        format!("{detail}: {}", fields.join(", "))
+    }
+
+    /// The detail without its pointer to the `errors` list, and each field
+    /// problem as a phrase ("login must be a string"): what an answer
+    /// whose shape has no `errors` member is written from.
+    pub fn without_errors_list(&self) -> (&str, Vec<String>) {
+        let fields = self
+            .errors
+            .iter()
+            .map(|e| format!("{} {}", e.field, e.reason))
+            .collect();
+        (self.detail.trim_end_matches("; see errors"), fields)
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -361,7 +385,7 @@ impl ResponseError for ApiError {
         self.status
     }
 
-    /// Korean, the default; `http::finish_responses` renders it again in the
+    /// Korean, the default; `http::finish_response` renders it again in the
     /// request's language when that differs.
     fn error_response(&self) -> HttpResponse {
         self.render(Locale::default())

@@ -42,7 +42,7 @@ pub fn query_config() -> web::QueryConfig {
             QueryPayloadError::Deserialize(e) => data_error("", &e.to_string()),
             _ => None,
         };
-        invalid("the query string could not be read; see errors", problem).into()
+        invalid(BodyKind::Query, problem).into()
     })
 }
 
@@ -71,12 +71,34 @@ fn form_expected() -> ApiError {
     )
 }
 
-/// 400 `invalid_request`: what we say, and the field that failed if known.
+/// 400 `invalid_request`: what we say, and the field that failed if known
+/// (a body of the wrong kind altogether, `null` or `[]`, has none).
 /// The parser's own message never reaches the client.
-fn invalid(detail: &'static str, problem: Option<FieldError>) -> ApiError {
-    let mut e = ApiError::bad_request(detail);
-    e.errors.extend(problem);
-    e
+fn invalid(body: BodyKind, problem: Option<FieldError>) -> ApiError {
+    match problem {
+        Some(problem) => {
+            let mut e = ApiError::bad_request(match body {
+                BodyKind::Form => "the form body does not have the expected fields; see errors",
+                BodyKind::Json => "the JSON body does not have the expected fields; see errors",
+                BodyKind::Query => "the query string could not be read; see errors",
+            });
+            e.errors.push(problem);
+            e
+        }
+        None => ApiError::bad_request(match body {
+            BodyKind::Form => "the form body does not have the expected fields",
+            BodyKind::Json => "the JSON body must be an object with the documented fields",
+            BodyKind::Query => "the query string could not be read",
+        }),
+    }
+}
+
+/// Where the fields were read from.
+#[derive(Clone, Copy)]
+enum BodyKind {
+    Json,
+    Form,
+    Query,
 }
 
 fn unreadable() -> ApiError {
@@ -98,10 +120,7 @@ fn form_error(e: UrlencodedError) -> ApiError {
     match e {
         UrlencodedError::Overflow { .. } => too_large(),
         UrlencodedError::ContentType => form_expected(),
-        UrlencodedError::Parse(e) => invalid(
-            "the form body does not have the expected fields; see errors",
-            data_error("", &e.to_string()),
-        ),
+        UrlencodedError::Parse(e) => invalid(BodyKind::Form, data_error("", &e.to_string())),
         _ => unreadable(),
     }
 }
@@ -109,10 +128,7 @@ fn form_error(e: UrlencodedError) -> ApiError {
 fn json_data_error(path: &str, e: &serde_json::Error) -> ApiError {
     use serde_json::error::Category;
     match e.classify() {
-        Category::Data => invalid(
-            "the JSON body does not have the expected fields; see errors",
-            data_error(path, &e.to_string()),
-        ),
+        Category::Data => invalid(BodyKind::Json, data_error(path, &e.to_string())),
         Category::Syntax | Category::Eof => {
             ApiError::bad_request("the request body is not valid JSON")
         }
@@ -137,7 +153,7 @@ pub fn from_form<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let deserializer = serde_urlencoded::Deserializer::new(form_urlencoded::parse(body));
     serde_path_to_error::deserialize(deserializer).map_err(|e| {
         invalid(
-            "the form body does not have the expected fields; see errors",
+            BodyKind::Form,
             data_error(&e.path().to_string(), &e.inner().to_string()),
         )
     })
@@ -472,7 +488,9 @@ fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError> {
             )
         })?;
     let now = chrono::Utc::now().timestamp();
-    let principal = match state.token_cache.get(token, now) {
+    // Before verifying: keys replaced meanwhile make the entry stale.
+    let keys = state.accounts.verifier().key_generation();
+    let principal = match state.token_cache.get(token, now, keys) {
         Some(principal) => principal,
         None => {
             let principal = Arc::new(verify(state, token, now)?);
@@ -484,7 +502,7 @@ fn authenticate(req: &HttpRequest) -> Result<Arc<Principal>, ApiError> {
             // The bound verification itself applies: valid while now < exp + leeway.
             state
                 .token_cache
-                .insert(token, principal.clone(), exp.saturating_add(leeway));
+                .insert(token, principal.clone(), exp.saturating_add(leeway), keys);
             principal
         }
     };
@@ -683,6 +701,19 @@ mod tests {
         assert_eq!(whole.days, Some(2));
         let e = from_json::<Body>(b"{oops").unwrap_err();
         assert!(e.errors.is_empty() && e.code == "invalid_request", "{e}");
+        // Not an object at all: no field to name, and no `errors` promised.
+        for body in [&b"null"[..], b"[]", b"5"] {
+            let e = from_json::<Body>(body).unwrap_err();
+            assert!(
+                e.errors.is_empty() && !e.detail.contains("see errors"),
+                "{e}"
+            );
+        }
+        let e = from_json::<Body>(br#"{"name": 5, "roles": []}"#).unwrap_err();
+        assert_eq!(
+            e.summary(),
+            "the JSON body does not have the expected fields: name must be a string"
+        );
         let e = from_form::<Body>(b"name=a").unwrap_err();
         assert_eq!(
             (e.errors[0].field.as_str(), e.errors[0].code),

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod api_tokens;
 pub mod auth;
+pub(crate) mod cors;
 pub mod error;
 pub mod extract;
 pub mod flows;
@@ -18,11 +19,10 @@ pub mod sessions;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::body::EitherBody;
+use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::Next;
 use actix_web::{HttpResponse, web};
 
 /// [`accounts::run_blocking`] (the one way blocking work runs), its failure
@@ -251,48 +251,67 @@ fn resource(path: &str) -> actix_web::Resource {
 }
 
 /// The methods each route answers, by route pattern with its mount prefix:
-/// what a 405 names in `Allow` (RFC 9110 §15.5.6). Built from the same
-/// route tables the start-up overlap check and the tests use.
-pub struct AllowedMethods(HashMap<String, HeaderValue>);
+/// what a 405 names in `Allow` (RFC 9110 §15.5.6) and a CORS preflight in
+/// `Access-Control-Allow-Methods`. Built from the same route tables the
+/// start-up overlap check and the tests use.
+pub struct AllowedMethods(HashMap<String, Route>);
+
+/// Native routes that answer HTML to a browser's navigation, as pages do:
+/// no CORS for them either.
+const NATIVE_PAGES: &[&str] = &["/docs", "/oauth/authorize", "/oauth/logout"];
+
+/// A route pattern's entry in [`AllowedMethods`].
+pub(crate) struct Route {
+    /// Its methods, as `Allow` lists them.
+    allow: HeaderValue,
+    /// A web page (`crate::web::PAGE_ROUTES`, [`NATIVE_PAGES`]): no CORS.
+    page: bool,
+}
 
 impl AllowedMethods {
     pub fn new(mounts: &crate::profiles::Mounts) -> Self {
-        let mut methods: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
-        let native = NATIVE_ROUTES.iter().chain(crate::web::PAGE_ROUTES);
+        let mut methods: BTreeMap<String, (BTreeSet<&str>, bool)> = BTreeMap::new();
+        let native = NATIVE_ROUTES
+            .iter()
+            .map(|r| (r, NATIVE_PAGES.contains(&r.1)))
+            .chain(crate::web::PAGE_ROUTES.iter().map(|r| (r, true)))
+            .map(|(r, page)| (&mounts.native, r, page));
         let profiles = mounts
             .profiles
             .iter()
-            .flat_map(|(profile, prefix)| profile.routes().iter().map(move |r| (prefix, r)));
-        for (prefix, (method, path)) in native.map(|r| (&mounts.native, r)).chain(profiles) {
-            methods
-                .entry(format!("{prefix}{path}"))
-                .or_default()
-                .insert(method);
+            .flat_map(|(profile, prefix)| profile.routes().iter().map(move |r| (prefix, r, false)));
+        for (prefix, (method, path), page) in native.chain(profiles) {
+            let entry = methods.entry(format!("{prefix}{path}")).or_default();
+            entry.0.insert(method);
+            entry.1 |= page;
         }
         Self(
             methods
                 .into_iter()
-                .filter_map(|(pattern, methods)| {
+                .filter_map(|(pattern, (mut methods, page))| {
+                    // Answered wherever GET is (`Edge` routes HEAD as GET).
+                    if methods.contains("GET") {
+                        methods.insert("HEAD");
+                    }
                     let list = methods.into_iter().collect::<Vec<_>>().join(", ");
-                    Some((pattern, HeaderValue::from_str(&list).ok()?))
+                    let allow = HeaderValue::from_str(&list).ok()?;
+                    Some((pattern, Route { allow, page }))
                 })
                 .collect(),
         )
     }
 
-    pub fn get(&self, pattern: &str) -> Option<&HeaderValue> {
+    /// The entry of the route with this pattern.
+    pub(crate) fn route(&self, pattern: &str) -> Option<&Route> {
         self.0.get(pattern)
     }
 }
 
-/// The last touches every response gets, innermost of the middleware:
-/// `Allow` on a 405, and native problems with field errors written in the
-/// request's language (`Accept-Language`; Korean by default).
-pub async fn finish_responses(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let response = next.call(req).await?;
+/// The last touches every response gets (by [`crate::Edge`]): `Allow` on a
+/// 405, the CORS answer to a request that sent `Origin` ([`cors`]), and
+/// native problems with field errors written in the request's language
+/// (`Accept-Language`; Korean by default).
+pub(crate) fn finish_response<B>(response: ServiceResponse<B>) -> ServiceResponse<EitherBody<B>> {
     // Only errors with field messages depend on the language (rendered in
     // the default one already). Everything else keeps its body as it is
     // (no boxing on the way out).
@@ -309,21 +328,30 @@ pub async fn finish_responses(
         Some(localized) => response.into_response(localized).map_into_right_body(),
         None => response.map_into_left_body(),
     };
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED
-        && !response.headers().contains_key(header::ALLOW)
-    {
-        let allow = response.request().match_pattern().and_then(|pattern| {
-            response
-                .request()
-                .app_data::<web::Data<AllowedMethods>>()?
-                .get(&pattern)
-                .cloned()
-        });
-        if let Some(allow) = allow {
-            response.headers_mut().insert(header::ALLOW, allow);
-        }
+    // The route is looked up (a pattern string built) only for these.
+    let cross_origin = cors::applies(response.request());
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED && !cross_origin {
+        return response;
     }
-    Ok(response)
+    let request = response.request().clone();
+    let route = request.match_pattern().and_then(|pattern| {
+        request
+            .app_data::<web::Data<AllowedMethods>>()?
+            .route(&pattern)
+    });
+    if cross_origin {
+        response = cors::answer(response, route);
+    }
+    // Ours even where actix wrote one (a resource with several routes names
+    // its own methods, without HEAD).
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && let Some(route) = route
+    {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, route.allow.clone());
+    }
+    response
 }
 
 /// Body and path error handlers shared by every mount.

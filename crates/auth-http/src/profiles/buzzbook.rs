@@ -36,7 +36,7 @@ pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // Other methods answer 405 in the seed's shape (`Allow` is added by
-    // `http::finish_responses`); preflights are answered on every path.
+    // `http::finish_response`); preflights are answered on every path.
     let at = |path| {
         web::resource(path)
             .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
@@ -82,35 +82,36 @@ fn failure(req: &HttpRequest, state: &AppState, error: &ApiError) -> HttpRespons
         .json(json!({"message": message, "error": error.code}))
 }
 
-/// The request's origin when the operator allowed it (`cors_allowed_origins`).
-fn allowed_origin<'a>(req: &'a HttpRequest, state: &AppState) -> Option<&'a str> {
-    let origin = req.headers().get(header::ORIGIN)?.to_str().ok()?;
-    state
-        .cors_allowed_origins
-        .iter()
-        .any(|allowed| allowed == origin)
-        .then_some(origin)
+/// 401 `invalid_client` for the service-to-service token endpoint, with
+/// the profile's CORS answer like every other.
+fn client_refused(req: &HttpRequest, state: &AppState, message: &str) -> HttpResponse {
+    let mut response = HttpResponse::Unauthorized();
+    cors(req, state, &mut response);
+    response
+        .insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"auth-server\""))
+        .json(json!({"message": message, "error": "invalid_client"}))
 }
 
 /// Browsers may read the token headers only when told so, and only for the
-/// origins the operator allowed.
-fn cors(req: &HttpRequest, state: &AppState, response: &mut HttpResponseBuilder) {
-    if let Some(origin) = allowed_origin(req, state) {
-        response
-            .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin))
-            .insert_header((
-                header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                "Authorization, Refresh-Token",
-            ))
-            .insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"))
-            .insert_header((header::VARY, "Origin"));
-    }
+/// origins the operator allowed; true when the origin is one of them.
+fn cors(req: &HttpRequest, state: &AppState, response: &mut HttpResponseBuilder) -> bool {
+    let Some(origin) = crate::http::cors::allowed_origin(req, state) else {
+        return false;
+    };
+    response
+        .insert_header((header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone()))
+        .insert_header((
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            "Authorization, Refresh-Token",
+        ))
+        .insert_header((header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true"))
+        .insert_header((header::VARY, "Origin"));
+    true
 }
 
 async fn preflight(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     let mut response = HttpResponse::NoContent();
-    cors(&req, &state, &mut response);
-    if allowed_origin(&req, &state).is_some() {
+    if cors(&req, &state, &mut response) {
         response
             .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST, OPTIONS"))
             .insert_header((
@@ -168,10 +169,7 @@ struct TokenBody {
 )]
 async fn token(state: web::Data<AppState>, req: HttpRequest, body: Body) -> HttpResponse {
     let Some((client_id, secret)) = basic_credentials(req.headers()) else {
-        let mut response = HttpResponse::Unauthorized();
-        response.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"auth-server\""));
-        return response
-            .json(json!({"message": "클라이언트 인증이 필요합니다.", "error": "invalid_client"}));
+        return client_refused(&req, &state, "클라이언트 인증이 필요합니다.");
     };
     let body: TokenBody = match parse_body(body) {
         Ok(body) => body,
@@ -215,11 +213,7 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
     let issued = match outcome {
         Ok(Ok(issued)) => issued,
         Ok(Err(accounts::AccountsError::InvalidClient)) => {
-            let mut response = HttpResponse::Unauthorized();
-            response.insert_header((header::WWW_AUTHENTICATE, "Basic realm=\"auth-server\""));
-            return response.json(
-                json!({"message": "클라이언트 인증에 실패했습니다.", "error": "invalid_client"}),
-            );
+            return client_refused(&req, &state, "클라이언트 인증에 실패했습니다.");
         }
         Ok(Err(e)) => return failure(&req, &state, &ApiError::from(e)),
         Err(e) => return failure(&req, &state, &e),

@@ -232,12 +232,7 @@ fn message(locale: Locale, error: &ApiError) -> String {
                 "요청 형식이 올바르지 않습니다. JSON 본문을 보내세요.".to_owned()
             } else {
                 // The seed's body has no `errors` list: name the fields here.
-                let what = error.detail.trim_end_matches("; see errors");
-                let fields: Vec<String> = error
-                    .errors
-                    .iter()
-                    .map(|e| format!("{} {}", e.field, e.reason))
-                    .collect();
+                let (what, fields) = error.without_errors_list();
                 if fields.is_empty() {
                     format!("The request could not be read: {what}.")
                 } else {

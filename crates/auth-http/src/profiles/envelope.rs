@@ -34,7 +34,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Other methods on the seed's paths, in the envelope (`Allow` is added by
-/// `http::finish_responses`).
+/// `http::finish_response`).
 async fn not_allowed() -> HttpResponse {
     failure(&ApiError::method_not_allowed(), false)
 }
@@ -59,7 +59,7 @@ pub fn code_for(native: &str) -> u32 {
 }
 
 fn failure(error: &ApiError, wrap_in_result: bool) -> HttpResponse {
-    let body = json!({"code": code_for(error.code), "desc": error.detail, "error": error.code});
+    let body = json!({"code": code_for(error.code), "desc": error.summary(), "error": error.code});
     let body = if wrap_in_result {
         json!({ "result": body })
     } else {

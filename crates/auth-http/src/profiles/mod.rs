@@ -247,7 +247,7 @@ pub fn simple_error(error: &crate::http::error::ApiError) -> actix_web::HttpResp
     if let Some(header) = error.retry_after_header() {
         response.insert_header(header);
     }
-    response.json(serde_json::json!({"error": error.code, "message": error.detail}))
+    response.json(serde_json::json!({"error": error.code, "message": error.summary()}))
 }
 
 /// Schemas shared by the profiles' documentation. Nothing constructs them:
@@ -295,7 +295,7 @@ pub fn parse_body<T: DeserializeOwned>(body: Body) -> Result<T, crate::http::err
 }
 
 /// Other methods on the routes of the profiles whose seeds define no error
-/// shape (`Allow` is added by `http::finish_responses`).
+/// shape (`Allow` is added by `http::finish_response`).
 pub async fn simple_not_allowed() -> actix_web::HttpResponse {
     simple_error(&crate::http::error::ApiError::method_not_allowed())
 }

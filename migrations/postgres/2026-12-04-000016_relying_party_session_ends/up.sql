@@ -1,0 +1,8 @@
+-- A relying party's session ends with the browser session it came from, at
+-- the latest. Sessions started before that rule counted their own 30 days
+-- from the code exchange: bring their end back to their browser session's.
+UPDATE sessions
+SET expires_at = browser.expires_at
+FROM sessions AS browser
+WHERE browser.id = sessions.sso_session_id
+  AND sessions.expires_at > browser.expires_at;
