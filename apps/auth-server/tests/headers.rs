@@ -164,8 +164,12 @@ async fn cors_answers_listed_origins_on_the_api_only() {
         let response = preflight(path, APP).await.unwrap();
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
     }
+    // Nor the operator's metrics (open here: no `metrics_token`).
+    let response = preflight("/metrics", APP).await.unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
     // Nor anything that is not one of the API's routes.
     for path in [
+        "/metrics",
         "/oauth/authorize?client_id=nobody",
         "/docs/",
         "/docs/swagger-ui.css",

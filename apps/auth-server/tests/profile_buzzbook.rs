@@ -108,6 +108,27 @@ async fn service_to_service_tokens_info_and_logout(backend: Backend) {
         issue(&app, "nobody", &secret, json!(42)).await.status(),
         StatusCode::UNAUTHORIZED
     );
+    // The client is checked before the body: a wrong secret with a body
+    // that is not even JSON is refused as a client, not as a request; the
+    // right client with that body gets the body's error.
+    let garbled = |secret: &str| {
+        app.http
+            .post(app.url(&format!("{BASE}/api/auth/token")))
+            .basic_auth(&id, Some(secret))
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+    };
+    let refused = garbled("wrong").await.unwrap();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        refused.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
+    assert_eq!(
+        garbled(&secret).await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
 
     let response = issue(&app, &id, &secret, json!(42)).await;
     assert_eq!(response.status(), StatusCode::OK);

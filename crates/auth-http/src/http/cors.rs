@@ -7,8 +7,8 @@
 //! listed origin reads what an anonymous request would get, and sends the
 //! bearer token itself. Only the API's routes (those of the route tables
 //! that are not pages) answer CORS: not pages (HTML forms with a session
-//! cookie), not any other HTML answer, not static files or the API
-//! documentation's assets, not unknown paths. A front-end with its own policy sets
+//! cookie), not any other HTML answer, not `/metrics`, not static files or
+//! the API documentation's assets, not unknown paths. A front-end with its own policy sets
 //! `Access-Control-Allow-Origin` itself (the buzzbook profile: its seed
 //! exposes the token headers and allows credentials) and is left as it is.
 //!
@@ -79,7 +79,7 @@ pub(super) fn answer<B>(
     let Some(state) = req.app_data::<web::Data<AppState>>() else {
         return response;
     };
-    let Some(route) = route.filter(|r| !r.page) else {
+    let Some(route) = route.filter(|r| !r.no_cors) else {
         return response;
     };
     if is_html(response.headers())

@@ -256,16 +256,19 @@ fn resource(path: &str) -> actix_web::Resource {
 /// start-up overlap check and the tests use.
 pub struct AllowedMethods(HashMap<String, Route>);
 
-/// Native routes that answer HTML to a browser's navigation, as pages do:
-/// no CORS for them either.
-const NATIVE_PAGES: &[&str] = &["/docs", "/oauth/authorize", "/oauth/logout"];
+/// Native routes no browser app on another origin has any business
+/// reading: those that answer HTML to a browser's navigation, as pages do,
+/// and the operator's `/metrics` (open to anyone who can reach it when no
+/// `metrics_token` is set, but never to other origins' scripts).
+const NATIVE_WITHOUT_CORS: &[&str] = &["/docs", "/oauth/authorize", "/oauth/logout", "/metrics"];
 
 /// A route pattern's entry in [`AllowedMethods`].
 pub(crate) struct Route {
     /// Its methods, as `Allow` lists them.
     allow: HeaderValue,
-    /// A web page (`crate::web::PAGE_ROUTES`, [`NATIVE_PAGES`]): no CORS.
-    page: bool,
+    /// A web page (`crate::web::PAGE_ROUTES`) or one of
+    /// [`NATIVE_WITHOUT_CORS`]: no CORS.
+    no_cors: bool,
 }
 
 impl AllowedMethods {
@@ -273,29 +276,29 @@ impl AllowedMethods {
         let mut methods: BTreeMap<String, (BTreeSet<&str>, bool)> = BTreeMap::new();
         let native = NATIVE_ROUTES
             .iter()
-            .map(|r| (r, NATIVE_PAGES.contains(&r.1)))
+            .map(|r| (r, NATIVE_WITHOUT_CORS.contains(&r.1)))
             .chain(crate::web::PAGE_ROUTES.iter().map(|r| (r, true)))
-            .map(|(r, page)| (&mounts.native, r, page));
+            .map(|(r, no_cors)| (&mounts.native, r, no_cors));
         let profiles = mounts
             .profiles
             .iter()
             .flat_map(|(profile, prefix)| profile.routes().iter().map(move |r| (prefix, r, false)));
-        for (prefix, (method, path), page) in native.chain(profiles) {
+        for (prefix, (method, path), no_cors) in native.chain(profiles) {
             let entry = methods.entry(format!("{prefix}{path}")).or_default();
             entry.0.insert(method);
-            entry.1 |= page;
+            entry.1 |= no_cors;
         }
         Self(
             methods
                 .into_iter()
-                .filter_map(|(pattern, (mut methods, page))| {
+                .filter_map(|(pattern, (mut methods, no_cors))| {
                     // Answered wherever GET is (`Edge` routes HEAD as GET).
                     if methods.contains("GET") {
                         methods.insert("HEAD");
                     }
                     let list = methods.into_iter().collect::<Vec<_>>().join(", ");
                     let allow = HeaderValue::from_str(&list).ok()?;
-                    Some((pattern, Route { allow, page }))
+                    Some((pattern, Route { allow, no_cors }))
                 })
                 .collect(),
         )

@@ -7,7 +7,7 @@
 //! rotating and revoking them are `Accounts` operations; this module speaks
 //! the seed's HTTP. Decisions: `docs/profiles/buzzbook.md`.
 
-use accounts::{AuthenticatedClient, ClientTokenState, ClientTokens, VouchedUser};
+use accounts::{ClientTokenState, ClientTokens, VouchedUser};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::web;
@@ -171,10 +171,37 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
     let Some((client_id, secret)) = basic_credentials(req.headers()) else {
         return client_refused(&req, &state, "클라이언트 인증이 필요합니다.");
     };
-    let body: TokenBody = match parse_body(body) {
-        Ok(body) => body,
+    // The client first (RFC 6749 §3.2.1): a caller that is not one learns
+    // nothing about the body, not even whether it would have been valid.
+    let accounts = state.accounts.clone();
+    let client = match run_blocking(move || accounts.authenticate_client(&client_id, &secret)).await
+    {
+        Ok(Ok(client)) => client,
+        Ok(Err(accounts::AccountsError::InvalidClient)) => {
+            return client_refused(&req, &state, "클라이언트 인증에 실패했습니다.");
+        }
+        Ok(Err(e)) => return failure(&req, &state, &ApiError::from(e)),
         Err(e) => return failure(&req, &state, &e),
     };
+    let vouched = match parse_body(body).and_then(vouched_user) {
+        Ok(vouched) => vouched,
+        Err(e) => return failure(&req, &state, &e),
+    };
+    let accounts = state.accounts.clone();
+    let info = client_info(&req);
+    let issued =
+        match run_blocking(move || accounts.client_vouched_login(&client, &vouched, &info)).await {
+            Ok(Ok(issued)) => issued,
+            Ok(Err(e)) => return failure(&req, &state, &ApiError::from(e)),
+            Err(e) => return failure(&req, &state, &e),
+        };
+    let mut response = HttpResponse::Ok();
+    cors(&req, &state, &mut response);
+    with_tokens(&mut response, &issued).finish()
+}
+
+/// The user a client vouches for, its `userId` read as the seed's `long`.
+fn vouched_user(body: TokenBody) -> Result<VouchedUser, ApiError> {
     let external_id = match &body.user_id {
         // JSON has one number type: `42.0` is the integer 42 too. Beyond
         // 2^53 a JSON number is not exact in most clients, so not an id.
@@ -190,37 +217,13 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, body: Body) -> Http
             }
             _ => s.clone(),
         },
-        _ => {
-            return failure(
-                &req,
-                &state,
-                &ApiError::validation("userId", "must be a number"),
-            );
-        }
+        _ => return Err(ApiError::validation("userId", "must be a number")),
     };
-    let accounts = state.accounts.clone();
-    let info = client_info(&req);
-    let vouched = VouchedUser {
-        external_id: external_id.clone(),
-        login_id: body.login_id.clone(),
-        role: body.role.clone(),
-    };
-    let outcome = run_blocking(move || -> Result<_, accounts::AccountsError> {
-        let client: AuthenticatedClient = accounts.authenticate_client(&client_id, &secret)?;
-        accounts.client_vouched_login(&client, &vouched, &info)
+    Ok(VouchedUser {
+        external_id,
+        login_id: body.login_id,
+        role: body.role,
     })
-    .await;
-    let issued = match outcome {
-        Ok(Ok(issued)) => issued,
-        Ok(Err(accounts::AccountsError::InvalidClient)) => {
-            return client_refused(&req, &state, "클라이언트 인증에 실패했습니다.");
-        }
-        Ok(Err(e)) => return failure(&req, &state, &ApiError::from(e)),
-        Err(e) => return failure(&req, &state, &e),
-    };
-    let mut response = HttpResponse::Ok();
-    cors(&req, &state, &mut response);
-    with_tokens(&mut response, &issued).finish()
 }
 
 /// An integer-valued JSON number within ±(2^53 − 1).
