@@ -22,15 +22,24 @@
 //! a stolen copy refreshed together with the owner's would then never be
 //! caught as reuse. So the sibling marks its session forked (`forked_at`),
 //! and the next rotation that claims an unspent token of a forked session
-//! spends every other unspent token of it, as of that moment
-//! ([`refresh_tokens::spend_other_branches`]): presented within the grace
-//! window, such a token gets a sibling like any other duplicate; later, it
-//! is reuse and the session is revoked. Rotations of unforked sessions, all
-//! but a racing few, pay nothing for this.
+//! spends every other unspent token of it
+//! ([`refresh_tokens::spend_other_branches`]), each as of the moment its
+//! branch was forked ([`refresh_tokens::branch_spent_at`]). Presented within the
+//! grace window of that fork, such a token gets a sibling like any other
+//! duplicate (a client repeating its own refresh); later, it is reuse and
+//! the session is revoked — at once, however soon after the spending it
+//! comes: a window counted from the spending would let a second holder
+//! present its copy right after each of the owner's rotations and keep a
+//! chain of its own forever. Rotations of unforked sessions, all but a
+//! racing few, pay nothing for this.
 //!
 //! A failed batch commits nothing: each of its rotations is then written
 //! alone, so every caller gets its own answer (one failing rotation can't
 //! fail the others), and none is told of a rotation that was not committed.
+//! A batch of one is written again too: the usual failure is PostgreSQL
+//! ending one of two instances' batches that wait on each other's rows
+//! (the sessions and user of forked sessions, locked in token order), and
+//! the second attempt finds the other committed.
 //! When the database is unreachable every caller gets that answer at once.
 
 use std::collections::{HashMap, HashSet};
@@ -217,7 +226,6 @@ impl Accounts {
     fn write_rotations(&self, jobs: Vec<RotationJob>) -> Vec<Result<Rotation>> {
         match self.write_batch(&jobs) {
             Ok(done) => done.into_iter().map(Ok).collect(),
-            Err(e) if jobs.len() == 1 => vec![Err(e)],
             Err(AccountsError::Unavailable(reason)) => jobs
                 .iter()
                 .map(|_| Err(AccountsError::Unavailable(reason.clone())))
@@ -346,18 +354,27 @@ impl Accounts {
                 });
                 if let Some(session_id) = rejoin {
                     // The session's other tokens are spent now, also for
-                    // the rest of this batch.
-                    for (other, ..) in found.values_mut() {
-                        if other.session_id == session_id && other.used_at.is_none() {
-                            other.used_at = Some(now);
-                        }
+                    // the rest of this batch, as of their fork (see
+                    // `refresh_tokens::branch_spent_at`).
+                    let branch =
+                        |t: &RefreshTokenRow| t.session_id == session_id && t.used_at.is_none();
+                    let parents: Vec<&str> = found
+                        .values()
+                        .filter(|(t, ..)| branch(t))
+                        .filter_map(|(t, ..)| t.parent_id.as_deref())
+                        .collect();
+                    let forked_at = refresh_tokens::branch_spent_at(c, &parents)?;
+                    for (other, ..) in found.values_mut().filter(|(t, ..)| branch(t)) {
+                        let parent = other.parent_id.as_ref().and_then(|p| forked_at.get(p));
+                        other.used_at =
+                            Some(parent.copied().unwrap_or(refresh_tokens::BRANCH_SPENT_AT));
                     }
                     rejoined.insert(session_id);
                 }
             }
             // Before the inserts, so the tokens this batch hands out live.
             let rejoined: Vec<String> = rejoined.into_iter().collect();
-            let unreached = refresh_tokens::spend_other_branches(c, &rejoined, &claims, now)?;
+            let unreached = refresh_tokens::spend_other_branches(c, &rejoined, &claims)?;
             let forked: Vec<String> = branched.into_iter().chain(unreached).collect();
             let one_chain: Vec<String> = rejoined
                 .into_iter()

@@ -956,9 +956,39 @@ pub mod refresh_tokens {
         }
     }
 
-    /// Spends (`used_at = now`) every unspent token of `sessions` except
-    /// those with a hash in `keep` (the tokens the calling batch claims
-    /// itself): what makes a forked session one chain again. Returns the
+    /// `used_at` of a branch spent by [`spend_other_branches`] whose
+    /// parent is unknown: the Unix epoch, outside every grace window.
+    pub const BRANCH_SPENT_AT: NaiveDateTime = chrono::DateTime::UNIX_EPOCH.naive_utc();
+
+    /// When the branch that `parent` began was forked, i.e. when `parent`
+    /// was spent: the `used_at` a branch of it gets when another branch's
+    /// rotation spends it. Presented afterwards it then gets a sibling only
+    /// within the grace window of that fork (a client repeating its own
+    /// refresh), never one counted from the moment it was spent: a second
+    /// holder presenting its copy right after each of the owner's rotations
+    /// would otherwise fork the session again and again and never be caught.
+    /// [`BRANCH_SPENT_AT`] when the parent is not known (or not spent).
+    pub fn branch_spent_at(
+        conn: &mut AnyConnection,
+        parents: &[&str],
+    ) -> Result<std::collections::HashMap<String, NaiveDateTime>> {
+        if parents.is_empty() {
+            return Ok(std::collections::HashMap::new());
+        }
+        let spent: Vec<(String, Option<NaiveDateTime>)> = refresh_tokens::table
+            .filter(refresh_tokens::id.eq_any(parents))
+            .select((refresh_tokens::id, refresh_tokens::used_at))
+            .load(conn)?;
+        Ok(spent
+            .into_iter()
+            .filter_map(|(id, used_at)| Some((id, used_at?)))
+            .collect())
+    }
+
+    /// Spends every unspent token of `sessions` except those with a hash in
+    /// `keep` (the tokens the calling batch claims itself), each as of when
+    /// its branch was forked ([`branch_spent_at`]): what makes a forked
+    /// session one chain again. Returns the
     /// sessions that still hold an unspent token outside `keep`: on
     /// PostgreSQL a token locked by another transaction (a rotation of it
     /// running on another instance) is skipped, not waited for, since
@@ -969,7 +999,6 @@ pub mod refresh_tokens {
         conn: &mut AnyConnection,
         sessions: &[String],
         keep: &[String],
-        now: NaiveDateTime,
     ) -> Result<Vec<String>> {
         if sessions.is_empty() {
             return Ok(Vec::new());
@@ -980,18 +1009,27 @@ pub mod refresh_tokens {
                 .filter(refresh_tokens::used_at.is_null())
                 .filter(refresh_tokens::token_hash.ne_all(keep))
         };
-        let ids: Vec<String> = match conn {
+        let columns = (refresh_tokens::id, refresh_tokens::parent_id);
+        let branches: Vec<(String, Option<String>)> = match conn {
             AnyConnection::Postgresql(pg) => unspent()
-                .select(refresh_tokens::id)
+                .select(columns)
                 .for_no_key_update()
                 .skip_locked()
                 .load(pg)?,
             // The caller holds SQLite's write lock: nothing is locked apart.
-            AnyConnection::Sqlite(_) => unspent().select(refresh_tokens::id).load(conn)?,
+            AnyConnection::Sqlite(_) => unspent().select(columns).load(conn)?,
         };
-        if !ids.is_empty() {
-            diesel::update(refresh_tokens::table.filter(refresh_tokens::id.eq_any(&ids)))
-                .set(refresh_tokens::used_at.eq(now))
+        let parents: Vec<&str> = branches.iter().filter_map(|b| b.1.as_deref()).collect();
+        let forked_at = branch_spent_at(conn, &parents)?;
+        // A few rows: only forked sessions get here.
+        for (id, parent) in &branches {
+            let spent_at = parent
+                .as_ref()
+                .and_then(|p| forked_at.get(p))
+                .copied()
+                .unwrap_or(BRANCH_SPENT_AT);
+            diesel::update(refresh_tokens::table.find(id))
+                .set(refresh_tokens::used_at.eq(spent_at))
                 .execute(conn)?;
         }
         Ok(unspent()
