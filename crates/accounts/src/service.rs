@@ -724,10 +724,13 @@ impl Accounts {
     /// [`AccountsError::TokenRevoked`], as is a token whose session was
     /// revoked. The session row is locked first, so two renewals of one
     /// token racing on PostgreSQL see each other.
+    ///
+    /// A session past its absolute end answers as ended
+    /// ([`AccountsError::InvalidRefreshToken`]) whether or not it was
+    /// revoked before: that is what it answers once it is forgotten
+    /// ([`crate::sessions::ENDED_SESSION_RETENTION`]), so forgetting it
+    /// changes no answer.
     pub fn renew_access(&self, old: &AccessClaims) -> Result<IssuedAccess> {
-        if self.verifier.revocations().is_revoked(&old.sid, &old.jti) {
-            return Err(AccountsError::TokenRevoked);
-        }
         let at = now();
         let mut conn = self.conn()?;
         let (access, spent) = conn.transaction(|c| -> Result<_> {
@@ -738,13 +741,14 @@ impl Accounts {
             else {
                 return Err(AccountsError::InvalidRefreshToken);
             };
+            if session.expires_at <= at.naive_utc() {
+                return Err(AccountsError::InvalidRefreshToken);
+            }
             if session.revoked_at.is_some()
+                || self.verifier.revocations().is_revoked(&old.sid, &old.jti)
                 || revocations::exists(c, RevocationKind::Token.as_str(), &old.jti)?
             {
                 return Err(AccountsError::TokenRevoked);
-            }
-            if session.expires_at <= at.naive_utc() {
-                return Err(AccountsError::InvalidRefreshToken);
             }
             let user = users::find_by_id(c, &session.user_id)?;
             let Some(user) =

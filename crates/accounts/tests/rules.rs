@@ -907,6 +907,10 @@ fn sessions_are_forgotten_a_week_after_their_end_and_answer_as_before(backend: B
     let old_refreshed = accounts
         .refresh(&old.refresh_token, &origin("10.0.0.1"))
         .unwrap();
+    // …and was logged out before it ended.
+    accounts
+        .logout(&old.claims.sub, &old.claims.sid, &AuditContext::default())
+        .unwrap();
     let conn = &mut world.db.pool.get().unwrap();
     let ended = |days: i64| (chrono::Utc::now() - chrono::TimeDelta::days(days)).naive_utc();
     for (sid, end) in [(&old.claims.sid, ended(8)), (&recent.claims.sid, ended(6))] {
@@ -928,6 +932,13 @@ fn sessions_are_forgotten_a_week_after_their_end_and_answer_as_before(backend: B
         refused_before,
         Err(AccountsError::InvalidRefreshToken)
     ));
+    // Renewing its access token (seed 000's contract): ended, not revoked,
+    // since that is what it answers once forgotten.
+    let renewed_before = accounts.renew_access(&old_refreshed.claims);
+    assert!(
+        matches!(renewed_before, Err(AccountsError::InvalidRefreshToken)),
+        "{renewed_before:?}"
+    );
 
     assert_eq!(accounts.forget_ended_sessions().unwrap(), 1);
     let left: Vec<String> = sessions::table
@@ -946,6 +957,11 @@ fn sessions_are_forgotten_a_week_after_their_end_and_answer_as_before(backend: B
         refused_after,
         Err(AccountsError::InvalidRefreshToken)
     ));
+    let renewed_after = accounts.renew_access(&old_refreshed.claims);
+    assert!(
+        matches!(renewed_after, Err(AccountsError::InvalidRefreshToken)),
+        "{renewed_after:?}"
+    );
     accounts
         .refresh(&live.refresh_token, &origin("10.0.0.1"))
         .unwrap();
