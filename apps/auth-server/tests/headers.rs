@@ -167,8 +167,11 @@ async fn cors_answers_listed_origins_on_the_api_only() {
     // Nor the operator's metrics (open here: no `metrics_token`).
     let response = preflight("/metrics", APP).await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    // Nor anything that is not one of the API's routes.
+    // Nor anything that is not one of the API's routes (a profile's
+    // unknown paths included, even the one with a CORS policy of its own).
     for path in [
+        "/compat/buzzbook/nope",
+        "/compat/buzzbook/api/auth/nope",
         "/metrics",
         "/oauth/authorize?client_id=nobody",
         "/docs/",
@@ -188,6 +191,22 @@ async fn cors_answers_listed_origins_on_the_api_only() {
             "{path}"
         );
     }
+
+    // An answer a shared cache may keep says it depends on `Origin` even
+    // to a request without one, so a cache never hands it to a browser app.
+    let response = app
+        .http
+        .get(app.url("/.well-known/jwks.json"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        header(&response, "cache-control").contains("max-age"),
+        "{}",
+        header(&response, "cache-control")
+    );
+    assert!(header(&response, "vary").contains("Origin"));
+    assert_eq!(header(&response, "access-control-allow-origin"), "");
 
     // No list: CORS is off.
     let off = spawn_app(Backend::Sqlite).await;

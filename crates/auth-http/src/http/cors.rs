@@ -58,14 +58,31 @@ pub(crate) fn allowed_origin<'a>(
         .then_some(origin)
 }
 
-/// Whether [`answer`] has anything to do for this request: it sent `Origin`
-/// and CORS is on. Checked first, so that requests with an `Origin` (every
-/// browser's POST) cost nothing more while CORS is off, the default.
-pub(super) fn applies(req: &HttpRequest) -> bool {
-    req.headers().contains_key(header::ORIGIN)
+/// Whether [`answer`] has anything to do for this answer: CORS is on, and
+/// the request sent `Origin`, or the answer may be kept by a shared cache
+/// (the JWKS, the discovery document), which must then be told that the
+/// answer to a browser app differs (`Vary: Origin`) and not hand this one
+/// to it. Cheap first, so that answers cost nothing more while CORS is
+/// off, the default.
+pub(super) fn applies<B>(response: &ServiceResponse<B>) -> bool {
+    let req = response.request();
+    (req.headers().contains_key(header::ORIGIN) || shared_cacheable(response.headers()))
         && req
             .app_data::<web::Data<AppState>>()
             .is_some_and(|state| !state.cors_allowed_origins.is_empty())
+}
+
+/// An answer whose `Cache-Control` lets a shared cache keep it.
+fn shared_cacheable(headers: &header::HeaderMap) -> bool {
+    headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            let v = v.to_ascii_lowercase();
+            !v.contains("no-store")
+                && !v.contains("private")
+                && (v.contains("public") || v.contains("max-age"))
+        })
 }
 
 /// `response` with the CORS answer for its request, for which [`applies`];

@@ -332,7 +332,7 @@ pub(crate) fn finish_response<B>(response: ServiceResponse<B>) -> ServiceRespons
         None => response.map_into_left_body(),
     };
     // The route is looked up (a pattern string built) only for these.
-    let cross_origin = cors::applies(response.request());
+    let cross_origin = cors::applies(&response);
     if response.status() != StatusCode::METHOD_NOT_ALLOWED && !cross_origin {
         return response;
     }

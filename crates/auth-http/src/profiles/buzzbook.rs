@@ -65,15 +65,20 @@ async fn not_allowed(state: web::Data<AppState>, req: HttpRequest) -> HttpRespon
     failure(&req, &state, &ApiError::method_not_allowed())
 }
 
-/// The seed's failure body, with our stable code beside its message.
+/// The seed's failure body, with our stable code beside its message, and
+/// the profile's CORS answer.
 fn failure(req: &HttpRequest, state: &AppState, error: &ApiError) -> HttpResponse {
+    let mut response = HttpResponse::build(error.status);
+    cors(req, state, &mut response);
+    failure_body(&mut response, error)
+}
+
+fn failure_body(response: &mut HttpResponseBuilder, error: &ApiError) -> HttpResponse {
     let message = match error.status {
         StatusCode::UNAUTHORIZED => "다시 로그인해주세요.",
         StatusCode::BAD_REQUEST => "토큰 정보가 없습니다.",
         _ => "요청을 처리하지 못했습니다.",
     };
-    let mut response = HttpResponse::build(error.status);
-    cors(req, state, &mut response);
     if let Some(header) = error.retry_after_header() {
         response.insert_header(header);
     }
@@ -384,9 +389,11 @@ async fn info(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     with_tokens(&mut response, &issued).json(info_body(&issued.access_claims))
 }
 
-/// Paths the seed doesn't have, in the seed's error body.
-pub async fn unmatched(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    failure(&req, &state, &ApiError::not_found())
+/// Paths the seed doesn't have, in the seed's error body; no CORS answer,
+/// as for every unknown path.
+pub async fn unmatched() -> HttpResponse {
+    let error = ApiError::not_found();
+    failure_body(&mut HttpResponse::build(error.status), &error)
 }
 
 /// Response schemas for `/openapi.json`; the bodies are built with `json!`.
