@@ -164,6 +164,13 @@ async fn cors_answers_listed_origins_on_the_api_only() {
         let response = preflight(path, APP).await.unwrap();
         assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED, "{path}");
     }
+    // Nor a profile's unknown path, even under the one with a policy of its
+    // own.
+    let response = preflight("/compat/buzzbook/api/auth/nope", APP)
+        .await
+        .unwrap();
+    assert_eq!(header(&response, "access-control-allow-origin"), "");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
     // Nor the operator's metrics (open here: no `metrics_token`).
     let response = preflight("/metrics", APP).await.unwrap();
     assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);

@@ -772,7 +772,8 @@ impl Accounts {
         Ok(access)
     }
 
-    /// Revokes one session (logout). Returns it when it was live.
+    /// Revokes one session (logout). Returns it when it was live; `None`
+    /// (and no audit event) when it had ended before.
     pub fn logout(
         &self,
         user_id: &str,
@@ -784,22 +785,23 @@ impl Accounts {
         let revoked = conn.transaction(|c| {
             storage::repo::write_lock(c)?;
             let revoked = self.revoke_session_in(c, session_id, "logout", at)?;
-            AuditEvent::new(events::LOGOUT)
-                .subject(user_id)
-                .detail("session_id", session_id)
-                .record(c, context)?;
+            if !revoked.is_empty() {
+                AuditEvent::new(events::LOGOUT)
+                    .subject(user_id)
+                    .detail("session_id", session_id)
+                    .record(c, context)?;
+            }
             Ok::<_, AccountsError>(revoked)
         })?;
-        // Revoked before (perhaps on another instance, not yet polled here):
-        // its tokens are refused here at once all the same.
-        let revoked = if revoked.is_empty() {
-            vec![RevokedSession {
+        if revoked.is_empty() {
+            // Revoked before (perhaps on another instance, not yet polled
+            // here): its tokens are refused here at once all the same.
+            self.published(vec![RevokedSession {
                 session_id: session_id.to_owned(),
                 until: self.revocation_end(at).timestamp(),
-            }]
-        } else {
-            revoked
-        };
+            }]);
+            return Ok(None);
+        }
         Ok(self.published(revoked).into_iter().next())
     }
 

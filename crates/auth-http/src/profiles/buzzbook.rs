@@ -36,7 +36,8 @@ pub struct Api;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // Other methods answer 405 in the seed's shape (`Allow` is added by
-    // `http::finish_response`); preflights are answered on every path.
+    // `http::finish_response`); preflights are answered on the seed's
+    // paths (elsewhere: the profile's 404, without CORS).
     let at = |path| {
         web::resource(path)
             .route(web::method(actix_web::http::Method::OPTIONS).to(preflight))
@@ -44,11 +45,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     };
     cfg.service(at("/api/auth/token").route(web::post().to(token)))
         .service(at("/api/auth/logout").route(web::get().to(logout)))
-        .service(at("/api/auth/info").route(web::get().to(info)))
-        .route(
-            "/api/auth/{any:.*}",
-            web::method(actix_web::http::Method::OPTIONS).to(preflight),
-        );
+        .service(at("/api/auth/info").route(web::get().to(info)));
 }
 
 fn with_tokens<'a>(
@@ -310,11 +307,18 @@ async fn logout(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     };
     let (user_id, sid) = (refresh.user_id.clone(), refresh.sid.clone());
     match run_blocking(move || accounts.logout(&user_id, &sid, &context)).await {
-        Ok(Ok(_)) => {
+        Ok(Ok(Some(_))) => {
             let mut response = HttpResponse::Ok();
             cors(&req, &state, &mut response);
             response.finish()
         }
+        // Ended before: the refresh JWT outlives the revocation list's
+        // memory of it (one access-token lifetime), not the session's end.
+        Ok(Ok(None)) => failure(
+            &req,
+            &state,
+            &ApiError::unauthorized("token_revoked", "the token has been revoked"),
+        ),
         Ok(Err(e)) => failure(&req, &state, &ApiError::from(e)),
         Err(e) => failure(&req, &state, &e),
     }
