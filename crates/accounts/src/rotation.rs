@@ -36,10 +36,11 @@
 //! A failed batch commits nothing: each of its rotations is then written
 //! alone, so every caller gets its own answer (one failing rotation can't
 //! fail the others), and none is told of a rotation that was not committed.
-//! A batch of one is written again too: the usual failure is PostgreSQL
-//! ending one of two instances' batches that wait on each other's rows
-//! (the sessions and user of forked sessions, locked in token order), and
-//! the second attempt finds the other committed.
+//! A batch of one is written again too, and a rotation written alone is
+//! tried up to three times while the database refuses it: the usual
+//! failure is PostgreSQL ending one of two instances' batches that wait on
+//! each other's rows (the branches, sessions and user of a forked session),
+//! and the next try finds the other committed.
 //! When the database is unreachable every caller gets that answer at once.
 
 use std::collections::{HashMap, HashSet};
@@ -236,12 +237,25 @@ impl Accounts {
                     rotations = jobs.len(),
                     "a batch of refresh-token rotations failed; writing each alone"
                 );
-                jobs.iter()
-                    .map(|job| {
-                        self.write_batch(std::slice::from_ref(job))
-                            .and_then(|mut done| done.pop().ok_or(AccountsError::BackgroundTask))
-                    })
-                    .collect()
+                jobs.iter().map(|job| self.write_alone(job)).collect()
+            }
+        }
+    }
+
+    /// One rotation in a transaction of its own, tried again while the
+    /// database ends it for waiting on another transaction (a deadlock with
+    /// another instance's batch, which then goes on): each try commits
+    /// nothing it does not answer.
+    fn write_alone(&self, job: &RotationJob) -> Result<Rotation> {
+        const TRIES: usize = 3;
+        let mut tries = 1;
+        loop {
+            match self.write_batch(std::slice::from_ref(job)) {
+                Ok(mut done) => return done.pop().ok_or(AccountsError::BackgroundTask),
+                Err(AccountsError::Storage(StorageError::Query(
+                    diesel::result::Error::DatabaseError(..),
+                ))) if tries < TRIES => tries += 1,
+                Err(e) => return Err(e),
             }
         }
     }

@@ -17,6 +17,7 @@ backend_tests!(
     rotations_arriving_together_each_get_their_own_answer,
     two_instances_rotating_the_same_tokens_leave_one_chain_each,
     siblings_rotated_on_two_instances_at_once_end_as_one_chain,
+    siblings_rotated_on_two_instances_after_the_window_are_reuse,
 );
 
 enum Ask {
@@ -179,9 +180,66 @@ fn siblings_rotated_on_two_instances_at_once_end_as_one_chain(backend: Backend) 
     }
 }
 
+/// The same, after the grace window of each fork: the two siblings of a
+/// session rotated at the same instant on two instances are what one
+/// instance would make of them — one rotates (or neither), the other is
+/// reuse, and the session ends. Neither instance may skip the other's
+/// branch because it is busy with it and so leave two chains.
+fn siblings_rotated_on_two_instances_after_the_window_are_reuse(backend: Backend) {
+    let world = World::new(backend);
+    let (sessions, siblings) = forked_sessions(&world);
+    {
+        // A minute ago: every fork's window is over.
+        use diesel::prelude::*;
+        use storage::schema::refresh_tokens;
+        let conn = &mut world.db.pool.get().unwrap();
+        let earlier = (chrono::Utc::now() - chrono::TimeDelta::seconds(60)).naive_utc();
+        diesel::update(
+            refresh_tokens::table
+                .filter(refresh_tokens::session_id.eq_any(&sessions))
+                .filter(refresh_tokens::used_at.is_not_null()),
+        )
+        .set(refresh_tokens::used_at.eq(earlier))
+        .execute(conn)
+        .unwrap();
+    }
+    let one = world.accounts.clone();
+    let two = world.second_instance();
+    let answers = try_rotate_at_once(
+        siblings
+            .iter()
+            .flat_map(|(a, b)| [(&one, a), (&two, b)])
+            .collect(),
+    );
+    for (sid, pair) in sessions.iter().zip(answers.chunks(2)) {
+        assert!(
+            pair.iter()
+                .any(|r| matches!(r, Err(AccountsError::RefreshTokenReused(_)))),
+            "{sid}: {pair:?}"
+        );
+        for tokens in pair.iter().flatten() {
+            assert!(
+                one.refresh(&tokens.refresh_token, &origin("10.9.2.4"))
+                    .is_err(),
+                "{sid}: a chain outlived the reuse"
+            );
+        }
+    }
+}
+
 /// Each refresh token rotated on its instance, all at the same moment (one
 /// thread each, released together); the answers in order, all successful.
 fn rotate_at_once(asks: Vec<(&Arc<Accounts>, &IssuedTokens)>) -> Vec<IssuedTokens> {
+    try_rotate_at_once(asks)
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// [`rotate_at_once`], the answers as they came.
+fn try_rotate_at_once(
+    asks: Vec<(&Arc<Accounts>, &IssuedTokens)>,
+) -> Vec<Result<IssuedTokens, AccountsError>> {
     let barrier = Arc::new(Barrier::new(asks.len()));
     std::thread::scope(|scope| {
         let running: Vec<_> = asks
@@ -190,9 +248,7 @@ fn rotate_at_once(asks: Vec<(&Arc<Accounts>, &IssuedTokens)>) -> Vec<IssuedToken
                 let barrier = barrier.clone();
                 scope.spawn(move || {
                     barrier.wait();
-                    instance
-                        .refresh(&tokens.refresh_token, &origin("10.9.1.2"))
-                        .unwrap()
+                    instance.refresh(&tokens.refresh_token, &origin("10.9.1.2"))
                 })
             })
             .collect();

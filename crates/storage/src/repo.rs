@@ -988,13 +988,18 @@ pub mod refresh_tokens {
     /// Spends every unspent token of `sessions` except those with a hash in
     /// `keep` (the tokens the calling batch claims itself), each as of when
     /// its branch was forked ([`branch_spent_at`]): what makes a forked
-    /// session one chain again. Returns the
-    /// sessions that still hold an unspent token outside `keep`: on
-    /// PostgreSQL a token locked by another transaction (a rotation of it
-    /// running on another instance) is skipped, not waited for, since
-    /// waiting could deadlock with that rotation, which holds the token and
-    /// waits for the session this one holds. Such a session must stay marked
-    /// forked, so the rotation after it spends what is left.
+    /// session one chain again. Returns the sessions that still hold an
+    /// unspent token outside `keep` (none, once this has run: they stay
+    /// marked forked if ever there are).
+    ///
+    /// On PostgreSQL a token locked by another transaction (a rotation of
+    /// the other branch on another instance, at the same instant) is waited
+    /// for, not skipped: skipped, both branches rotated on and the session
+    /// kept two chains until its next rotation. The two rotations may wait
+    /// on each other (each holds its token and the session's row the other
+    /// wants); PostgreSQL then ends one, and its rotations are written
+    /// again (`accounts::rotation`), finding the other's committed: its
+    /// branch spent, as one instance would have decided.
     pub fn spend_other_branches(
         conn: &mut AnyConnection,
         sessions: &[String],
@@ -1011,11 +1016,9 @@ pub mod refresh_tokens {
         };
         let columns = (refresh_tokens::id, refresh_tokens::parent_id);
         let branches: Vec<(String, Option<String>)> = match conn {
-            AnyConnection::Postgresql(pg) => unspent()
-                .select(columns)
-                .for_no_key_update()
-                .skip_locked()
-                .load(pg)?,
+            AnyConnection::Postgresql(pg) => {
+                unspent().select(columns).for_no_key_update().load(pg)?
+            }
             // The caller holds SQLite's write lock: nothing is locked apart.
             AnyConnection::Sqlite(_) => unspent().select(columns).load(conn)?,
         };
