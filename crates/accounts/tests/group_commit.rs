@@ -146,8 +146,9 @@ fn two_instances_rotating_the_same_tokens_leave_one_chain_each(backend: Backend)
 
 /// Forked sessions (two siblings from one token within the grace window)
 /// whose siblings are rotated at the same moment on two instances: however
-/// the two writers interleave (one spends the other's token first, or each
-/// claims its own while the other holds it locked), a session left with
+/// the two writers interleave (one spends the other's token first, or the
+/// two wait on each other and PostgreSQL ends one, which is then written
+/// again and finds its token spent within the window), a session left with
 /// more than one live token stays marked forked, so its next rotations
 /// leave exactly one live token and clear the mark.
 fn siblings_rotated_on_two_instances_at_once_end_as_one_chain(backend: Backend) {
@@ -155,12 +156,7 @@ fn siblings_rotated_on_two_instances_at_once_end_as_one_chain(backend: Backend) 
     let (sessions, siblings) = forked_sessions(&world);
     let one = world.accounts.clone();
     let two = world.second_instance();
-    let answers = rotate_at_once(
-        siblings
-            .iter()
-            .flat_map(|(a, b)| [(&one, a), (&two, b)])
-            .collect(),
-    );
+    let answers = rotate_at_once(one_on_each(&siblings, &one, &two));
     for sid in &sessions {
         let (live, forked) = chains(&world, sid);
         assert!(live == 1 || forked, "{sid}: {live} live tokens, unmarked");
@@ -205,12 +201,7 @@ fn siblings_rotated_on_two_instances_after_the_window_are_reuse(backend: Backend
     }
     let one = world.accounts.clone();
     let two = world.second_instance();
-    let answers = try_rotate_at_once(
-        siblings
-            .iter()
-            .flat_map(|(a, b)| [(&one, a), (&two, b)])
-            .collect(),
-    );
+    let answers = try_rotate_at_once(one_on_each(&siblings, &one, &two));
     for (sid, pair) in sessions.iter().zip(answers.chunks(2)) {
         assert!(
             pair.iter()
@@ -225,6 +216,19 @@ fn siblings_rotated_on_two_instances_after_the_window_are_reuse(backend: Backend
             );
         }
     }
+}
+
+/// Each pair of siblings split between the instances: the first to `one`,
+/// the second to `two`.
+fn one_on_each<'a>(
+    siblings: &'a [(IssuedTokens, IssuedTokens)],
+    one: &'a Arc<Accounts>,
+    two: &'a Arc<Accounts>,
+) -> Vec<(&'a Arc<Accounts>, &'a IssuedTokens)> {
+    siblings
+        .iter()
+        .flat_map(|(a, b)| [(one, a), (two, b)])
+        .collect()
 }
 
 /// Each refresh token rotated on its instance, all at the same moment (one
